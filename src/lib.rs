@@ -1,1 +1,17 @@
-//! placeholder
+//! revproxy: an HTTP/1.1 reverse proxy built stage by stage on blocking `std::net`.
+//!
+//! Every stage binary in `src/bin` is a thin composition of these modules:
+//!
+//! - [`http`]: message heads, body framing, header rules and limits (the HTTP/1.1 core).
+//! - [`relay`]: one client connection, request after request, to an upstream and back.
+//! - [`upstream`]: which backend serves a request, and reusing connections to it.
+//! - [`server`]: binding, the accept loop, and the concurrency model that runs each connection.
+//! - [`cli`]: the flags every stage shares.
+//! - [`access_log`]: one Combined Log Format line per request.
+
+pub mod access_log;
+pub mod cli;
+pub mod http;
+pub mod relay;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,337 @@
+//! Streaming a body from one stream to another through a fixed-size buffer, decoding the
+//! incoming framing and writing it out in the framing the receiver needs.
+//!
+//! A body is never collected whole: the proxy holds at most one read buffer of it at a time,
+//! so a 5 MB response reaches the client while the backend is still sending it.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use super::error::HttpError;
+use super::framing::BodyFraming;
+use super::limits::Limits;
+use super::stream::BufStream;
+
+/// How the body is written to the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// The bytes as they are: the receiver knows the length from `Content-Length`, or reads
+    /// until the connection closes.
+    Raw,
+    /// `Transfer-Encoding: chunked`, ending with a last chunk (and the sender's trailers).
+    Chunked,
+}
+
+/// Which side of a body copy failed; the caller answers differently for each.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The sender failed: closed early, timed out, or sent invalid chunked framing.
+    Source(HttpError),
+    /// The receiver failed (it went away, or stopped reading).
+    Sink(io::Error),
+    /// The body is larger than the limit the caller set.
+    TooLarge,
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::Source(err) => write!(f, "reading body: {err}"),
+            BodyError::Sink(err) => write!(f, "writing body: {err}"),
+            BodyError::TooLarge => f.write_str("body larger than allowed"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// Copies one body from `src` to `dst`, returning the number of body bytes (after decoding).
+/// `max_body` stops a body that grows past it before the excess is forwarded.
+pub fn copy_body<S: Read, W: Write>(
+    src: &mut BufStream<S>,
+    framing: BodyFraming,
+    dst: &mut W,
+    encoding: Encoding,
+    limits: &Limits,
+    max_body: Option<u64>,
+) -> Result<u64, BodyError> {
+    let mut out = BodyWriter {
+        dst,
+        encoding,
+        written: 0,
+        max_body,
+        scratch: Vec::new(),
+    };
+    match framing {
+        BodyFraming::Empty => {}
+        BodyFraming::Length(n) => {
+            if max_body.is_some_and(|max| n > max) {
+                return Err(BodyError::TooLarge);
+            }
+            copy_exact(src, n, &mut out)?;
+        }
+        BodyFraming::UntilClose => copy_until_close(src, &mut out)?,
+        BodyFraming::Chunked => {
+            let trailers = copy_chunks(src, &mut out, limits)?;
+            return out.finish(&trailers);
+        }
+    }
+    out.finish(b"\r\n")
+}
+
+/// Writes decoded body bytes in the receiver's encoding and enforces the size limit.
+struct BodyWriter<'a, W> {
+    dst: &'a mut W,
+    encoding: Encoding,
+    written: u64,
+    max_body: Option<u64>,
+    scratch: Vec<u8>,
+}
+
+impl<W: Write> BodyWriter<'_, W> {
+    fn data(&mut self, bytes: &[u8]) -> Result<(), BodyError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.written += bytes.len() as u64;
+        if self.max_body.is_some_and(|max| self.written > max) {
+            return Err(BodyError::TooLarge);
+        }
+        match self.encoding {
+            Encoding::Raw => self.dst.write_all(bytes),
+            Encoding::Chunked => {
+                // One write per chunk: with TCP_NODELAY, three small writes would be three
+                // packets.
+                self.scratch.clear();
+                write!(self.scratch, "{:x}\r\n", bytes.len()).map_err(BodyError::Sink)?;
+                self.scratch.extend_from_slice(bytes);
+                self.scratch.extend_from_slice(b"\r\n");
+                self.dst.write_all(&self.scratch)
+            }
+        }
+        .map_err(BodyError::Sink)
+    }
+
+    /// Ends the body: for chunked output, the last chunk followed by `trailers` (which end with
+    /// the empty line).
+    fn finish(mut self, trailers: &[u8]) -> Result<u64, BodyError> {
+        if self.encoding == Encoding::Chunked {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(b"0\r\n");
+            self.scratch.extend_from_slice(trailers);
+            self.dst.write_all(&self.scratch).map_err(BodyError::Sink)?;
+        }
+        self.dst.flush().map_err(BodyError::Sink)?;
+        Ok(self.written)
+    }
+}
+
+/// Makes sure at least one byte is buffered; end of stream here means the body was cut short.
+fn fill<S: Read>(src: &mut BufStream<S>) -> Result<(), BodyError> {
+    if src.buffered().is_empty() {
+        match src.fill_more(0) {
+            Ok(0) => return Err(BodyError::Source(HttpError::Truncated)),
+            Ok(_) => {}
+            Err(err) => return Err(BodyError::Source(HttpError::from_read(err))),
+        }
+    }
+    Ok(())
+}
+
+fn copy_exact<S: Read, W: Write>(
+    src: &mut BufStream<S>,
+    mut left: u64,
+    out: &mut BodyWriter<'_, W>,
+) -> Result<(), BodyError> {
+    while left > 0 {
+        fill(src)?;
+        let n = src.buffered().len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        out.data(&src.buffered()[..n])?;
+        src.consume(n);
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+fn copy_until_close<S: Read, W: Write>(
+    src: &mut BufStream<S>,
+    out: &mut BodyWriter<'_, W>,
+) -> Result<(), BodyError> {
+    loop {
+        match fill(src) {
+            Err(BodyError::Source(HttpError::Truncated)) => return Ok(()),
+            other => other?,
+        }
+        let n = src.buffered().len();
+        out.data(&src.buffered()[..n])?;
+        src.consume(n);
+    }
+}
+
+/// Decodes a chunked body, passing the data on, and returns the trailer section (the trailer
+/// lines and the final empty line), validated.
+fn copy_chunks<S: Read, W: Write>(
+    src: &mut BufStream<S>,
+    out: &mut BodyWriter<'_, W>,
+    limits: &Limits,
+) -> Result<Vec<u8>, BodyError> {
+    loop {
+        let line_len = buffer_line(src, limits.max_chunk_line)?;
+        let size = parse_chunk_size(&src.buffered()[..line_len]).map_err(BodyError::Source)?;
+        src.consume(line_len);
+        if size == 0 {
+            return read_trailers(src, limits);
+        }
+        copy_exact(src, size, out)?;
+        let crlf = buffer_line(src, 2)?;
+        if &src.buffered()[..crlf] != b"\r\n" {
+            return Err(BodyError::Source(HttpError::BadSyntax(
+                "chunk data not followed by CRLF",
+            )));
+        }
+        src.consume(crlf);
+    }
+}
+
+/// Buffers one line and returns its length including the line feed.
+fn buffer_line<S: Read>(src: &mut BufStream<S>, max: usize) -> Result<usize, BodyError> {
+    let mut scanned = 0;
+    loop {
+        let buf = src.buffered();
+        if let Some(pos) = buf[scanned..].iter().position(|&b| b == b'\n') {
+            return Ok(scanned + pos + 1);
+        }
+        if buf.len() > max {
+            return Err(BodyError::Source(HttpError::BadSyntax("chunk line too long")));
+        }
+        scanned = buf.len();
+        match src.fill_more(max + 2) {
+            Ok(0) => return Err(BodyError::Source(HttpError::Truncated)),
+            Ok(_) => {}
+            Err(err) => return Err(BodyError::Source(HttpError::from_read(err))),
+        }
+    }
+}
+
+/// Parses `chunk-size [ chunk-ext ] CRLF`. Only CRLF ends the line: a bare LF accepted here
+/// but not by the next hop would be a smuggling vector.
+pub fn parse_chunk_size(line: &[u8]) -> Result<u64, HttpError> {
+    const BAD: HttpError = HttpError::BadSyntax("invalid chunk size line");
+    let line = line.strip_suffix(b"\r\n").ok_or(BAD)?;
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 {
+        return Err(BAD);
+    }
+    let size = line[..digits].iter().fold(0u64, |acc, &d| {
+        let v = (d as char).to_digit(16).unwrap_or(0);
+        (acc << 4) | u64::from(v)
+    });
+    let rest = &line[digits..];
+    let ext = rest.trim_ascii_start();
+    let valid_ext = ext.is_empty() && rest.is_empty()
+        || ext.first() == Some(&b';') && ext.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+    if !valid_ext {
+        return Err(BAD);
+    }
+    Ok(size)
+}
+
+fn read_trailers<S: Read>(src: &mut BufStream<S>, limits: &Limits) -> Result<Vec<u8>, BodyError> {
+    let mut section = Vec::new();
+    loop {
+        let len = buffer_line(src, limits.max_chunk_line)?;
+        section.extend_from_slice(&src.buffered()[..len]);
+        src.consume(len);
+        if section.len() > limits.max_head {
+            return Err(BodyError::Source(HttpError::HeadTooLarge));
+        }
+        if section.ends_with(b"\r\n\r\n") || section == b"\r\n" {
+            break;
+        }
+    }
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    match httparse::parse_headers(&section, &mut slots) {
+        Ok(httparse::Status::Complete(_)) => Ok(section),
+        Ok(httparse::Status::Partial) => Err(BodyError::Source(HttpError::Truncated)),
+        Err(err) => Err(BodyError::Source(err.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::stream::tests::Trickle;
+
+    fn copy(input: &[u8], framing: BodyFraming, enc: Encoding, step: usize) -> (Result<u64, BodyError>, Vec<u8>, Vec<u8>) {
+        let mut src = BufStream::new(Trickle::new(input, step));
+        let mut out = Vec::new();
+        let res = copy_body(&mut src, framing, &mut out, enc, &Limits::default(), Some(1000));
+        let mut rest = Vec::new();
+        src.read_to_end(&mut rest).unwrap();
+        (res, out, rest)
+    }
+
+    #[test]
+    fn chunked_bodies_decode_with_extensions_and_trailers() {
+        let table: &[(&[u8], &[u8], &[u8])] = &[
+            (b"5\r\nhello\r\n0\r\n\r\nNEXT", b"hello", b"\r\n"),
+            (b"5;name=val\r\nhello\r\n6 ; x\r\n world\r\n0\r\n\r\n", b"hello world", b"\r\n"),
+            (b"A\r\n0123456789\r\n0\r\nX-Sum: 1\r\nX-B: 2\r\n\r\n", b"0123456789", b"X-Sum: 1\r\nX-B: 2\r\n\r\n"),
+            (b"000\r\n\r\n", b"", b"\r\n"),
+        ];
+        for &(input, body, trailers) in table {
+            for step in [1, 3, input.len()] {
+                let (res, out, _) = copy(input, BodyFraming::Chunked, Encoding::Raw, step);
+                assert_eq!(res.unwrap(), body.len() as u64);
+                assert_eq!(out, body);
+                let (_, out, _) = copy(input, BodyFraming::Chunked, Encoding::Chunked, step);
+                let mut want = Vec::new();
+                if !body.is_empty() {
+                    want.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+                }
+                assert!(out.ends_with(&[b"0\r\n", trailers].concat()), "{out:?}");
+            }
+        }
+        let (_, _, rest) = copy(table[0].0, BodyFraming::Chunked, Encoding::Raw, 1);
+        assert_eq!(rest, b"NEXT", "bytes after the body are kept for the next message");
+    }
+
+    #[test]
+    fn invalid_chunked_framing_is_a_source_error() {
+        let table: &[&[u8]] = &[
+            b"zz\r\nhello\r\n0\r\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhelloX\r\n0\r\n\r\n",
+            b"-5\r\nhello\r\n0\r\n\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"11111111111111111\r\n",
+            b"0\r\nBad Trailer\r\n\r\n",
+            b"5\r\nhel",
+        ];
+        for input in table {
+            let (res, _, _) = copy(input, BodyFraming::Chunked, Encoding::Raw, 1);
+            assert!(matches!(res, Err(BodyError::Source(_))), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn lengths_and_limits() {
+        let (res, out, rest) = copy(b"abcdefgh", BodyFraming::Length(5), Encoding::Raw, 2);
+        assert_eq!((res.unwrap(), out.as_slice(), rest.as_slice()), (5, &b"abcde"[..], &b"fgh"[..]));
+        let (res, _, _) = copy(b"abc", BodyFraming::Length(5), Encoding::Raw, 2);
+        assert!(matches!(res, Err(BodyError::Source(HttpError::Truncated))));
+        let (res, _, _) = copy(b"x", BodyFraming::Length(5000), Encoding::Raw, 2);
+        assert!(matches!(res, Err(BodyError::TooLarge)));
+        let big = format!("7d0\r\n{}\r\n0\r\n\r\n", "x".repeat(2000));
+        let (res, out, _) = copy(big.as_bytes(), BodyFraming::Chunked, Encoding::Raw, 100);
+        assert!(matches!(res, Err(BodyError::TooLarge)));
+        assert!(out.len() <= 1000, "nothing past the limit is forwarded");
+    }
+
+    #[test]
+    fn until_close_is_rechunked_for_http11_receivers() {
+        let (res, out, _) = copy(b"hello world", BodyFraming::UntilClose, Encoding::Chunked, 100);
+        assert_eq!(res.unwrap(), 11);
+        assert_eq!(out, b"b\r\nhello world\r\n0\r\n\r\n");
+    }
+}

@@ -1,0 +1,289 @@
+//! The header rules of a proxy: which headers belong to one hop only, and which a proxy adds
+//! (`X-Forwarded-*`, `Via`). Heads are serialised here, in one buffer, so each goes out in a
+//! single write.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use super::head::{Header, Headers, RequestHead, ResponseHead};
+
+/// Headers that describe one connection rather than the message (RFC 9110 section 7.6.1). The
+/// framing headers are in the list too: the proxy writes its own for the body it sends.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+/// Headers the proxy sets itself on the way to the upstream, replacing what the client sent.
+const REWRITTEN_UPSTREAM: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "via",
+    // 100-continue is answered by the proxy itself; see `relay`.
+    "expect",
+];
+
+/// What the proxy knows about the hop the request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardInfo<'a> {
+    pub client_ip: IpAddr,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub proto: &'a str,
+    /// This proxy's name in `Via`.
+    pub via_name: &'a str,
+    /// `Host` to send when an HTTP/1.0 client sent none (HTTP/1.1 upstreams require one).
+    pub fallback_host: &'a str,
+}
+
+/// How the receiver will find the end of the body that follows a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutFraming {
+    /// No body follows; framing headers of the original are kept as they are (a HEAD or 304
+    /// response's `Content-Length` describes the body the client did not ask for).
+    NoBody,
+    Length(u64),
+    Chunked,
+    /// The connection closes after the body.
+    Close,
+}
+
+fn connection_tokens(head: &impl Headers) -> Vec<String> {
+    head.values("connection")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn is_in(name: &str, list: &[&str]) -> bool {
+    list.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+fn is_hop_by_hop(name: &str, named_by_connection: &[String]) -> bool {
+    is_in(name, HOP_BY_HOP) || named_by_connection.iter().any(|t| name.eq_ignore_ascii_case(t))
+}
+
+fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The end-to-end headers of a message: every header except hop-by-hop ones and `skip`.
+fn end_to_end<'a>(head: &'a impl Headers, skip: &'a [&'a str]) -> impl Iterator<Item = &'a Header> {
+    let named = connection_tokens(head);
+    head.header_list()
+        .iter()
+        .filter(move |h| !is_hop_by_hop(&h.name, &named) && !is_in(&h.name, skip))
+}
+
+fn joined_values(head: &impl Headers, name: &str) -> Vec<u8> {
+    let mut joined = Vec::new();
+    for value in head.values(name) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(value);
+    }
+    joined
+}
+
+fn put_framing(out: &mut Vec<u8>, framing: OutFraming, original: &impl Headers) {
+    match framing {
+        OutFraming::NoBody => {
+            for value in original.values("content-length") {
+                put_header(out, "Content-Length", value);
+            }
+        }
+        OutFraming::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        OutFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        OutFraming::Close => {}
+    }
+}
+
+/// Appends our hop to the `Via` chain, with the protocol version the message arrived in.
+fn put_via(out: &mut Vec<u8>, head: &impl Headers, minor_version: u8, via_name: &str) {
+    let mut via = joined_values(head, "via");
+    if !via.is_empty() {
+        via.extend_from_slice(b", ");
+    }
+    let _ = write!(via, "1.{minor_version} {via_name}");
+    put_header(out, "Via", &via);
+}
+
+/// Serialises the request head sent upstream: the same method and target, byte for byte,
+/// always as HTTP/1.1, with hop-by-hop headers removed and the forwarding headers set.
+pub fn upstream_request(head: &RequestHead, info: &ForwardInfo<'_>, framing: OutFraming) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let _ = write!(out, "{} {} HTTP/1.1\r\n", head.method, head.target);
+    for h in end_to_end(head, REWRITTEN_UPSTREAM) {
+        put_header(&mut out, &h.name, &h.value);
+    }
+    let host = head.header("host");
+    if host.is_none() {
+        put_header(&mut out, "Host", info.fallback_host.as_bytes());
+    }
+    let mut xff = joined_values(head, "x-forwarded-for");
+    if !xff.is_empty() {
+        xff.extend_from_slice(b", ");
+    }
+    let _ = write!(xff, "{}", info.client_ip);
+    put_header(&mut out, "X-Forwarded-For", &xff);
+    put_header(&mut out, "X-Forwarded-Proto", info.proto.as_bytes());
+    if let Some(host) = host {
+        put_header(&mut out, "X-Forwarded-Host", host);
+    }
+    put_via(&mut out, head, head.minor_version, info.via_name);
+    put_framing(&mut out, framing, head);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Serialises the response head sent to the client. The client always hears HTTP/1.1 (as from
+/// nginx); `keep_alive` decides the `Connection` header it needs to see.
+pub fn client_response(
+    head: &ResponseHead,
+    framing: OutFraming,
+    keep_alive: bool,
+    client_minor_version: u8,
+    via_name: &str,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", head.status, head.reason);
+    for h in end_to_end(head, &["via"]) {
+        put_header(&mut out, &h.name, &h.value);
+    }
+    put_via(&mut out, head, head.minor_version, via_name);
+    put_framing(&mut out, framing, head);
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client_minor_version == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A short response made by the proxy itself (errors, 100 Continue excluded).
+pub fn local_response(status: u16, extra_headers: &[(&str, &str)], body: &str, keep_alive: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + body.len());
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", status, reason_phrase(status));
+    out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+    for (name, value) in extra_headers {
+        put_header(&mut out, name, value.as_bytes());
+    }
+    let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// The standard reason phrase for the statuses this proxy produces itself.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::{parse_request, parse_response};
+
+    fn info() -> ForwardInfo<'static> {
+        ForwardInfo {
+            client_ip: "10.1.2.3".parse().unwrap(),
+            proto: "http",
+            via_name: "revproxy",
+            fallback_host: "127.0.0.1:8000",
+        }
+    }
+
+    #[test]
+    fn upstream_request_drops_hop_by_hop_and_adds_forwarding_headers() {
+        let head = parse_request(
+            b"GET /a%20b?x=%2F HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive, X-Secret\r\n\
+              X-Secret: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: websocket\r\n\
+              Proxy-Connection: close\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: https\r\n\
+              Via: 1.0 edge\r\nAccept: */*\r\n\r\n",
+            100,
+        )
+        .unwrap();
+        let text = String::from_utf8(upstream_request(&head, &info(), OutFraming::NoBody)).unwrap();
+        assert!(text.starts_with("GET /a%20b?x=%2F HTTP/1.1\r\n"), "{text}");
+        for gone in ["Connection", "X-Secret", "Keep-Alive", "TE:", "Upgrade", "Proxy-Connection"] {
+            assert!(!text.contains(gone), "{gone} must be dropped:\n{text}");
+        }
+        for kept in [
+            "Host: example.com\r\n",
+            "Accept: */*\r\n",
+            "X-Forwarded-For: 1.1.1.1, 10.1.2.3\r\n",
+            "X-Forwarded-Proto: http\r\n",
+            "X-Forwarded-Host: example.com\r\n",
+            "Via: 1.0 edge, 1.1 revproxy\r\n",
+        ] {
+            assert!(text.contains(kept), "missing {kept:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn http10_request_without_host_gets_one() {
+        let head = parse_request(b"GET / HTTP/1.0\r\n\r\n", 10).unwrap();
+        let text = String::from_utf8(upstream_request(&head, &info(), OutFraming::NoBody)).unwrap();
+        assert!(text.contains("Host: 127.0.0.1:8000\r\n"), "{text}");
+        assert!(text.contains("Via: 1.0 revproxy\r\n"), "{text}");
+    }
+
+    #[test]
+    fn client_response_reframes_and_says_close() {
+        let head = parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nServer: b\r\n\r\n",
+            100,
+        )
+        .unwrap();
+        let text = String::from_utf8(client_response(&head, OutFraming::Close, false, 0, "revproxy")).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nServer: b\r\nVia: 1.1 revproxy\r\nConnection: close\r\n\r\n"
+        );
+        let text = String::from_utf8(client_response(&head, OutFraming::Chunked, true, 0, "revproxy")).unwrap();
+        assert!(text.contains("Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n"), "{text}");
+    }
+
+    #[test]
+    fn head_responses_keep_their_content_length() {
+        let head = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n", 10).unwrap();
+        let text = String::from_utf8(client_response(&head, OutFraming::NoBody, true, 1, "r")).unwrap();
+        assert!(text.contains("Content-Length: 42\r\n"), "{text}");
+    }
+}

@@ -1,0 +1,215 @@
+//! A buffered two-way stream that never loses the bytes it has read ahead.
+//!
+//! Reading a head means reading *past* it: the same `read()` that completes the head may carry
+//! the start of the body or the whole next pipelined request. `BufStream` keeps those bytes and
+//! hands them out first, which is what the C course's single `read()` into a 4 KiB array could
+//! not do.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// A byte stream whose read timeout can be changed: a TCP socket, a TLS stream over one, or a
+/// test double. Everything in `http` and `relay` is generic over it.
+pub trait Socket: Read + Write {
+    /// Sets how long one `read` may block; `None` blocks forever.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl Socket for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl<S: Socket + ?Sized> Socket for &mut S {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+}
+
+/// Read size when the buffer has room; large enough that a body streams in few syscalls.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A stream with a read-ahead buffer. Writes go straight to the inner stream.
+#[derive(Debug)]
+pub struct BufStream<S> {
+    inner: S,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl<S> BufStream<S> {
+    pub fn new(inner: S) -> BufStream<S> {
+        BufStream {
+            inner,
+            buf: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Bytes read from the peer but not consumed yet.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Marks `n` buffered bytes as used.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Gives the stream back, with any bytes still buffered.
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        let rest = self.buf[self.start..self.end].to_vec();
+        (self.inner, rest)
+    }
+}
+
+impl<S: Read> BufStream<S> {
+    /// Reads once more from the peer, appending to the buffered bytes, and returns how many
+    /// arrived (0 at end of stream). The buffer grows up to `max_buffered` bytes so that a head
+    /// that is bigger than one read can be collected; past that it refuses with `OutOfMemory`
+    /// (never reached by callers that check their own limit first).
+    pub fn fill_more(&mut self, max_buffered: usize) -> io::Result<usize> {
+        if self.start > 0 && self.end == self.buf.len() {
+            // Slide the unconsumed bytes to the front instead of growing.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            if self.buf.len() >= max_buffered {
+                return Err(io::Error::new(io::ErrorKind::OutOfMemory, "read buffer full"));
+            }
+            let grown = (self.buf.len() * 2).min(max_buffered.max(READ_CHUNK));
+            self.buf.resize(grown, 0);
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+impl<S: Read> Read for BufStream<S> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.start < self.end {
+            let n = out.len().min(self.end - self.start);
+            out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+            self.consume(n);
+            return Ok(n);
+        }
+        self.inner.read(out)
+    }
+}
+
+impl<S: Write> Write for BufStream<S> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.inner.write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<S: Socket> BufStream<S> {
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(timeout)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A test double that hands out its input one byte per `read`, the worst case a parser
+    /// must survive, and records everything written to it.
+    pub struct Trickle {
+        input: Vec<u8>,
+        pos: usize,
+        pub step: usize,
+        pub written: Vec<u8>,
+    }
+
+    impl Trickle {
+        pub fn new(input: &[u8], step: usize) -> Trickle {
+            Trickle {
+                input: input.to_vec(),
+                pos: 0,
+                step,
+                written: Vec::new(),
+            }
+        }
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.input.len() - self.pos);
+            out[..n].copy_from_slice(&self.input[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            self.written.extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Socket for Trickle {
+        fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn buffered_bytes_are_read_before_the_socket() {
+        let mut stream = BufStream::new(Trickle::new(b"abcdef", 4));
+        stream.fill_more(64).unwrap();
+        assert_eq!(stream.buffered(), b"abcd");
+        stream.consume(1);
+        let mut out = [0u8; 8];
+        let n = stream.read(&mut out).unwrap();
+        assert_eq!(&out[..n], b"bcd");
+        let n = stream.read(&mut out).unwrap();
+        assert_eq!(&out[..n], b"ef");
+    }
+
+    #[test]
+    fn buffer_grows_up_to_the_limit_only() {
+        let big = vec![b'x'; READ_CHUNK * 3];
+        let mut stream = BufStream::new(Trickle::new(&big, READ_CHUNK));
+        for _ in 0..2 {
+            stream.fill_more(READ_CHUNK * 2).unwrap();
+        }
+        assert_eq!(stream.buffered().len(), READ_CHUNK * 2);
+        let err = stream.fill_more(READ_CHUNK * 2).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
+    }
+}
