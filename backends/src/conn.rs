@@ -117,7 +117,11 @@ mod tests {
             ("[::1]:8000", "[::1]:8000", true),
         ];
         for (bound, local, want) in cases {
-            assert_eq!(accepted_on(addr(bound), addr(local)), want, "{bound} {local}");
+            assert_eq!(
+                accepted_on(addr(bound), addr(local)),
+                want,
+                "{bound} {local}"
+            );
         }
     }
 

@@ -174,7 +174,9 @@ fn validate(options: &Options) -> io::Result<()> {
         || name.trim() != name
         || !name.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
     {
-        return invalid("backend name must be non-empty printable ASCII, no leading/trailing space");
+        return invalid(
+            "backend name must be non-empty printable ASCII, no leading/trailing space",
+        );
     }
     Ok(())
 }
@@ -229,7 +231,9 @@ impl StopSignal {
 
 /// A poisoned lock only means another worker panicked; the flag inside is still valid.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

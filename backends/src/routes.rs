@@ -95,7 +95,11 @@ pub(crate) fn handle(shared: &Shared, mut request: Request) {
             return;
         }
         Err(BodyError::Io) => {
-            let _ = send(shared, request, text(400, "unreadable request body\n".into()));
+            let _ = send(
+                shared,
+                request,
+                text(400, "unreadable request body\n".into()),
+            );
             return;
         }
     };
@@ -105,7 +109,11 @@ pub(crate) fn handle(shared: &Shared, mut request: Request) {
     }
 
     let _ = match route {
-        Route::Hello => send(shared, request, text(200, format!("hello from {}\n", shared.name))),
+        Route::Hello => send(
+            shared,
+            request,
+            text(200, format!("hello from {}\n", shared.name)),
+        ),
         Route::Health => send(shared, request, text(200, "ok\n".into())),
         Route::Echo => echo(shared, request, &target, path, query, &body),
         Route::Status(code) => status(shared, request, code),
@@ -262,7 +270,13 @@ fn bytes(shared: &Shared, request: Request, n: &str) -> io::Result<()> {
 fn pattern_response(len: u64) -> Response<Pattern> {
     // len <= MAX_BYTES, which fits in usize on every platform Rust supports threads on.
     let length = usize::try_from(len).unwrap_or(usize::MAX);
-    let mut response = Response::new(StatusCode(200), vec![], Pattern::new(len), Some(length), None);
+    let mut response = Response::new(
+        StatusCode(200),
+        vec![],
+        Pattern::new(len),
+        Some(length),
+        None,
+    );
     add_header(&mut response, "Content-Type", "application/octet-stream");
     response
 }
@@ -347,16 +361,26 @@ fn cacheable(shared: &Shared, request: Request, query: &str) -> io::Result<()> {
         let version = request.http_version().clone();
         let mut out = request.into_writer();
         let tag = etag(latest);
-        let headers = [("ETag", tag.as_str()), ("Cache-Control", cache_control.as_str())];
+        let headers = [
+            ("ETag", tag.as_str()),
+            ("Cache-Control", cache_control.as_str()),
+        ];
         write_head(&mut out, &version, 304, &shared.name, &headers)?;
         return out.flush();
     }
 
     let n = shared.cacheable_count.fetch_add(1, Ordering::SeqCst) + 1;
-    let mut response = text(200, format!("cacheable response {n} from {}\n", shared.name));
+    let mut response = text(
+        200,
+        format!("cacheable response {n} from {}\n", shared.name),
+    );
     add_header(&mut response, "Cache-Control", &cache_control);
     add_header(&mut response, "ETag", &etag(n));
-    add_header(&mut response, "Date", &httpdate::fmt_http_date(SystemTime::now()));
+    add_header(
+        &mut response,
+        "Date",
+        &httpdate::fmt_http_date(SystemTime::now()),
+    );
     send(shared, request, response)
 }
 
@@ -408,7 +432,11 @@ fn write_head(
     let reason = StatusCode(code).default_reason_phrase();
     write!(out, "HTTP/{}.{} {code} {reason}\r\n", version.0, version.1)?;
     write!(out, "Server: {SERVER}\r\n")?;
-    write!(out, "Date: {}\r\n", httpdate::fmt_http_date(SystemTime::now()))?;
+    write!(
+        out,
+        "Date: {}\r\n",
+        httpdate::fmt_http_date(SystemTime::now())
+    )?;
     write!(out, "X-Backend-Server: {name}\r\n")?;
     for (field, value) in headers {
         write!(out, "{field}: {value}\r\n")?;
