@@ -1,1 +1,67 @@
-fn main() {}
+//! Stage 1: a forwarder that serves one client connection at a time.
+//!
+//! C counterpart: `Reverse_Proxy.c`, done right. The C version read a request with a single
+//! `read()` into 4 KiB, so a request split over two packets, a response over 4 KiB, a
+//! keep-alive backend or a chunked body all broke it. This stage frames every message
+//! (Content-Length, chunked, until-close), keeps client and backend connections alive, and
+//! answers bad input with a status code.
+//!
+//! Run: `cargo run --bin stage1 -- --demo`, then `curl -i http://127.0.0.1:8080/`.
+//!
+//! Known limit (the lesson of this stage): connections are served in turn, so while one client
+//! holds its keep-alive connection, a second client waits. Stage 2 fixes that.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use revproxy::cli::{self, ServerArgs, TuningArgs};
+use revproxy::relay::Relay;
+use revproxy::server::{self, Sequential};
+use revproxy::upstream::{Connector, SingleUpstream};
+
+/// Stage 1 of revproxy: one connection at a time, one backend.
+#[derive(Debug, Parser)]
+#[command(name = "stage1", version, about, long_about = None)]
+struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// The backend to forward to.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    backend: String,
+
+    /// Start a demo backend on the --backend address first, so nothing else is needed.
+    #[arg(long)]
+    demo: bool,
+
+    #[command(flatten)]
+    tuning: TuningArgs,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::init_logging(args.server.log_level);
+    cli::exit_with("stage1", run(&args))
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let demo = args
+        .demo
+        .then(|| cli::start_demo_backends(&[args.backend.as_str()]))
+        .transpose()?;
+    let backend = match &demo {
+        Some(started) => started[0].addr(),
+        None => cli::resolve(&args.backend)?,
+    };
+    let listener = server::bind(&args.server.listen).map_err(|e| e.to_string())?;
+    cli::announce("stage1", &listener, &[backend])?;
+    let connector = Connector::new(args.tuning.upstream_timeouts());
+    let relay = Relay::new(
+        args.tuning.relay_config(),
+        Arc::new(SingleUpstream(backend)),
+        connector,
+    );
+    server::serve(&listener, &Sequential, Arc::new(relay));
+    Ok(())
+}

@@ -145,7 +145,10 @@ fn copy_exact<S: Read, W: Write>(
 ) -> Result<(), BodyError> {
     while left > 0 {
         fill(src)?;
-        let n = src.buffered().len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = src
+            .buffered()
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
         out.data(&src.buffered()[..n])?;
         src.consume(n);
         left -= n as u64;
@@ -202,7 +205,9 @@ fn buffer_line<S: Read>(src: &mut BufStream<S>, max: usize) -> Result<usize, Bod
             return Ok(scanned + pos + 1);
         }
         if buf.len() > max {
-            return Err(BodyError::Source(HttpError::BadSyntax("chunk line too long")));
+            return Err(BodyError::Source(HttpError::BadSyntax(
+                "chunk line too long",
+            )));
         }
         scanned = buf.len();
         match src.fill_more(max + 2) {
@@ -229,7 +234,8 @@ pub fn parse_chunk_size(line: &[u8]) -> Result<u64, HttpError> {
     let rest = &line[digits..];
     let ext = rest.trim_ascii_start();
     let valid_ext = ext.is_empty() && rest.is_empty()
-        || ext.first() == Some(&b';') && ext.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        || ext.first() == Some(&b';')
+            && ext.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
     if !valid_ext {
         return Err(BAD);
     }
@@ -262,10 +268,22 @@ mod tests {
     use super::*;
     use crate::http::stream::tests::Trickle;
 
-    fn copy(input: &[u8], framing: BodyFraming, enc: Encoding, step: usize) -> (Result<u64, BodyError>, Vec<u8>, Vec<u8>) {
+    fn copy(
+        input: &[u8],
+        framing: BodyFraming,
+        enc: Encoding,
+        step: usize,
+    ) -> (Result<u64, BodyError>, Vec<u8>, Vec<u8>) {
         let mut src = BufStream::new(Trickle::new(input, step));
         let mut out = Vec::new();
-        let res = copy_body(&mut src, framing, &mut out, enc, &Limits::default(), Some(1000));
+        let res = copy_body(
+            &mut src,
+            framing,
+            &mut out,
+            enc,
+            &Limits::default(),
+            Some(1000),
+        );
         let mut rest = Vec::new();
         src.read_to_end(&mut rest).unwrap();
         (res, out, rest)
@@ -275,8 +293,16 @@ mod tests {
     fn chunked_bodies_decode_with_extensions_and_trailers() {
         let table: &[(&[u8], &[u8], &[u8])] = &[
             (b"5\r\nhello\r\n0\r\n\r\nNEXT", b"hello", b"\r\n"),
-            (b"5;name=val\r\nhello\r\n6 ; x\r\n world\r\n0\r\n\r\n", b"hello world", b"\r\n"),
-            (b"A\r\n0123456789\r\n0\r\nX-Sum: 1\r\nX-B: 2\r\n\r\n", b"0123456789", b"X-Sum: 1\r\nX-B: 2\r\n\r\n"),
+            (
+                b"5;name=val\r\nhello\r\n6 ; x\r\n world\r\n0\r\n\r\n",
+                b"hello world",
+                b"\r\n",
+            ),
+            (
+                b"A\r\n0123456789\r\n0\r\nX-Sum: 1\r\nX-B: 2\r\n\r\n",
+                b"0123456789",
+                b"X-Sum: 1\r\nX-B: 2\r\n\r\n",
+            ),
             (b"000\r\n\r\n", b"", b"\r\n"),
         ];
         for &(input, body, trailers) in table {
@@ -293,7 +319,10 @@ mod tests {
             }
         }
         let (_, _, rest) = copy(table[0].0, BodyFraming::Chunked, Encoding::Raw, 1);
-        assert_eq!(rest, b"NEXT", "bytes after the body are kept for the next message");
+        assert_eq!(
+            rest, b"NEXT",
+            "bytes after the body are kept for the next message"
+        );
     }
 
     #[test]
@@ -310,14 +339,21 @@ mod tests {
         ];
         for input in table {
             let (res, _, _) = copy(input, BodyFraming::Chunked, Encoding::Raw, 1);
-            assert!(matches!(res, Err(BodyError::Source(_))), "{:?}", String::from_utf8_lossy(input));
+            assert!(
+                matches!(res, Err(BodyError::Source(_))),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
     #[test]
     fn lengths_and_limits() {
         let (res, out, rest) = copy(b"abcdefgh", BodyFraming::Length(5), Encoding::Raw, 2);
-        assert_eq!((res.unwrap(), out.as_slice(), rest.as_slice()), (5, &b"abcde"[..], &b"fgh"[..]));
+        assert_eq!(
+            (res.unwrap(), out.as_slice(), rest.as_slice()),
+            (5, &b"abcde"[..], &b"fgh"[..])
+        );
         let (res, _, _) = copy(b"abc", BodyFraming::Length(5), Encoding::Raw, 2);
         assert!(matches!(res, Err(BodyError::Source(HttpError::Truncated))));
         let (res, _, _) = copy(b"x", BodyFraming::Length(5000), Encoding::Raw, 2);
@@ -330,7 +366,12 @@ mod tests {
 
     #[test]
     fn until_close_is_rechunked_for_http11_receivers() {
-        let (res, out, _) = copy(b"hello world", BodyFraming::UntilClose, Encoding::Chunked, 100);
+        let (res, out, _) = copy(
+            b"hello world",
+            BodyFraming::UntilClose,
+            Encoding::Chunked,
+            100,
+        );
         assert_eq!(res.unwrap(), 11);
         assert_eq!(out, b"b\r\nhello world\r\n0\r\n\r\n");
     }

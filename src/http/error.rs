@@ -38,7 +38,10 @@ impl HttpError {
     /// `None` means the connection is already unusable: close it without a word.
     pub fn client_status(&self) -> Option<u16> {
         match self {
-            HttpError::Closed | HttpError::IdleTimeout | HttpError::Truncated | HttpError::Io(_) => None,
+            HttpError::Closed
+            | HttpError::IdleTimeout
+            | HttpError::Truncated
+            | HttpError::Io(_) => None,
             HttpError::Timeout => Some(408),
             HttpError::BadSyntax(_) => Some(400),
             HttpError::UriTooLong => Some(414),

@@ -30,7 +30,9 @@ pub fn request_framing(head: &RequestHead) -> Result<BodyFraming, HttpError> {
             ));
         }
         if head.minor_version == 0 {
-            return Err(HttpError::BadSyntax("Transfer-Encoding in an HTTP/1.0 request"));
+            return Err(HttpError::BadSyntax(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
         }
         return match final_coding_is_chunked(head)? {
             Codings::ChunkedOnly => Ok(BodyFraming::Chunked),
@@ -45,7 +47,10 @@ pub fn request_framing(head: &RequestHead) -> Result<BodyFraming, HttpError> {
 }
 
 /// The framing of a response to a request made with `request_method`.
-pub fn response_framing(request_method: &str, head: &ResponseHead) -> Result<BodyFraming, HttpError> {
+pub fn response_framing(
+    request_method: &str,
+    head: &ResponseHead,
+) -> Result<BodyFraming, HttpError> {
     if request_method.eq_ignore_ascii_case("HEAD")
         || (100..200).contains(&head.status)
         || head.status == 204
@@ -143,11 +148,26 @@ mod tests {
         let ok: &[(&str, BodyFraming)] = &[
             ("GET / HTTP/1.1\r\nHost: a", Empty),
             ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0", Length(0)),
-            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12", Length(12)),
-            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5", Length(5)),
-            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5", Length(5)),
-            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked", Chunked),
-            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED", Chunked),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12",
+                Length(12),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5",
+                Length(5),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5",
+                Length(5),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked",
+                Chunked,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED",
+                Chunked,
+            ),
             ("GET / HTTP/1.0", Empty),
         ];
         for (head, want) in ok {
@@ -159,19 +179,43 @@ mod tests {
     #[test]
     fn smuggling_vectors_are_refused() {
         let bad: &[(&str, u16)] = &[
-            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked", 400),
-            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4", 400),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked",
+                400,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4",
+                400,
+            ),
             ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 4", 400),
             ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1", 400),
             ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10", 400),
             ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2", 400),
-            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999", 400),
-            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity", 400),
-            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity", 400),
-            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked", 400),
-            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked", 400),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999",
+                400,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity",
+                400,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity",
+                400,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked",
+                400,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked",
+                400,
+            ),
             ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:", 400),
-            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked", 501),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked",
+                501,
+            ),
             ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked", 400),
             ("GET / HTTP/1.1", 400),
             ("GET / HTTP/1.1\r\nHost: a\r\nHost: b", 400),
@@ -189,11 +233,27 @@ mod tests {
             ("GET", "HTTP/1.1 200 OK\r\nContent-Length: 5", Length(5)),
             ("HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 5", Empty),
             ("GET", "HTTP/1.1 204 No Content\r\nContent-Length: 5", Empty),
-            ("GET", "HTTP/1.1 304 Not Modified\r\nContent-Length: 5", Empty),
+            (
+                "GET",
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 5",
+                Empty,
+            ),
             ("GET", "HTTP/1.1 100 Continue", Empty),
-            ("GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", Chunked),
-            ("GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9", Chunked),
-            ("GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip", UntilClose),
+            (
+                "GET",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
+                Chunked,
+            ),
+            (
+                "GET",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9",
+                Chunked,
+            ),
+            (
+                "GET",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip",
+                UntilClose,
+            ),
             ("GET", "HTTP/1.1 200 OK", UntilClose),
             ("GET", "HTTP/1.0 200 OK", UntilClose),
         ];

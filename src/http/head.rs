@@ -255,7 +255,16 @@ mod tests {
     /// or one byte at a time, and the bytes after the head are kept.
     #[test]
     fn request_heads_parse_in_any_fragmentation() {
-        let table: &[(&[u8], &str, &str, u8, usize, &[u8])] = &[
+        // (input, method, target, minor version, header count, bytes left after the head)
+        type Case = (
+            &'static [u8],
+            &'static str,
+            &'static str,
+            u8,
+            usize,
+            &'static [u8],
+        );
+        let table: &[Case] = &[
             (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/", 1, 1, b""),
             (
                 b"POST /p?q=%20 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET",
@@ -266,7 +275,14 @@ mod tests {
                 b"abcGET",
             ),
             (b"GET /x HTTP/1.0\n\n", "GET", "/x", 0, 0, b""),
-            (b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/", 1, 1, b""),
+            (
+                b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                "GET",
+                "/",
+                1,
+                1,
+                b"",
+            ),
             (
                 b"GET /a%2Fb/../c HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n",
                 "GET",
@@ -292,7 +308,10 @@ mod tests {
     #[test]
     fn bad_heads_get_the_right_error() {
         let long_target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000));
-        let big_header = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "b".repeat(40_000));
+        let big_header = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "b".repeat(40_000)
+        );
         let many_headers = format!(
             "GET / HTTP/1.1\r\nHost: a\r\n{}\r\n",
             "X-A: 1\r\n".repeat(101)
@@ -302,7 +321,10 @@ mod tests {
             (big_header.into_bytes(), Some(431)),
             (many_headers.into_bytes(), Some(431)),
             (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n".to_vec(), Some(400)),
-            (b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n".to_vec(), Some(400)),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n".to_vec(),
+                Some(400),
+            ),
             (b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n".to_vec(), Some(400)),
             (b"GET / HTTP/1.1\r\nX: a\x7fb\r\n\r\n".to_vec(), Some(400)),
             (b"GET / HTTP/2.0\r\n\r\n".to_vec(), Some(400)),
@@ -335,7 +357,7 @@ mod tests {
             let head = read_response_head(&mut stream, &Limits::default(), None).unwrap();
             assert_eq!((head.status, head.reason.as_str()), (404, "Not Found"));
             assert_eq!(head.header("x-b"), Some(&b"1"[..]));
-            assert_eq!(stream.buffered().len() <= 4, true);
+            assert!(stream.buffered().len() <= 4);
         }
     }
 

@@ -67,7 +67,10 @@ fn is_in(name: &str, list: &[&str]) -> bool {
 }
 
 fn is_hop_by_hop(name: &str, named_by_connection: &[String]) -> bool {
-    is_in(name, HOP_BY_HOP) || named_by_connection.iter().any(|t| name.eq_ignore_ascii_case(t))
+    is_in(name, HOP_BY_HOP)
+        || named_by_connection
+            .iter()
+            .any(|t| name.eq_ignore_ascii_case(t))
 }
 
 fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -123,7 +126,11 @@ fn put_via(out: &mut Vec<u8>, head: &impl Headers, minor_version: u8, via_name: 
 
 /// Serialises the request head sent upstream: the same method and target, byte for byte,
 /// always as HTTP/1.1, with hop-by-hop headers removed and the forwarding headers set.
-pub fn upstream_request(head: &RequestHead, info: &ForwardInfo<'_>, framing: OutFraming) -> Vec<u8> {
+pub fn upstream_request(
+    head: &RequestHead,
+    info: &ForwardInfo<'_>,
+    framing: OutFraming,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     let _ = write!(out, "{} {} HTTP/1.1\r\n", head.method, head.target);
     for h in end_to_end(head, REWRITTEN_UPSTREAM) {
@@ -175,7 +182,12 @@ pub fn client_response(
 }
 
 /// A short response made by the proxy itself (errors, 100 Continue excluded).
-pub fn local_response(status: u16, extra_headers: &[(&str, &str)], body: &str, keep_alive: bool) -> Vec<u8> {
+pub fn local_response(
+    status: u16,
+    extra_headers: &[(&str, &str)],
+    body: &str,
+    keep_alive: bool,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + body.len());
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", status, reason_phrase(status));
     out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
@@ -241,7 +253,14 @@ mod tests {
         .unwrap();
         let text = String::from_utf8(upstream_request(&head, &info(), OutFraming::NoBody)).unwrap();
         assert!(text.starts_with("GET /a%20b?x=%2F HTTP/1.1\r\n"), "{text}");
-        for gone in ["Connection", "X-Secret", "Keep-Alive", "TE:", "Upgrade", "Proxy-Connection"] {
+        for gone in [
+            "Connection",
+            "X-Secret",
+            "Keep-Alive",
+            "TE:",
+            "Upgrade",
+            "Proxy-Connection",
+        ] {
             assert!(!text.contains(gone), "{gone} must be dropped:\n{text}");
         }
         for kept in [
@@ -271,19 +290,37 @@ mod tests {
             100,
         )
         .unwrap();
-        let text = String::from_utf8(client_response(&head, OutFraming::Close, false, 0, "revproxy")).unwrap();
+        let text = String::from_utf8(client_response(
+            &head,
+            OutFraming::Close,
+            false,
+            0,
+            "revproxy",
+        ))
+        .unwrap();
         assert_eq!(
             text,
             "HTTP/1.1 200 OK\r\nServer: b\r\nVia: 1.1 revproxy\r\nConnection: close\r\n\r\n"
         );
-        let text = String::from_utf8(client_response(&head, OutFraming::Chunked, true, 0, "revproxy")).unwrap();
-        assert!(text.contains("Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n"), "{text}");
+        let text = String::from_utf8(client_response(
+            &head,
+            OutFraming::Chunked,
+            true,
+            0,
+            "revproxy",
+        ))
+        .unwrap();
+        assert!(
+            text.contains("Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n"),
+            "{text}"
+        );
     }
 
     #[test]
     fn head_responses_keep_their_content_length() {
         let head = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n", 10).unwrap();
-        let text = String::from_utf8(client_response(&head, OutFraming::NoBody, true, 1, "r")).unwrap();
+        let text =
+            String::from_utf8(client_response(&head, OutFraming::NoBody, true, 1, "r")).unwrap();
         assert!(text.contains("Content-Length: 42\r\n"), "{text}");
     }
 }

@@ -14,17 +14,31 @@ use std::time::Duration;
 pub trait Socket: Read + Write {
     /// Sets how long one `read` may block; `None` blocks forever.
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Tells the peer we will send nothing more, while still reading what it sends. Streams
+    /// without a separate write side do nothing.
+    fn shutdown_write(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Socket for TcpStream {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_read_timeout(self, timeout)
     }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
 }
 
 impl<S: Socket + ?Sized> Socket for &mut S {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         (**self).set_read_timeout(timeout)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        (**self).shutdown_write()
     }
 }
 
@@ -93,7 +107,10 @@ impl<S: Read> BufStream<S> {
         }
         if self.end == self.buf.len() {
             if self.buf.len() >= max_buffered {
-                return Err(io::Error::new(io::ErrorKind::OutOfMemory, "read buffer full"));
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "read buffer full",
+                ));
             }
             let grown = (self.buf.len() * 2).min(max_buffered.max(READ_CHUNK));
             self.buf.resize(grown, 0);
@@ -136,6 +153,10 @@ impl<S: Write> Write for BufStream<S> {
 impl<S: Socket> BufStream<S> {
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.inner.set_read_timeout(timeout)
+    }
+
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.inner.shutdown_write()
     }
 }
 

@@ -1,0 +1,192 @@
+//! Flags every stage shares, and turning them into library settings.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::http::Limits;
+use crate::relay::{ClientTimeouts, RelayConfig};
+use crate::upstream::UpstreamTimeouts;
+
+/// Where to listen and how much to log.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to accept clients on (port 0 picks a free port and prints it).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Diagnostics level: error, warn, info (includes the access log), debug, trace, off.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: log::LevelFilter,
+}
+
+/// Timeouts and limits, with nginx's defaults unless noted.
+#[derive(Debug, Args)]
+pub struct TuningArgs {
+    /// Longest wait to connect to a backend.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Longest wait for each read from a backend, the response head included (-> 504).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// Longest a client may take to send a request head, once it started (-> 408).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// How long an idle keep-alive client connection is kept open.
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Largest request body accepted (-> 413); suffixes k, m, g.
+    #[arg(long, value_name = "SIZE", default_value = "1m", value_parser = parse_size)]
+    pub max_body_size: u64,
+}
+
+impl TuningArgs {
+    pub fn relay_config(&self) -> RelayConfig {
+        let defaults = ClientTimeouts::default();
+        RelayConfig {
+            limits: Limits {
+                max_body: self.max_body_size,
+                ..Limits::default()
+            },
+            client: ClientTimeouts {
+                idle: self.idle_timeout,
+                head: self.header_timeout,
+                body: self.header_timeout.max(defaults.body),
+                write: defaults.write,
+            },
+            ..RelayConfig::default()
+        }
+    }
+
+    pub fn upstream_timeouts(&self) -> UpstreamTimeouts {
+        UpstreamTimeouts {
+            connect: self.connect_timeout,
+            read: self.upstream_timeout,
+            write: self.upstream_timeout,
+        }
+    }
+}
+
+/// `250ms`, `5s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 500ms, 5s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        _ => {
+            return Err(format!(
+                "unknown unit '{unit}' in '{text}' (use ms, s or m)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
+}
+
+/// `512`, `64k`, `1m`, `2g` (binary units, as nginx reads them).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (number, factor) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1u64 << 10),
+        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
+        _ => (lower.as_str(), 1),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("'{text}' is not a size like 512, 64k or 1m"))
+}
+
+/// Resolves `host:port` to one socket address.
+pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    addr.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{addr}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("'{addr}' resolves to no address"))
+}
+
+/// Diagnostics on stderr with UTC timestamps (local time panics in threaded programs) and
+/// thread names, which tell the concurrency models apart in the log.
+pub fn init_logging(level: log::LevelFilter) {
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_utc_timestamps()
+        .with_threads(true)
+        .init();
+}
+
+/// Runs a stage's main function and turns its error into a message and exit code 1.
+pub fn exit_with(program: &str, result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{program}: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts one demo backend per address (`--demo`), named b1, b2, ...
+pub fn start_demo_backends(addrs: &[&str]) -> Result<Vec<backends::Backend>, String> {
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let options = backends::Options {
+                name: format!("b{}", i + 1),
+                ..backends::Options::default()
+            };
+            backends::Backend::start(addr, options).map_err(|e| {
+                format!("cannot start a demo backend on {addr}: {e} (is something else using it? pass --backend 127.0.0.1:0 to pick a free port)")
+            })
+        })
+        .collect()
+}
+
+/// Prints the line scripts and tests wait for (`NAME listening on ADDR`), then the backends.
+pub fn announce(
+    program: &str,
+    listener: &std::net::TcpListener,
+    backends: &[SocketAddr],
+) -> Result<(), String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("{program} listening on {addr}");
+    for backend in backends {
+        println!("{program} forwarding to {backend}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("fast").is_err());
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64k"), Ok(65_536));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert!(parse_size("lots").is_err());
+    }
+}

@@ -1,0 +1,196 @@
+//! Which backend serves a request, and the connections to it.
+//!
+//! `Upstreams` is the seam later stages plug balancers and health checks into; stage 1 has a
+//! single backend. `Connector` opens connections with a timeout and keeps idle ones for reuse,
+//! as nginx's `keepalive` does, so a busy proxy does not pay a TCP handshake per request.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::http::BufStream;
+
+/// How one attempt to use a backend ended, for balancers and health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The TCP connection could not be opened.
+    ConnectFailed,
+    /// The backend did not answer in time.
+    TimedOut,
+    /// The backend answered (whatever the status).
+    Answered,
+}
+
+/// Chooses backends.
+pub trait Upstreams: Send + Sync {
+    /// The backend for the next attempt at a request from `client`, skipping those already
+    /// `tried` for it; `None` when no backend is left.
+    fn pick(&self, client: IpAddr, tried: &[SocketAddr]) -> Option<SocketAddr>;
+
+    /// Called when an attempt ends, so a balancer can track load and health.
+    fn report(&self, _backend: SocketAddr, _outcome: Outcome) {}
+}
+
+/// One fixed backend: stage 1's `--backend`.
+#[derive(Debug, Clone, Copy)]
+pub struct SingleUpstream(pub SocketAddr);
+
+impl Upstreams for SingleUpstream {
+    fn pick(&self, _client: IpAddr, tried: &[SocketAddr]) -> Option<SocketAddr> {
+        (!tried.contains(&self.0)).then_some(self.0)
+    }
+}
+
+/// Timeouts applied to every upstream connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamTimeouts {
+    pub connect: Duration,
+    /// Longest wait for any single read (the response head, or the next piece of a body).
+    pub read: Duration,
+    pub write: Duration,
+}
+
+/// A connection to a backend, with its read-ahead buffer.
+pub type UpstreamConn = BufStream<TcpStream>;
+
+struct Idle {
+    conn: UpstreamConn,
+    since: Instant,
+}
+
+/// Opens upstream connections and keeps idle keep-alive ones for the next request.
+pub struct Connector {
+    timeouts: UpstreamTimeouts,
+    /// Idle connections older than this are closed rather than reused: the backend may be
+    /// about to close them itself.
+    max_idle_time: Duration,
+    max_idle_per_backend: usize,
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+}
+
+impl Connector {
+    pub fn new(timeouts: UpstreamTimeouts) -> Connector {
+        Connector {
+            timeouts,
+            max_idle_time: Duration::from_secs(4),
+            max_idle_per_backend: 64,
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn timeouts(&self) -> UpstreamTimeouts {
+        self.timeouts
+    }
+
+    /// An idle connection to `backend` if a live one is kept (`true` = reused), else a new one.
+    pub fn checkout(&self, backend: SocketAddr) -> io::Result<(UpstreamConn, bool)> {
+        while let Some(idle) = self.take_idle(backend) {
+            if idle.since.elapsed() < self.max_idle_time && still_open(idle.conn.get_ref()) {
+                return Ok((idle.conn, true));
+            }
+        }
+        self.connect(backend).map(|conn| (conn, false))
+    }
+
+    /// A new connection, never a kept one.
+    pub fn connect(&self, backend: SocketAddr) -> io::Result<UpstreamConn> {
+        let stream = TcpStream::connect_timeout(&backend, self.timeouts.connect)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(self.timeouts.read))?;
+        stream.set_write_timeout(Some(self.timeouts.write))?;
+        Ok(BufStream::new(stream))
+    }
+
+    /// Keeps a connection whose last exchange ended cleanly, for the next request.
+    pub fn checkin(&self, backend: SocketAddr, conn: UpstreamConn) {
+        if !conn.buffered().is_empty() {
+            return; // bytes beyond the response: the backend is confused, do not reuse.
+        }
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let list = idle.entry(backend).or_default();
+        if list.len() < self.max_idle_per_backend {
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    fn take_idle(&self, backend: SocketAddr) -> Option<Idle> {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        idle.get_mut(&backend).and_then(Vec::pop)
+    }
+}
+
+/// Whether an idle connection is still usable: a backend that closed it has sent a FIN, which
+/// shows up as a readable socket. Catching that here avoids sending a request into a socket
+/// that is already gone.
+fn still_open(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut probe = [0u8; 1];
+    let open =
+        matches!(stream.peek(&mut probe), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).is_ok() && open
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    fn timeouts() -> UpstreamTimeouts {
+        let s = Duration::from_secs(2);
+        UpstreamTimeouts {
+            connect: s,
+            read: s,
+            write: s,
+        }
+    }
+
+    #[test]
+    fn idle_connections_are_reused_until_the_backend_closes_them() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connector = Connector::new(timeouts());
+        let (conn, reused) = connector.checkout(addr).unwrap();
+        assert!(!reused);
+        let (mut server_side, _) = listener.accept().unwrap();
+        connector.checkin(addr, conn);
+        let (conn, reused) = connector.checkout(addr).unwrap();
+        assert!(reused, "a live idle connection is reused");
+        connector.checkin(addr, conn);
+        server_side.write_all(b"").unwrap();
+        drop(server_side);
+        // The FIN may take a moment to arrive on loopback; a closed socket must never be handed
+        // out, so poll (bounded) until the connector notices and dials anew.
+        for _ in 0..100 {
+            let (conn, reused) = connector.checkout(addr).unwrap();
+            if !reused {
+                return;
+            }
+            connector.checkin(addr, conn);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("a connection closed by the backend was still handed out");
+    }
+
+    #[test]
+    fn single_upstream_is_tried_once() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let up = SingleUpstream(addr);
+        let client: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(up.pick(client, &[]), Some(addr));
+        assert_eq!(up.pick(client, &[addr]), None);
+    }
+}
