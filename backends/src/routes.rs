@@ -108,6 +108,13 @@ pub(crate) fn handle(shared: &Shared, mut request: Request) {
         shared.stop.sleep(shared.delay);
     }
 
+    // tiny_http keeps an HTTP/1.0 connection open when the request asks for keep-alive, but
+    // cannot say so (it drops a `Connection` header from responses), so the client, seeing no
+    // `Connection: keep-alive`, waits for a close that never comes (`ab -k` stalls). Closing
+    // after the response is what such a response promises.
+    let close_after = *request.http_version() == HTTPVersion(1, 0) && asks_keep_alive(&request);
+    let peer = request.remote_addr().copied();
+
     let _ = match route {
         Route::Hello => send(
             shared,
@@ -124,6 +131,22 @@ pub(crate) fn handle(shared: &Shared, mut request: Request) {
         Route::Drop => drop_midway(shared, request),
         Route::NotFound => send(shared, request, text(404, "not found\n".into())),
     };
+
+    if let (true, Some(peer)) = (close_after, peer) {
+        conn::close_accepted(shared.addr, Some(peer));
+    }
+}
+
+/// The test tiny_http applies to an HTTP/1.0 request to keep its connection open.
+fn asks_keep_alive(request: &Request) -> bool {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Connection"))
+        .is_some_and(|h| {
+            let value = h.value.as_str().to_ascii_lowercase();
+            value.contains("keep-alive") && !value.contains("close") && !value.contains("upgrade")
+        })
 }
 
 /// Splits a request target at the first `?`: raw path and raw query ("" if none), undecoded.

@@ -425,6 +425,19 @@ fn http_1_0_gets_a_1_0_answer_and_a_close() {
 }
 
 #[test]
+fn http_1_0_keep_alive_is_answered_then_closed() {
+    // tiny_http cannot send `Connection: keep-alive`, so the backend closes instead of leaving
+    // a 1.0 client waiting for an end of body that never comes.
+    let b = start("b1");
+    let mut s = connect(b.addr());
+    s.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .expect("write");
+    let r = parse(&read_until_closed(&mut s));
+    assert_eq!((r.version.as_str(), r.status), ("HTTP/1.0", 200));
+    assert_eq!(r.body_str(), "hello from b1\n");
+}
+
+#[test]
 fn garbage_gets_400_and_the_backend_carries_on() {
     let b = start("b1");
     let out = exchange(b.addr(), b"THIS IS NOT HTTP\r\n\r\n");
