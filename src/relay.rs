@@ -149,47 +149,62 @@ impl Relay {
     /// Serves one client connection: every request on it, in order, until either side closes.
     pub fn serve<S: Socket>(&self, client: S, peer: SocketAddr) {
         let mut client = BufStream::new(client);
+        while self.serve_next(&mut client, peer, self.config.client.idle) {}
+    }
+
+    /// Serves the next request on a connection, waiting at most `idle` for it to start.
+    /// Returns whether the connection can carry another request.
+    ///
+    /// This is the unit of work for models that do not dedicate a thread to a connection for
+    /// its whole life (a pool can serve one request, then park the connection while it idles).
+    pub fn serve_next<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        peer: SocketAddr,
+        idle: Duration,
+    ) -> bool {
         let timeouts = HeadTimeouts {
-            idle: Some(self.config.client.idle),
+            idle: Some(idle),
             whole: Some(self.config.client.head),
         };
-        loop {
-            let head = match read_request_head(&mut client, &self.config.limits, timeouts) {
-                Ok(head) => head,
-                Err(err) => {
-                    if let Some(status) = err.client_status() {
-                        log::debug!("{peer}: refusing request: {err}");
-                        self.refuse(&mut client, peer, None, status);
-                    }
-                    return;
+        let head = match read_request_head(client, &self.config.limits, timeouts) {
+            Ok(head) => head,
+            Err(err) => {
+                if let Some(status) = err.client_status() {
+                    log::debug!("{peer}: refusing request: {err}");
+                    self.refuse(client, peer, None, status);
                 }
-            };
-            let started = Instant::now();
-            let exchange = match self.exchange(&mut client, &head, peer) {
-                Ok(exchange) => exchange,
-                Err(refusal) => {
-                    let status = refusal.status.unwrap_or(CLIENT_GONE);
-                    if refusal.status.is_some() && !refusal.keep_alive {
-                        self.refuse(&mut client, peer, Some(&head), status);
-                        return;
-                    }
-                    let mut keep_alive = refusal.keep_alive;
-                    if refusal.status.is_some() {
-                        let reply = local_response(status, &[], &status_text(status), true);
-                        keep_alive &= client.write_all(&reply).is_ok();
-                    }
-                    Exchange {
-                        status,
-                        bytes: 0,
-                        keep_alive,
-                    }
-                }
-            };
-            log_exchange(peer, Some(&head), exchange.status, exchange.bytes, started);
-            if !exchange.keep_alive {
-                return;
+                return false;
             }
-        }
+        };
+        let started = Instant::now();
+        let exchange = match self.exchange(client, &head, peer) {
+            Ok(exchange) => exchange,
+            Err(refusal) => {
+                let status = refusal.status.unwrap_or(CLIENT_GONE);
+                if refusal.status.is_some() && !refusal.keep_alive {
+                    self.refuse(client, peer, Some(&head), status);
+                    return false;
+                }
+                let mut keep_alive = refusal.keep_alive;
+                if refusal.status.is_some() {
+                    let reply = local_response(status, &[], &status_text(status), true);
+                    keep_alive &= client.write_all(&reply).is_ok();
+                }
+                Exchange {
+                    status,
+                    bytes: 0,
+                    keep_alive,
+                }
+            }
+        };
+        log_exchange(peer, Some(&head), exchange.status, exchange.bytes, started);
+        exchange.keep_alive
+    }
+
+    /// The settings this relay was built with.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
     }
 
     /// Answers with `status` and closes, giving the client time to read the answer.
