@@ -134,6 +134,11 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub backends: u32,
 
+    /// Worker threads per backend (its --workers) [default: the largest --concurrency], so
+    /// the backends are never what limits a stage
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub backend_workers: Option<u32>,
+
     /// Idle connections held open during the slow-client scenario (0 skips it)
     #[arg(long, default_value_t = 32, value_name = "K", value_parser = clap::value_parser!(u32).range(0..=1_000))]
     pub slow_clients: u32,

@@ -3,7 +3,7 @@
 //!
 //! Contract with the binaries (all found next to the running `loadtest`, i.e. in
 //! `target/release/` after `cargo build --release --workspace`):
-//! - `backends --port 0 --name bN --delay-ms D` prints `... listening on http://127.0.0.1:P`
+//! - `backends --port 0 --name bN --delay-ms D --workers W` prints `... listening on http://127.0.0.1:P`
 //!   when ready. If it prints port 0 (it cannot bind port 0 itself), it is restarted on a
 //!   port picked here.
 //! - `stageN --listen 127.0.0.1:0 --backend 127.0.0.1:P1 --backend 127.0.0.1:P2 ...` prints
@@ -171,16 +171,20 @@ pub fn run_command(args: &CompareArgs, stop: &AtomicBool) -> Result<(), CompareE
         source,
     })?;
 
+    let workers = args.backend_workers.unwrap_or_else(|| {
+        let most = args.concurrency.iter().copied().max().unwrap_or(1);
+        most.max(SLOW_SCENARIO_CONCURRENCY)
+    });
     let mut backend_guards = Vec::new();
     let mut backend_addrs = Vec::new();
     for i in 1..=args.backends {
-        let (guard, port) =
-            start_backend(&backends_bin, i, args.backend_delay_ms, stop).map_err(|e| match e {
-                ProcError::Interrupted => CompareError::Interrupted {
-                    out: args.out.clone(),
-                },
-                e => CompareError::Backend(e),
-            })?;
+        let started = start_backend(&backends_bin, i, args.backend_delay_ms, workers, stop);
+        let (guard, port) = started.map_err(|e| match e {
+            ProcError::Interrupted => CompareError::Interrupted {
+                out: args.out.clone(),
+            },
+            e => CompareError::Backend(e),
+        })?;
         eprintln!(
             "compare: backend {} listening on 127.0.0.1:{port}",
             guard.name()
@@ -254,19 +258,15 @@ fn start_backend(
     bin: &Path,
     i: u32,
     delay_ms: u64,
+    workers: u32,
     stop: &AtomicBool,
 ) -> Result<(ChildGuard, u16), ProcError> {
     let name = format!("b{i}");
     let command = |port: u16| {
         let mut cmd = Command::new(bin);
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--name",
-            &name,
-            "--delay-ms",
-            &delay_ms.to_string(),
-        ]);
+        cmd.args(["--port", &port.to_string(), "--name", &name])
+            .args(["--delay-ms", &delay_ms.to_string()])
+            .args(["--workers", &workers.to_string()]);
         cmd
     };
     let (guard, port) = procs::spawn_ready(command(0), &name, READY_WAIT, stop)?;
@@ -584,6 +584,7 @@ mod tests {
             duration: Duration::from_millis(100),
             backend_delay_ms: 0,
             backends: 1,
+            backend_workers: None,
             slow_clients: 0,
             timeout: Duration::from_secs(1),
             out: dir.join("out"),

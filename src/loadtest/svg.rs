@@ -251,15 +251,21 @@ pub fn chart(cells: &[Cell], title: &str) -> String {
     let _ = writeln!(svg, r#"<g class="legend">"#);
     for (s, stage) in stages.iter().enumerate() {
         let color = COLORS[s % COLORS.len()];
+        let plotted = grid.iter().any(|c| c.stage == *stage);
+        let label = if plotted {
+            stage.to_string()
+        } else {
+            format!("{stage} (no result)")
+        };
         let _ = writeln!(
             svg,
             r#"<line x1="{x}" y1="{legend_y}" x2="{}" y2="{legend_y}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{}</text>"#,
             x + 24.0,
             x + 30.0,
             legend_y + 4.0,
-            escape(stage)
+            escape(&label)
         );
-        x += 40.0 + 8.0 * stage.chars().count() as f64;
+        x += 40.0 + 7.0 * label.chars().count() as f64;
     }
     for (label, dash) in [
         ("keep-alive", ""),
