@@ -58,8 +58,8 @@ pub struct RunArgs {
     #[arg(required = true, value_name = "URL")]
     pub url: Option<String>,
 
-    /// Connections, each driven by its own thread
-    #[arg(short = 'c', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// Connections, each driven by its own thread (at most 4096)
+    #[arg(short = 'c', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
 
     /// Total requests [default: 200 when -z is not given]
@@ -119,7 +119,7 @@ pub struct CompareArgs {
     pub stages: Vec<String>,
 
     /// Concurrency levels to measure
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: Vec<u32>,
 
     /// Length of each measurement

@@ -327,7 +327,13 @@ fn measure(
     let mut cell = match run::run(&config, stop) {
         Ok(outcome) => {
             let report = Report::new(&format!("http://{addr}/"), "GET", &config, &outcome);
-            from_report(cell, &report)
+            let cell = from_report(cell, &report);
+            if outcome.interrupted {
+                // A cut-short cell would read as a real (low) number in the chart.
+                cell.failed("interrupted; partial numbers".into())
+            } else {
+                cell
+            }
         }
         Err(e) => cell.failed(e.to_string()),
     };

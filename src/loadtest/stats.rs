@@ -12,8 +12,10 @@ use hdrhistogram::Histogram;
 
 use super::client::ErrorKind;
 
-/// One hour, in microseconds: far past any `--timeout`, so nothing recorded saturates.
-const MAX_TRACKABLE_US: u64 = 3_600_000_000;
+/// Initial range, 100 ms in microseconds. The histogram grows (auto-resize) when a slower
+/// response comes, so each of thousands of workers starts with ~60 KiB, not the ~190 KiB a
+/// fixed one-hour range would take.
+const INITIAL_HIGH_US: u64 = 100_000;
 
 #[derive(Debug)]
 pub struct StatsError(String);
@@ -47,8 +49,9 @@ pub const LATE_START: Duration = Duration::from_millis(1);
 
 impl Stats {
     pub fn new() -> Result<Self, StatsError> {
-        let latency = Histogram::new_with_bounds(1, MAX_TRACKABLE_US, 3)
+        let mut latency = Histogram::new_with_bounds(1, INITIAL_HIGH_US, 3)
             .map_err(|e| StatsError(format!("{e:?}")))?;
+        latency.auto(true);
         Ok(Stats {
             latency,
             statuses: BTreeMap::new(),
@@ -68,7 +71,10 @@ impl Stats {
         backend: Option<&[u8]>,
     ) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency.saturating_record(us);
+        // `record` grows the histogram; `saturating_record` would clamp to the current range.
+        if self.latency.record(us).is_err() {
+            self.latency.saturating_record(us);
+        }
         *self.statuses.entry(status).or_insert(0) += 1;
         self.body_bytes = self.body_bytes.saturating_add(body_bytes);
         if let Some(name) = backend {
