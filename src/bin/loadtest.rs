@@ -1,5 +1,6 @@
 //! loadtest: the load generator that ships with the course, and `loadtest compare`, which
-//! starts the demo backends and each stage in turn and measures them side by side.
+//! starts the demo backends and each stage in turn and measures them side by side. It has no
+//! counterpart in the C course (which measured with ab by hand).
 //!
 //! Run: `cargo run --release --bin loadtest -- -c 16 -z 10s http://127.0.0.1:8080/`, or
 //! `cargo build --release --workspace && target/release/loadtest compare`.

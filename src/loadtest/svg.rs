@@ -103,6 +103,22 @@ fn number_label(v: f64) -> String {
     }
 }
 
+/// An "x" marker centred on (x, y).
+fn cross(x: f64, y: f64, color: &str) -> String {
+    let (a, b) = (4.5, 4.5);
+    format!(
+        r#"<path d="M{:.1},{:.1} L{:.1},{:.1} M{:.1},{:.1} L{:.1},{:.1}" stroke="{color}" stroke-width="2.5"/>"#,
+        x - a,
+        y - b,
+        x + a,
+        y + b,
+        x - a,
+        y + b,
+        x + a,
+        y - b
+    )
+}
+
 /// Picks one number out of a cell, e.g. its throughput.
 type Metric<'a> = &'a dyn Fn(&Cell) -> Option<f64>;
 
@@ -210,11 +226,12 @@ pub fn chart(cells: &[Cell], title: &str) -> String {
         for (s, stage) in stages.iter().enumerate() {
             let color = COLORS[s % COLORS.len()];
             for keepalive in [true, false] {
-                let mut points: Vec<(f64, f64)> = grid
+                let mut points: Vec<(f64, f64, bool)> = grid
                     .iter()
                     .filter(|c| c.stage == *stage && c.keepalive == keepalive)
                     .filter_map(|c| {
-                        metric(c).map(|v| (x_axis.x(left, f64::from(c.concurrency)), scale.y(v)))
+                        let x = x_axis.x(left, f64::from(c.concurrency));
+                        metric(c).map(|v| (x, scale.y(v), c.errors.is_some_and(|n| n > 0)))
                     })
                     .collect();
                 points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -228,18 +245,24 @@ pub fn chart(cells: &[Cell], title: &str) -> String {
                 };
                 let coords: Vec<String> = points
                     .iter()
-                    .map(|(x, y)| format!("{x:.1},{y:.1}"))
+                    .map(|(x, y, _)| format!("{x:.1},{y:.1}"))
                     .collect();
                 let _ = writeln!(
                     svg,
                     r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#,
                     coords.join(" ")
                 );
-                for (x, y) in &points {
-                    let _ = writeln!(
-                        svg,
-                        r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{color}"/>"#
-                    );
+                for &(x, y, had_errors) in &points {
+                    // Latency percentiles only cover responses: a cell where most requests
+                    // timed out can show a fine p99, so such points are crosses, not dots.
+                    let _ = if had_errors {
+                        writeln!(svg, "{}", cross(x, y, color))
+                    } else {
+                        writeln!(
+                            svg,
+                            r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{color}"/>"#
+                        )
+                    };
                 }
             }
         }
@@ -281,6 +304,14 @@ pub fn chart(cells: &[Cell], title: &str) -> String {
         );
         x += 50.0 + 7.0 * label.len() as f64;
     }
+    x += 20.0;
+    let _ = writeln!(
+        svg,
+        r#"{}<text x="{}" y="{}">had errors (see table)</text>"#,
+        cross(x + 6.0, legend_y, "#333"),
+        x + 16.0,
+        legend_y + 4.0
+    );
     let _ = writeln!(svg, "</g>\n</svg>");
     svg
 }
@@ -298,6 +329,7 @@ mod tests {
                     let mut cell = Cell::new(stage, keepalive, c, 0);
                     cell.requests_per_sec = Some(40.0 + 300.0 * i as f64);
                     cell.p99_us = Some(21_000 + 400_000 * i as u64);
+                    cell.errors = Some(if c == 256 { 3 } else { 0 });
                     cells.push(cell);
                 }
             }
@@ -328,6 +360,8 @@ mod tests {
             })
             .count();
         assert_eq!(dashed, 4);
+        // c=256 had errors: one cross per line, plus the one in the legend.
+        assert_eq!(count("path"), 8 + 1);
         let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).collect();
         for expected in [
             "stages & \"friends\"",
