@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::client::Header;
+use super::request::Header;
 
 const RUN_EXAMPLES: &str = "\
 Examples:

@@ -31,9 +31,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::cli::CompareArgs;
-use super::client::{build_request, ErrorKind};
+use super::error::ErrorKind;
 use super::procs::{self, ChildGuard, ProcError};
 use super::report::{human_us, Report};
+use super::request::build_request;
 use super::run::{self, RunConfig};
 use super::svg;
 

@@ -12,10 +12,11 @@
 //!   ([`report`]) gives percentiles, a small histogram, status codes, errors by kind, and how
 //!   responses spread over backends by their `X-Backend-Server` header.
 //!
-//! Module map: [`cli`] flags; [`target`] URL and the loopback-only rule; [`client`] one
-//! HTTP/1.1 connection with its own response framing; [`run`] the workers; [`progress`] the
-//! live line; [`report`] text and JSON; [`compare`] and [`procs`] start and measure the
-//! stages; [`svg`] draws the comparison chart.
+//! Module map: [`cli`] flags; [`target`] URL and the loopback-only rule; [`request`] the
+//! request bytes; [`client`] one HTTP/1.1 connection; [`response`] its response framing;
+//! [`error`] failure kinds; [`run`] the workers; [`progress`] the live line; [`report`] text
+//! and JSON; [`compare`] and [`procs`] start and measure the stages; [`svg`] draws the
+//! comparison chart.
 //!
 //! Known limits: one request in flight per connection (no pipelining); requests in flight
 //! when `-z` ends are waited for (up to `--timeout`) and counted; plain HTTP only.
@@ -23,9 +24,12 @@
 pub mod cli;
 pub mod client;
 pub mod compare;
+pub mod error;
 pub mod procs;
 pub mod progress;
 pub mod report;
+pub mod request;
+pub mod response;
 pub mod run;
 pub mod schedule;
 pub mod stats;
@@ -37,8 +41,8 @@ use std::io::IsTerminal;
 use std::sync::atomic::AtomicBool;
 
 use cli::RunArgs;
-use client::build_request;
 use report::Report;
+use request::build_request;
 use run::{RunConfig, RunError};
 use target::TargetError;
 

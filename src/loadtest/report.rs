@@ -35,7 +35,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::client::ErrorKind;
+use super::error::ErrorKind;
 use super::run::{RunConfig, RunOutcome};
 
 const HISTOGRAM_BUCKETS: usize = 10;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::client::ErrorKind;
+use super::error::ErrorKind;
 
 /// Initial range, 100 ms in microseconds. The histogram grows (auto-resize) when a slower
 /// response comes, so each of thousands of workers starts with ~60 KiB, not the ~190 KiB a
