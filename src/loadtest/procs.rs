@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 /// Time a child gets to exit after SIGTERM before it is killed.
 const GRACE: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(10);
+/// How long to wait for the output of a child that exited before it was ready.
+const DRAIN: Duration = Duration::from_secs(1);
 /// Last lines of output kept per child, to explain a failure.
 const KEEP_LINES: usize = 20;
 
@@ -180,6 +182,16 @@ pub fn spawn_ready(
             return Err(ProcError::Interrupted);
         }
         if let Some(status) = guard.exited() {
+            // The pumps may not have stored its last words yet: wait (briefly) for both
+            // pipes to reach end of file, which is when every line is in the ring.
+            let drain_until = Instant::now() + DRAIN;
+            while let Err(RecvTimeoutError::Timeout) | Ok(_) =
+                rx.recv_timeout(drain_until.saturating_duration_since(Instant::now()))
+            {
+                if Instant::now() >= drain_until {
+                    break;
+                }
+            }
             return Err(ProcError::Exited {
                 name: name.to_string(),
                 status,
