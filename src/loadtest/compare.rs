@@ -31,7 +31,6 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::cli::CompareArgs;
-use super::error::ErrorKind;
 use super::procs::{self, ChildGuard, ProcError};
 use super::report::{human_us, Report};
 use super::request::build_request;
@@ -86,12 +85,15 @@ pub struct Cell {
     pub concurrency: u32,
     /// Idle connections held open during the measurement (the slow-client scenario).
     pub slow_clients: u32,
+    /// Responses with a status below 400, per second.
     pub requests_per_sec: Option<f64>,
+    /// Over every response, whatever its status.
     pub p50_us: Option<u64>,
     pub p99_us: Option<u64>,
     pub responses: Option<u64>,
+    /// Failed requests plus responses with status 400 or more.
     pub errors: Option<u64>,
-    /// Errors by kind, only the kinds that occurred.
+    /// Errors by kind (`timeout`, `reset`, ..., `http_503`), only the kinds that occurred.
     pub errors_by_kind: BTreeMap<String, u64>,
     pub failure: Option<String>,
 }
@@ -349,18 +351,33 @@ fn measure(
     cell
 }
 
+/// Throughput counts good responses only: a stage that answers 503 when full (stage4) must
+/// not look faster for it. HTTP 4xx/5xx responses count as errors, beside failed requests.
 fn from_report(mut cell: Cell, report: &Report) -> Cell {
-    cell.requests_per_sec = Some(report.requests_per_sec);
-    cell.p50_us = report.latency_us.map(|l| l.p50);
-    cell.p99_us = report.latency_us.map(|l| l.p99);
-    cell.responses = Some(report.responses);
-    cell.errors = Some(report.errors_total);
-    cell.errors_by_kind = report
+    let mut errors_by_kind: BTreeMap<String, u64> = report
         .errors
         .iter()
         .filter(|(_, &n)| n > 0)
         .map(|(&kind, &n)| (kind.to_string(), n))
         .collect();
+    let mut http_errors = 0;
+    for (code, &n) in &report.status_codes {
+        if code.parse::<u16>().is_ok_and(|c| c >= 400) {
+            http_errors += n;
+            errors_by_kind.insert(format!("http_{code}"), n);
+        }
+    }
+    let good = report.responses - http_errors;
+    cell.requests_per_sec = Some(if report.total_secs > 0.0 {
+        good as f64 / report.total_secs
+    } else {
+        0.0
+    });
+    cell.p50_us = report.latency_us.map(|l| l.p50);
+    cell.p99_us = report.latency_us.map(|l| l.p99);
+    cell.responses = Some(report.responses);
+    cell.errors = Some(report.errors_total + http_errors);
+    cell.errors_by_kind = errors_by_kind;
     cell
 }
 
@@ -394,13 +411,10 @@ fn errors_label(cell: &Cell) -> String {
         None => "-".into(),
         Some(0) => "0".into(),
         Some(n) => {
-            let kinds: Vec<String> = ErrorKind::ALL
+            let kinds: Vec<String> = cell
+                .errors_by_kind
                 .iter()
-                .filter_map(|k| {
-                    cell.errors_by_kind
-                        .get(k.name())
-                        .map(|n| format!("{} {n}", k.name()))
-                })
+                .map(|(kind, n)| format!("{kind} {n}"))
                 .collect();
             format!("{n} ({})", kinds.join(", "))
         }
@@ -440,7 +454,8 @@ pub fn markdown(report: &CompareReport) -> String {
     let _ = writeln!(
         out,
         "Each cell: {:.1} s of closed-loop GET / against a freshly started stage; {} demo backend(s) \
-         with {} ms delay; timeout {:.1} s; {} CPU(s).{}\n",
+         with {} ms delay; timeout {:.1} s; {} CPU(s). req/s counts responses below 400; errors are \
+         failed requests plus 4xx/5xx responses; p50/p99 cover responses only.{}\n",
         report.duration_secs,
         report.backends,
         report.backend_delay_ms,
@@ -556,6 +571,45 @@ mod tests {
             .find(|r| r.contains("failed:"))
             .expect("failed row");
         assert_eq!(failed.matches(" | ").count(), 6, "{failed}");
+    }
+
+    #[test]
+    fn http_errors_do_not_count_as_throughput() {
+        use crate::loadtest::error::ErrorKind;
+        use crate::loadtest::run::{RunConfig, RunOutcome};
+        use crate::loadtest::stats::Stats;
+
+        let mut stats = Stats::new().expect("histogram");
+        for _ in 0..6 {
+            stats.record_response(Duration::from_millis(1), 200, 0, None);
+        }
+        for _ in 0..4 {
+            stats.record_response(Duration::from_millis(1), 503, 0, None);
+        }
+        stats.record_error(ErrorKind::Timeout);
+        let config = RunConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            request: Vec::new(),
+            head_request: false,
+            concurrency: 1,
+            keepalive: true,
+            requests: None,
+            duration: None,
+            rate: None,
+            timeout: Duration::from_secs(1),
+            progress: false,
+        };
+        let outcome = RunOutcome {
+            stats,
+            elapsed: Duration::from_secs(2),
+            interrupted: false,
+        };
+        let report = Report::new("http://127.0.0.1:1/", "GET", &config, &outcome);
+        let cell = from_report(Cell::new("stage4", true, 1, 0), &report);
+        assert_eq!(cell.requests_per_sec, Some(3.0));
+        assert_eq!(cell.responses, Some(10));
+        assert_eq!(cell.errors, Some(5));
+        assert_eq!(errors_label(&cell), "5 (http_503 4, timeout 1)");
     }
 
     #[test]
