@@ -130,13 +130,13 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 20, value_name = "MS")]
     pub backend_delay_ms: u64,
 
-    /// Demo backends to start (b1, b2, ...); every stage gets all of them as --backend
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
+    /// Demo backends to start (b1, b2, ...); every stage gets all of them as --backend.
+    /// Stages 1 to 4 forward to a single backend, so that is the default
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub backends: u32,
 
     /// Worker threads per backend (its --workers) [default: the largest --concurrency, at
-    /// least 16], so
-    /// the backends are never what limits a stage
+    /// least 16], so the backends are never what limits a stage
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub backend_workers: Option<u32>,
 
