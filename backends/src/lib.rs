@@ -93,6 +93,7 @@ impl Backend {
         let control = listener.try_clone()?;
         let server = tiny_http::Server::from_listener(listener, None)
             .map_err(|e| io::Error::other(e.to_string()))?;
+        let server = Arc::new(server);
         let shared = Arc::new(Shared {
             name: options.name,
             delay: Duration::from_millis(options.delay_ms),
@@ -106,13 +107,13 @@ impl Backend {
         let mut backend = Backend {
             addr: local,
             shared,
-            server: Some(Arc::new(server)),
+            server: Some(Arc::clone(&server)),
             listener: Some(control),
             workers: Vec::with_capacity(options.workers),
             nudger: None,
         };
         for i in 0..options.workers {
-            let server = Arc::clone(backend.server.as_ref().expect("set above"));
+            let server = Arc::clone(&server);
             let shared = Arc::clone(&backend.shared);
             // On error `backend` is dropped here, which stops the workers already started.
             let handle = thread::Builder::new()
