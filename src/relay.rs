@@ -17,7 +17,7 @@ use crate::http::headers::{
     client_response, local_response, upstream_request, ForwardInfo, OutFraming,
 };
 use crate::http::{BodyFraming, BufStream, HttpError, Limits, RequestHead, ResponseHead, Socket};
-use crate::upstream::{Connector, Outcome, UpstreamConn, Upstreams};
+use crate::upstream::{Connector, Lease, Outcome, UpstreamConn, Upstreams};
 
 /// How long a client may take, at each point of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,14 +242,15 @@ impl Relay {
             || matches!(framing, BodyFraming::Length(n) if n > 0);
 
         let mut tried = Vec::new();
-        let (conn, backend, response) = loop {
-            let Some(backend) = self.upstreams.pick(peer.ip(), &tried) else {
+        let (conn, lease, response) = loop {
+            let Some(mut lease) = Lease::pick(&*self.upstreams, peer.ip(), &tried) else {
                 let status = if tried.is_empty() { 503 } else { 502 };
                 return Err(Refusal {
                     status: Some(status),
                     keep_alive: client_keep_alive && !body_pending,
                 });
             };
+            let backend = lease.backend();
             tried.push(backend);
             let request = Request {
                 head,
@@ -259,11 +260,11 @@ impl Relay {
                 client_keep_alive,
                 peer,
             };
-            match self.send_request(client, &request, backend) {
-                Ok((conn, response)) => break (conn, backend, response),
+            match self.send_request(client, &request, &mut lease) {
+                Ok((conn, response)) => break (conn, lease, response),
                 Err(Attempt::ConnectFailed(err)) => {
                     log::warn!("upstream {backend}: connect failed: {err}");
-                    self.upstreams.report(backend, Outcome::ConnectFailed);
+                    lease.set(Outcome::ConnectFailed);
                     if tried.len() > self.config.retries {
                         return Err(Refusal {
                             status: Some(502),
@@ -274,8 +275,7 @@ impl Relay {
                 Err(Attempt::Refused(refusal)) => return Err(refusal),
             }
         };
-        self.upstreams.report(backend, Outcome::Answered);
-        self.relay_response(client, head, client_keep_alive, conn, backend, &response)
+        self.relay_response(client, head, client_keep_alive, conn, lease, &response)
     }
 
     /// Sends the request head and body to `backend` and reads the final response head.
@@ -283,8 +283,9 @@ impl Relay {
         &self,
         client: &mut BufStream<S>,
         req: &Request<'_>,
-        backend: SocketAddr,
+        lease: &mut Lease<'_>,
     ) -> Result<(UpstreamConn, ResponseHead), Attempt> {
+        let backend = lease.backend();
         let fallback_host = backend.to_string();
         let info = ForwardInfo {
             client_ip: req.peer.ip(),
@@ -315,13 +316,14 @@ impl Relay {
                     continue;
                 }
                 log::warn!("upstream {backend}: sending the request failed: {err}");
+                lease.set(Outcome::Failed);
                 return Err(Attempt::Refused(Refusal {
                     status: Some(502),
                     keep_alive: req.client_keep_alive && !req.body_pending,
                 }));
             }
             if req.body_pending {
-                self.send_body(client, req, &mut conn, backend)?;
+                self.send_body(client, req, &mut conn, lease)?;
             }
             match read_final_head(
                 &mut conn,
@@ -338,7 +340,7 @@ impl Relay {
                 }
                 Err(HttpError::Timeout | HttpError::IdleTimeout) => {
                     log::warn!("upstream {backend}: no response within the read timeout");
-                    self.upstreams.report(backend, Outcome::TimedOut);
+                    lease.set(Outcome::TimedOut);
                     return Err(Attempt::Refused(Refusal {
                         status: Some(504),
                         keep_alive: req.client_keep_alive,
@@ -346,6 +348,7 @@ impl Relay {
                 }
                 Err(err) => {
                     log::warn!("upstream {backend}: bad response: {err}");
+                    lease.set(Outcome::Failed);
                     return Err(Attempt::Refused(Refusal {
                         status: Some(502),
                         keep_alive: req.client_keep_alive,
@@ -361,7 +364,7 @@ impl Relay {
         client: &mut BufStream<S>,
         req: &Request<'_>,
         conn: &mut UpstreamConn,
-        backend: SocketAddr,
+        lease: &mut Lease<'_>,
     ) -> Result<(), Attempt> {
         if req.expects_continue && client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
             return Err(Attempt::Refused(Refusal::silent()));
@@ -389,7 +392,11 @@ impl Relay {
             }
             Err(BodyError::TooLarge) => Err(Attempt::Refused(Refusal::close(413))),
             Err(BodyError::Sink(err)) => {
-                log::warn!("upstream {backend}: sending the request body failed: {err}");
+                log::warn!(
+                    "upstream {}: sending the request body failed: {err}",
+                    lease.backend()
+                );
+                lease.set(Outcome::Failed);
                 Err(Attempt::Refused(Refusal::close(502)))
             }
         }
@@ -402,11 +409,13 @@ impl Relay {
         head: &RequestHead,
         client_keep_alive: bool,
         mut conn: UpstreamConn,
-        backend: SocketAddr,
+        mut lease: Lease<'_>,
         response: &ResponseHead,
     ) -> Result<Exchange, Refusal> {
+        let backend = lease.backend();
         let framing = response_framing(&head.method, response).map_err(|err| {
             log::warn!("upstream {backend}: unusable response framing: {err}");
+            lease.set(Outcome::Failed);
             Refusal {
                 status: Some(502),
                 keep_alive: client_keep_alive,
@@ -440,6 +449,7 @@ impl Relay {
             None,
         ) {
             Ok(bytes) => {
+                lease.set(Outcome::Answered);
                 if upstream_reusable(response, framing) {
                     self.connector.checkin(backend, conn);
                 }
@@ -452,17 +462,22 @@ impl Relay {
             Err(BodyError::Source(err)) => {
                 // Never pass a cut-off body off as complete: closing is the only honest signal.
                 log::warn!("upstream {backend}: response broke off: {err}");
+                lease.set(Outcome::Failed);
                 Ok(Exchange {
                     status,
                     bytes: 0,
                     keep_alive: false,
                 })
             }
-            Err(_) => Ok(Exchange {
-                status,
-                bytes: 0,
-                keep_alive: false,
-            }),
+            Err(_) => {
+                // The client went away: the backend did its part.
+                lease.set(Outcome::Answered);
+                Ok(Exchange {
+                    status,
+                    bytes: 0,
+                    keep_alive: false,
+                })
+            }
         }
     }
 }
