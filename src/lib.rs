@@ -5,12 +5,14 @@
 //! - [`http`]: message heads, body framing, header rules and limits (the HTTP/1.1 core).
 //! - [`relay`]: one client connection, request after request, to an upstream and back.
 //! - [`upstream`]: which backend serves a request, and reusing connections to it.
+//! - [`balancer`]: several backends and the strategies that choose among them.
 //! - [`server`]: binding, the accept loop, and the concurrency model that runs each connection.
 //! - [`cli`]: the flags every stage shares.
 //! - [`access_log`]: one Combined Log Format line per request.
 //! - [`loadtest`]: the load generator behind `src/bin/loadtest.rs` and its `compare` of the stages.
 
 pub mod access_log;
+pub mod balancer;
 pub mod cli;
 pub mod http;
 pub mod loadtest;
