@@ -8,12 +8,14 @@
 //! - [`balancer`]: several backends and the strategies that choose among them.
 //! - [`server`]: binding, the accept loop, and the concurrency model that runs each connection.
 //! - [`cli`]: the flags every stage shares.
+//! - [`config`]: the TOML configuration of stage 6 and later.
 //! - [`access_log`]: one Combined Log Format line per request.
 //! - [`loadtest`]: the load generator behind `src/bin/loadtest.rs` and its `compare` of the stages.
 
 pub mod access_log;
 pub mod balancer;
 pub mod cli;
+pub mod config;
 pub mod http;
 pub mod loadtest;
 pub mod relay;

@@ -92,7 +92,8 @@ pub trait Strategy: Send + Sync {
 }
 
 /// The strategies by name, as `--strategy` and the config spell them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum StrategyKind {
     /// Each backend in turn (the C course's algorithm).
     RoundRobin,
