@@ -232,6 +232,9 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     // An error here is the client's (a malformed request, hyper has answered 400 if it could)
     // or `/drop`'s; either way the connection is over.
     let _ = http1::Builder::new()
+        // A client may shut down its sending side once the request is out (a simple proxy
+        // does); without this hyper would then drop the request unanswered.
+        .half_close(true)
         .title_case_headers(true)
         .max_buf_size(wire::MAX_BUF)
         .serve_connection(io, service)

@@ -28,6 +28,9 @@ use tokio::net::TcpStream;
 /// is in its buffer, so within the last `MAX_BUF` bytes read: the log keeps at least that many.
 pub(crate) const MAX_BUF: usize = 128 * 1024;
 
+/// What the log may keep allocated between requests.
+const SMALL: usize = 8 * 1024;
+
 /// A TCP stream that records what is read from it.
 pub(crate) struct Recorder {
     stream: TcpStream,
@@ -131,6 +134,10 @@ impl HeadLog {
                 if let Some(end) = head_len(rest).filter(|&end| matches(&rest[..end], parsed)) {
                     let head = keep.then(|| raw_head(&rest[..end]));
                     self.bytes.drain(..start + end);
+                    // After a long body, do not hold its buffer for the life of the connection.
+                    if self.bytes.capacity() > SMALL && self.bytes.len() <= SMALL / 2 {
+                        self.bytes.shrink_to(SMALL);
+                    }
                     return head;
                 }
             }
@@ -407,5 +414,6 @@ mod tests {
             "keep=false returns nothing"
         );
         assert!(log.bytes.is_empty(), "but drops the head");
+        assert!(log.bytes.capacity() <= SMALL, "and the long body's buffer");
     }
 }

@@ -720,3 +720,21 @@ fn echo_shows_each_request_as_sent_on_a_busy_connection() {
             .map(|(k, v)| (k.into(), v.into()))
     );
 }
+
+#[test]
+fn a_client_that_stops_sending_after_its_request_is_answered() {
+    // Some clients (simple proxies among them) shut down their sending side once the request
+    // is out; the answer must still come, and then the end of the connection.
+    let b = start("b1");
+    for request in [
+        &b"GET /slow?ms=50 HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi",
+        b"GET / HTTP/1.0\r\n\r\n",
+    ] {
+        let mut s = connect(b.addr());
+        s.write_all(request).expect("write");
+        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let r = parse(&read_until_closed(&mut s));
+        assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(request));
+    }
+}
