@@ -9,6 +9,7 @@
 //! - [`server`]: binding, the accept loop, and the concurrency model that runs each connection.
 //! - [`cli`]: the flags every stage shares.
 //! - [`config`]: the TOML configuration of stage 6 and later.
+//! - [`health`]: active and passive health checks of backends.
 //! - [`access_log`]: one Combined Log Format line per request.
 //! - [`loadtest`]: the load generator behind `src/bin/loadtest.rs` and its `compare` of the stages.
 
@@ -16,6 +17,7 @@ pub mod access_log;
 pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod loadtest;
 pub mod relay;
