@@ -22,11 +22,14 @@ use hyper::{HeaderMap, Method, Uri, Version};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// hyper's read buffer limit (`http1::Builder::max_buf_size`), also the longest head accepted.
-///
-/// When hyper calls the service, everything it has read past the start of that request's head
-/// is in its buffer, so within the last `MAX_BUF` bytes read: the log keeps at least that many.
-pub(crate) const MAX_BUF: usize = 128 * 1024;
+/// hyper's read buffer limit (`http1::Builder::max_buf_size`), about the longest head accepted.
+pub(crate) const MAX_BUF: usize = 64 * 1024;
+
+/// What the log keeps at least, however long a body: when hyper calls the service, everything
+/// it has read past the start of that request's head is still in its read buffer, which stops
+/// growing at `MAX_BUF` but may hold up to about twice that (one read can fill the spare
+/// capacity it has reserved). Twice that again, for a margin.
+const KEEP: usize = 4 * MAX_BUF;
 
 /// What the log may keep allocated between requests.
 const SMALL: usize = 8 * 1024;
@@ -116,8 +119,8 @@ impl HeadLog {
     fn record(&mut self, new: &[u8]) {
         self.bytes.extend_from_slice(new);
         // A long body passes through here too; keep only what a head could still be in.
-        if self.bytes.len() > 2 * MAX_BUF {
-            let cut = self.bytes.len() - MAX_BUF;
+        if self.bytes.len() > 2 * KEEP {
+            let cut = self.bytes.len() - KEEP;
             self.bytes.drain(..cut);
         }
     }
@@ -406,7 +409,7 @@ mod tests {
         for _ in 0..100 {
             log.record(&[b'x'; 16 * 1024]);
         }
-        assert!(log.bytes.len() <= 2 * MAX_BUF);
+        assert!(log.bytes.len() <= 2 * KEEP);
         log.record(b"\r\nPUT /a HTTP/1.1\r\n\r\n");
         let req = Owned::new("PUT", "/a", Version::HTTP_11, &[]);
         assert!(

@@ -738,3 +738,14 @@ fn a_client_that_stops_sending_after_its_request_is_answered() {
         assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(request));
     }
 }
+
+#[test]
+fn echo_shows_a_long_header_as_sent() {
+    let b = start("b1");
+    let long = "v".repeat(60_000);
+    let request =
+        format!("GET /echo HTTP/1.1\r\nHost: t\r\nX-Long: {long}\r\nConnection: close\r\n\r\n");
+    let r = parse(&exchange(b.addr(), request.as_bytes()));
+    let headers = echoed_headers(&r);
+    assert_eq!(headers[1], ("X-Long".to_string(), long));
+}
