@@ -6,6 +6,7 @@
 //! - [`relay`]: one client connection, request after request, to an upstream and back.
 //! - [`upstream`]: which backend serves a request, and reusing connections to it.
 //! - [`server`]: binding, the accept loop, and the concurrency model that runs each connection.
+//! - [`sys`]: safe wrappers for the POSIX calls `std` lacks (fork, waitpid, sigaction, poll).
 //! - [`cli`]: the flags every stage shares.
 //! - [`access_log`]: one Combined Log Format line per request.
 
@@ -14,4 +15,5 @@ pub mod cli;
 pub mod http;
 pub mod relay;
 pub mod server;
+pub mod sys;
 pub mod upstream;

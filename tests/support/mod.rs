@@ -61,6 +61,11 @@ impl Proxy {
         connect(self.addr)
     }
 
+    /// The stage's process id, to inspect its children in `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running (it must never die on bad input).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
