@@ -174,6 +174,27 @@ fn stage2_reaps_every_child() {
     }
 }
 
+/// Each child closes its copy of the listening socket: once the parent is gone, the port
+/// refuses connections, even while a child still serves a client (which it finishes).
+#[test]
+fn stage2_children_do_not_keep_the_listening_socket() {
+    let b = backend("b1");
+    let mut p = Proxy::start(STAGE2, &[b.addr()], &[]);
+    let mut kept = p.connect();
+    kept.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(kept.read_response("GET").status, 200);
+
+    p.kill();
+    let refused = TcpStream::connect_timeout(&p.addr, TIMEOUT);
+    assert!(
+        refused.is_err(),
+        "the port still accepts: a child kept the listening socket"
+    );
+    // The orphaned child still serves its own connection to the end.
+    kept.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(kept.read_response("GET").status, 200);
+}
+
 #[test]
 fn stage3_over_the_cap_gets_503_with_retry_after() {
     let b = backend("b1");
