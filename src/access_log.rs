@@ -18,9 +18,14 @@ pub struct Entry<'a> {
     pub duration: Duration,
 }
 
+/// Whether access log lines are wanted (`--log-level info` or more).
+pub fn enabled() -> bool {
+    log::log_enabled!(target: "access", log::Level::Info)
+}
+
 /// Writes the entry at `info` level on target `access`.
 pub fn write(entry: &Entry<'_>) {
-    if log::log_enabled!(target: "access", log::Level::Info) {
+    if enabled() {
         log::info!(target: "access", "{}", format_line(entry, SystemTime::now()));
     }
 }

@@ -9,10 +9,12 @@
 //! - [`sys`]: safe wrappers for the POSIX calls `std` lacks (fork, waitpid, sigaction, poll).
 //! - [`cli`]: the flags every stage shares.
 //! - [`access_log`]: one Combined Log Format line per request.
+//! - [`loadtest`]: the load generator behind `src/bin/loadtest.rs` and its `compare` of the stages.
 
 pub mod access_log;
 pub mod cli;
 pub mod http;
+pub mod loadtest;
 pub mod relay;
 pub mod server;
 pub mod sys;

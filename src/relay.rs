@@ -563,6 +563,9 @@ fn log_exchange(
     bytes: u64,
     started: Instant,
 ) {
+    if !access_log::enabled() {
+        return; // skip formatting the request line on the hot path
+    }
     let request_line = head.map_or_else(
         || "-".to_owned(),
         |h| format!("{} {} HTTP/1.{}", h.method, h.target, h.minor_version),

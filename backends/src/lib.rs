@@ -22,8 +22,8 @@ mod conn;
 mod routes;
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::AtomicU64;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -58,6 +58,7 @@ pub struct Backend {
     /// some time after the `Server` is dropped; this one lets `stop` close the port at once.
     listener: Option<TcpListener>,
     workers: Vec<JoinHandle<()>>,
+    nudger: Option<JoinHandle<()>>,
 }
 
 /// What the worker threads share.
@@ -68,6 +69,16 @@ pub(crate) struct Shared {
     /// Full `/cacheable` responses generated so far.
     pub(crate) cacheable_count: AtomicU64,
     pub(crate) stop: StopSignal,
+    bell: Bell,
+    started: Instant,
+    /// Milliseconds after `started` when a worker last took a request.
+    last_request_ms: AtomicU64,
+}
+
+impl Shared {
+    fn millis(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 impl Backend {
@@ -82,22 +93,27 @@ impl Backend {
         let control = listener.try_clone()?;
         let server = tiny_http::Server::from_listener(listener, None)
             .map_err(|e| io::Error::other(e.to_string()))?;
+        let server = Arc::new(server);
         let shared = Arc::new(Shared {
             name: options.name,
             delay: Duration::from_millis(options.delay_ms),
             addr: local,
             cacheable_count: AtomicU64::new(0),
             stop: StopSignal::default(),
+            bell: Bell::default(),
+            started: Instant::now(),
+            last_request_ms: AtomicU64::new(0),
         });
         let mut backend = Backend {
             addr: local,
             shared,
-            server: Some(Arc::new(server)),
+            server: Some(Arc::clone(&server)),
             listener: Some(control),
             workers: Vec::with_capacity(options.workers),
+            nudger: None,
         };
         for i in 0..options.workers {
-            let server = Arc::clone(backend.server.as_ref().expect("set above"));
+            let server = Arc::clone(&server);
             let shared = Arc::clone(&backend.shared);
             // On error `backend` is dropped here, which stops the workers already started.
             let handle = thread::Builder::new()
@@ -105,6 +121,12 @@ impl Backend {
                 .spawn(move || work(&server, &shared))?;
             backend.workers.push(handle);
         }
+        let shared = Arc::clone(&backend.shared);
+        backend.nudger = Some(
+            thread::Builder::new()
+                .name(format!("backend-{}-nudge", backend.shared.name))
+                .spawn(move || nudge(&shared))?,
+        );
         Ok(backend)
     }
 
@@ -129,6 +151,7 @@ impl Backend {
             return;
         };
         self.shared.stop.trigger();
+        self.shared.bell.ring();
         if let Some(listener) = self.listener.take() {
             conn::close_listener(listener);
         }
@@ -138,7 +161,7 @@ impl Backend {
         for _ in &self.workers {
             server.unblock();
         }
-        for handle in self.workers.drain(..) {
+        for handle in self.workers.drain(..).chain(self.nudger.take()) {
             let _ = handle.join();
         }
         drop(server);
@@ -185,12 +208,86 @@ fn validate(options: &Options) -> io::Result<()> {
 fn work(server: &tiny_http::Server, shared: &Shared) {
     loop {
         match server.recv() {
-            Ok(request) => routes::handle(shared, request),
+            Ok(request) => {
+                let now = shared.millis();
+                let before = shared.last_request_ms.swap(now, Ordering::Relaxed);
+                if now.saturating_sub(before) >= QUIET_MS {
+                    shared.bell.ring(); // requests again after a quiet spell: nudge now
+                }
+                routes::handle(shared, request);
+            }
             // `unblock` (ours, at stop) or a failed `accept` (tiny_http's accept thread then
             // ends; requests on open connections still come, so keep serving those).
             Err(_) if shared.stop.is_set() => break,
             Err(_) => continue,
         }
+    }
+}
+
+/// Requests further apart than this mean the backend is idle (for `nudge`).
+const QUIET_MS: u64 = 2000;
+
+/// Works around a lost wake-up in tiny_http 0.12's connection thread pool.
+///
+/// tiny_http hands each accepted connection to a pool thread, and starts a new thread only when
+/// its count of idle threads is 0. That count drops only once a woken thread runs, so in a burst
+/// of connections (a proxy opening many upstream connections at once) the accept thread can
+/// queue more connections than there are idle threads to wake, and the extra ones wait, unread,
+/// until some other connection closes: with keep-alive, maybe for ever (seen here: 12 of 32
+/// connections of a burst left unanswered). A connection made while every pool thread is busy
+/// gets a new thread, which, once that connection ends, takes the next queued one.
+///
+/// So this thread connects to the backend and closes at once: every 25 ms while requests come
+/// in (and in the first 2 s), every second when idle, and at once when requests resume. Each
+/// nudge frees at most one stranded connection and costs an accept and a read of end of file.
+fn nudge(shared: &Shared) {
+    const BUSY: Duration = Duration::from_millis(25);
+    const IDLE: Duration = Duration::from_secs(1);
+    let port = shared.addr.port();
+    let target = match shared.addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
+        _ => shared.addr,
+    };
+    loop {
+        let last = shared.last_request_ms.load(Ordering::Relaxed);
+        let busy = shared.millis().saturating_sub(last) < QUIET_MS;
+        shared.bell.wait(if busy { BUSY } else { IDLE });
+        if shared.stop.is_set() {
+            return;
+        }
+        let _ = TcpStream::connect_timeout(&target, Duration::from_millis(200));
+    }
+}
+
+/// Wakes the nudger early: when requests resume after a quiet spell, and at stop.
+#[derive(Default)]
+pub(crate) struct Bell {
+    rung: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Bell {
+    fn ring(&self) {
+        *lock(&self.rung) = true;
+        self.cond.notify_one();
+    }
+
+    /// Waits until rung (and clears it) or until `timeout` has passed.
+    fn wait(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut rung = lock(&self.rung);
+        while !*rung {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            rung = match self.cond.wait_timeout(rung, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        *rung = false;
     }
 }
 

@@ -1,6 +1,6 @@
 //! The endpoints.
 //!
-//! Most answers go through tiny_http's `Response`. Four are written byte by byte with
+//! Most answers go through tiny_http's `Response`. These are written byte by byte with
 //! `Request::into_writer`, because tiny_http would change what they are meant to show:
 //!
 //! - `/chunked`: tiny_http's chunk encoder gathers writes into 8 KiB chunks, so "3 chunks of
@@ -9,8 +9,8 @@
 //!   hand, and the connection then closed under tiny_http (see `conn.rs`);
 //! - `/status/1xx`: sent by tiny_http as a final response, it would leave the client waiting
 //!   for a real one; here a 1xx is an interim response followed by a final 200;
-//! - `/status/204` and `/status/304`: tiny_http adds `Content-Length: 0`, which a 204 must not
-//!   carry.
+//! - `/status/204`, `/status/304` and the 304 of `/cacheable`: tiny_http adds
+//!   `Content-Length: 0`, which a 204 must not carry and which would misstate a 304.
 
 use std::io::{self, Cursor, Read, Write};
 use std::sync::atomic::Ordering;

@@ -530,3 +530,66 @@ fn drop_stops_too_even_with_a_stalled_client() {
         Some(ErrorKind::ConnectionRefused)
     );
 }
+
+#[test]
+fn a_burst_of_keep_alive_connections_is_all_served() {
+    // tiny_http 0.12 can leave some connections of a burst unread until another one closes
+    // (see `nudge` in lib.rs); every one of these stays open, so none would close for it.
+    let b = start("b1");
+    let mut streams: Vec<_> = (0..32).map(|_| connect(b.addr())).collect();
+    for s in &mut streams {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .expect("write");
+    }
+    for s in streams {
+        let r = read_response(&mut BufReader::new(s), false);
+        assert_eq!(r.body_str(), "hello from b1\n");
+    }
+}
+
+#[test]
+fn stop_under_load_returns() {
+    let b = start_with(Options {
+        name: "busy".into(),
+        delay_ms: 0,
+        workers: 4,
+    });
+    let addr = b.addr();
+    let (tx, rx) = mpsc::channel();
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let s = connect(addr);
+                let mut writer = s.try_clone().expect("clone");
+                let mut reader = BufReader::new(s);
+                // Keep-alive requests until the backend goes away (bounded anyway).
+                for n in 0..100_000 {
+                    let target = if i % 2 == 0 { "/" } else { "/bytes/5000" };
+                    let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n");
+                    if writer.write_all(request.as_bytes()).is_err() {
+                        return;
+                    }
+                    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        read_response(&mut reader, false)
+                    }));
+                    if ok.is_err() {
+                        return;
+                    }
+                    if n == 0 {
+                        let _ = tx.send(());
+                    }
+                }
+            })
+        })
+        .collect();
+    // Every client has had one answer: all are connected and busy.
+    for _ in 0..clients.len() {
+        rx.recv_timeout(TIMEOUT).expect("client served");
+    }
+    finishes("stop under load", move || b.stop());
+    for c in clients {
+        c.join()
+            .expect("client thread ends once the backend is gone");
+    }
+}

@@ -1,0 +1,309 @@
+//! Flags (clap derive). Usage errors exit with code 2, as clap does by default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::request::Header;
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  loadtest -c 16 -z 10s http://127.0.0.1:8080/
+  loadtest -n 10000 -c 64 --no-keepalive http://127.0.0.1:8080/
+  loadtest --rate 2000 -z 30s -c 128 http://127.0.0.1:8080/   (open loop)
+  loadtest -m POST -H 'Content-Type: application/json' -d '{\"a\":1}' http://localhost:8080/api
+  loadtest compare                                           (all stages side by side)
+
+Only loopback targets (127.0.0.0/8, ::1, localhost) are accepted without --allow-remote.
+Exit codes: 0 the run happened (even if requests failed), 1 failure (e.g. target not
+reachable), 2 usage error.";
+
+const COMPARE_NOTES: &str = "\
+Needs the release binaries next to this one; build them first with:
+  cargo build --release --workspace
+then run:
+  target/release/loadtest compare
+
+Each stage binary must accept `--listen 127.0.0.1:0 --backend ADDR...` and print a line
+containing `listening on 127.0.0.1:PORT` (stdout or stderr) within 10 s. Every process
+started is stopped again, also on Ctrl-C.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadtest",
+    version,
+    about = "HTTP/1.1 load generator for the revproxy stages (closed or open loop)",
+    after_help = RUN_EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the demo backends and each stage in turn, and measure them side by side.
+    #[command(after_help = COMPARE_NOTES)]
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Target, e.g. http://127.0.0.1:8080/path
+    #[arg(required = true, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Connections, each driven by its own thread (at most 4096)
+    #[arg(short = 'c', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+
+    /// Total requests [default: 200 when -z is not given]
+    #[arg(short = 'n', long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+
+    /// Run for this long, e.g. 10s, 500ms, 2m (with -n: whichever ends first)
+    #[arg(short = 'z', long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Open loop: send R requests/s on a fixed schedule, latency measured from each due time
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// A new connection per request (sends `Connection: close`)
+    #[arg(long)]
+    pub no_keepalive: bool,
+
+    /// HTTP method
+    #[arg(short = 'm', long, default_value = "GET", value_parser = parse_method)]
+    pub method: String,
+
+    /// Request header "Name: value" (repeatable)
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<Header>,
+
+    /// Request body
+    #[arg(
+        short = 'd',
+        long = "data",
+        value_name = "BODY",
+        conflicts_with = "body_file"
+    )]
+    pub data: Option<String>,
+
+    /// Request body read from a file
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+
+    /// Limit for connecting and for each whole request
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Print one JSON object instead of the text report
+    #[arg(long)]
+    pub json: bool,
+
+    /// Allow targets that are not on this machine (only hosts you own)
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Stage binaries to measure [default: every stage1..stage4 found]
+    #[arg(long, value_delimiter = ',', value_parser = parse_stage_name)]
+    pub stages: Vec<String>,
+
+    /// Concurrency levels to measure
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: Vec<u32>,
+
+    /// Length of each measurement
+    #[arg(short = 'z', long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Delay of every backend response, so the work is I/O-bound like a real service
+    #[arg(long, default_value_t = 20, value_name = "MS")]
+    pub backend_delay_ms: u64,
+
+    /// Demo backends to start (b1, b2, ...); every stage gets all of them as --backend.
+    /// Stages 1 to 4 forward to a single backend, so that is the default
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub backends: u32,
+
+    /// Worker threads per backend (its --workers) [default: the largest --concurrency, at
+    /// least 16], so the backends are never what limits a stage
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub backend_workers: Option<u32>,
+
+    /// Idle connections held open during the slow-client scenario (0 skips it)
+    #[arg(long, default_value_t = 32, value_name = "K", value_parser = clap::value_parser!(u32).range(0..=1_000))]
+    pub slow_clients: u32,
+
+    /// Limit for connecting and for each whole request
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Where compare.md, compare.json and chart.svg go
+    #[arg(long, value_name = "DIR", default_value = "target/loadtest-compare")]
+    pub out: PathBuf,
+
+    /// Where the stage and backend binaries are [default: next to this executable]
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, `1.5s`; a bare number means seconds. Must be positive.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 10s or 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1e3,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !(seconds > 0.0 && seconds <= 7.0 * 24.0 * 3600.0) {
+        return Err(format!("{s:?} must be more than 0 and at most a week"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= 10_000_000.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a rate in requests/s (more than 0)")),
+    }
+}
+
+fn parse_method(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(s.to_ascii_uppercase())
+    } else {
+        Err(format!("{s:?} is not an HTTP method"))
+    }
+}
+
+/// Stage names become file names in the binary directory, so no paths.
+fn parse_stage_name(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not a binary name like stage3"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        for bad in ["", "s", "0s", "-1s", "10x", "1e3s", "9999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn run_flags() {
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "-c",
+            "8",
+            "-z",
+            "3s",
+            "--no-keepalive",
+            "-m",
+            "post",
+            "-H",
+            "A: 1",
+            "-H",
+            "B: 2",
+            "-d",
+            "x",
+            "http://127.0.0.1:1/",
+        ])
+        .expect("valid flags");
+        assert!(cli.command.is_none());
+        let run = cli.run;
+        assert_eq!(run.concurrency, 8);
+        assert_eq!(run.duration, Some(Duration::from_secs(3)));
+        assert!(run.no_keepalive);
+        assert_eq!(run.method, "POST");
+        assert_eq!(run.headers.len(), 2);
+        assert_eq!(run.url.as_deref(), Some("http://127.0.0.1:1/"));
+    }
+
+    #[test]
+    fn compare_subcommand() {
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "compare",
+            "--stages",
+            "stage1,stage3",
+            "--concurrency",
+            "1,8",
+        ])
+        .expect("valid flags");
+        let Some(Command::Compare(args)) = cli.command else {
+            panic!("compare not parsed");
+        };
+        assert_eq!(args.stages, ["stage1", "stage3"]);
+        assert_eq!(args.concurrency, [1, 8]);
+        assert_eq!(args.duration, Duration::from_secs(2));
+        assert!(Cli::try_parse_from(["loadtest", "compare", "--stages", "../x"]).is_err());
+    }
+
+    #[test]
+    fn usage_errors() {
+        for args in [
+            vec!["loadtest"],
+            vec!["loadtest", "-c", "0", "http://127.0.0.1/"],
+            vec!["loadtest", "--rate", "0", "http://127.0.0.1/"],
+            vec![
+                "loadtest",
+                "-d",
+                "x",
+                "--body-file",
+                "f",
+                "http://127.0.0.1/",
+            ],
+            vec!["loadtest", "-H", "nocolon", "http://127.0.0.1/"],
+        ] {
+            let err = Cli::try_parse_from(&args).expect_err("must be refused");
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,658 @@
+//! `loadtest compare`: the stages side by side, measured by the same load on the same
+//! backends, so the student sees why each concurrency model exists.
+//!
+//! Contract with the binaries (all found next to the running `loadtest`, i.e. in
+//! `target/release/` after `cargo build --release --workspace`):
+//! - `backends --port 0 --name bN --delay-ms D --workers W` prints `... listening on http://127.0.0.1:P`
+//!   when ready. If it prints port 0 (it cannot bind port 0 itself), it is restarted on a
+//!   port picked here.
+//! - `stageN --listen 127.0.0.1:0 --backend 127.0.0.1:P1 --backend 127.0.0.1:P2 ...` prints
+//!   a line containing `listening on 127.0.0.1:PORT` on stdout or stderr within 10 s.
+//!
+//! Each cell (stage x keep-alive x concurrency) gets a freshly started stage, so work a
+//! stage still has queued from the previous cell (stage1 with 255 waiting connections)
+//! cannot leak into the next measurement. The backends live for the whole comparison.
+//! After the grid comes the slow-client scenario: K idle connections (half silent, half
+//! with a partial request head) are opened first, then the normal load runs at c=16.
+//!
+//! A stage that cannot start, or exits, fills its cells with the reason and compare goes on.
+//! Ctrl-C (or SIGTERM) stops after the current cell; every child is stopped by its guard.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::cli::CompareArgs;
+use super::procs::{self, ChildGuard, ProcError};
+use super::report::{human_us, Report};
+use super::request::build_request;
+use super::run::{self, RunConfig};
+use super::svg;
+
+pub const BUILD_COMMAND: &str = "cargo build --release --workspace";
+/// How long a started binary has to print its ready line.
+const READY_WAIT: Duration = Duration::from_secs(10);
+/// Load of the slow-client scenario, beside the idle connections.
+const SLOW_SCENARIO_CONCURRENCY: u32 = 16;
+const DEFAULT_STAGES: [&str; 4] = ["stage1", "stage2", "stage3", "stage4"];
+
+#[derive(Debug)]
+pub enum CompareError {
+    NoBinDir(io::Error),
+    Missing { what: String, dir: PathBuf },
+    Backend(ProcError),
+    Output { path: PathBuf, source: io::Error },
+    Interrupted { out: PathBuf },
+}
+
+impl fmt::Display for CompareError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompareError::NoBinDir(e) => {
+                write!(f, "cannot find the directory of this executable: {e}")
+            }
+            CompareError::Missing { what, dir } => write!(
+                f,
+                "{what} not found in {}; build everything first with: {BUILD_COMMAND}",
+                dir.display()
+            ),
+            CompareError::Backend(e) => write!(f, "demo backend: {e}"),
+            CompareError::Output { path, source } => {
+                write!(f, "cannot write {}: {source}", path.display())
+            }
+            CompareError::Interrupted { out } => {
+                write!(f, "interrupted; partial results are in {}", out.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for CompareError {}
+
+/// One measurement. `None` where nothing could be measured; `failure` says why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cell {
+    pub stage: String,
+    pub keepalive: bool,
+    pub concurrency: u32,
+    /// Idle connections held open during the measurement (the slow-client scenario).
+    pub slow_clients: u32,
+    /// Responses with a status below 400, per second.
+    pub requests_per_sec: Option<f64>,
+    /// Over every response, whatever its status.
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    pub responses: Option<u64>,
+    /// Failed requests plus responses with status 400 or more.
+    pub errors: Option<u64>,
+    /// Errors by kind (`timeout`, `reset`, ..., `http_503`), only the kinds that occurred.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub failure: Option<String>,
+}
+
+impl Cell {
+    pub fn new(stage: &str, keepalive: bool, concurrency: u32, slow_clients: u32) -> Self {
+        Cell {
+            stage: stage.to_string(),
+            keepalive,
+            concurrency,
+            slow_clients,
+            requests_per_sec: None,
+            p50_us: None,
+            p99_us: None,
+            responses: None,
+            errors: None,
+            errors_by_kind: BTreeMap::new(),
+            failure: None,
+        }
+    }
+
+    fn failed(mut self, why: String) -> Self {
+        self.failure = Some(why);
+        self
+    }
+}
+
+/// compare.json
+#[derive(Debug, Serialize)]
+pub struct CompareReport {
+    pub duration_secs: f64,
+    pub timeout_secs: f64,
+    pub backend_delay_ms: u64,
+    pub backends: u32,
+    pub cpus: usize,
+    pub interrupted: bool,
+    pub cells: Vec<Cell>,
+}
+
+/// Runs the comparison, prints progress to stderr and the table to stdout, and writes
+/// compare.md, compare.json and chart.svg into `--out`.
+pub fn run_command(args: &CompareArgs, stop: &AtomicBool) -> Result<(), CompareError> {
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()
+            .map_err(CompareError::NoBinDir)?
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| {
+                CompareError::NoBinDir(io::Error::other("executable has no parent directory"))
+            })?,
+    };
+    let backends_bin = bin_dir.join("backends");
+    if !backends_bin.is_file() {
+        return Err(CompareError::Missing {
+            what: "the demo backends binary".into(),
+            dir: bin_dir,
+        });
+    }
+    let stages: Vec<String> = if args.stages.is_empty() {
+        DEFAULT_STAGES
+            .iter()
+            .filter(|s| bin_dir.join(s).is_file())
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        args.stages.clone()
+    };
+    if stages.is_empty() {
+        return Err(CompareError::Missing {
+            what: "no stage binary (stage1..stage4)".into(),
+            dir: bin_dir,
+        });
+    }
+    // Fail on an unwritable --out now, not after minutes of measuring.
+    std::fs::create_dir_all(&args.out).map_err(|source| CompareError::Output {
+        path: args.out.clone(),
+        source,
+    })?;
+
+    let workers = args.backend_workers.unwrap_or_else(|| {
+        let most = args.concurrency.iter().copied().max().unwrap_or(1);
+        most.max(SLOW_SCENARIO_CONCURRENCY)
+    });
+    let mut backend_guards = Vec::new();
+    let mut backend_addrs = Vec::new();
+    for i in 1..=args.backends {
+        let started = start_backend(&backends_bin, i, args.backend_delay_ms, workers, stop);
+        let (guard, port) = started.map_err(|e| match e {
+            ProcError::Interrupted => CompareError::Interrupted {
+                out: args.out.clone(),
+            },
+            e => CompareError::Backend(e),
+        })?;
+        eprintln!(
+            "compare: backend {} listening on 127.0.0.1:{port}",
+            guard.name()
+        );
+        backend_guards.push(guard);
+        backend_addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+
+    let mut cells = Vec::new();
+    let mut grid = Vec::new();
+    for stage in &stages {
+        for keepalive in [true, false] {
+            for &c in &args.concurrency {
+                grid.push((stage.as_str(), keepalive, c, 0));
+            }
+        }
+        if args.slow_clients > 0 {
+            grid.push((
+                stage.as_str(),
+                true,
+                SLOW_SCENARIO_CONCURRENCY,
+                args.slow_clients,
+            ));
+        }
+    }
+    let total = grid.len();
+    for (n, (stage, keepalive, c, slow)) in grid.into_iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let bin = bin_dir.join(stage);
+        let cell = if bin.is_file() {
+            measure(&bin, stage, &backend_addrs, keepalive, c, slow, args, stop)
+        } else {
+            Cell::new(stage, keepalive, c, slow)
+                .failed(format!("binary not found; run {BUILD_COMMAND}"))
+        };
+        eprintln!("compare: [{}/{total}] {}", n + 1, summary_line(&cell));
+        cells.push(cell);
+    }
+    drop(backend_guards);
+
+    let interrupted = stop.load(Ordering::Relaxed);
+    let report = CompareReport {
+        duration_secs: args.duration.as_secs_f64(),
+        timeout_secs: args.timeout.as_secs_f64(),
+        backend_delay_ms: args.backend_delay_ms,
+        backends: args.backends,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        interrupted,
+        cells,
+    };
+    let markdown = markdown(&report);
+    write_outputs(&args.out, &report, &markdown)?;
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "{markdown}");
+    let _ = writeln!(
+        stdout,
+        "Written: {}/{{compare.md,compare.json,chart.svg}}",
+        args.out.display()
+    );
+    if interrupted {
+        return Err(CompareError::Interrupted {
+            out: args.out.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn start_backend(
+    bin: &Path,
+    i: u32,
+    delay_ms: u64,
+    workers: u32,
+    stop: &AtomicBool,
+) -> Result<(ChildGuard, u16), ProcError> {
+    let name = format!("b{i}");
+    let command = |port: u16| {
+        let mut cmd = Command::new(bin);
+        cmd.args(["--port", &port.to_string(), "--name", &name])
+            .args(["--delay-ms", &delay_ms.to_string()])
+            .args(["--workers", &workers.to_string()]);
+        cmd
+    };
+    let (guard, port) = procs::spawn_ready(command(0), &name, READY_WAIT, stop)?;
+    if port != 0 {
+        return Ok((guard, port));
+    }
+    // It took "0" literally; a port that is free now is the next best thing.
+    drop(guard);
+    let port = procs::free_port().map_err(|source| ProcError::Spawn {
+        name: name.clone(),
+        source,
+    })?;
+    procs::spawn_ready(command(port), &name, READY_WAIT, stop)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    bin: &Path,
+    stage: &str,
+    backends: &[SocketAddr],
+    keepalive: bool,
+    concurrency: u32,
+    slow_clients: u32,
+    args: &CompareArgs,
+    stop: &AtomicBool,
+) -> Cell {
+    let cell = Cell::new(stage, keepalive, concurrency, slow_clients);
+    let mut cmd = Command::new(bin);
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    for backend in backends {
+        cmd.arg("--backend").arg(backend.to_string());
+    }
+    let (mut proxy, port) = match procs::spawn_ready(cmd, stage, READY_WAIT, stop) {
+        Ok(ready) => ready,
+        Err(e) => return cell.failed(format!("failed to start: {e}")),
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let idle = open_idle_connections(addr, slow_clients, args.timeout);
+    let config = RunConfig {
+        addr,
+        request: build_request(
+            "GET",
+            &format!("127.0.0.1:{port}"),
+            "/",
+            &[],
+            b"",
+            keepalive,
+        ),
+        head_request: false,
+        concurrency: concurrency as usize,
+        keepalive,
+        requests: None,
+        duration: Some(args.duration),
+        rate: None,
+        timeout: args.timeout,
+        progress: false,
+    };
+    let mut cell = match run::run(&config, stop) {
+        Ok(outcome) => {
+            let report = Report::new(&format!("http://{addr}/"), "GET", &config, &outcome);
+            let cell = from_report(cell, &report);
+            if outcome.interrupted {
+                // A cut-short cell would read as a real (low) number in the chart.
+                cell.failed("interrupted; partial numbers".into())
+            } else {
+                cell
+            }
+        }
+        Err(e) => cell.failed(e.to_string()),
+    };
+    if let Some(status) = proxy.exited() {
+        cell.failure = Some(format!(
+            "{stage} exited during the run ({status}); {}",
+            proxy.last_output()
+        ));
+    }
+    drop(idle);
+    drop(proxy);
+    cell
+}
+
+/// Throughput counts good responses only: a stage that answers 503 when full (stage4) must
+/// not look faster for it. HTTP 4xx/5xx responses count as errors, beside failed requests.
+fn from_report(mut cell: Cell, report: &Report) -> Cell {
+    let mut errors_by_kind: BTreeMap<String, u64> = report
+        .errors
+        .iter()
+        .filter(|(_, &n)| n > 0)
+        .map(|(&kind, &n)| (kind.to_string(), n))
+        .collect();
+    let mut http_errors = 0;
+    for (code, &n) in &report.status_codes {
+        if code.parse::<u16>().is_ok_and(|c| c >= 400) {
+            http_errors += n;
+            errors_by_kind.insert(format!("http_{code}"), n);
+        }
+    }
+    let good = report.responses - http_errors;
+    cell.requests_per_sec = Some(if report.total_secs > 0.0 {
+        good as f64 / report.total_secs
+    } else {
+        0.0
+    });
+    cell.p50_us = report.latency_us.map(|l| l.p50);
+    cell.p99_us = report.latency_us.map(|l| l.p99);
+    cell.responses = Some(report.responses);
+    cell.errors = Some(report.errors_total + http_errors);
+    cell.errors_by_kind = errors_by_kind;
+    cell
+}
+
+/// Clients that connect and then stall: even ones send nothing, odd ones half a request
+/// head. A server that gives each connection a thread (or the only thread) waits on them.
+fn open_idle_connections(addr: SocketAddr, count: u32, timeout: Duration) -> Vec<TcpStream> {
+    let partial_head = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n");
+    (0..count)
+        .filter_map(|i| {
+            let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+            stream.set_read_timeout(Some(timeout)).ok()?;
+            stream.set_write_timeout(Some(timeout)).ok()?;
+            if i % 2 == 1 {
+                stream.write_all(partial_head.as_bytes()).ok()?;
+            }
+            Some(stream)
+        })
+        .collect()
+}
+
+fn concurrency_label(cell: &Cell) -> String {
+    if cell.slow_clients > 0 {
+        format!("{} + {} slow", cell.concurrency, cell.slow_clients)
+    } else {
+        cell.concurrency.to_string()
+    }
+}
+
+fn errors_label(cell: &Cell) -> String {
+    match cell.errors {
+        None => "-".into(),
+        Some(0) => "0".into(),
+        Some(n) => {
+            let kinds: Vec<String> = cell
+                .errors_by_kind
+                .iter()
+                .map(|(kind, n)| format!("{kind} {n}"))
+                .collect();
+            format!("{n} ({})", kinds.join(", "))
+        }
+    }
+}
+
+fn summary_line(cell: &Cell) -> String {
+    let ka = if cell.keepalive {
+        "keep-alive"
+    } else {
+        "no keep-alive"
+    };
+    let head = format!("{} {ka} c={}", cell.stage, concurrency_label(cell));
+    match (&cell.failure, cell.requests_per_sec) {
+        (Some(why), _) => format!("{head}: FAILED: {why}"),
+        (None, Some(rps)) => format!(
+            "{head}: {rps:.1} req/s, p99 {}, errors {}",
+            cell.p99_us.map_or("-".into(), human_us),
+            errors_label(cell)
+        ),
+        (None, None) => format!("{head}: no result"),
+    }
+}
+
+/// Text safe inside one Markdown table cell.
+fn table_text(s: &str) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let short: String = flat.chars().take(120).collect();
+    short.replace('|', "\\|")
+}
+
+pub fn markdown(report: &CompareReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Each cell: {:.1} s of closed-loop GET / against a freshly started stage; {} demo backend(s) \
+         with {} ms delay; timeout {:.1} s; {} CPU(s). req/s counts responses below 400; errors are \
+         failed requests plus 4xx/5xx responses; p50/p99 cover responses only.{}\n",
+        report.duration_secs,
+        report.backends,
+        report.backend_delay_ms,
+        report.timeout_secs,
+        report.cpus,
+        if report.interrupted { " INTERRUPTED: partial results." } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "| stage | keep-alive | concurrency | req/s | p50 | p99 | errors |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    for cell in &report.cells {
+        let ka = if cell.keepalive { "on" } else { "off" };
+        let latency = |v: Option<u64>| v.map_or("-".into(), human_us);
+        let rps = match (&cell.failure, cell.requests_per_sec) {
+            (Some(why), Some(rps)) => format!("{rps:.1} (failed: {})", table_text(why)),
+            (Some(why), None) => format!("failed: {}", table_text(why)),
+            (None, Some(rps)) => format!("{rps:.1}"),
+            (None, None) => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {ka} | {} | {rps} | {} | {} | {} |",
+            table_text(&cell.stage),
+            concurrency_label(cell),
+            latency(cell.p50_us),
+            latency(cell.p99_us),
+            errors_label(cell)
+        );
+    }
+    out
+}
+
+fn write_outputs(dir: &Path, report: &CompareReport, markdown: &str) -> Result<(), CompareError> {
+    let write = |name: &str, contents: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).map_err(|source| CompareError::Output { path, source })
+    };
+    write("compare.md", markdown)?;
+    let json = serde_json::to_string_pretty(report).map_err(|e| CompareError::Output {
+        path: dir.join("compare.json"),
+        source: io::Error::other(e),
+    })?;
+    write("compare.json", &json)?;
+    let title = format!(
+        "revproxy stages: {} demo backend(s), {} ms delay, {:.0} s per point",
+        report.backends, report.backend_delay_ms, report.duration_secs
+    );
+    write("chart.svg", &svg::chart(&report.cells, &title))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample_cells() -> Vec<Cell> {
+        let mut cells = Vec::new();
+        for (s, stage) in ["stage1", "stage3"].iter().enumerate() {
+            for keepalive in [true, false] {
+                for (i, c) in [1u32, 16, 64, 256].into_iter().enumerate() {
+                    let mut cell = Cell::new(stage, keepalive, c, 0);
+                    cell.requests_per_sec = Some(45.0 * (1 + s * i) as f64);
+                    cell.p50_us = Some(21_000 * (1 + i as u64));
+                    cell.p99_us = Some(25_000 * (1 + i as u64 * 10));
+                    cell.responses = Some(100);
+                    cell.errors = Some(0);
+                    cells.push(cell);
+                }
+            }
+        }
+        cells.push(
+            Cell::new("stage2", true, 16, 0)
+                .failed("failed to start: exited (1) | oops <&>".into()),
+        );
+        let mut slow = Cell::new("stage1", true, 16, 32);
+        slow.requests_per_sec = Some(0.0);
+        slow.errors = Some(16);
+        slow.errors_by_kind.insert("timeout".into(), 16);
+        cells.push(slow);
+        cells
+    }
+
+    fn sample_report() -> CompareReport {
+        CompareReport {
+            duration_secs: 2.0,
+            timeout_secs: 2.0,
+            backend_delay_ms: 20,
+            backends: 3,
+            cpus: 2,
+            interrupted: false,
+            cells: sample_cells(),
+        }
+    }
+
+    #[test]
+    fn table_has_one_row_per_cell() {
+        let report = sample_report();
+        let md = markdown(&report);
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
+        assert_eq!(
+            rows[0],
+            "| stage | keep-alive | concurrency | req/s | p50 | p99 | errors |"
+        );
+        assert_eq!(rows.len(), 1 + report.cells.len());
+        assert!(
+            md.contains("| stage1 | on | 16 + 32 slow | 0.0 | - | - | 16 (timeout 16) |"),
+            "{md}"
+        );
+        // The failure's '|' is escaped, so the row keeps its 7 columns.
+        let failed = rows
+            .iter()
+            .find(|r| r.contains("failed:"))
+            .expect("failed row");
+        assert_eq!(failed.matches(" | ").count(), 6, "{failed}");
+    }
+
+    #[test]
+    fn http_errors_do_not_count_as_throughput() {
+        use crate::loadtest::error::ErrorKind;
+        use crate::loadtest::run::{RunConfig, RunOutcome};
+        use crate::loadtest::stats::Stats;
+
+        let mut stats = Stats::new().expect("histogram");
+        for _ in 0..6 {
+            stats.record_response(Duration::from_millis(1), 200, 0, None);
+        }
+        for _ in 0..4 {
+            stats.record_response(Duration::from_millis(1), 503, 0, None);
+        }
+        stats.record_error(ErrorKind::Timeout);
+        let config = RunConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            request: Vec::new(),
+            head_request: false,
+            concurrency: 1,
+            keepalive: true,
+            requests: None,
+            duration: None,
+            rate: None,
+            timeout: Duration::from_secs(1),
+            progress: false,
+        };
+        let outcome = RunOutcome {
+            stats,
+            elapsed: Duration::from_secs(2),
+            interrupted: false,
+        };
+        let report = Report::new("http://127.0.0.1:1/", "GET", &config, &outcome);
+        let cell = from_report(Cell::new("stage4", true, 1, 0), &report);
+        assert_eq!(cell.requests_per_sec, Some(3.0));
+        assert_eq!(cell.responses, Some(10));
+        assert_eq!(cell.errors, Some(5));
+        assert_eq!(errors_label(&cell), "5 (http_503 4, timeout 1)");
+    }
+
+    #[test]
+    fn json_report_has_cells() {
+        let value: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&sample_report()).expect("serialize"))
+                .expect("parse");
+        let cell = &value["cells"][0];
+        for key in [
+            "stage",
+            "keepalive",
+            "concurrency",
+            "slow_clients",
+            "requests_per_sec",
+            "p50_us",
+            "p99_us",
+            "responses",
+            "errors",
+            "errors_by_kind",
+            "failure",
+        ] {
+            assert!(cell.get(key).is_some(), "cells[].{key}");
+        }
+    }
+
+    #[test]
+    fn missing_binaries_name_the_build_command() {
+        let dir = std::env::temp_dir().join(format!("loadtest-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let args = CompareArgs {
+            stages: Vec::new(),
+            concurrency: vec![1],
+            duration: Duration::from_millis(100),
+            backend_delay_ms: 0,
+            backends: 1,
+            backend_workers: None,
+            slow_clients: 0,
+            timeout: Duration::from_secs(1),
+            out: dir.join("out"),
+            bin_dir: Some(dir.clone()),
+        };
+        let err = run_command(&args, &AtomicBool::new(false)).expect_err("nothing to run");
+        assert!(err.to_string().contains(BUILD_COMMAND), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,151 @@
+//! The load tester: `loadtest URL` measures one server, `loadtest compare` measures every
+//! stage of the course side by side.
+//!
+//! How it measures:
+//! - Closed loop (default): `-c` threads, each with one blocking connection, send a request,
+//!   wait for the whole response, send the next. Throughput is what the server sustains at
+//!   that concurrency; latency is per request.
+//! - Open loop (`--rate R`): request `i` is due at `start + i/R` whatever the server does,
+//!   and its latency counts from that due time ([`schedule`]), so a stalling server cannot
+//!   hide its stalls by slowing the tester down (coordinated omission).
+//! - Latencies go into an HDR histogram (µs, 3 significant digits, [`stats`]); the report
+//!   ([`report`]) gives percentiles, a small histogram, status codes, errors by kind, and how
+//!   responses spread over backends by their `X-Backend-Server` header.
+//!
+//! Module map: [`cli`] flags; [`target`] URL and the loopback-only rule; [`request`] the
+//! request bytes; [`client`] one HTTP/1.1 connection; [`response`] its response framing;
+//! [`error`] failure kinds; [`run`] the workers; [`progress`] the live line; [`report`] text
+//! and JSON; [`compare`] and [`procs`] start and measure the stages; [`svg`] draws the
+//! comparison chart.
+//!
+//! Known limits: one request in flight per connection (no pipelining); requests in flight
+//! when `-z` ends are waited for (up to `--timeout`) and counted; plain HTTP only.
+
+pub mod cli;
+pub mod client;
+pub mod compare;
+pub mod error;
+pub mod procs;
+pub mod progress;
+pub mod report;
+pub mod request;
+pub mod response;
+pub mod run;
+pub mod schedule;
+pub mod stats;
+pub mod svg;
+pub mod target;
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::sync::atomic::AtomicBool;
+
+use cli::RunArgs;
+use report::Report;
+use request::build_request;
+use run::{RunConfig, RunError};
+use target::TargetError;
+
+/// When neither `-n` nor `-z` is given (as in hey).
+pub const DEFAULT_REQUESTS: u64 = 200;
+
+/// Why the load tester could not do its job, and the exit code that says so.
+#[derive(Debug)]
+pub enum LoadtestError {
+    Target(TargetError),
+    BodyFile {
+        path: String,
+        source: std::io::Error,
+    },
+    Run(RunError),
+    Compare(compare::CompareError),
+}
+
+impl LoadtestError {
+    /// 2 for arguments that cannot work, 1 for everything that went wrong while trying.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LoadtestError::Target(_) | LoadtestError::BodyFile { .. } => 2,
+            LoadtestError::Run(_) | LoadtestError::Compare(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for LoadtestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadtestError::Target(e) => e.fmt(f),
+            LoadtestError::BodyFile { path, source } => {
+                write!(f, "cannot read --body-file {path}: {source}")
+            }
+            LoadtestError::Run(e) => e.fmt(f),
+            LoadtestError::Compare(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LoadtestError {}
+
+impl From<TargetError> for LoadtestError {
+    fn from(e: TargetError) -> Self {
+        LoadtestError::Target(e)
+    }
+}
+
+impl From<RunError> for LoadtestError {
+    fn from(e: RunError) -> Self {
+        LoadtestError::Run(e)
+    }
+}
+
+impl From<compare::CompareError> for LoadtestError {
+    fn from(e: compare::CompareError) -> Self {
+        LoadtestError::Compare(e)
+    }
+}
+
+/// `loadtest URL`: runs the load and returns the report (text, or JSON with `--json`).
+pub fn run_command(args: &RunArgs, stop: &AtomicBool) -> Result<String, LoadtestError> {
+    let url = args.url.as_deref().unwrap_or_default();
+    let target = target::parse(url, args.allow_remote)?;
+    let body = match (&args.data, &args.body_file) {
+        (Some(data), _) => data.clone().into_bytes(),
+        (None, Some(path)) => std::fs::read(path).map_err(|source| LoadtestError::BodyFile {
+            path: path.display().to_string(),
+            source,
+        })?,
+        (None, None) => Vec::new(),
+    };
+    let keepalive = !args.no_keepalive;
+    let request = build_request(
+        &args.method,
+        &target.host_header,
+        &target.path,
+        &args.headers,
+        &body,
+        keepalive,
+    );
+    let requests = match (args.requests, args.duration) {
+        (None, None) => Some(DEFAULT_REQUESTS),
+        (n, _) => n,
+    };
+    let config = RunConfig {
+        addr: target.addr,
+        request,
+        head_request: args.method == "HEAD",
+        concurrency: args.concurrency as usize,
+        keepalive,
+        requests,
+        duration: args.duration,
+        rate: args.rate,
+        timeout: args.timeout,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let outcome = run::run(&config, stop)?;
+    let report = Report::new(&target.url, &args.method, &config, &outcome);
+    Ok(if args.json {
+        report.to_json()
+    } else {
+        report.to_text()
+    })
+}
