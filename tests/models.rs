@@ -287,6 +287,34 @@ fn stage4_holding_workers_starve_the_third_client() {
     );
 }
 
+/// Clients that send half a request head and stall (slowloris) wait at the parker, not in a
+/// worker: with a single worker, a normal client is still served, and so is each slow one
+/// once it finishes its head.
+#[test]
+fn stage4_slow_request_heads_do_not_hold_workers() {
+    let b = backend("b1");
+    let p = Proxy::start(STAGE4, &[b.addr()], &["--workers", "1"]);
+    let mut slow: Vec<Client> = (0..3)
+        .map(|_| {
+            let mut c = p.connect();
+            c.send(b"GET /status/202 HTTP/1.1\r\nHost: t\r\n");
+            c
+        })
+        .collect();
+    let mut normal = p.connect();
+    normal.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let res = normal.try_read_response("GET");
+    assert_eq!(
+        res.map(|r| r.status),
+        Some(200),
+        "a slow head held the worker"
+    );
+    for c in &mut slow {
+        c.send(b"\r\n");
+        assert_eq!(c.read_response("GET").status, 202);
+    }
+}
+
 /// A backend that tells the test when a request arrives, then holds it until released.
 fn gated_backend() -> (SocketAddr, mpsc::Receiver<()>, mpsc::Sender<()>) {
     let (arrived_tx, arrived_rx) = mpsc::channel::<()>();

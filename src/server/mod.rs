@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::access_log;
+use crate::http::head::request_head_ready;
 use crate::http::headers::local_response;
 use crate::http::BufStream;
-use crate::relay::Relay;
+use crate::relay::{ClientTimeouts, Relay};
 
 /// Serves client connections: a whole connection at once, or one request at a time.
 pub trait ConnectionHandler: Send + Sync + 'static {
@@ -34,8 +35,14 @@ pub trait ConnectionHandler: Send + Sync + 'static {
     fn serve_next(&self, conn: &mut BufStream<TcpStream>, peer: SocketAddr, idle: Duration)
         -> bool;
 
-    /// How long a keep-alive connection may wait for its next request.
-    fn idle_timeout(&self) -> Duration;
+    /// Whether `buffered` (bytes received on a connection and not served yet) lets
+    /// `serve_next` start without waiting for the client: a whole request head, or one it will
+    /// refuse anyway. Stage 4 parks a connection until this holds, so that a client sending its
+    /// head slowly never holds a worker.
+    fn request_ready(&self, buffered: &[u8]) -> bool;
+
+    /// How long a client may idle between requests and take to send a head.
+    fn timeouts(&self) -> ClientTimeouts;
 }
 
 impl ConnectionHandler for Relay {
@@ -56,8 +63,12 @@ impl ConnectionHandler for Relay {
         Relay::serve_next(self, conn, peer, idle)
     }
 
-    fn idle_timeout(&self) -> Duration {
-        self.config().client.idle
+    fn request_ready(&self, buffered: &[u8]) -> bool {
+        request_head_ready(buffered, &self.config().limits)
+    }
+
+    fn timeouts(&self) -> ClientTimeouts {
+        self.config().client
     }
 }
 
@@ -81,16 +92,30 @@ impl ConnectionModel for Sequential {
 /// that is full. Never blocks, because the caller is the accept loop, which must stay free to
 /// refuse the next client too.
 pub fn refuse_busy(stream: TcpStream, peer: SocketAddr) {
-    const MAX_DRAINED: usize = 64 * 1024;
-    let started = Instant::now();
-    let reply = local_response(
+    refuse_now(
+        stream,
+        peer,
         503,
         &[("Retry-After", "1")],
         "503 Service Unavailable: the proxy is at capacity, retry shortly\n",
-        false,
     );
-    // A fresh socket's send buffer is empty, so the short reply fits at once; non-blocking
-    // makes sure a strange socket cannot stall the accept loop anyway.
+}
+
+/// Answers `status` and closes without ever blocking (the socket is made non-blocking): for a
+/// thread that serves many connections, like the accept loop or stage 4's parker.
+pub(crate) fn refuse_now(
+    stream: TcpStream,
+    peer: SocketAddr,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &str,
+) {
+    const MAX_DRAINED: usize = 64 * 1024;
+    let started = Instant::now();
+    let reply = local_response(status, headers, body, false);
+    // A short reply fits in the socket's send buffer at once (it is empty on a fresh
+    // connection, and drained on an idle one); non-blocking makes sure a strange socket
+    // cannot stall the caller anyway.
     let sent = stream.set_nonblocking(true).is_ok()
         && (&stream).write_all(&reply).is_ok()
         && stream.shutdown(std::net::Shutdown::Write).is_ok();
@@ -110,7 +135,7 @@ pub fn refuse_busy(stream: TcpStream, peer: SocketAddr) {
     access_log::write(&access_log::Entry {
         client: peer.ip(),
         request_line: "-",
-        status: 503,
+        status,
         bytes: 0,
         referer: None,
         user_agent: None,

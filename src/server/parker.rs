@@ -1,5 +1,6 @@
-//! The parker: one thread that watches idle keep-alive connections with `poll(2)` and hands
-//! each back to the pool as soon as its next request starts to arrive.
+//! The parker: one thread that watches waiting connections (idle keep-alive ones, and those
+//! whose request head is still arriving) with `poll(2)`, and hands each back to the pool as
+//! soon as it has more to read.
 //!
 //! This is the heart of an event loop, reduced to one job. Workers send connections here
 //! through a channel; since the parker is usually blocked in `poll`, each send is followed by
@@ -16,6 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::pool::Conn;
+use super::refuse_now;
 use crate::sys;
 
 /// Longest single `poll`: a safety net only, every event of interest wakes it earlier.
@@ -97,7 +99,7 @@ impl Parker {
             let now = Instant::now();
             let timeout = parked
                 .iter()
-                .map(|c| c.idle_deadline().saturating_duration_since(now))
+                .map(|c| c.deadline().saturating_duration_since(now))
                 .min()
                 .unwrap_or(MAX_WAIT)
                 .min(MAX_WAIT);
@@ -124,8 +126,8 @@ impl Parker {
             for (conn, readable) in parked.drain(..).zip(flags.into_iter().skip(1)) {
                 if readable {
                     ready(conn);
-                } else if conn.idle_deadline() <= now {
-                    log::debug!("{}: idle keep-alive connection closed", conn.peer);
+                } else if conn.deadline() <= now {
+                    expire(conn);
                 } else {
                     still_idle.push(conn);
                 }
@@ -164,4 +166,17 @@ impl Parker {
             }
         }
     }
+}
+
+/// Ends a connection whose wait is over: an idle one is just closed (as nginx does); one that
+/// started a head and did not finish it in time gets `408`, as from a worker reading it.
+fn expire(conn: Conn) {
+    let peer = conn.peer;
+    if conn.head_since.is_none() {
+        log::debug!("{peer}: idle keep-alive connection closed");
+        return;
+    }
+    log::debug!("{peer}: request head not finished in time");
+    let (stream, _) = conn.stream.into_parts();
+    refuse_now(stream, peer, 408, &[], "408 Request Timeout\n");
 }

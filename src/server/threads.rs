@@ -94,6 +94,7 @@ impl Drop for Slot {
 mod tests {
     use super::*;
     use crate::http::BufStream;
+    use crate::relay::ClientTimeouts;
     use std::io;
     use std::net::TcpListener;
     use std::sync::mpsc;
@@ -114,8 +115,11 @@ mod tests {
         fn serve_next(&self, _: &mut BufStream<TcpStream>, _: SocketAddr, _: Duration) -> bool {
             false
         }
-        fn idle_timeout(&self) -> Duration {
-            Duration::from_secs(1)
+        fn request_ready(&self, _buffered: &[u8]) -> bool {
+            true
+        }
+        fn timeouts(&self) -> ClientTimeouts {
+            ClientTimeouts::default()
         }
     }
 
