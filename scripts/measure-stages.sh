@@ -20,7 +20,7 @@ DURATION=${DURATION:-5}
 CONNS=${CONNS:-"16 64"}
 AB_N=${AB_N:-5000}
 AB_C=${AB_C:-16}
-WORKERS=${WORKERS:-16}
+WORKERS=${WORKERS:-64}
 TESTS=${TESTS:-"load fair"}
 FAIR_WORKERS=${FAIR_WORKERS:-4}
 FAIR_CLIENTS=${FAIR_CLIENTS:-16}
@@ -77,23 +77,36 @@ taskset -c 0 "$BIN/backends" --port "$BACKEND_PORT" --name b1 --workers 16 >/dev
 backend_pid=$!
 wait_port "$BACKEND_PORT"
 
-measure() { # label, port
-    local label=$1 port=$2 out
+# CPU time (ms) a process and its reaped children have used, from /proc/PID/stat.
+cpu_ms() {
+    awk -v tck="$(getconf CLK_TCK)" '{print int(($14 + $15 + $16 + $17) * 1000 / tck)}' "/proc/$1/stat"
+}
+
+# One row per run: throughput, latency, and the CPU the measured process spent per request,
+# which other load on the machine disturbs far less than req/s.
+measure() { # label, port, pid of the measured process
+    local label=$1 port=$2 pid=$3 out before n
     for c in $CONNS; do
         wait_quiet
+        before=$(cpu_ms "$pid")
         out=$(taskset -c 0 wrk -t2 -c"$c" -d"${DURATION}s" --latency "http://127.0.0.1:$port/")
-        printf '| %s | wrk keep-alive c=%s | %s | %s | %s | %s |\n' "$label" "$c" \
+        n=$(awk '/requests in/ {print $1}' <<<"$out")
+        printf '| %s | wrk keep-alive c=%s | %s | %s | %s | %s | %s |\n' "$label" "$c" \
             "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
             "$(awk '$1=="50%" {print $2}' <<<"$out")" \
             "$(awk '$1=="99%" {print $2}' <<<"$out")" \
+            "$(( ($(cpu_ms "$pid") - before) * 1000 / (n > 0 ? n : 1) ))" \
             "$(grep -E 'Socket errors|Non-2xx' <<<"$out" | tr -s ' ' | tr '\n' ' ' || true)"
     done
     wait_quiet
+    before=$(cpu_ms "$pid")
     out=$(taskset -c 0 ab -q -n "$AB_N" -c "$AB_C" "http://127.0.0.1:$port/" 2>&1)
-    printf '| %s | ab new connection each, c=%s | %s | %s | %s | %s |\n' "$label" "$AB_C" \
+    sleep 0.5 # let stage 2's last children be reaped, so their CPU is counted
+    printf '| %s | ab new connection each, c=%s | %s | %s | %s | %s | %s |\n' "$label" "$AB_C" \
         "$(awk '/Requests per second/ {print $4}' <<<"$out")" \
         "$(awk '$1=="50%" {print $2"ms"}' <<<"$out")" \
         "$(awk '$1=="99%" {print $2"ms"}' <<<"$out")" \
+        "$(( ($(cpu_ms "$pid") - before) * 1000 / AB_N ))" \
         "$(awk '/Failed requests|Non-2xx/ {printf "%s ", $0}' <<<"$out")"
 }
 
@@ -114,7 +127,7 @@ run_stage() { # label, binary, extra args...
     local label=$1
     shift
     start_stage "$@"
-    measure "$label" "$PROXY_PORT"
+    measure "$label" "$PROXY_PORT" "$stage_pid"
     stop_stage
 }
 fairness() { # label, binary, extra args...
@@ -130,8 +143,9 @@ fairness() { # label, binary, extra args...
 }
 
 if [[ " $TESTS " == *" load "* ]]; then
-    printf '| target | test | req/s | p50 | p99 | errors |\n|---|---|---|---|---|---|\n'
-    measure direct "$BACKEND_PORT"
+    printf '| target | test | req/s | p50 | p99 | CPU µs/req | errors |\n'
+    printf '|---|---|---|---|---|---|---|\n'
+    measure direct "$BACKEND_PORT" "$backend_pid"
     run_stage stage1 stage1
     run_stage stage2 stage2
     run_stage stage3 stage3
