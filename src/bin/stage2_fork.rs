@@ -1,11 +1,10 @@
 //! Stage 2: a process per connection.
 //!
 //! C counterpart: `fork_proxy.c`, done right. The C version never reaped its children (a
-//! zombie per connection until the process table filled), left the listening socket open in
-//! every child and the client socket open in the parent, and forked without limit. Here a
-//! `SIGCHLD` handler reaps every child, each side closes the socket it does not need, a child
-//! leaves with `_exit` (even on a panic), and at `--max-children` the proxy waits for a child
-//! to end before forking again (`revproxy::server::fork`).
+//! zombie per connection until the process table filled) and forked without limit. Here a
+//! `SIGCHLD` handler reaps every child, parent and child each close the socket they do not
+//! need, a child leaves with `_exit` (even on a panic), and at `--max-children` the proxy
+//! waits for a child to end before forking again (`revproxy::server::fork`).
 //!
 //! Forking a process that has threads is unsafe: the child inherits every lock but only one
 //! thread, so a lock another thread held (malloc's, stdout's) never unlocks in the child. This

@@ -1,8 +1,8 @@
 //! Stage 3: a thread per connection.
 //!
-//! C counterpart: `threaded_proxy.c`, done right. The C version spawned a detached thread per
-//! connection with no limit and no timeouts: a flood of clients spawned threads until memory
-//! ran out, and a client that vanished mid-request pinned its thread forever. Here threads
+//! C counterpart: `threaded_proxy.c`, done right. The C version started a thread per
+//! connection with no limit and no timeouts: a flood of clients spawns threads until memory
+//! runs out, and a client that vanishes mid-request pins its thread forever. Here threads
 //! are named (`conn-N`, shown in the log), at most `--max-connections` run at once, and above
 //! that a client gets `503` with `Retry-After: 1` at once. Every socket read and write has a
 //! timeout, so no thread waits forever, and the count is given back even if a thread panics

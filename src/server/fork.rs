@@ -1,9 +1,8 @@
 //! Stage 2: a process per connection, the way `fork_proxy.c` should have done it.
 //!
-//! The C version forked for every connection, but the parent never called `wait`, so every
-//! finished child stayed a zombie until the proxy exited; it did not close the listening
-//! socket in the child nor the client socket in the parent; and nothing limited how many
-//! children ran at once. Here:
+//! The C version forked for every connection and left every finished child a zombie (nobody
+//! called `wait`), with nothing to limit how many children ran at once. A process per
+//! connection needs four things right:
 //!
 //! - the parent closes its copy of the client socket right after `fork`;
 //! - the child closes its copy of the listening socket, serves the connection, and leaves

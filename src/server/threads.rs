@@ -1,9 +1,8 @@
 //! Stage 3: a thread per connection, with a cap on how many live at once.
 //!
-//! `threaded_proxy.c` called `pthread_create` for every connection and never looked back:
-//! no limit (a burst of clients spawns threads until memory or the thread limit runs out,
-//! and then `pthread_create` fails and the client is dropped), no timeouts (a client that
-//! vanished mid-request pinned its thread forever), detached threads nobody counted.
+//! `threaded_proxy.c` started a thread per connection with no limit, so a burst of clients
+//! spawns threads until memory or the thread limit runs out, and, like the rest of the C
+//! course, with no timeouts, so a client that vanished mid-request pinned its thread forever.
 //! Here every connection holds a [`Slot`] for exactly as long as its thread runs; the slot is
 //! released when the thread ends by any way (return, or a panic unwinding), and the relay's
 //! timeouts bound how long a thread can run.
