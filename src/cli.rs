@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::http::Limits;
 use crate::relay::{ClientTimeouts, RelayConfig};
+use crate::server::pool::{self, KeepAlive, PoolConfig};
 use crate::upstream::UpstreamTimeouts;
 
 /// Where to listen and how much to log.
@@ -73,6 +74,34 @@ impl TuningArgs {
     }
 }
 
+/// The worker pool of stage 4 (and of the stages built on it).
+#[derive(Debug, Args)]
+pub struct PoolArgs {
+    /// Worker threads serving requests.
+    #[arg(long, value_name = "N", default_value_t = pool::DEFAULT_WORKERS, value_parser = parse_count)]
+    pub workers: usize,
+
+    /// Connections waiting for a worker before new ones are refused with 503.
+    #[arg(long, value_name = "N", default_value_t = pool::DEFAULT_QUEUE, value_parser = parse_count)]
+    pub queue: usize,
+
+    /// What a worker does with an idle keep-alive connection: park it until its next request
+    /// arrives, or hold it (the naive pool, kept for comparison).
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = KeepAlive::Park)]
+    pub keep_alive: KeepAlive,
+}
+
+impl PoolArgs {
+    pub fn pool_config(&self) -> PoolConfig {
+        PoolConfig {
+            workers: self.workers,
+            queue: self.queue,
+            keep_alive: self.keep_alive,
+            ..PoolConfig::default()
+        }
+    }
+}
+
 /// `250ms`, `5s`, `2m`, `1h`, `1.5s`, or a bare number of seconds; more than zero (a zero
 /// socket timeout is an error to the OS) and at most a week.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -115,6 +144,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(factor))
         .ok_or_else(|| format!("'{text}' is not a size like 512, 64k or 1m"))
+}
+
+/// A count of at least 1 (`--workers`, `--max-connections` and the like).
+pub fn parse_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("'{text}' is not a whole number of at least 1")),
+    }
 }
 
 /// Resolves `host:port` to one socket address.
@@ -198,5 +235,8 @@ mod tests {
         assert_eq!(parse_size("64k"), Ok(65_536));
         assert_eq!(parse_size("1M"), Ok(1 << 20));
         assert!(parse_size("lots").is_err());
+        assert_eq!(parse_count("16"), Ok(16));
+        assert!(parse_count("0").is_err());
+        assert!(parse_count("-1").is_err());
     }
 }

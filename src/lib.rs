@@ -7,6 +7,7 @@
 //! - [`upstream`]: which backend serves a request, and reusing connections to it.
 //! - [`balancer`]: several backends and the strategies that choose among them.
 //! - [`server`]: binding, the accept loop, and the concurrency model that runs each connection.
+//! - [`sys`]: safe wrappers for the POSIX calls `std` lacks (fork, waitpid, sigaction, poll).
 //! - [`cli`]: the flags every stage shares.
 //! - [`config`]: the TOML configuration of stage 6 and later.
 //! - [`health`]: active and passive health checks of backends.
@@ -22,4 +23,5 @@ pub mod http;
 pub mod loadtest;
 pub mod relay;
 pub mod server;
+pub mod sys;
 pub mod upstream;

@@ -135,15 +135,18 @@ impl Relay {
 
     /// Serves an accepted TCP connection until it closes.
     pub fn serve_tcp(&self, stream: TcpStream, peer: SocketAddr) {
-        // Small heads and chunks must not wait for Nagle's algorithm.
-        let ready = stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_write_timeout(Some(self.config.client.write)));
-        if let Err(err) = ready {
+        if let Err(err) = self.prepare_tcp(&stream) {
             log::warn!("{peer}: cannot set up the client socket: {err}");
             return;
         }
         self.serve(stream, peer);
+    }
+
+    /// Socket options every accepted client connection gets before its first request.
+    pub fn prepare_tcp(&self, stream: &TcpStream) -> std::io::Result<()> {
+        // Small heads and chunks must not wait for Nagle's algorithm.
+        stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(self.config.client.write))
     }
 
     /// Serves one client connection: every request on it, in order, until either side closes.

@@ -423,3 +423,6 @@ macro_rules! suite {
 }
 
 suite!(stage1);
+suite!(stage2);
+suite!(stage3);
+suite!(stage4);

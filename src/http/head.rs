@@ -98,6 +98,22 @@ pub fn read_request_head<S: Socket>(
     Ok(head)
 }
 
+/// Whether `buffered` is enough for [`read_request_head`] to finish without reading more: it
+/// holds a whole head, or one the reader will refuse anyway (too long). A model that must not
+/// block on a slow client (stage 4's pool) checks this before handing a connection to a worker.
+pub fn request_head_ready(buffered: &[u8], limits: &Limits) -> bool {
+    let leading = buffered
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    let buf = &buffered[leading..];
+    let first_line = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    !buf.is_empty()
+        && (find_head_end(buf, 0).is_some()
+            || first_line > limits.max_request_line
+            || buf.len() >= limits.max_head)
+}
+
 /// Reads a response head; `timeout` bounds the wait for the first byte and for the whole head.
 pub fn read_response_head<S: Socket>(
     stream: &mut BufStream<S>,
@@ -237,6 +253,29 @@ fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::http::stream::tests::Trickle;
+
+    #[test]
+    fn head_readiness_matches_what_the_reader_needs() {
+        let limits = Limits::default();
+        let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(9000));
+        let cases: &[(&[u8], bool)] = &[
+            (b"", false),
+            (b"\r\n\r\n", false),
+            (b"GET / HTTP/1.1\r\nHost: t\r\n", false),
+            (b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", true),
+            (b"\r\nGET / HTTP/1.1\nHost: t\n\n", true),
+            (long_line.as_bytes(), true),
+        ];
+        for (buf, ready) in cases {
+            assert_eq!(
+                request_head_ready(buf, &limits),
+                *ready,
+                "{:?}",
+                String::from_utf8_lossy(&buf[..buf.len().min(40)])
+            );
+        }
+        assert!(request_head_ready(&vec![b'x'; limits.max_head], &limits));
+    }
 
     fn read_req(input: &[u8], step: usize) -> (Result<RequestHead, HttpError>, Vec<u8>) {
         let mut stream = BufStream::new(Trickle::new(input, step));

@@ -61,6 +61,17 @@ impl Proxy {
         connect(self.addr)
     }
 
+    /// The stage's process id, to inspect its children in `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the stage process (not its children) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Whether the process is still running (it must never die on bad input).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

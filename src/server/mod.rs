@@ -1,0 +1,170 @@
+//! Binding, the accept loop, and the concurrency model that runs each accepted connection.
+//!
+//! The stages differ only in their `ConnectionModel`: stage 1 serves each connection before
+//! accepting the next ([`Sequential`], here), stage 2 forks a process for it ([`fork`]),
+//! stage 3 spawns a thread ([`threads`]), stage 4 hands it to a fixed pool of threads that
+//! serve one request at a time and park idle connections with a `poll` loop ([`pool`]).
+
+pub mod fork;
+mod parker;
+pub mod pool;
+pub mod threads;
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::access_log;
+use crate::http::head::request_head_ready;
+use crate::http::headers::local_response;
+use crate::http::BufStream;
+use crate::relay::{ClientTimeouts, Relay};
+
+/// Serves client connections: a whole connection at once, or one request at a time.
+pub trait ConnectionHandler: Send + Sync + 'static {
+    /// Serves one accepted connection to its end (stages 1 to 3).
+    fn handle(&self, stream: TcpStream, peer: SocketAddr);
+
+    /// Readies a freshly accepted socket for [`serve_next`](Self::serve_next) (what `handle`
+    /// does first on its own).
+    fn prepare(&self, stream: &TcpStream) -> io::Result<()>;
+
+    /// Serves the next request on `conn`, waiting at most `idle` for it to start; returns
+    /// whether the connection can carry another. Stage 4 calls this once per turn.
+    fn serve_next(&self, conn: &mut BufStream<TcpStream>, peer: SocketAddr, idle: Duration)
+        -> bool;
+
+    /// Whether `buffered` (bytes received on a connection and not served yet) lets
+    /// `serve_next` start without waiting for the client: a whole request head, or one it will
+    /// refuse anyway. Stage 4 parks a connection until this holds, so that a client sending its
+    /// head slowly never holds a worker.
+    fn request_ready(&self, buffered: &[u8]) -> bool;
+
+    /// How long a client may idle between requests and take to send a head.
+    fn timeouts(&self) -> ClientTimeouts;
+}
+
+impl ConnectionHandler for Relay {
+    fn handle(&self, stream: TcpStream, peer: SocketAddr) {
+        self.serve_tcp(stream, peer);
+    }
+
+    fn prepare(&self, stream: &TcpStream) -> io::Result<()> {
+        self.prepare_tcp(stream)
+    }
+
+    fn serve_next(
+        &self,
+        conn: &mut BufStream<TcpStream>,
+        peer: SocketAddr,
+        idle: Duration,
+    ) -> bool {
+        Relay::serve_next(self, conn, peer, idle)
+    }
+
+    fn request_ready(&self, buffered: &[u8]) -> bool {
+        request_head_ready(buffered, &self.config().limits)
+    }
+
+    fn timeouts(&self) -> ClientTimeouts {
+        self.config().client
+    }
+}
+
+/// Decides where an accepted connection is served.
+pub trait ConnectionModel {
+    fn dispatch(&self, stream: TcpStream, peer: SocketAddr, handler: &Arc<dyn ConnectionHandler>);
+}
+
+/// Stage 1: the accept loop itself serves the connection, so the next client waits until this
+/// one is done (all its keep-alive requests included).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Sequential;
+
+impl ConnectionModel for Sequential {
+    fn dispatch(&self, stream: TcpStream, peer: SocketAddr, handler: &Arc<dyn ConnectionHandler>) {
+        handler.handle(stream, peer);
+    }
+}
+
+/// Answers `503 Service Unavailable` with `Retry-After: 1` and closes: the reply of a model
+/// that is full. Never blocks, because the caller is the accept loop, which must stay free to
+/// refuse the next client too.
+pub fn refuse_busy(stream: TcpStream, peer: SocketAddr) {
+    refuse_now(
+        stream,
+        peer,
+        503,
+        &[("Retry-After", "1")],
+        "503 Service Unavailable: the proxy is at capacity, retry shortly\n",
+    );
+}
+
+/// Answers `status` and closes without ever blocking (the socket is made non-blocking): for a
+/// thread that serves many connections, like the accept loop or stage 4's parker.
+pub(crate) fn refuse_now(
+    stream: TcpStream,
+    peer: SocketAddr,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &str,
+) {
+    const MAX_DRAINED: usize = 64 * 1024;
+    let started = Instant::now();
+    let reply = local_response(status, headers, body, false);
+    // A short reply fits in the socket's send buffer at once (it is empty on a fresh
+    // connection, and drained on an idle one); non-blocking makes sure a strange socket
+    // cannot stall the caller anyway.
+    let sent = stream.set_nonblocking(true).is_ok()
+        && (&stream).write_all(&reply).is_ok()
+        && stream.shutdown(std::net::Shutdown::Write).is_ok();
+    if sent {
+        // Read what the client already sent: closing with unread bytes makes the kernel send
+        // a reset, which may destroy the reply before the client reads it. What arrives later
+        // can still cause one; a client that retries on a reset loses nothing.
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < MAX_DRAINED {
+            match (&stream).read(&mut sink) {
+                Ok(n) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
+    }
+    access_log::write(&access_log::Entry {
+        client: peer.ip(),
+        request_line: "-",
+        status,
+        bytes: 0,
+        referer: None,
+        user_agent: None,
+        duration: started.elapsed(),
+    });
+}
+
+/// Binds the listening socket, with the address in the error so the user knows which one.
+pub fn bind(addr: &str) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))
+}
+
+/// Accepts connections forever and dispatches each through `model`.
+pub fn serve(
+    listener: &TcpListener,
+    model: &dyn ConnectionModel,
+    handler: Arc<dyn ConnectionHandler>,
+) {
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => model.dispatch(stream, peer, &handler),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => {
+                // Out of file descriptors, mostly. Spinning on the error would burn a core;
+                // pause so connections can finish and free some.
+                log::error!("accept failed: {err}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}

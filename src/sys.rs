@@ -1,0 +1,289 @@
+//! The few POSIX calls `std` does not offer, each behind a small safe function: `fork` and
+//! `_exit` (stage 2), a `SIGCHLD` handler that reaps children and counts the live ones
+//! (stage 2), and `poll` (stage 4's parker).
+//!
+//! This is the only module with `unsafe` code, so every way it can go wrong is in one place.
+//! Each `unsafe` block says why it is sound.
+//!
+//! Linux is the target (the course runs there); the calls are POSIX, except the `/proc` check
+//! in [`fork`] and the `errno` location, which are Linux's.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Which side of a `fork` this process is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fork {
+    /// The original process; the child has this process id.
+    Parent(libc::pid_t),
+    /// The new process. It must end with [`exit_child`], never by returning into the code
+    /// that called `fork` (that code is the parent's accept loop).
+    Child,
+}
+
+/// Forks the process, but only if it has a single thread.
+///
+/// After `fork`, the child has a copy of every lock but only the thread that called `fork`.
+/// A lock that another thread held at that instant (the allocator's, stdout's, the logger's)
+/// stays locked forever in the child, and the child's next `malloc` or `println!` deadlocks.
+/// POSIX therefore allows only async-signal-safe calls in the child of a multi-threaded
+/// process, which rules out nearly all Rust code. Refusing to fork then is what makes this
+/// function safe to call.
+pub fn fork() -> io::Result<Fork> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "refusing to fork a process with {threads} threads: the child could inherit a \
+             lock held by another thread and deadlock"
+        )));
+    }
+    // SAFETY: the process has exactly one thread (checked above; only this thread could start
+    // another, and it is busy here), so no lock can be held by a thread the child lacks, and
+    // the child may run ordinary code.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Fork::Child),
+        pid => Ok(Fork::Parent(pid)),
+    }
+}
+
+/// Ends a forked child at once with `code`, without running destructors, `atexit` handlers or
+/// flushing buffers: those belong to the parent's state, which the child only has a copy of
+/// (flushing a copied stdout buffer would print the parent's pending output twice).
+pub fn exit_child(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe, takes no pointers and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Closes a raw file descriptor inherited by a forked child.
+///
+/// # Safety
+///
+/// Whoever owns `fd` (a `TcpListener`, say) must never use or close it again. That holds in a
+/// forked child that ends with [`exit_child`]: the owner's destructor never runs there.
+pub unsafe fn close_inherited(fd: RawFd) {
+    // SAFETY: by the caller's promise nobody uses `fd` afterwards; a failed close changes
+    // nothing we rely on.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+/// Waits for one child to end (a blocking `waitpid`), retrying when a signal interrupts.
+pub fn wait_child(pid: libc::pid_t) -> io::Result<()> {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid, writable `c_int` for the duration of the call.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Threads of this process, from `/proc/self/task` (one entry per thread).
+fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Children forked with [`Reaper::fork`] that have not been reaped yet. A static because the
+/// signal handler can reach nothing else.
+static LIVE_CHILDREN: AtomicUsize = AtomicUsize::new(0);
+static REAPER_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Proof that the `SIGCHLD` handler is installed: every child that ends is reaped (no zombie
+/// is left) and leaves the live count, whatever the main loop is doing at the time.
+#[derive(Debug, Clone, Copy)]
+pub struct Reaper {
+    _private: (),
+}
+
+impl Reaper {
+    /// Installs the `SIGCHLD` handler (once per process; later calls return the same proof).
+    pub fn install() -> io::Result<Reaper> {
+        if !REAPER_INSTALLED.swap(true, Ordering::SeqCst) {
+            // SAFETY: `action` is fully initialised (zeroed, then the handler, an empty mask
+            // and flags set) before `sigaction` reads it; the handler is an `extern "C" fn`
+            // that only makes async-signal-safe calls.
+            let installed = unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = reap_children as extern "C" fn(libc::c_int) as usize;
+                libc::sigemptyset(&mut action.sa_mask);
+                // SA_RESTART: system calls the signal interrupts (accept, read) resume instead
+                // of failing with EINTR. SA_NOCLDSTOP: a stopped child is not an ended one.
+                action.sa_flags = libc::SA_RESTART | libc::SA_NOCLDSTOP;
+                libc::sigaction(libc::SIGCHLD, &action, ptr::null_mut())
+            };
+            if installed != 0 {
+                REAPER_INSTALLED.store(false, Ordering::SeqCst);
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(Reaper { _private: () })
+    }
+
+    /// Children started with [`Reaper::fork`] still running (or ended but not yet reaped).
+    pub fn live(&self) -> usize {
+        LIVE_CHILDREN.load(Ordering::SeqCst)
+    }
+
+    /// Forks a counted child (see [`fork`] for when forking is refused).
+    pub fn fork(&self) -> io::Result<Fork> {
+        // Counted before the fork: a child that ends at once is reaped by the handler, which
+        // must find it counted, or the count would wrap below zero.
+        LIVE_CHILDREN.fetch_add(1, Ordering::SeqCst);
+        let forked = fork();
+        if forked.is_err() {
+            LIVE_CHILDREN.fetch_sub(1, Ordering::SeqCst);
+        }
+        forked
+    }
+
+    /// Blocks until fewer than `max` counted children are alive. Each child's life is bounded
+    /// by the relay's timeouts, so this wait is too.
+    pub fn wait_below(&self, max: usize) {
+        if self.live() < max {
+            return;
+        }
+        // Checking the count and then waiting for a signal would miss a child that ends in
+        // between, and wait for the next one instead. So SIGCHLD is blocked while checking, and
+        // `sigsuspend` unblocks it and waits in one atomic step.
+        //
+        // SAFETY: every sigset_t is initialised by sigemptyset or sigprocmask before use and
+        // lives on this stack for the duration of the calls.
+        unsafe {
+            let mut block: libc::sigset_t = std::mem::zeroed();
+            let mut previous: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut block);
+            libc::sigaddset(&mut block, libc::SIGCHLD);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut previous);
+            let mut during_wait = previous;
+            libc::sigdelset(&mut during_wait, libc::SIGCHLD);
+            while self.live() >= max {
+                libc::sigsuspend(&during_wait);
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &previous, ptr::null_mut());
+        }
+    }
+}
+
+/// The `SIGCHLD` handler: reaps every child that has ended (several may end before the signal
+/// is delivered; signals do not queue) and decrements the live count for each.
+extern "C" fn reap_children(_signal: libc::c_int) {
+    // The interrupted code may be about to read errno, and waitpid sets it.
+    let saved_errno = errno();
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid is async-signal-safe; `status` is a valid `c_int`.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            break; // 0: children remain but none has ended; -1: no children left.
+        }
+        // Lock-free atomics are async-signal-safe. Saturating, so a child not forked through
+        // `Reaper::fork` cannot wrap the count.
+        let _ = LIVE_CHILDREN.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            Some(n.saturating_sub(1))
+        });
+    }
+    set_errno(saved_errno);
+}
+
+fn errno() -> libc::c_int {
+    // SAFETY: `__errno_location` returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+fn set_errno(value: libc::c_int) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = value }
+}
+
+/// Waits until at least one of `fds` is readable (data, end of stream or an error is pending),
+/// or until `timeout` passes. Returns one flag per descriptor, in order.
+///
+/// A signal that interrupts the wait counts as a timeout: callers loop anyway.
+pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<Vec<bool>> {
+    let mut polled: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // Round up, so a deadline 0.4 ms away does not turn into a busy loop of 0 ms polls.
+    let millis = timeout.as_micros().div_ceil(1000);
+    let millis = libc::c_int::try_from(millis).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `polled` is a valid array of `polled.len()` pollfd structs for the whole call;
+    // the descriptors are borrowed, so they stay open until it returns.
+    let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, millis) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(err);
+    }
+    let ready = libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+    Ok(polled.iter().map(|p| p.revents & ready != 0).collect())
+}
+
+/// Whether `fd` has something to read right now, without waiting.
+pub fn readable_now(fd: BorrowedFd<'_>) -> bool {
+    wait_readable(&[fd], Duration::ZERO).is_ok_and(|ready| ready[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
+    use std::sync::mpsc;
+
+    #[test]
+    fn fork_refuses_a_multi_threaded_process() {
+        // The test harness already runs threads; one more makes sure of it.
+        let (tx, rx) = mpsc::channel::<()>();
+        let helper = std::thread::spawn(move || {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        });
+        let err = fork().expect_err("a process with two threads must not fork");
+        assert!(err.to_string().contains("threads"), "{err}");
+        drop(tx);
+        helper.join().unwrap();
+    }
+
+    #[test]
+    fn readable_means_data_or_end_of_stream() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert!(!readable_now(server.as_fd()), "nothing sent yet");
+        client.write_all(b"x").unwrap();
+        let ready = wait_readable(&[server.as_fd()], Duration::from_secs(10)).unwrap();
+        assert_eq!(ready, vec![true]);
+        let (other, _) = {
+            let late = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            drop(late); // closed at once: end of stream is "readable" too
+            listener.accept().unwrap()
+        };
+        let ready = wait_readable(&[other.as_fd()], Duration::from_secs(10)).unwrap();
+        assert_eq!(ready, vec![true]);
+    }
+
+    #[test]
+    fn wait_readable_times_out_with_nothing_ready() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let ready = wait_readable(&[server.as_fd()], Duration::from_millis(1)).unwrap();
+        assert_eq!(ready, vec![false]);
+    }
+}
