@@ -11,6 +11,7 @@
 //! - [`cli`]: the flags every stage shares.
 //! - [`config`]: the TOML configuration of stage 6 and later.
 //! - [`health`]: active and passive health checks of backends.
+//! - [`dashboard`]: the live server table of `--debug`.
 //! - [`access_log`]: one Combined Log Format line per request.
 //! - [`loadtest`]: the load generator behind `src/bin/loadtest.rs` and its `compare` of the stages.
 
@@ -18,6 +19,7 @@ pub mod access_log;
 pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod health;
 pub mod http;
 pub mod loadtest;

@@ -191,7 +191,7 @@ impl Relay {
                 }
                 let mut keep_alive = refusal.keep_alive;
                 if refusal.status.is_some() {
-                    let reply = local_response(status, &[], &status_text(status), true);
+                    let reply = error_reply(status, true);
                     keep_alive &= client.write_all(&reply).is_ok();
                 }
                 Exchange {
@@ -218,7 +218,7 @@ impl Relay {
         head: Option<&RequestHead>,
         status: u16,
     ) {
-        let reply = local_response(status, &[], &status_text(status), false);
+        let reply = error_reply(status, false);
         if client.write_all(&reply).is_ok() {
             linger(client);
         }
@@ -567,8 +567,16 @@ fn linger<S: Socket>(client: &mut BufStream<S>) {
     }
 }
 
-fn status_text(status: u16) -> String {
-    format!("{status} {}\n", crate::http::headers::reason_phrase(status))
+/// The proxy's own answer for `status`. A 503 (no backend can take the request) says when to
+/// come back, as RFC 9110 section 10.2.3 suggests.
+fn error_reply(status: u16, keep_alive: bool) -> Vec<u8> {
+    let body = format!("{status} {}\n", crate::http::headers::reason_phrase(status));
+    let extra: &[(&str, &str)] = if status == 503 {
+        &[("Retry-After", "1")]
+    } else {
+        &[]
+    };
+    local_response(status, extra, &body, keep_alive)
 }
 
 fn log_exchange(
