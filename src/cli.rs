@@ -200,6 +200,20 @@ pub fn start_demo_backends(addrs: &[&str]) -> Result<Vec<backends::Backend>, Str
         .collect()
 }
 
+/// `--demo` for stages with several backends: starts one demo backend per spec and points the
+/// spec at it (an address with port 0 gets whatever free port the demo found).
+pub fn start_demo_for(
+    specs: &mut [crate::balancer::BackendSpec],
+) -> Result<Vec<backends::Backend>, String> {
+    let addrs: Vec<String> = specs.iter().map(|s| s.addr.to_string()).collect();
+    let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    let started = start_demo_backends(&addrs)?;
+    for (spec, backend) in specs.iter_mut().zip(&started) {
+        spec.addr = backend.addr();
+    }
+    Ok(started)
+}
+
 /// Prints the line scripts and tests wait for (`NAME listening on ADDR`), then the backends.
 pub fn announce(
     program: &str,

@@ -16,6 +16,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::balancer::{BackendSpec, StrategyKind};
+use crate::http::Limits;
+use crate::relay::{ClientTimeouts, RelayConfig};
+use crate::server::pool::PoolConfig;
+use crate::upstream::UpstreamTimeouts;
 
 /// The whole file, as written.
 #[derive(Debug, Deserialize)]
@@ -207,6 +211,61 @@ pub struct HealthSettings {
     pub timeout: Duration,
     pub rise: u32,
     pub fall: u32,
+}
+
+impl Settings {
+    /// The relay's limits, client timeouts and retries.
+    pub fn relay_config(&self) -> RelayConfig {
+        RelayConfig {
+            limits: Limits {
+                max_body: self.max_body_bytes,
+                ..Limits::default()
+            },
+            client: ClientTimeouts {
+                idle: self.idle_timeout,
+                head: self.header_timeout,
+                ..ClientTimeouts::default()
+            },
+            retries: self.upstream.retries,
+            ..RelayConfig::default()
+        }
+    }
+
+    pub fn pool_config(&self) -> PoolConfig {
+        PoolConfig {
+            workers: self.workers,
+            queue: self.queue,
+            ..PoolConfig::default()
+        }
+    }
+
+    pub fn upstream_timeouts(&self) -> UpstreamTimeouts {
+        UpstreamTimeouts {
+            connect: self.upstream.connect_timeout,
+            read: self.upstream.read_timeout,
+            write: self.upstream.read_timeout,
+        }
+    }
+
+    /// One line for `-t`: what the file sets up.
+    pub fn summary(&self) -> String {
+        let up = &self.upstream;
+        let health = up
+            .health
+            .as_ref()
+            .map_or("no health checks".to_owned(), |h| {
+                format!(
+                    "health checks every {:?}, rise {}, fall {}",
+                    h.interval, h.rise, h.fall
+                )
+            });
+        format!(
+            "upstream {}: {} servers, {}, {health}",
+            up.name,
+            up.servers.len(),
+            up.strategy
+        )
+    }
 }
 
 /// Reads and checks a configuration file.

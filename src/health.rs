@@ -14,8 +14,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::balancer::Eligibility;
-use crate::config::HealthSettings;
+use crate::balancer::{Balancer, Eligibility};
+use crate::config::{HealthSettings, UpstreamSettings};
 use crate::http::head::read_response_head;
 use crate::http::{BufStream, Limits};
 use crate::upstream::Outcome;
@@ -213,6 +213,46 @@ fn probe_loop(table: &HealthTable, settings: &HealthSettings, stop: &(Mutex<bool
         if *stopped {
             return;
         }
+    }
+}
+
+/// An upstream's balancer with, when the config asks for them, health checks running: the
+/// balancer skips unhealthy servers and the probe thread runs until this is dropped.
+pub struct MonitoredUpstream {
+    pub balancer: Arc<Balancer>,
+    pub health: Option<Arc<HealthTable>>,
+    _checker: Option<HealthChecker>,
+}
+
+impl MonitoredUpstream {
+    pub fn start(up: &UpstreamSettings) -> std::io::Result<MonitoredUpstream> {
+        let strategy = up.strategy.build(up.servers.len(), None);
+        let Some(settings) = &up.health else {
+            return Ok(MonitoredUpstream {
+                balancer: Arc::new(Balancer::new(&up.servers, strategy)),
+                health: None,
+                _checker: None,
+            });
+        };
+        let addrs: Vec<SocketAddr> = up.servers.iter().map(|s| s.addr).collect();
+        let table = Arc::new(HealthTable::new(
+            &up.name,
+            &addrs,
+            settings.rise,
+            settings.fall,
+        ));
+        let eligibility = Box::new(Arc::clone(&table));
+        let balancer = Arc::new(Balancer::with_eligibility(
+            &up.servers,
+            strategy,
+            eligibility,
+        ));
+        let checker = HealthChecker::start(Arc::clone(&table), settings.clone())?;
+        Ok(MonitoredUpstream {
+            balancer,
+            health: Some(table),
+            _checker: Some(checker),
+        })
     }
 }
 

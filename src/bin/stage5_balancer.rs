@@ -68,18 +68,11 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), String> {
     let mut specs = args.backends.clone();
-    let addrs: Vec<String> = specs.iter().map(|s| s.addr.to_string()).collect();
-    let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
-    let demo = args
-        .demo
-        .then(|| cli::start_demo_backends(&addrs))
-        .transpose()?;
-    if let Some(started) = &demo {
-        // Port 0 in --backend means "any free port": use the ones the demo got.
-        for (spec, backend) in specs.iter_mut().zip(started) {
-            spec.addr = backend.addr();
-        }
-    }
+    let _demo = if args.demo {
+        Some(cli::start_demo_for(&mut specs)?)
+    } else {
+        None
+    };
     let listener = server::bind(&args.server.listen).map_err(|e| e.to_string())?;
     let model =
         Pool::new(&args.pool.pool_config()).map_err(|e| format!("cannot start the pool: {e}"))?;
