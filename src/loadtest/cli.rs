@@ -136,8 +136,8 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub backends: u32,
 
-    /// Worker threads per backend (its --workers) [default: the largest --concurrency, at
-    /// least 16], so the backends are never what limits a stage
+    /// Worker threads per backend (its --workers) [default: the backend's own, a few event-loop
+    /// threads that serve any number of connections]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub backend_workers: Option<u32>,
 
