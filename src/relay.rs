@@ -265,9 +265,11 @@ impl Relay {
             };
             match self.send_request(client, &request, &mut lease) {
                 Ok((conn, response)) => break (conn, lease, response),
-                Err(Attempt::ConnectFailed(err)) => {
-                    log::warn!("upstream {backend}: connect failed: {err}");
-                    lease.set(Outcome::ConnectFailed);
+                Err(Attempt::Retry(reason)) => {
+                    if let RetryReason::Connect(err) = reason {
+                        log::warn!("upstream {backend}: connect failed: {err}");
+                        lease.set(Outcome::ConnectFailed);
+                    }
                     if tried.len() > self.config.retries {
                         return Err(Refusal {
                             status: Some(502),
@@ -305,7 +307,7 @@ impl Relay {
         let (mut conn, mut reused) = self
             .connector
             .checkout(backend)
-            .map_err(Attempt::ConnectFailed)?;
+            .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
         loop {
             if let Err(err) = conn.write_all(&request_head) {
                 if reused {
@@ -314,7 +316,7 @@ impl Relay {
                     conn = self
                         .connector
                         .connect(backend)
-                        .map_err(Attempt::ConnectFailed)?;
+                        .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
                     reused = false;
                     continue;
                 }
@@ -338,8 +340,16 @@ impl Relay {
                     conn = self
                         .connector
                         .connect(backend)
-                        .map_err(Attempt::ConnectFailed)?;
+                        .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
                     reused = false;
+                }
+                Err(err) if replayable(req) && nothing_received(&err, &conn) => {
+                    // The backend dropped the connection without a byte of response. A
+                    // request without a body whose method is idempotent can safely go to
+                    // the next backend; anything else might have had an effect already.
+                    log::warn!("upstream {backend}: closed without answering: {err}");
+                    lease.set(Outcome::Failed);
+                    return Err(Attempt::Retry(RetryReason::Dropped));
                 }
                 Err(HttpError::Timeout | HttpError::IdleTimeout) => {
                     log::warn!("upstream {backend}: no response within the read timeout");
@@ -497,10 +507,38 @@ struct Request<'a> {
 
 /// Why one attempt at a backend failed.
 enum Attempt {
-    /// No connection: another backend may be tried, nothing was sent.
-    ConnectFailed(std::io::Error),
+    /// Another backend may be tried: nothing was sent, or what was sent is safe to repeat.
+    Retry(RetryReason),
     /// The request cannot go on; answer the client.
     Refused(Refusal),
+}
+
+enum RetryReason {
+    /// The connection could not be opened.
+    Connect(std::io::Error),
+    /// The backend closed a replayable request's connection without answering.
+    Dropped,
+}
+
+/// Whether a request may be sent again to another backend after it was sent once: its method
+/// is idempotent (RFC 9110 section 9.2.2) and it has no body that would have to be kept.
+fn replayable(req: &Request<'_>) -> bool {
+    const IDEMPOTENT: &[&str] = &["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"];
+    !req.body_pending && IDEMPOTENT.contains(&req.head.method.as_str())
+}
+
+/// Whether a failed response read saw no byte of a response: the connection was closed or
+/// reset before anything arrived.
+fn nothing_received(err: &HttpError, conn: &UpstreamConn) -> bool {
+    let dropped = match err {
+        HttpError::Closed => true,
+        HttpError::Io(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        ),
+        _ => false,
+    };
+    dropped && conn.buffered().is_empty()
 }
 
 /// Reads response heads until a final one: `100 Continue` and other interim responses are

@@ -246,3 +246,29 @@ fn all_servers_down_is_503_with_retry_after() {
     );
     assert_eq!(res.header("retry-after"), Some("1"));
 }
+
+/// A GET without a body is idempotent: when a backend closes without answering, the request
+/// goes to the next one and the client never sees the failure.
+#[test]
+fn a_dropped_get_is_retried_on_the_next_backend() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&dropped);
+    let dropper = raw_backend(move |mut s| {
+        if !read_request_head(&mut s).is_empty() {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let live = backend("live");
+    let path = config_file("get-dropped", &upstream_config(&[dropper, live.addr()], ""));
+    let p = Proxy::start(STAGE6, &[], &["--config", path.to_str().unwrap()]);
+    let mut c = p.connect();
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let res = c.read_response("GET");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("x-backend-server"), Some("live"));
+    assert_eq!(
+        dropped.load(Ordering::Relaxed),
+        1,
+        "the first backend did get the request once"
+    );
+}
