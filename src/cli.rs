@@ -102,7 +102,8 @@ impl PoolArgs {
     }
 }
 
-/// `250ms`, `5s`, `2m`, or a bare number of seconds.
+/// `250ms`, `5s`, `2m`, `1h`, `1.5s`, or a bare number of seconds; more than zero (a zero
+/// socket timeout is an error to the OS) and at most a week.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -116,13 +117,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
+        "h" => value * 3600.0,
         _ => {
             return Err(format!(
-                "unknown unit '{unit}' in '{text}' (use ms, s or m)"
+                "unknown unit '{unit}' in '{text}' (use ms, s, m or h)"
             ))
         }
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
+    if !(seconds > 0.0 && seconds <= 7.0 * 24.0 * 3600.0) {
+        return Err(format!("'{text}' must be more than 0 and at most a week"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// `512`, `64k`, `1m`, `2g` (binary units, as nginx reads them).
@@ -195,6 +200,20 @@ pub fn start_demo_backends(addrs: &[&str]) -> Result<Vec<backends::Backend>, Str
         .collect()
 }
 
+/// `--demo` for stages with several backends: starts one demo backend per spec and points the
+/// spec at it (an address with port 0 gets whatever free port the demo found).
+pub fn start_demo_for(
+    specs: &mut [crate::balancer::BackendSpec],
+) -> Result<Vec<backends::Backend>, String> {
+    let addrs: Vec<String> = specs.iter().map(|s| s.addr.to_string()).collect();
+    let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    let started = start_demo_backends(&addrs)?;
+    for (spec, backend) in specs.iter_mut().zip(&started) {
+        spec.addr = backend.addr();
+    }
+    Ok(started)
+}
+
 /// Prints the line scripts and tests wait for (`NAME listening on ADDR`), then the backends.
 pub fn announce(
     program: &str,
@@ -219,8 +238,13 @@ mod tests {
         assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("0s").is_err());
         assert!(parse_duration("fast").is_err());
+        for bad in ["", "s", "-1s", "10x", "1e3s", "9999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(parse_size("512"), Ok(512));
         assert_eq!(parse_size("64k"), Ok(65_536));
         assert_eq!(parse_size("1M"), Ok(1 << 20));

@@ -5,14 +5,22 @@
 //! - [`http`]: message heads, body framing, header rules and limits (the HTTP/1.1 core).
 //! - [`relay`]: one client connection, request after request, to an upstream and back.
 //! - [`upstream`]: which backend serves a request, and reusing connections to it.
+//! - [`balancer`]: several backends and the strategies that choose among them.
 //! - [`server`]: binding, the accept loop, and the concurrency model that runs each connection.
 //! - [`sys`]: safe wrappers for the POSIX calls `std` lacks (fork, waitpid, sigaction, poll).
 //! - [`cli`]: the flags every stage shares.
+//! - [`config`]: the TOML configuration of stage 6 and later.
+//! - [`health`]: active and passive health checks of backends.
+//! - [`dashboard`]: the live server table of `--debug`.
 //! - [`access_log`]: one Combined Log Format line per request.
 //! - [`loadtest`]: the load generator behind `src/bin/loadtest.rs` and its `compare` of the stages.
 
 pub mod access_log;
+pub mod balancer;
 pub mod cli;
+pub mod config;
+pub mod dashboard;
+pub mod health;
 pub mod http;
 pub mod loadtest;
 pub mod relay;

@@ -17,7 +17,7 @@ use crate::http::headers::{
     client_response, local_response, upstream_request, ForwardInfo, OutFraming,
 };
 use crate::http::{BodyFraming, BufStream, HttpError, Limits, RequestHead, ResponseHead, Socket};
-use crate::upstream::{Connector, Outcome, UpstreamConn, Upstreams};
+use crate::upstream::{Connector, Lease, Outcome, UpstreamConn, Upstreams};
 
 /// How long a client may take, at each point of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +191,7 @@ impl Relay {
                 }
                 let mut keep_alive = refusal.keep_alive;
                 if refusal.status.is_some() {
-                    let reply = local_response(status, &[], &status_text(status), true);
+                    let reply = error_reply(status, true);
                     keep_alive &= client.write_all(&reply).is_ok();
                 }
                 Exchange {
@@ -218,7 +218,7 @@ impl Relay {
         head: Option<&RequestHead>,
         status: u16,
     ) {
-        let reply = local_response(status, &[], &status_text(status), false);
+        let reply = error_reply(status, false);
         if client.write_all(&reply).is_ok() {
             linger(client);
         }
@@ -245,14 +245,15 @@ impl Relay {
             || matches!(framing, BodyFraming::Length(n) if n > 0);
 
         let mut tried = Vec::new();
-        let (conn, backend, response) = loop {
-            let Some(backend) = self.upstreams.pick(peer.ip(), &tried) else {
+        let (conn, lease, response) = loop {
+            let Some(mut lease) = Lease::pick(&*self.upstreams, peer.ip(), &tried) else {
                 let status = if tried.is_empty() { 503 } else { 502 };
                 return Err(Refusal {
                     status: Some(status),
                     keep_alive: client_keep_alive && !body_pending,
                 });
             };
+            let backend = lease.backend();
             tried.push(backend);
             let request = Request {
                 head,
@@ -262,11 +263,13 @@ impl Relay {
                 client_keep_alive,
                 peer,
             };
-            match self.send_request(client, &request, backend) {
-                Ok((conn, response)) => break (conn, backend, response),
-                Err(Attempt::ConnectFailed(err)) => {
-                    log::warn!("upstream {backend}: connect failed: {err}");
-                    self.upstreams.report(backend, Outcome::ConnectFailed);
+            match self.send_request(client, &request, &mut lease) {
+                Ok((conn, response)) => break (conn, lease, response),
+                Err(Attempt::Retry(reason)) => {
+                    if let RetryReason::Connect(err) = reason {
+                        log::warn!("upstream {backend}: connect failed: {err}");
+                        lease.set(Outcome::ConnectFailed);
+                    }
                     if tried.len() > self.config.retries {
                         return Err(Refusal {
                             status: Some(502),
@@ -277,8 +280,7 @@ impl Relay {
                 Err(Attempt::Refused(refusal)) => return Err(refusal),
             }
         };
-        self.upstreams.report(backend, Outcome::Answered);
-        self.relay_response(client, head, client_keep_alive, conn, backend, &response)
+        self.relay_response(client, head, client_keep_alive, conn, lease, &response)
     }
 
     /// Sends the request head and body to `backend` and reads the final response head.
@@ -286,8 +288,9 @@ impl Relay {
         &self,
         client: &mut BufStream<S>,
         req: &Request<'_>,
-        backend: SocketAddr,
+        lease: &mut Lease<'_>,
     ) -> Result<(UpstreamConn, ResponseHead), Attempt> {
+        let backend = lease.backend();
         let fallback_host = backend.to_string();
         let info = ForwardInfo {
             client_ip: req.peer.ip(),
@@ -304,7 +307,7 @@ impl Relay {
         let (mut conn, mut reused) = self
             .connector
             .checkout(backend)
-            .map_err(Attempt::ConnectFailed)?;
+            .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
         loop {
             if let Err(err) = conn.write_all(&request_head) {
                 if reused {
@@ -313,18 +316,19 @@ impl Relay {
                     conn = self
                         .connector
                         .connect(backend)
-                        .map_err(Attempt::ConnectFailed)?;
+                        .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
                     reused = false;
                     continue;
                 }
                 log::warn!("upstream {backend}: sending the request failed: {err}");
+                lease.set(Outcome::Failed);
                 return Err(Attempt::Refused(Refusal {
                     status: Some(502),
                     keep_alive: req.client_keep_alive && !req.body_pending,
                 }));
             }
             if req.body_pending {
-                self.send_body(client, req, &mut conn, backend)?;
+                self.send_body(client, req, &mut conn, lease)?;
             }
             match read_final_head(
                 &mut conn,
@@ -336,12 +340,20 @@ impl Relay {
                     conn = self
                         .connector
                         .connect(backend)
-                        .map_err(Attempt::ConnectFailed)?;
+                        .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
                     reused = false;
+                }
+                Err(err) if replayable(req) && nothing_received(&err, &conn) => {
+                    // The backend dropped the connection without a byte of response. A
+                    // request without a body whose method is idempotent can safely go to
+                    // the next backend; anything else might have had an effect already.
+                    log::warn!("upstream {backend}: closed without answering: {err}");
+                    lease.set(Outcome::Failed);
+                    return Err(Attempt::Retry(RetryReason::Dropped));
                 }
                 Err(HttpError::Timeout | HttpError::IdleTimeout) => {
                     log::warn!("upstream {backend}: no response within the read timeout");
-                    self.upstreams.report(backend, Outcome::TimedOut);
+                    lease.set(Outcome::TimedOut);
                     return Err(Attempt::Refused(Refusal {
                         status: Some(504),
                         keep_alive: req.client_keep_alive,
@@ -349,6 +361,7 @@ impl Relay {
                 }
                 Err(err) => {
                     log::warn!("upstream {backend}: bad response: {err}");
+                    lease.set(Outcome::Failed);
                     return Err(Attempt::Refused(Refusal {
                         status: Some(502),
                         keep_alive: req.client_keep_alive,
@@ -364,7 +377,7 @@ impl Relay {
         client: &mut BufStream<S>,
         req: &Request<'_>,
         conn: &mut UpstreamConn,
-        backend: SocketAddr,
+        lease: &mut Lease<'_>,
     ) -> Result<(), Attempt> {
         if req.expects_continue && client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
             return Err(Attempt::Refused(Refusal::silent()));
@@ -392,7 +405,11 @@ impl Relay {
             }
             Err(BodyError::TooLarge) => Err(Attempt::Refused(Refusal::close(413))),
             Err(BodyError::Sink(err)) => {
-                log::warn!("upstream {backend}: sending the request body failed: {err}");
+                log::warn!(
+                    "upstream {}: sending the request body failed: {err}",
+                    lease.backend()
+                );
+                lease.set(Outcome::Failed);
                 Err(Attempt::Refused(Refusal::close(502)))
             }
         }
@@ -405,11 +422,13 @@ impl Relay {
         head: &RequestHead,
         client_keep_alive: bool,
         mut conn: UpstreamConn,
-        backend: SocketAddr,
+        mut lease: Lease<'_>,
         response: &ResponseHead,
     ) -> Result<Exchange, Refusal> {
+        let backend = lease.backend();
         let framing = response_framing(&head.method, response).map_err(|err| {
             log::warn!("upstream {backend}: unusable response framing: {err}");
+            lease.set(Outcome::Failed);
             Refusal {
                 status: Some(502),
                 keep_alive: client_keep_alive,
@@ -443,6 +462,7 @@ impl Relay {
             None,
         ) {
             Ok(bytes) => {
+                lease.set(Outcome::Answered);
                 if upstream_reusable(response, framing) {
                     self.connector.checkin(backend, conn);
                 }
@@ -455,17 +475,22 @@ impl Relay {
             Err(BodyError::Source(err)) => {
                 // Never pass a cut-off body off as complete: closing is the only honest signal.
                 log::warn!("upstream {backend}: response broke off: {err}");
+                lease.set(Outcome::Failed);
                 Ok(Exchange {
                     status,
                     bytes: 0,
                     keep_alive: false,
                 })
             }
-            Err(_) => Ok(Exchange {
-                status,
-                bytes: 0,
-                keep_alive: false,
-            }),
+            Err(_) => {
+                // The client went away: the backend did its part.
+                lease.set(Outcome::Answered);
+                Ok(Exchange {
+                    status,
+                    bytes: 0,
+                    keep_alive: false,
+                })
+            }
         }
     }
 }
@@ -482,10 +507,38 @@ struct Request<'a> {
 
 /// Why one attempt at a backend failed.
 enum Attempt {
-    /// No connection: another backend may be tried, nothing was sent.
-    ConnectFailed(std::io::Error),
+    /// Another backend may be tried: nothing was sent, or what was sent is safe to repeat.
+    Retry(RetryReason),
     /// The request cannot go on; answer the client.
     Refused(Refusal),
+}
+
+enum RetryReason {
+    /// The connection could not be opened.
+    Connect(std::io::Error),
+    /// The backend closed a replayable request's connection without answering.
+    Dropped,
+}
+
+/// Whether a request may be sent again to another backend after it was sent once: its method
+/// is idempotent (RFC 9110 section 9.2.2) and it has no body that would have to be kept.
+fn replayable(req: &Request<'_>) -> bool {
+    const IDEMPOTENT: &[&str] = &["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"];
+    !req.body_pending && IDEMPOTENT.contains(&req.head.method.as_str())
+}
+
+/// Whether a failed response read saw no byte of a response: the connection was closed or
+/// reset before anything arrived.
+fn nothing_received(err: &HttpError, conn: &UpstreamConn) -> bool {
+    let dropped = match err {
+        HttpError::Closed => true,
+        HttpError::Io(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        ),
+        _ => false,
+    };
+    dropped && conn.buffered().is_empty()
 }
 
 /// Reads response heads until a final one: `100 Continue` and other interim responses are
@@ -552,8 +605,16 @@ fn linger<S: Socket>(client: &mut BufStream<S>) {
     }
 }
 
-fn status_text(status: u16) -> String {
-    format!("{status} {}\n", crate::http::headers::reason_phrase(status))
+/// The proxy's own answer for `status`. A 503 (no backend can take the request) says when to
+/// come back, as RFC 9110 section 10.2.3 suggests.
+fn error_reply(status: u16, keep_alive: bool) -> Vec<u8> {
+    let body = format!("{status} {}\n", crate::http::headers::reason_phrase(status));
+    let extra: &[(&str, &str)] = if status == 503 {
+        &[("Retry-After", "1")]
+    } else {
+        &[]
+    };
+    local_response(status, extra, &body, keep_alive)
 }
 
 fn log_exchange(

@@ -12,25 +12,79 @@ use std::time::{Duration, Instant};
 
 use crate::http::BufStream;
 
-/// How one attempt to use a backend ended, for balancers and health checks.
+/// How one use of a backend ended, for balancers and health checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The TCP connection could not be opened.
     ConnectFailed,
     /// The backend did not answer in time.
     TimedOut,
-    /// The backend answered (whatever the status).
+    /// The backend answered with something that is not HTTP, or broke off its response.
+    Failed,
+    /// The backend answered in full (whatever the status).
     Answered,
+    /// The client gave up or sent something invalid: says nothing about the backend.
+    Abandoned,
+}
+
+impl Outcome {
+    /// Whether this outcome counts against the backend's health.
+    pub fn is_backend_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::ConnectFailed | Outcome::TimedOut | Outcome::Failed
+        )
+    }
 }
 
 /// Chooses backends.
 pub trait Upstreams: Send + Sync {
     /// The backend for the next attempt at a request from `client`, skipping those already
-    /// `tried` for it; `None` when no backend is left.
+    /// `tried` for it; `None` when no backend is left. Every backend returned is handed back
+    /// through `finished` exactly once (see `Lease`).
     fn pick(&self, client: IpAddr, tried: &[SocketAddr]) -> Option<SocketAddr>;
 
-    /// Called when an attempt ends, so a balancer can track load and health.
-    fn report(&self, _backend: SocketAddr, _outcome: Outcome) {}
+    /// The use of `backend` that `pick` started has ended, with `outcome`.
+    fn finished(&self, _backend: SocketAddr, _outcome: Outcome) {}
+}
+
+/// A backend picked for one attempt. Dropping it reports the outcome, so every `pick` is
+/// paired with one `finished` however the attempt ends, early returns and panics included;
+/// least-connections balancing counts on that pairing.
+pub struct Lease<'a> {
+    upstreams: &'a dyn Upstreams,
+    backend: SocketAddr,
+    outcome: Outcome,
+}
+
+impl<'a> Lease<'a> {
+    /// Picks a backend, or `None` when none is left.
+    pub fn pick(
+        upstreams: &'a dyn Upstreams,
+        client: IpAddr,
+        tried: &[SocketAddr],
+    ) -> Option<Lease<'a>> {
+        upstreams.pick(client, tried).map(|backend| Lease {
+            upstreams,
+            backend,
+            outcome: Outcome::Abandoned,
+        })
+    }
+
+    pub fn backend(&self) -> SocketAddr {
+        self.backend
+    }
+
+    /// Records how the attempt went; the last outcome set is the one reported.
+    pub fn set(&mut self, outcome: Outcome) {
+        self.outcome = outcome;
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.upstreams.finished(self.backend, self.outcome);
+    }
 }
 
 /// One fixed backend: stage 1's `--backend`.

@@ -92,9 +92,12 @@ fn closed_loop_keepalive_counts_everything() {
     assert_eq!(report["body_bytes"], 80);
     assert_eq!(report["backends"]["b1"], 20);
     assert_eq!(report["backends"]["b2"], 20);
-    assert_eq!(
-        report["connections"], 4,
-        "keep-alive reuses one connection per worker"
+    // At most one connection per worker: keep-alive reuses it. (Fewer when a worker thread
+    // starts after the others have taken every request, as happens on a busy machine.)
+    let connections = report["connections"].as_u64().expect("a count");
+    assert!(
+        (1..=4).contains(&connections),
+        "keep-alive reuses one connection per worker, got {connections}"
     );
     assert_eq!(report["mode"], "closed");
 }

@@ -426,3 +426,4 @@ suite!(stage1);
 suite!(stage2);
 suite!(stage3);
 suite!(stage4);
+suite!(stage5);

@@ -6,8 +6,9 @@
 //! answer from a fresh one. Every response names the backend in `X-Backend-Server`, so a
 //! balancing test can see where each request went.
 //!
-//! It is built on [tiny_http], not on the proxy's own HTTP code: if both ends shared one parser,
-//! a framing bug could cancel itself out and every test would still pass.
+//! It is built on [hyper] (on a tokio runtime the `Backend` owns), not on the proxy's own HTTP
+//! code: if both ends shared one implementation, a framing bug could cancel itself out and
+//! every test would still pass.
 //!
 //! ```no_run
 //! let backend = backends::Backend::start("127.0.0.1:0", backends::Options::default())?;
@@ -18,24 +19,37 @@
 //!
 //! The endpoint table is in `backends/README.md`; the handlers are in `routes.rs`.
 
-mod conn;
+mod body;
 mod routes;
+mod wire;
 
+use std::convert::Infallible;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::header::HeaderValue;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+
+/// More runtime threads than this only add contention (a thread serves any number of
+/// connections); a larger `workers` is accepted and treated as this.
+pub const MAX_THREADS: usize = 64;
 
 /// How a [`Backend`] behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Shown in `X-Backend-Server` and in bodies. Printable ASCII without spaces at the ends.
     pub name: String,
-    /// Latency added before every response, to imitate real work.
+    /// Latency added before every response, to imitate real work (a timer, not a thread).
     pub delay_ms: u64,
-    /// Worker threads, so many requests (a `/slow` one, say) are handled at once. At least 1.
+    /// Runtime worker threads. At least 1; above [`MAX_THREADS`] counts as `MAX_THREADS`. Each
+    /// thread serves any number of connections, so this is not a limit on concurrent requests.
     pub workers: usize,
 }
 
@@ -44,90 +58,70 @@ impl Default for Options {
         Options {
             name: "b1".to_string(),
             delay_ms: 0,
-            workers: 16,
+            workers: default_workers(),
         }
     }
+}
+
+/// The default of [`Options::workers`]: the CPUs available, at most 4.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 /// A running demo origin server. Stops on [`Backend::stop`] or on drop.
 pub struct Backend {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    server: Option<Arc<tiny_http::Server>>,
-    /// A second handle on the listening socket: tiny_http keeps the first and closes it only
-    /// some time after the `Server` is dropped; this one lets `stop` close the port at once.
-    listener: Option<TcpListener>,
-    workers: Vec<JoinHandle<()>>,
-    nudger: Option<JoinHandle<()>>,
+    threads: usize,
+    /// Owns every task: the accept loop (with the listening socket) and one per connection.
+    runtime: Option<Runtime>,
 }
 
-/// What the worker threads share.
+/// What the connection tasks share.
 pub(crate) struct Shared {
     pub(crate) name: String,
+    /// `name` as a header value, made once.
+    pub(crate) header: HeaderValue,
     pub(crate) delay: Duration,
-    pub(crate) addr: SocketAddr,
     /// Full `/cacheable` responses generated so far.
     pub(crate) cacheable_count: AtomicU64,
-    pub(crate) stop: StopSignal,
-    bell: Bell,
-    started: Instant,
-    /// Milliseconds after `started` when a worker last took a request.
-    last_request_ms: AtomicU64,
-}
-
-impl Shared {
-    fn millis(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
 }
 
 impl Backend {
-    /// Binds `addr` (e.g. "127.0.0.1:0" for an ephemeral port) and serves on worker threads.
+    /// Binds `addr` (e.g. "127.0.0.1:0" for an ephemeral port) and serves on a runtime of its
+    /// own, in background threads named `backend-NAME`.
     ///
-    /// Returns once the socket is bound, so a client may connect right away. Fails with
-    /// `InvalidInput` if `options.workers` is 0 or the name cannot go in a header.
+    /// Returns once the socket is bound and listening, so a client may connect right away.
+    /// Fails with `InvalidInput` if `options.workers` is 0 or the name cannot go in a header.
     pub fn start(addr: &str, options: Options) -> io::Result<Backend> {
-        validate(&options)?;
-        let listener = TcpListener::bind(addr)?;
+        let header = validate(&options)?;
+        let listener = StdListener::bind(addr)?;
         let local = listener.local_addr()?;
-        let control = listener.try_clone()?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let server = Arc::new(server);
+        listener.set_nonblocking(true)?;
+        let threads = options.workers.min(MAX_THREADS);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name(format!("backend-{}", options.name))
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let listener = {
+            let _context = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
         let shared = Arc::new(Shared {
             name: options.name,
+            header,
             delay: Duration::from_millis(options.delay_ms),
-            addr: local,
             cacheable_count: AtomicU64::new(0),
-            stop: StopSignal::default(),
-            bell: Bell::default(),
-            started: Instant::now(),
-            last_request_ms: AtomicU64::new(0),
         });
-        let mut backend = Backend {
+        runtime.spawn(accept(listener, Arc::clone(&shared)));
+        Ok(Backend {
             addr: local,
             shared,
-            server: Some(Arc::clone(&server)),
-            listener: Some(control),
-            workers: Vec::with_capacity(options.workers),
-            nudger: None,
-        };
-        for i in 0..options.workers {
-            let server = Arc::clone(&server);
-            let shared = Arc::clone(&backend.shared);
-            // On error `backend` is dropped here, which stops the workers already started.
-            let handle = thread::Builder::new()
-                .name(format!("backend-{}-{}", backend.shared.name, i))
-                .spawn(move || work(&server, &shared))?;
-            backend.workers.push(handle);
-        }
-        let shared = Arc::clone(&backend.shared);
-        backend.nudger = Some(
-            thread::Builder::new()
-                .name(format!("backend-{}-nudge", backend.shared.name))
-                .spawn(move || nudge(&shared))?,
-        );
-        Ok(backend)
+            threads,
+            runtime: Some(runtime),
+        })
     }
 
     /// The real bound address (port resolved).
@@ -140,33 +134,25 @@ impl Backend {
         &self.shared.name
     }
 
-    /// Stops accepting (the port refuses connections once this returns, on Linux), closes every
-    /// open client connection, wakes any `/slow` or delayed request, and joins the workers.
+    /// Stops like a process that dies: the port refuses connections once this returns, every
+    /// open connection is closed, and `/slow` or delayed requests end unanswered.
     pub fn stop(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
-        let Some(server) = self.server.take() else {
+        let Some(runtime) = self.runtime.take() else {
             return;
         };
-        self.shared.stop.trigger();
-        self.shared.bell.ring();
-        if let Some(listener) = self.listener.take() {
-            conn::close_listener(listener);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Inside another runtime a blocking wait would panic: the tasks (listener,
+            // connections, sleeps) are still dropped, but maybe after this returns.
+            runtime.shutdown_background();
+        } else {
+            // Drops every task, and with them the listening socket and every connection. Tasks
+            // here never block, so this is quick; the timeout only bounds the wait.
+            runtime.shutdown_timeout(Duration::from_secs(10));
         }
-        // Workers may be blocked writing to a client that does not read, or reading a body that
-        // never comes; closing the connections under them is what makes the join below finite.
-        conn::close_accepted(self.addr, None);
-        for _ in &self.workers {
-            server.unblock();
-        }
-        for handle in self.workers.drain(..).chain(self.nudger.take()) {
-            let _ = handle.join();
-        }
-        drop(server);
-        // Off Linux the port may have accepted a connection between the two calls.
-        conn::close_accepted(self.addr, None);
     }
 }
 
@@ -181,15 +167,16 @@ impl std::fmt::Debug for Backend {
         f.debug_struct("Backend")
             .field("name", &self.shared.name)
             .field("addr", &self.addr)
-            .field("workers", &self.workers.len())
+            .field("threads", &self.threads)
             .finish()
     }
 }
 
-fn validate(options: &Options) -> io::Result<()> {
-    let invalid = |msg: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, msg.to_string()));
+/// Checks the options; returns the name as a header value.
+fn validate(options: &Options) -> io::Result<HeaderValue> {
+    let invalid = |msg: &str| io::Error::new(io::ErrorKind::InvalidInput, msg.to_string());
     if options.workers == 0 {
-        return invalid("workers must be at least 1");
+        return Err(invalid("workers must be at least 1"));
     }
     let name = &options.name;
     // The name goes into a header value and a thread name.
@@ -197,140 +184,61 @@ fn validate(options: &Options) -> io::Result<()> {
         || name.trim() != name
         || !name.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
     {
-        return invalid(
+        return Err(invalid(
             "backend name must be non-empty printable ASCII, no leading/trailing space",
+        ));
+    }
+    HeaderValue::from_str(name).map_err(|_| invalid("backend name cannot go in a header"))
+}
+
+/// Accepts connections until the runtime is shut down (which drops this task, and the
+/// listening socket with it).
+async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                tokio::spawn(serve(stream, Arc::clone(&shared)));
+            }
+            // Out of file descriptors, say: wait a little instead of spinning on the error.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Serves one connection: HTTP/1.1 keep-alive (and HTTP/1.0's, when asked) until the client
+/// closes, a request asks to close, or the backend stops.
+async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    // Without it a response written in two pieces (head, then body) waits for the client's
+    // delayed ACK (Nagle): some 40 ms per keep-alive response.
+    let _ = stream.set_nodelay(true);
+    let log = Arc::new(Mutex::new(wire::HeadLog::default()));
+    let io = TokioIo::new(wire::Recorder::new(stream, Arc::clone(&log)));
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        // Now, before the body is read: the head hyper just parsed is still in the log.
+        let parsed = wire::Parsed {
+            method: request.method(),
+            uri: request.uri(),
+            version: request.version(),
+            headers: request.headers(),
+        };
+        let is_echo = matches!(
+            routes::Route::parse(request.uri().path()),
+            routes::Route::Echo
         );
-    }
-    Ok(())
-}
-
-/// One worker: take the next request from tiny_http's queue, answer it, repeat.
-fn work(server: &tiny_http::Server, shared: &Shared) {
-    loop {
-        match server.recv() {
-            Ok(request) => {
-                let now = shared.millis();
-                let before = shared.last_request_ms.swap(now, Ordering::Relaxed);
-                if now.saturating_sub(before) >= QUIET_MS {
-                    shared.bell.ring(); // requests again after a quiet spell: nudge now
-                }
-                routes::handle(shared, request);
-            }
-            // `unblock` (ours, at stop) or a failed `accept` (tiny_http's accept thread then
-            // ends; requests on open connections still come, so keep serving those).
-            Err(_) if shared.stop.is_set() => break,
-            Err(_) => continue,
-        }
-    }
-}
-
-/// Requests further apart than this mean the backend is idle (for `nudge`).
-const QUIET_MS: u64 = 2000;
-
-/// Works around a lost wake-up in tiny_http 0.12's connection thread pool.
-///
-/// tiny_http hands each accepted connection to a pool thread, and starts a new thread only when
-/// its count of idle threads is 0. That count drops only once a woken thread runs, so in a burst
-/// of connections (a proxy opening many upstream connections at once) the accept thread can
-/// queue more connections than there are idle threads to wake, and the extra ones wait, unread,
-/// until some other connection closes: with keep-alive, maybe for ever (seen here: 12 of 32
-/// connections of a burst left unanswered). A connection made while every pool thread is busy
-/// gets a new thread, which, once that connection ends, takes the next queued one.
-///
-/// So this thread connects to the backend and closes at once: every 25 ms while requests come
-/// in (and in the first 2 s), every second when idle, and at once when requests resume. Each
-/// nudge frees at most one stranded connection and costs an accept and a read of end of file.
-fn nudge(shared: &Shared) {
-    const BUSY: Duration = Duration::from_millis(25);
-    const IDLE: Duration = Duration::from_secs(1);
-    let port = shared.addr.port();
-    let target = match shared.addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
-        _ => shared.addr,
-    };
-    loop {
-        let last = shared.last_request_ms.load(Ordering::Relaxed);
-        let busy = shared.millis().saturating_sub(last) < QUIET_MS;
-        shared.bell.wait(if busy { BUSY } else { IDLE });
-        if shared.stop.is_set() {
-            return;
-        }
-        let _ = TcpStream::connect_timeout(&target, Duration::from_millis(200));
-    }
-}
-
-/// Wakes the nudger early: when requests resume after a quiet spell, and at stop.
-#[derive(Default)]
-pub(crate) struct Bell {
-    rung: Mutex<bool>,
-    cond: Condvar,
-}
-
-impl Bell {
-    fn ring(&self) {
-        *lock(&self.rung) = true;
-        self.cond.notify_one();
-    }
-
-    /// Waits until rung (and clears it) or until `timeout` has passed.
-    fn wait(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let mut rung = lock(&self.rung);
-        while !*rung {
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            rung = match self.cond.wait_timeout(rung, deadline - now) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
-        *rung = false;
-    }
-}
-
-/// A flag with a condition variable, so sleeps end early when the backend stops.
-#[derive(Default)]
-pub(crate) struct StopSignal {
-    stopped: Mutex<bool>,
-    cond: Condvar,
-}
-
-impl StopSignal {
-    fn trigger(&self) {
-        *lock(&self.stopped) = true;
-        self.cond.notify_all();
-    }
-
-    pub(crate) fn is_set(&self) -> bool {
-        *lock(&self.stopped)
-    }
-
-    /// Sleeps for `duration`; returns early (and `false`) if the backend is stopping.
-    pub(crate) fn sleep(&self, duration: Duration) -> bool {
-        let deadline = Instant::now() + duration;
-        let mut stopped = lock(&self.stopped);
-        while !*stopped {
-            let now = Instant::now();
-            if now >= deadline {
-                return true;
-            }
-            stopped = match self.cond.wait_timeout(stopped, deadline - now) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
-        false
-    }
-}
-
-/// A poisoned lock only means another worker panicked; the flag inside is still valid.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let raw = wire::lock(&log).take(&parsed, is_echo);
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(routes::handle(&shared, request, raw).await) }
+    });
+    // An error here is the client's (a malformed request, hyper has answered 400 if it could)
+    // or `/drop`'s; either way the connection is over.
+    let _ = http1::Builder::new()
+        // A client may shut down its sending side once the request is out (a simple proxy
+        // does); without this hyper would then drop the request unanswered.
+        .half_close(true)
+        .title_case_headers(true)
+        .max_buf_size(wire::MAX_BUF)
+        .serve_connection(io, service)
+        .await;
 }
 
 #[cfg(test)]
@@ -340,7 +248,8 @@ mod tests {
     #[test]
     fn default_options() {
         let o = Options::default();
-        assert_eq!((o.name.as_str(), o.delay_ms, o.workers), ("b1", 0, 16));
+        assert_eq!((o.name.as_str(), o.delay_ms), ("b1", 0));
+        assert!((1..=4).contains(&o.workers), "{}", o.workers);
     }
 
     #[test]
@@ -369,13 +278,12 @@ mod tests {
     }
 
     #[test]
-    fn stop_signal_sleep_ends_early() {
-        let signal = Arc::new(StopSignal::default());
-        assert!(signal.sleep(Duration::from_millis(1)));
-        let s = Arc::clone(&signal);
-        let sleeper = thread::spawn(move || s.sleep(Duration::from_secs(600)));
-        signal.trigger();
-        assert!(!sleeper.join().expect("no panic"));
-        assert!(signal.is_set());
+    fn many_workers_are_capped() {
+        let options = Options {
+            workers: 4096,
+            ..Options::default()
+        };
+        let b = Backend::start("127.0.0.1:0", options).expect("start");
+        assert_eq!(b.threads, MAX_THREADS);
     }
 }

@@ -1,7 +1,7 @@
 //! One demo origin server, for trying the proxy by hand.
 //!
 //! ```text
-//! cargo run -p backends -- --port 8000 --name b1 [--delay-ms 0] [--host 127.0.0.1] [--workers 16]
+//! cargo run -p backends -- --port 8000 --name b1 [--delay-ms 0] [--host 127.0.0.1] [--workers N]
 //! ```
 //!
 //! Prints `backend NAME listening on http://HOST:PORT` once bound, then serves until killed.
@@ -30,9 +30,10 @@ struct Args {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// Worker threads (requests handled at once).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
-    workers: u16,
+    /// Runtime threads [default: CPUs, at most 4]. Each serves any number of connections;
+    /// more than 64 count as 64.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    workers: Option<u16>,
 }
 
 fn parse_name(s: &str) -> Result<String, String> {
@@ -54,7 +55,9 @@ fn main() -> ExitCode {
     let options = Options {
         name: args.name,
         delay_ms: args.delay_ms,
-        workers: usize::from(args.workers),
+        workers: args
+            .workers
+            .map_or_else(backends::default_workers, usize::from),
     };
     let backend = match Backend::start(&addr, options) {
         Ok(backend) => backend,
@@ -68,7 +71,8 @@ fn main() -> ExitCode {
         backend.name(),
         backend.addr()
     );
-    // The workers do everything; this thread only keeps the process (and `backend`) alive.
+    // The backend's runtime threads do everything; this one only keeps the process (and
+    // `backend`) alive.
     // SIGINT and SIGTERM end the process with their default action.
     loop {
         std::thread::park();

@@ -1,42 +1,40 @@
-//! The endpoints.
+//! The endpoints (the table is in `backends/README.md`).
 //!
-//! Most answers go through tiny_http's `Response`. These are written byte by byte with
-//! `Request::into_writer`, because tiny_http would change what they are meant to show:
-//!
-//! - `/chunked`: tiny_http's chunk encoder gathers writes into 8 KiB chunks, so "3 chunks of
-//!   10 bytes" would leave as one chunk of 30;
-//! - `/drop`: tiny_http always sends the body it announced, so a short one must be written by
-//!   hand, and the connection then closed under tiny_http (see `conn.rs`);
-//! - `/status/1xx`: sent by tiny_http as a final response, it would leave the client waiting
-//!   for a real one; here a 1xx is an interim response followed by a final 200;
-//! - `/status/204`, `/status/304` and the 304 of `/cacheable`: tiny_http adds
-//!   `Content-Length: 0`, which a 204 must not carry and which would misstate a 304.
+//! Each request: route on the path, read the request body to its end (kept for `/echo`,
+//! dropped for the rest), wait `--delay-ms`, answer. hyper does the framing: a body with a known
+//! length goes out with `Content-Length`, one without as chunked, one chunk per frame.
 
-use std::io::{self, Cursor, Read, Write};
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use tiny_http::{HTTPVersion, Header, Method, Request, Response, StatusCode};
+use hyper::body::{Body, Incoming};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Version};
 
-use crate::{conn, Shared};
+use crate::body::Out;
+use crate::wire::RawHead;
+use crate::Shared;
 
 /// Largest `/bytes/N` and largest `/chunked` total.
 const MAX_BYTES: u64 = 1 << 30;
 /// Largest `/slow?ms=N`.
 const MAX_SLOW_MS: u64 = 60_000;
 /// Largest body `/echo` will hold in memory (it answers 413 above).
-const MAX_ECHO_BODY: u64 = 16 << 20;
+const MAX_ECHO_BODY: usize = 16 << 20;
 const MAX_CHUNKS: u64 = 1_000_000;
 const MAX_CHUNK_SIZE: u64 = 16 << 20;
 const MAX_CHUNK_DELAY_MS: u64 = 10_000;
 const MAX_AGE_LIMIT: u64 = 365 * 24 * 3600;
-/// What `/drop` announces, and what it sends before closing.
-const DROP_ANNOUNCED: u64 = 1000;
+/// What `/drop` announces, and what it sends before the connection is aborted.
+pub(crate) const DROP_ANNOUNCED: u64 = 1000;
 const DROP_SENT: u64 = 100;
-/// What tiny_http puts in its own responses; the hand-written ones say the same.
-const SERVER: &str = "tiny-http (Rust)";
 
-enum Route<'a> {
+const TEXT: &str = "text/plain; charset=UTF-8";
+const OCTETS: &str = "application/octet-stream";
+
+pub(crate) enum Route<'a> {
     Hello,
     Health,
     Echo,
@@ -50,7 +48,8 @@ enum Route<'a> {
 }
 
 impl<'a> Route<'a> {
-    fn parse(path: &'a str) -> Route<'a> {
+    /// Routes on the path only (hyper gives the path of an absolute-form target too).
+    pub(crate) fn parse(path: &'a str) -> Route<'a> {
         match path {
             "/" => Route::Hello,
             "/health" => Route::Health,
@@ -74,237 +73,191 @@ impl<'a> Route<'a> {
     }
 }
 
-/// Answers one request. Errors writing the answer mean the client left; nothing to do then.
-pub(crate) fn handle(shared: &Shared, mut request: Request) {
-    let target = request.url().to_owned();
-    let (path, query) = split_target(&target);
-    let route = Route::parse(origin_path(path));
+/// Answers one request; `raw` is its head as received (for `/echo`), if found.
+pub(crate) async fn handle(
+    shared: &Shared,
+    request: Request<Incoming>,
+    raw: Option<RawHead>,
+) -> Response<Out> {
+    let mut response = answer(shared, request, raw).await;
+    response
+        .headers_mut()
+        .insert(X_BACKEND_SERVER, shared.header.clone());
+    response
+}
 
-    // `/echo` keeps the body; every other endpoint reads it to the end and throws it away, so
-    // the next request on this connection starts where it should (tiny_http does not skip an
-    // unread chunked body, and skips an unread sized one by allocating all of it at once).
-    let body = match route {
-        Route::Echo => read_body(&mut request),
-        _ => discard_body(&mut request).map(|()| Vec::new()),
+const X_BACKEND_SERVER: HeaderName = HeaderName::from_static("x-backend-server");
+
+async fn answer(
+    shared: &Shared,
+    request: Request<Incoming>,
+    raw: Option<RawHead>,
+) -> Response<Out> {
+    let (head, mut body) = request.into_parts();
+    let query = head.uri.query().unwrap_or("");
+    let route = Route::parse(head.uri.path());
+
+    // Every body is read to its end before answering, as a real application would, so a proxy
+    // streaming a request body is never cut short. `/echo` keeps up to MAX_ECHO_BODY bytes.
+    let keep = if matches!(route, Route::Echo) {
+        MAX_ECHO_BODY
+    } else {
+        0
     };
-    let body = match body {
-        Ok(body) => body,
+    let received = match read_body(&mut body, keep).await {
+        Ok(received) => received,
         Err(BodyError::TooLarge) => {
-            let msg = format!("request body larger than {MAX_ECHO_BODY} bytes\n");
-            let _ = send(shared, request, text(413, msg));
-            return;
-        }
-        Err(BodyError::Io) => {
-            let _ = send(
-                shared,
-                request,
-                text(400, "unreadable request body\n".into()),
+            return text(
+                413,
+                format!("request body larger than {MAX_ECHO_BODY} bytes\n"),
             );
-            return;
         }
+        // The client sent a broken body (bad chunk size, early close): hyper closes after this.
+        Err(BodyError::Broken) => return text(400, "unreadable request body\n".into()),
     };
 
     if !shared.delay.is_zero() {
-        shared.stop.sleep(shared.delay);
+        tokio::time::sleep(shared.delay).await;
     }
 
-    // tiny_http keeps an HTTP/1.0 connection open when the request asks for keep-alive, but
-    // cannot say so (it drops a `Connection` header from responses), so the client, seeing no
-    // `Connection: keep-alive`, waits for a close that never comes (`ab -k` stalls). Closing
-    // after the response is what such a response promises.
-    let close_after = *request.http_version() == HTTPVersion(1, 0) && asks_keep_alive(&request);
-    let peer = request.remote_addr().copied();
-
-    let _ = match route {
-        Route::Hello => send(
-            shared,
-            request,
-            text(200, format!("hello from {}\n", shared.name)),
-        ),
-        Route::Health => send(shared, request, text(200, "ok\n".into())),
-        Route::Echo => echo(shared, request, &target, path, query, &body),
-        Route::Status(code) => status(shared, request, code),
-        Route::Bytes(n) => bytes(shared, request, n),
-        Route::Chunked => chunked(shared, request, query),
-        Route::Slow => slow(shared, request, query),
-        Route::Cacheable => cacheable(shared, request, query),
-        Route::Drop => drop_midway(shared, request),
-        Route::NotFound => send(shared, request, text(404, "not found\n".into())),
-    };
-
-    if let (true, Some(peer)) = (close_after, peer) {
-        conn::close_accepted(shared.addr, Some(peer));
-    }
-}
-
-/// The test tiny_http applies to an HTTP/1.0 request to keep its connection open.
-fn asks_keep_alive(request: &Request) -> bool {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Connection"))
-        .is_some_and(|h| {
-            let value = h.value.as_str().to_ascii_lowercase();
-            value.contains("keep-alive") && !value.contains("close") && !value.contains("upgrade")
-        })
-}
-
-/// Splits a request target at the first `?`: raw path and raw query ("" if none), undecoded.
-fn split_target(target: &str) -> (&str, &str) {
-    target.split_once('?').unwrap_or((target, ""))
-}
-
-/// The path to route on: an absolute-form target (`http://host/path`) is routed by its path.
-fn origin_path(path: &str) -> &str {
-    match path.split_once("://") {
-        Some((scheme, rest)) if !scheme.contains('/') => rest.find('/').map_or("/", |i| &rest[i..]),
-        _ => path,
+    let head_only = head.method == Method::HEAD;
+    match route {
+        Route::Hello => text(200, format!("hello from {}\n", shared.name)),
+        Route::Health => text(200, "ok\n".into()),
+        Route::Echo => echo(shared, &head, raw, &received),
+        Route::Status(code) => status(code),
+        Route::Bytes(n) => bytes(n),
+        Route::Chunked => chunked(query, head.version),
+        Route::Slow => slow(query).await,
+        Route::Cacheable => cacheable(shared, &head.headers, query),
+        Route::Drop => drop_midway(head_only),
+        Route::NotFound => text(404, "not found\n".into()),
     }
 }
 
 enum BodyError {
     TooLarge,
-    Io,
+    Broken,
 }
 
-fn read_body(request: &mut Request) -> Result<Vec<u8>, BodyError> {
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(MAX_ECHO_BODY + 1)
-        .read_to_end(&mut body)
-        .map_err(|_| BodyError::Io)?;
-    if body.len() as u64 > MAX_ECHO_BODY {
-        discard_body(request)?;
+/// Reads the body to its end, keeping the first `keep` bytes; TooLarge if there were more.
+async fn read_body(body: &mut Incoming, keep: usize) -> Result<Vec<u8>, BodyError> {
+    let mut kept = Vec::new();
+    let mut total: usize = 0;
+    // Bounded by the body: each turn takes one frame of it, and the loop ends at its end.
+    while let Some(frame) = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+        let frame = frame.map_err(|_| BodyError::Broken)?;
+        if let Ok(data) = frame.into_data() {
+            total = total.saturating_add(data.len());
+            if kept.len() < keep {
+                let room = keep - kept.len();
+                kept.extend_from_slice(&data[..data.len().min(room)]);
+            }
+        }
+    }
+    if total > keep && keep > 0 {
         return Err(BodyError::TooLarge);
     }
-    Ok(body)
+    Ok(kept)
 }
 
-fn discard_body(request: &mut Request) -> Result<(), BodyError> {
-    io::copy(request.as_reader(), &mut io::sink())
-        .map(drop)
-        .map_err(|_| BodyError::Io)
-}
-
-/// A response with a body in memory; tiny_http makes it `text/plain; charset=UTF-8`.
-fn text(status: u16, body: String) -> Response<Cursor<Vec<u8>>> {
-    Response::from_string(body).with_status_code(status)
-}
-
-fn add_header<R: Read>(response: &mut Response<R>, name: &str, value: &str) {
-    // Only fails for non-ASCII, and every name and value here is ASCII by construction.
-    if let Ok(header) = Header::from_bytes(name, value) {
-        response.add_header(header);
+fn respond(status: u16, content_type: &str, body: Out) -> Response<Out> {
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
+    // hyper writes `<none>` as the reason of a code it has no name for.
+    if response.status().canonical_reason().is_none() {
+        response
+            .extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(b"Unknown"));
+    }
+    response
 }
 
-/// Sends a response through tiny_http, with `X-Backend-Server`.
-fn send<R: Read>(shared: &Shared, request: Request, mut response: Response<R>) -> io::Result<()> {
-    add_header(&mut response, "X-Backend-Server", &shared.name);
-    // tiny_http switches to chunked for known lengths of 32 KiB and more; a known length is
-    // always sent as Content-Length here, chunked only when the length is unknown.
-    request.respond(response.with_chunked_threshold(usize::MAX))
+fn text(status: u16, body: String) -> Response<Out> {
+    respond(status, TEXT, Out::full(body))
+}
+
+/// A response without a body, without `Content-Type` (hyper adds no length to 204 and 304).
+fn bodiless(status: u16) -> Response<Out> {
+    let mut response = Response::new(Out::empty());
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    response
 }
 
 fn echo(
     shared: &Shared,
-    request: Request,
-    target: &str,
-    path: &str,
-    query: &str,
+    head: &hyper::http::request::Parts,
+    raw: Option<RawHead>,
     body: &[u8],
-) -> io::Result<()> {
-    let headers: Vec<[&str; 2]> = request
-        .headers()
+) -> Response<Out> {
+    // As received when the head was found on the wire (see wire.rs); otherwise hyper's view:
+    // lowercase names, grouped by name.
+    let (target, headers) = match raw {
+        Some(raw) => (raw.target, raw.headers),
+        None => {
+            let target = head.uri.to_string();
+            let headers = head
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                    (k.as_str().to_string(), v)
+                })
+                .collect();
+            (target, headers)
+        }
+    };
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let headers: Vec<[&str; 2]> = headers
         .iter()
-        .map(|h| [h.field.as_str().as_str(), h.value.as_str()])
+        .map(|(k, v)| [k.as_str(), v.as_str()])
         .collect();
-    let version = request.http_version();
     let json = serde_json::json!({
         "backend": shared.name,
-        "method": request.method().as_str(),
+        "method": head.method.as_str(),
         "target": target,
         "path": path,
         "query": query,
-        "version": format!("HTTP/{}.{}", version.0, version.1),
+        "version": if head.version == Version::HTTP_10 { "HTTP/1.0" } else { "HTTP/1.1" },
         "headers": headers,
         "body": String::from_utf8_lossy(body),
         "body_len": body.len(),
     });
-    let mut out = serde_json::to_string_pretty(&json).map_err(io::Error::other)?;
-    out.push('\n');
-    let mut response = text(200, out);
-    add_header(&mut response, "Content-Type", "application/json");
-    send(shared, request, response)
-}
-
-fn status(shared: &Shared, request: Request, code: &str) -> io::Result<()> {
-    let code = match parse_number(code) {
-        Some(c @ 100..=599) if c != 101 => c as u16,
-        _ => {
-            let msg = "status must be 100-599 (not 101: a switch needs a real upgrade)\n";
-            return send(shared, request, text(400, msg.into()));
+    match serde_json::to_string_pretty(&json) {
+        Ok(mut out) => {
+            out.push('\n');
+            respond(200, "application/json", Out::full(out))
         }
-    };
-    let body = format!("status {code}\n");
-    match code {
-        100..=199 => {
-            let version = request.http_version().clone();
-            let head_only = request.method() == &Method::Head;
-            let mut out = request.into_writer();
-            // An HTTP/1.0 client knows no interim responses; it would take this one as final.
-            if version >= (1, 1) {
-                write_head(&mut out, &version, code, &shared.name, &[])?;
-            }
-            let length = body.len().to_string();
-            let headers = [
-                ("Content-Type", "text/plain; charset=UTF-8"),
-                ("Content-Length", length.as_str()),
-            ];
-            write_head(&mut out, &version, 200, &shared.name, &headers)?;
-            if !head_only {
-                out.write_all(body.as_bytes())?;
-            }
-            out.flush()
-        }
-        204 | 304 => {
-            let version = request.http_version().clone();
-            let mut out = request.into_writer();
-            write_head(&mut out, &version, code, &shared.name, &[])?;
-            out.flush()
-        }
-        _ => send(shared, request, text(code, body)),
+        Err(e) => text(500, format!("cannot write JSON: {e}\n")),
     }
 }
 
-fn bytes(shared: &Shared, request: Request, n: &str) -> io::Result<()> {
-    let len = match parse_number(n) {
-        Some(len) if len <= MAX_BYTES => len,
-        _ => {
-            let msg = format!("N must be a number from 0 to {MAX_BYTES}\n");
-            return send(shared, request, text(400, msg));
-        }
-    };
-    send(shared, request, pattern_response(len))
+fn status(code: &str) -> Response<Out> {
+    match parse_number(code) {
+        Some(c @ 200..=599) if c != 204 && c != 304 => text(c as u16, format!("status {c}\n")),
+        Some(c @ (204 | 304)) => bodiless(c as u16),
+        // hyper sends one response per request and refuses a 1xx as that response (it would
+        // leave the client waiting for the final one), so interim responses cannot be asked for.
+        Some(100..=199) => text(
+            400,
+            "status must be 200-599: this server (hyper) cannot send 1xx interim responses\n"
+                .into(),
+        ),
+        _ => text(400, "status must be a number from 200 to 599\n".into()),
+    }
 }
 
-/// `len` bytes of the pattern, streamed (never all in memory), with a known length.
-fn pattern_response(len: u64) -> Response<Pattern> {
-    // len <= MAX_BYTES, which fits in usize on every platform Rust supports threads on.
-    let length = usize::try_from(len).unwrap_or(usize::MAX);
-    let mut response = Response::new(
-        StatusCode(200),
-        vec![],
-        Pattern::new(len),
-        Some(length),
-        None,
-    );
-    add_header(&mut response, "Content-Type", "application/octet-stream");
-    response
+fn bytes(n: &str) -> Response<Out> {
+    match parse_number(n) {
+        Some(len) if len <= MAX_BYTES => respond(200, OCTETS, Out::pattern(len)),
+        _ => text(400, format!("N must be a number from 0 to {MAX_BYTES}\n")),
+    }
 }
 
-fn chunked(shared: &Shared, request: Request, query: &str) -> io::Result<()> {
+fn chunked(query: &str, version: Version) -> Response<Out> {
     let params = (|| {
         let chunks = param(query, "chunks", 3, MAX_CHUNKS)?;
         let size = param(query, "size", 10, MAX_CHUNK_SIZE)?;
@@ -318,153 +271,80 @@ fn chunked(shared: &Shared, request: Request, query: &str) -> io::Result<()> {
         }
         Ok((chunks, size, Duration::from_millis(delay)))
     })();
-    let (chunks, size, delay) = match params {
-        Ok(p) => p,
-        Err(msg) => return send(shared, request, text(400, msg + "\n")),
-    };
-    let version = request.http_version().clone();
-    if version < (1, 1) {
-        // HTTP/1.0 has no chunked coding: the same bytes, with a Content-Length.
-        return send(shared, request, pattern_response(chunks * size));
-    }
-    let head_only = request.method() == &Method::Head;
-    let mut out = request.into_writer();
-    let headers = [
-        ("Content-Type", "application/octet-stream"),
-        ("Transfer-Encoding", "chunked"),
-    ];
-    write_head(&mut out, &version, 200, &shared.name, &headers)?;
-    out.flush()?;
-    if head_only {
-        return Ok(());
-    }
-    let mut pattern = Pattern::new(chunks * size);
-    let mut buf = vec![0u8; size.min(8192) as usize];
-    for i in 0..chunks {
-        if i > 0 && !delay.is_zero() && !shared.stop.sleep(delay) {
-            return Ok(()); // stopping: the connection is about to be closed anyway
+    match params {
+        // HTTP/1.0 has no chunked coding: the same bytes, at the same pace, with a length.
+        Ok((chunks, size, delay)) => {
+            let known_length = version == Version::HTTP_10;
+            respond(200, OCTETS, Out::chunks(chunks, size, delay, known_length))
         }
-        write!(out, "{size:x}\r\n")?;
-        let mut left = size;
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            pattern.read_exact(&mut buf[..n])?;
-            out.write_all(&buf[..n])?;
-            left -= n as u64;
-        }
-        out.write_all(b"\r\n")?;
-        // Each chunk leaves as it is made, so a client sees them arrive one by one.
-        out.flush()?;
+        Err(msg) => text(400, msg + "\n"),
     }
-    out.write_all(b"0\r\n\r\n")?;
-    out.flush()
 }
 
-fn slow(shared: &Shared, request: Request, query: &str) -> io::Result<()> {
-    let ms = match param(query, "ms", 1000, MAX_SLOW_MS) {
-        Ok(ms) => ms,
-        Err(msg) => return send(shared, request, text(400, msg + "\n")),
-    };
-    shared.stop.sleep(Duration::from_millis(ms));
-    send(shared, request, text(200, format!("slow {ms}\n")))
+async fn slow(query: &str) -> Response<Out> {
+    match param(query, "ms", 1000, MAX_SLOW_MS) {
+        Ok(ms) => {
+            // A stopping backend drops this task, and the sleep with it.
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            text(200, format!("slow {ms}\n"))
+        }
+        Err(msg) => text(400, msg + "\n"),
+    }
 }
 
-fn cacheable(shared: &Shared, request: Request, query: &str) -> io::Result<()> {
+fn cacheable(shared: &Shared, headers: &hyper::HeaderMap, query: &str) -> Response<Out> {
     let max_age = match param(query, "max_age", 60, MAX_AGE_LIMIT) {
         Ok(s) => s,
-        Err(msg) => return send(shared, request, text(400, msg + "\n")),
+        Err(msg) => return text(400, msg + "\n"),
     };
-    let cache_control = format!("public, max-age={max_age}");
     let etag = |n: u64| format!("\"{}-{}\"", shared.name, n);
 
     // Revalidation: a conditional request naming the latest response still gets 304, so a
     // cache can refresh a stale entry; the counter (and the body) only change on a 200.
     let latest = shared.cacheable_count.load(Ordering::SeqCst);
-    if latest > 0 && if_none_match(&request, &etag(latest)) {
-        let version = request.http_version().clone();
-        let mut out = request.into_writer();
-        let tag = etag(latest);
-        let headers = [
-            ("ETag", tag.as_str()),
-            ("Cache-Control", cache_control.as_str()),
-        ];
-        write_head(&mut out, &version, 304, &shared.name, &headers)?;
-        return out.flush();
-    }
-
-    let n = shared.cacheable_count.fetch_add(1, Ordering::SeqCst) + 1;
-    let mut response = text(
-        200,
-        format!("cacheable response {n} from {}\n", shared.name),
-    );
-    add_header(&mut response, "Cache-Control", &cache_control);
-    add_header(&mut response, "ETag", &etag(n));
-    add_header(
-        &mut response,
-        "Date",
-        &httpdate::fmt_http_date(SystemTime::now()),
-    );
-    send(shared, request, response)
+    let (mut response, tag) = if latest > 0 && if_none_match(headers, &etag(latest)) {
+        (bodiless(304), etag(latest))
+    } else {
+        let n = shared.cacheable_count.fetch_add(1, Ordering::SeqCst) + 1;
+        let body = format!("cacheable response {n} from {}\n", shared.name);
+        (text(200, body), etag(n))
+    };
+    let headers = response.headers_mut();
+    let mut set = |name: HeaderName, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    };
+    set(header::CACHE_CONTROL, format!("public, max-age={max_age}"));
+    set(header::ETAG, tag);
+    // hyper adds a Date to every response; this one is written here, since a cache test reads
+    // it, so it is there whatever hyper's settings.
+    set(header::DATE, httpdate::fmt_http_date(SystemTime::now()));
+    response
 }
 
-/// True if the request's `If-None-Match` lists `etag` (weak comparison) or is `*`.
-fn if_none_match(request: &Request, etag: &str) -> bool {
-    request
-        .headers()
+/// True if `If-None-Match` lists `etag` (weak comparison) or is `*`.
+fn if_none_match(headers: &hyper::HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
         .iter()
-        .filter(|h| h.field.equiv("If-None-Match"))
-        .flat_map(|h| h.value.as_str().split(','))
-        .map(|tag| tag.trim())
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
         .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
-/// Announces `DROP_ANNOUNCED` bytes, sends `DROP_SENT`, then closes the connection.
-fn drop_midway(shared: &Shared, request: Request) -> io::Result<()> {
-    let version = request.http_version().clone();
-    let head_only = request.method() == &Method::Head;
-    let peer = request.remote_addr().copied();
-    let mut out = request.into_writer();
-    let result = (|| {
-        let announced = DROP_ANNOUNCED.to_string();
-        let headers = [
-            ("Content-Type", "application/octet-stream"),
-            ("Content-Length", announced.as_str()),
-        ];
-        write_head(&mut out, &version, 200, &shared.name, &headers)?;
-        if !head_only {
-            io::copy(&mut Pattern::new(DROP_SENT), &mut out)?;
-        }
-        out.flush()
-    })();
-    // Everything written is flushed to the socket before it is shut down.
-    drop(out);
-    if let Some(peer) = peer {
-        conn::close_accepted(shared.addr, Some(peer));
+/// Announces `DROP_ANNOUNCED` bytes, sends `DROP_SENT`, then the body fails, which makes hyper
+/// abort the connection. A HEAD gets the head only, then the connection is closed too.
+fn drop_midway(head_only: bool) -> Response<Out> {
+    let mut response = respond(200, OCTETS, Out::drop_after(DROP_SENT));
+    if head_only {
+        // hyper does not poll the body of a HEAD response, so it never fails.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    result
-}
-
-/// Writes a status line and headers (with `Date`, `Server`, `X-Backend-Server`) by hand.
-fn write_head(
-    out: &mut dyn Write,
-    version: &HTTPVersion,
-    code: u16,
-    name: &str,
-    headers: &[(&str, &str)],
-) -> io::Result<()> {
-    let reason = StatusCode(code).default_reason_phrase();
-    write!(out, "HTTP/{}.{} {code} {reason}\r\n", version.0, version.1)?;
-    write!(out, "Server: {SERVER}\r\n")?;
-    write!(
-        out,
-        "Date: {}\r\n",
-        httpdate::fmt_http_date(SystemTime::now())
-    )?;
-    write!(out, "X-Backend-Server: {name}\r\n")?;
-    for (field, value) in headers {
-        write!(out, "{field}: {value}\r\n")?;
-    }
-    out.write_all(b"\r\n")
+    response
 }
 
 /// A decimal number of digits only (no sign, no spaces), or None.
@@ -491,61 +371,9 @@ fn param(query: &str, key: &str, default: u64, max: u64) -> Result<u64, String> 
     }
 }
 
-/// `len` bytes of `abc...zabc...`, made as they are read.
-pub(crate) struct Pattern {
-    pos: u64,
-    len: u64,
-}
-
-const ALPHABET: &[u8; 26] = b"abcdefghijklmnopqrstuvwxyz";
-
-impl Pattern {
-    pub(crate) fn new(len: u64) -> Pattern {
-        Pattern { pos: 0, len }
-    }
-}
-
-impl Read for Pattern {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (buf.len() as u64).min(self.len - self.pos) as usize;
-        let start = (self.pos % 26) as usize;
-        for (b, c) in buf[..n].iter_mut().zip(ALPHABET.iter().cycle().skip(start)) {
-            *b = *c;
-        }
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn split_target_keeps_raw_bytes() {
-        let cases = [
-            ("/", ("/", "")),
-            ("/echo?a=1&b=%20", ("/echo", "a=1&b=%20")),
-            ("/a%2Fb?", ("/a%2Fb", "")),
-            ("/x?y?z", ("/x", "y?z")),
-        ];
-        for (target, want) in cases {
-            assert_eq!(split_target(target), want, "{target}");
-        }
-    }
-
-    #[test]
-    fn origin_path_of_absolute_form() {
-        let cases = [
-            ("/health", "/health"),
-            ("http://example.com/health", "/health"),
-            ("http://example.com", "/"),
-            ("/a://b", "/a://b"),
-        ];
-        for (path, want) in cases {
-            assert_eq!(origin_path(path), want, "{path}");
-        }
-    }
 
     #[test]
     fn params() {
@@ -565,14 +393,43 @@ mod tests {
     }
 
     #[test]
-    fn pattern_continues_across_reads() {
-        let mut p = Pattern::new(30);
-        let mut a = [0u8; 27];
-        assert_eq!(p.read(&mut a).expect("read"), 27);
-        assert_eq!(&a[..], b"abcdefghijklmnopqrstuvwxyza");
-        let mut b = [0u8; 10];
-        assert_eq!(p.read(&mut b).expect("read"), 3);
-        assert_eq!(&b[..3], b"bcd");
-        assert_eq!(p.read(&mut b).expect("read"), 0);
+    fn routes() {
+        let cases = [
+            ("/", "hello"),
+            ("/echo", "echo"),
+            ("/echo/a/b", "echo"),
+            ("/echoes", "404"),
+            ("/status/204", "status 204"),
+            ("/bytes/", "bytes "),
+            ("/health/", "404"),
+        ];
+        for (path, want) in cases {
+            let got = match Route::parse(path) {
+                Route::Hello => "hello".to_string(),
+                Route::Echo => "echo".to_string(),
+                Route::Status(n) => format!("status {n}"),
+                Route::Bytes(n) => format!("bytes {n}"),
+                Route::NotFound => "404".to_string(),
+                _ => "other".to_string(),
+            };
+            assert_eq!(got, want, "{path}");
+        }
+    }
+
+    #[test]
+    fn status_codes() {
+        let cases = [
+            (200, "200"),
+            (599, "599"),
+            (204, "204"),
+            (400, "103"),
+            (400, "101"),
+        ];
+        for (want, code) in cases {
+            assert_eq!(status(code).status().as_u16(), want, "{code}");
+        }
+        for bad in ["", "99", "600", "+200", "abc"] {
+            assert_eq!(status(bad).status().as_u16(), 400, "{bad}");
+        }
     }
 }

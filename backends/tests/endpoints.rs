@@ -186,26 +186,14 @@ fn status_204_and_304_have_no_body_and_no_length() {
 }
 
 #[test]
-fn status_1xx_is_interim_then_a_final_200() {
+fn status_1xx_is_refused() {
+    // hyper sends exactly one response per request and will not send a 1xx as that response.
     let b = start("b1");
-    let mut s = connect(b.addr());
-    s.write_all(b"GET /status/103 HTTP/1.1\r\nHost: t\r\n\r\n")
-        .expect("write");
-    let mut reader = BufReader::new(s);
-    let interim = read_response(&mut reader, false);
-    assert_eq!(interim.status, 103);
-    assert_eq!(interim.header("X-Backend-Server"), Some("b1"));
-    let last = read_response(&mut reader, false);
-    assert_eq!(last.status, 200);
-    assert_eq!(last.body_str(), "status 103\n");
-}
-
-#[test]
-fn status_1xx_to_http_1_0_is_only_the_final_response() {
-    let b = start("b1");
-    let r = parse(&exchange(b.addr(), b"GET /status/100 HTTP/1.0\r\n\r\n"));
-    assert_eq!((r.version.as_str(), r.status), ("HTTP/1.0", 200));
-    assert_eq!(r.body_str(), "status 100\n");
+    for target in ["/status/100", "/status/103", "/status/199"] {
+        let r = get(b.addr(), target);
+        assert_eq!(r.status, 400, "{target}");
+        assert!(r.body_str().contains("1xx"), "{target}: {}", r.body_str());
+    }
 }
 
 #[test]
@@ -218,6 +206,7 @@ fn status_rejects_bad_codes() {
         "/status/600",
         "/status/101",
         "/status/+200",
+        "/status/1000",
     ] {
         let r = get(b.addr(), target);
         assert_eq!(r.status, 400, "{target}");
@@ -231,7 +220,7 @@ fn bytes_sends_n_bytes_with_content_length() {
     for n in [0usize, 1, 26, 100_000] {
         let r = get(b.addr(), &format!("/bytes/{n}"));
         assert_eq!(r.status, 200);
-        // Above tiny_http's 32 KiB threshold too: a Content-Length, not chunked.
+        // Large ones too: a Content-Length, not chunked.
         assert_eq!(r.header("Content-Length"), Some(n.to_string().as_str()));
         assert_eq!(r.header("Transfer-Encoding"), None);
         assert_eq!(r.header("Content-Type"), Some("application/octet-stream"));
@@ -272,11 +261,11 @@ fn chunked_takes_count_size_and_delay() {
     let (sizes, data) = dechunk(&r.raw_body);
     assert_eq!(sizes, vec![3; 5]);
     assert_eq!(data, pattern(15));
-    // One chunk bigger than tiny_http's 8 KiB encoder buffer stays one chunk.
-    let r = get(b.addr(), "/chunked?chunks=2&size=20000");
+    // A chunk bigger than a /bytes frame (64 KiB) is still one chunk.
+    let r = get(b.addr(), "/chunked?chunks=2&size=70000");
     let (sizes, data) = dechunk(&r.raw_body);
-    assert_eq!(sizes, vec![20000, 20000]);
-    assert_eq!(data, pattern(40000));
+    assert_eq!(sizes, vec![70000, 70000]);
+    assert_eq!(data, pattern(140000));
     for bad in ["size=0", "chunks=x", "size=99999999999", "delay_ms=100000"] {
         assert_eq!(
             get(b.addr(), &format!("/chunked?{bad}")).status,
@@ -425,16 +414,24 @@ fn http_1_0_gets_a_1_0_answer_and_a_close() {
 }
 
 #[test]
-fn http_1_0_keep_alive_is_answered_then_closed() {
-    // tiny_http cannot send `Connection: keep-alive`, so the backend closes instead of leaving
-    // a 1.0 client waiting for an end of body that never comes.
+fn http_1_0_keep_alive_is_kept_when_asked() {
     let b = start("b1");
-    let mut s = connect(b.addr());
-    s.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    let s = connect(b.addr());
+    let mut writer = s.try_clone().expect("clone");
+    let mut reader = BufReader::new(s);
+    writer
+        .write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         .expect("write");
-    let r = parse(&read_until_closed(&mut s));
+    let r = read_response(&mut reader, false);
     assert_eq!((r.version.as_str(), r.status), ("HTTP/1.0", 200));
+    assert_eq!(r.header("Connection"), Some("keep-alive"));
     assert_eq!(r.body_str(), "hello from b1\n");
+    // Then a plain 1.0 request on the same connection: answered, then closed.
+    writer
+        .write_all(b"GET /health HTTP/1.0\r\n\r\n")
+        .expect("write");
+    let r = parse(&read_until_closed(&mut reader));
+    assert_eq!(r.body_str(), "ok\n");
 }
 
 #[test]
@@ -533,8 +530,8 @@ fn drop_stops_too_even_with_a_stalled_client() {
 
 #[test]
 fn a_burst_of_keep_alive_connections_is_all_served() {
-    // tiny_http 0.12 can leave some connections of a burst unread until another one closes
-    // (see `nudge` in lib.rs); every one of these stays open, so none would close for it.
+    // tiny_http, which these backends used before hyper, left some connections of such a
+    // burst unread until another one closed; every one of these stays open.
     let b = start("b1");
     let mut streams: Vec<_> = (0..32).map(|_| connect(b.addr())).collect();
     for s in &mut streams {
@@ -592,4 +589,163 @@ fn stop_under_load_returns() {
         c.join()
             .expect("client thread ends once the backend is gone");
     }
+}
+
+#[test]
+fn large_responses_on_one_keep_alive_connection_arrive_whole() {
+    // tiny_http stalled ~40 ms on each such response (Nagle and delayed ACKs); that was
+    // measured, not asserted here (see README, Throughput). This checks the framing: two
+    // 64 KiB bodies and a small one, back to back on one connection, each complete.
+    let b = start("b1");
+    let s = connect(b.addr());
+    let mut writer = s.try_clone().expect("clone");
+    let mut reader = BufReader::new(s);
+    for _ in 0..2 {
+        writer
+            .write_all(b"GET /bytes/65536 HTTP/1.1\r\nHost: t\r\n\r\n")
+            .expect("write");
+        let r = read_response(&mut reader, false);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("Content-Length"), Some("65536"));
+        assert_eq!(r.raw_body, pattern(65536));
+    }
+    writer
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    assert_eq!(
+        read_response(&mut reader, false).body_str(),
+        "hello from b1\n"
+    );
+}
+
+#[test]
+fn chunks_leave_as_they_are_made() {
+    let b = start("b1");
+    let s = connect(b.addr());
+    // Well under the 10 s between the two chunks: the first must come before the second is made.
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    let mut writer = s.try_clone().expect("clone");
+    let mut reader = BufReader::new(s);
+    writer
+        .write_all(b"GET /chunked?chunks=2&size=5&delay_ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        reader.read_exact(&mut byte).expect("head");
+        head.push(byte[0]);
+    }
+    let mut first = [0u8; 10];
+    reader.read_exact(&mut first).expect("first chunk");
+    assert_eq!(&first, b"5\r\nabcde\r\n");
+    // Stopping ends the wait at once; the client sees the connection end, not a last chunk.
+    finishes("stop", move || b.stop());
+    let rest = read_until_closed(&mut reader);
+    assert!(!rest.ends_with(b"0\r\n\r\n"), "{rest:?}");
+}
+
+#[test]
+fn head_of_drop_is_answered_then_closed() {
+    let b = start("b1");
+    let mut s = connect(b.addr());
+    s.write_all(b"HEAD /drop HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    let r = parse(&read_until_closed(&mut s));
+    assert_eq!(r.header("Content-Length"), Some("1000"));
+    assert!(r.raw_body.is_empty());
+}
+
+/// The names and values of an /echo answer's headers.
+fn echoed_headers(r: &Response) -> Vec<(String, String)> {
+    r.json()["headers"]
+        .as_array()
+        .expect("headers array")
+        .iter()
+        .map(|pair| {
+            let s = |i: usize| pair[i].as_str().expect("string").to_string();
+            (s(0), s(1))
+        })
+        .collect()
+}
+
+#[test]
+fn echo_shows_each_request_as_sent_on_a_busy_connection() {
+    let b = start("b1");
+    let s = connect(b.addr());
+    let mut writer = s.try_clone().expect("clone");
+    let mut reader = BufReader::new(s);
+    // A body that looks like the next request's head, then that request, and a third one
+    // pipelined behind it; and a long chunked body before a last /echo.
+    let decoy = "GET /echo/x HTTP/1.1\r\nHost: t\r\nX-Kept: decoy\r\n\r\n";
+    let first = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{decoy}",
+        decoy.len()
+    );
+    let second = "GET /echo/x HTTP/1.1\r\nhost: t\r\nX-Kept: real\r\n\r\n";
+    let third = "GET /echo/y?q HTTP/1.1\r\nHOST: t\r\nte: trailers\r\nX-a: 1\r\n\r\n";
+    writer
+        .write_all(format!("{first}{second}{third}").as_bytes())
+        .expect("write");
+    let r = read_response(&mut reader, false);
+    assert_eq!(r.json()["body"], decoy);
+    let r = read_response(&mut reader, false);
+    assert_eq!(
+        echoed_headers(&r),
+        [("host", "t"), ("X-Kept", "real")].map(|(k, v)| (k.into(), v.into()))
+    );
+    let r = read_response(&mut reader, false);
+    assert_eq!(r.json()["target"], "/echo/y?q");
+    assert_eq!(
+        echoed_headers(&r),
+        [("HOST", "t"), ("te", "trailers"), ("X-a", "1")].map(|(k, v)| (k.into(), v.into()))
+    );
+
+    let chunk = "x".repeat(60_000);
+    let mut big =
+        String::from("POST /health HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for _ in 0..20 {
+        big.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    big.push_str("0\r\n\r\n");
+    writer.write_all(big.as_bytes()).expect("write");
+    assert_eq!(read_response(&mut reader, false).body_str(), "ok\n");
+    writer
+        .write_all(b"GET /echo HTTP/1.1\r\nX-Forwarded-For: 203.0.113.9\r\nHost: site.test\r\n\r\n")
+        .expect("write");
+    let r = read_response(&mut reader, false);
+    assert_eq!(
+        echoed_headers(&r),
+        [("X-Forwarded-For", "203.0.113.9"), ("Host", "site.test")]
+            .map(|(k, v)| (k.into(), v.into()))
+    );
+}
+
+#[test]
+fn a_client_that_stops_sending_after_its_request_is_answered() {
+    // Some clients (simple proxies among them) shut down their sending side once the request
+    // is out; the answer must still come, and then the end of the connection.
+    let b = start("b1");
+    for request in [
+        &b"GET /slow?ms=50 HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi",
+        b"GET / HTTP/1.0\r\n\r\n",
+    ] {
+        let mut s = connect(b.addr());
+        s.write_all(request).expect("write");
+        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let r = parse(&read_until_closed(&mut s));
+        assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(request));
+    }
+}
+
+#[test]
+fn echo_shows_a_long_header_as_sent() {
+    let b = start("b1");
+    let long = "v".repeat(60_000);
+    let request =
+        format!("GET /echo HTTP/1.1\r\nHost: t\r\nX-Long: {long}\r\nConnection: close\r\n\r\n");
+    let r = parse(&exchange(b.addr(), request.as_bytes()));
+    let headers = echoed_headers(&r);
+    assert_eq!(headers[1], ("X-Long".to_string(), long));
 }

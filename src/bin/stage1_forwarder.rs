@@ -22,7 +22,7 @@ use revproxy::upstream::{Connector, SingleUpstream};
 
 /// Stage 1 of revproxy: one connection at a time, one backend.
 #[derive(Debug, Parser)]
-#[command(name = "stage1", version, about, long_about = None)]
+#[command(name = "stage1", version)]
 struct Args {
     #[command(flatten)]
     server: ServerArgs,

@@ -29,7 +29,7 @@ use revproxy::upstream::{Connector, SingleUpstream};
 
 /// Stage 2 of revproxy: a process per connection, one backend.
 #[derive(Debug, Parser)]
-#[command(name = "stage2", version, about, long_about = None)]
+#[command(name = "stage2", version)]
 struct Args {
     #[command(flatten)]
     server: ServerArgs,

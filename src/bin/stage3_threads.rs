@@ -26,7 +26,7 @@ use revproxy::upstream::{Connector, SingleUpstream};
 
 /// Stage 3 of revproxy: a thread per connection, one backend.
 #[derive(Debug, Parser)]
-#[command(name = "stage3", version, about, long_about = None)]
+#[command(name = "stage3", version)]
 struct Args {
     #[command(flatten)]
     server: ServerArgs,

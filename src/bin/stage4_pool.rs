@@ -26,7 +26,7 @@ use revproxy::upstream::{Connector, SingleUpstream};
 
 /// Stage 4 of revproxy: a fixed thread pool with a bounded queue, one backend.
 #[derive(Debug, Parser)]
-#[command(name = "stage4", version, about, long_about = None)]
+#[command(name = "stage4", version)]
 struct Args {
     #[command(flatten)]
     server: ServerArgs,

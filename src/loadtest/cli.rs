@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use super::request::Header;
+use crate::cli::parse_duration;
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -135,8 +136,8 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub backends: u32,
 
-    /// Worker threads per backend (its --workers) [default: the largest --concurrency, at
-    /// least 16], so the backends are never what limits a stage
+    /// Worker threads per backend (its --workers) [default: the backend's own, a few event-loop
+    /// threads that serve any number of connections]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub backend_workers: Option<u32>,
 
@@ -155,33 +156,6 @@ pub struct CompareArgs {
     /// Where the stage and backend binaries are [default: next to this executable]
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
-}
-
-/// `10s`, `500ms`, `2m`, `1h`, `1.5s`; a bare number means seconds. Must be positive.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 10s or 500ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1e3,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    if !(seconds > 0.0 && seconds <= 7.0 * 24.0 * 3600.0) {
-        return Err(format!("{s:?} must be more than 0 and at most a week"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -222,18 +196,6 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        for bad in ["", "s", "0s", "-1s", "10x", "1e3s", "9999h"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]

@@ -174,10 +174,9 @@ pub fn run_command(args: &CompareArgs, stop: &AtomicBool) -> Result<(), CompareE
         source,
     })?;
 
-    let workers = args.backend_workers.unwrap_or_else(|| {
-        let most = args.concurrency.iter().copied().max().unwrap_or(1);
-        most.max(SLOW_SCENARIO_CONCURRENCY)
-    });
+    // The backends run on hyper's event loop: a few threads serve any number of connections,
+    // and more threads only add contention on two cores.
+    let workers = args.backend_workers;
     let mut backend_guards = Vec::new();
     let mut backend_addrs = Vec::new();
     for i in 1..=args.backends {
@@ -261,15 +260,17 @@ fn start_backend(
     bin: &Path,
     i: u32,
     delay_ms: u64,
-    workers: u32,
+    workers: Option<u32>,
     stop: &AtomicBool,
 ) -> Result<(ChildGuard, u16), ProcError> {
     let name = format!("b{i}");
     let command = |port: u16| {
         let mut cmd = Command::new(bin);
         cmd.args(["--port", &port.to_string(), "--name", &name])
-            .args(["--delay-ms", &delay_ms.to_string()])
-            .args(["--workers", &workers.to_string()]);
+            .args(["--delay-ms", &delay_ms.to_string()]);
+        if let Some(workers) = workers {
+            cmd.args(["--workers", &workers.to_string()]);
+        }
         cmd
     };
     let (guard, port) = procs::spawn_ready(command(0), &name, READY_WAIT, stop)?;

@@ -94,7 +94,7 @@ impl Drop for Proxy {
     }
 }
 
-/// A demo backend (tiny_http) on an ephemeral port.
+/// A demo backend (the `backends` crate, on hyper) on an ephemeral port.
 pub fn backend(name: &str) -> backends::Backend {
     let options = backends::Options {
         name: name.to_owned(),
