@@ -35,7 +35,7 @@ wait_port() {
     return 1
 }
 
-"$BIN/backends" --port "$BACKEND_PORT" --workers 16 >/dev/null &
+"$BIN/backends" --port "$BACKEND_PORT" >/dev/null &
 backend_pid=$!
 wait_port "$BACKEND_PORT"
 "$BIN/$stage" --listen "127.0.0.1:$PROXY_PORT" --backend "127.0.0.1:$BACKEND_PORT" --log-level error "$@" >/dev/null &

@@ -73,7 +73,7 @@ wait_quiet() {
     (( busy <= ${QUIET_PCT:-10} )) || echo "warning: machine ${busy}% busy before measuring" >&2
 }
 
-taskset -c 0 "$BIN/backends" --port "$BACKEND_PORT" --name b1 --workers 16 >/dev/null &
+taskset -c 0 "$BIN/backends" --port "$BACKEND_PORT" --name b1 >/dev/null &
 backend_pid=$!
 wait_port "$BACKEND_PORT"
 
