@@ -7,7 +7,7 @@ wrk reports only totals, so a pool that serves 4 connections and starves 12 look
 wrk's output; this script shows the starved ones. Loopback only; every socket has a timeout
 and the run ends at its deadline.
 
-    scripts/keepalive_fairness.py PORT [--clients 16] [--seconds 10] [--think-ms 0]
+    chapters/scripts/keepalive_fairness.py PORT [--clients 16] [--seconds 10] [--think-ms 0]
 """
 
 import argparse

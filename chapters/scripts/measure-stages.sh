@@ -3,14 +3,14 @@
 # (keep-alive) and ab (a new connection per request), on loopback.
 #
 # Then the keep-alive fairness test: FAIR_CLIENTS keep-alive clients (4x FAIR_WORKERS) on one
-# connection each, counted per client (scripts/keepalive_fairness.py), against stage 3 and
+# connection each, counted per client (chapters/scripts/keepalive_fairness.py), against stage 3 and
 # stage 4 with FAIR_WORKERS workers, parking and holding.
 #
 # A stopgap until `cargo run --release --bin loadtest -- compare` exists; the figures in
 # chapters/02-04 come from this script. Compare ratios within one run, not absolute numbers.
 #
 #   cargo build --release --workspace
-#   scripts/measure-stages.sh     # DURATION=5 CONNS="16 64" AB_N=5000 AB_C=16 TESTS="load fair"
+#   chapters/scripts/measure-stages.sh     # DURATION=5 CONNS="16 64" AB_N=5000 AB_C=16 TESTS="load fair"
 #
 # Pinning (as shared/bench does): wrk, ab and the demo backend on CPU 0, the proxy alone on
 # CPU 1. Every process started here is stopped by PID on exit.

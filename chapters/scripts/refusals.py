@@ -5,7 +5,7 @@ one, each sending a request and reading to the end, and counts 503s with Retry-A
 and anything else. A reset would mean the proxy closed with unread bytes and destroyed its
 answer (see server::refuse_now).
 
-    scripts/refusals.py PORT [N]
+    chapters/scripts/refusals.py PORT [N]
 """
 
 import socket

@@ -4,7 +4,7 @@ then keeps them all open and idle for S seconds (prints "holding N" when ready) 
 closing them. Used to measure what an idle keep-alive client costs each concurrency model
 (threads, processes, memory) from /proc while this runs.
 
-    scripts/idle_connections.py PORT [--count 1000] [--hold 10]
+    chapters/scripts/idle_connections.py PORT [--count 1000] [--hold 10]
 """
 
 import argparse

@@ -3,12 +3,12 @@
 # shares copy-on-write pages fairly between a parent and its forked children).
 #
 #   cargo build --release --workspace
-#   scripts/idle-cost.sh stage3 1000 --max-connections 2000
-#   scripts/idle-cost.sh stage4 1000
-#   scripts/idle-cost.sh stage2 200 --max-children 300
+#   chapters/scripts/idle-cost.sh stage3 1000 --max-connections 2000
+#   chapters/scripts/idle-cost.sh stage4 1000
+#   chapters/scripts/idle-cost.sh stage2 200 --max-children 300
 #
 # Starts a demo backend and the stage on loopback, opens the connections with
-# scripts/idle_connections.py, reads /proc while they are held, then stops both by PID.
+# chapters/scripts/idle_connections.py, reads /proc while they are held, then stops both by PID.
 set -euo pipefail
 stage=$1 count=$2
 shift 2
