@@ -89,7 +89,7 @@ const DEMO_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts the `--demo` backends in a separate process and returns their addresses.
 ///
-/// The demo backends run on threads (tiny_http), and a process with threads must not fork
+/// The demo backends run on threads (hyper on a tokio runtime), and a process with threads must not fork
 /// (see [`sys::fork`]). So they get a process of their own, forked while the proxy still has
 /// a single thread. It is forked twice, so that it is not the proxy's child: the reaper and
 /// the live-children count only ever see connection children. It ends when the proxy does:
