@@ -23,6 +23,30 @@ pub struct ServerArgs {
     pub log_level: log::LevelFilter,
 }
 
+/// `--backend` and `--demo` of the stages with one backend (1, 3 and 4).
+#[derive(Debug, Args)]
+pub struct SingleBackendArgs {
+    /// The backend to forward to.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    pub backend: String,
+
+    /// Start a demo backend on the --backend address first, so nothing else is needed.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+impl SingleBackendArgs {
+    /// The backend's address, after starting the in-process demo backend when `--demo` asks
+    /// for it; keep the returned backends alive as long as the proxy runs.
+    pub fn start(&self) -> Result<(SocketAddr, Vec<backends::Backend>), String> {
+        if !self.demo {
+            return Ok((resolve(&self.backend)?, Vec::new()));
+        }
+        let started = start_demo_backends(&[self.backend.as_str()])?;
+        Ok((started[0].addr(), started))
+    }
+}
+
 /// Timeouts and limits, with nginx's defaults unless noted.
 #[derive(Debug, Args)]
 pub struct TuningArgs {
@@ -48,6 +72,15 @@ pub struct TuningArgs {
 }
 
 impl TuningArgs {
+    /// A relay to `upstreams` with these timeouts and limits.
+    pub fn relay(
+        &self,
+        upstreams: std::sync::Arc<dyn crate::upstream::Upstreams>,
+    ) -> crate::relay::Relay {
+        let connector = crate::upstream::Connector::new(self.upstream_timeouts());
+        crate::relay::Relay::new(self.relay_config(), upstreams, connector)
+    }
+
     pub fn relay_config(&self) -> RelayConfig {
         let defaults = ClientTimeouts::default();
         RelayConfig {

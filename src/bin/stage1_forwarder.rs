@@ -15,10 +15,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use revproxy::cli::{self, ServerArgs, TuningArgs};
-use revproxy::relay::Relay;
+use revproxy::cli::{self, ServerArgs, SingleBackendArgs, TuningArgs};
 use revproxy::server::{self, Sequential};
-use revproxy::upstream::{Connector, SingleUpstream};
+use revproxy::upstream::SingleUpstream;
 
 /// Stage 1 of revproxy: one connection at a time, one backend.
 #[derive(Debug, Parser)]
@@ -27,13 +26,8 @@ struct Args {
     #[command(flatten)]
     server: ServerArgs,
 
-    /// The backend to forward to.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
-    backend: String,
-
-    /// Start a demo backend on the --backend address first, so nothing else is needed.
-    #[arg(long)]
-    demo: bool,
+    #[command(flatten)]
+    backend: SingleBackendArgs,
 
     #[command(flatten)]
     tuning: TuningArgs,
@@ -46,22 +40,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let demo = args
-        .demo
-        .then(|| cli::start_demo_backends(&[args.backend.as_str()]))
-        .transpose()?;
-    let backend = match &demo {
-        Some(started) => started[0].addr(),
-        None => cli::resolve(&args.backend)?,
-    };
+    let (backend, _demo) = args.backend.start()?;
     let listener = server::bind(&args.server.listen).map_err(|e| e.to_string())?;
     cli::announce("stage1", &listener, &[backend])?;
-    let connector = Connector::new(args.tuning.upstream_timeouts());
-    let relay = Relay::new(
-        args.tuning.relay_config(),
-        Arc::new(SingleUpstream(backend)),
-        connector,
-    );
+    let relay = args.tuning.relay(Arc::new(SingleUpstream(backend)));
     server::serve(&listener, &Sequential, Arc::new(relay));
     Ok(())
 }

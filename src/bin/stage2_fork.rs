@@ -22,10 +22,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 use revproxy::cli::{self, ServerArgs, TuningArgs};
-use revproxy::relay::Relay;
 use revproxy::server;
 use revproxy::server::fork::{self, ForkPerConnection, DEFAULT_MAX_CHILDREN};
-use revproxy::upstream::{Connector, SingleUpstream};
+use revproxy::upstream::SingleUpstream;
 
 /// Stage 2 of revproxy: a process per connection, one backend.
 #[derive(Debug, Parser)]
@@ -71,12 +70,7 @@ fn run(args: &Args) -> Result<(), String> {
     let model = ForkPerConnection::new(&listener, args.max_children)
         .map_err(|e| format!("cannot install the SIGCHLD handler: {e}"))?;
     cli::announce("stage2", &listener, &[backend])?;
-    let connector = Connector::new(args.tuning.upstream_timeouts());
-    let relay = Relay::new(
-        args.tuning.relay_config(),
-        Arc::new(SingleUpstream(backend)),
-        connector,
-    );
+    let relay = args.tuning.relay(Arc::new(SingleUpstream(backend)));
     server::serve(&listener, &model, Arc::new(relay));
     Ok(())
 }

@@ -18,11 +18,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use revproxy::cli::{self, PoolArgs, ServerArgs, TuningArgs};
-use revproxy::relay::Relay;
+use revproxy::cli::{self, PoolArgs, ServerArgs, SingleBackendArgs, TuningArgs};
 use revproxy::server;
 use revproxy::server::pool::Pool;
-use revproxy::upstream::{Connector, SingleUpstream};
+use revproxy::upstream::SingleUpstream;
 
 /// Stage 4 of revproxy: a fixed thread pool with a bounded queue, one backend.
 #[derive(Debug, Parser)]
@@ -31,13 +30,8 @@ struct Args {
     #[command(flatten)]
     server: ServerArgs,
 
-    /// The backend to forward to.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
-    backend: String,
-
-    /// Start a demo backend on the --backend address first, so nothing else is needed.
-    #[arg(long)]
-    demo: bool,
+    #[command(flatten)]
+    backend: SingleBackendArgs,
 
     #[command(flatten)]
     pool: PoolArgs,
@@ -53,24 +47,12 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let demo = args
-        .demo
-        .then(|| cli::start_demo_backends(&[args.backend.as_str()]))
-        .transpose()?;
-    let backend = match &demo {
-        Some(started) => started[0].addr(),
-        None => cli::resolve(&args.backend)?,
-    };
+    let (backend, _demo) = args.backend.start()?;
     let listener = server::bind(&args.server.listen).map_err(|e| e.to_string())?;
     let model =
         Pool::new(&args.pool.pool_config()).map_err(|e| format!("cannot start the pool: {e}"))?;
     cli::announce("stage4", &listener, &[backend])?;
-    let connector = Connector::new(args.tuning.upstream_timeouts());
-    let relay = Relay::new(
-        args.tuning.relay_config(),
-        Arc::new(SingleUpstream(backend)),
-        connector,
-    );
+    let relay = args.tuning.relay(Arc::new(SingleUpstream(backend)));
     server::serve(&listener, &model, Arc::new(relay));
     Ok(())
 }
