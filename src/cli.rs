@@ -247,6 +247,17 @@ pub fn start_demo_for(
     Ok(started)
 }
 
+/// A backend listed twice would share one load counter between two entries, and make a
+/// balancer's shares wrong; refuse it. (Port 0 is exempt: each `--demo` gets its own port.)
+pub fn reject_duplicate_backends(specs: &[crate::balancer::BackendSpec]) -> Result<(), String> {
+    for (i, spec) in specs.iter().enumerate() {
+        if spec.addr.port() != 0 && specs[..i].iter().any(|s| s.addr == spec.addr) {
+            return Err(format!("backend {} is listed twice", spec.addr));
+        }
+    }
+    Ok(())
+}
+
 /// Prints the line scripts and tests wait for (`NAME listening on ADDR`), then the backends.
 pub fn announce(
     program: &str,

@@ -303,10 +303,10 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
         let server = config.server;
         crate::cli::resolve(server.listen.get_ref())
             .map_err(|e| self.at(&server.listen, format!("listen: {e}")))?;
-        if server.workers == 0 {
+        if server.workers == 0 || server.queue == 0 {
             return Err((self.err)(
                 None,
-                "[server] workers must be at least 1".to_owned(),
+                "[server] workers and queue must be at least 1".to_owned(),
             ));
         }
         let log_level = config.log.level.get_ref().parse().map_err(|_| {

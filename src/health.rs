@@ -100,7 +100,7 @@ impl HealthTable {
         let server = &mut servers[index];
         let before = server.state;
         if success {
-            server.consecutive_successes += 1;
+            server.consecutive_successes = server.consecutive_successes.saturating_add(1);
             server.consecutive_failures = 0;
             if server.consecutive_successes >= self.rise {
                 server.state = State::Healthy;
@@ -109,7 +109,7 @@ impl HealthTable {
                 server.last_healthy = Some(SystemTime::now());
             }
         } else {
-            server.consecutive_failures += 1;
+            server.consecutive_failures = server.consecutive_failures.saturating_add(1);
             server.consecutive_successes = 0;
             if server.consecutive_failures >= self.fall {
                 server.state = State::Unhealthy;

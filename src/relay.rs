@@ -48,7 +48,8 @@ impl Default for ClientTimeouts {
 pub struct RelayConfig {
     pub limits: Limits,
     pub client: ClientTimeouts,
-    /// Further backends to try when connecting to one fails.
+    /// Further backends to try when one cannot be reached, or drops a replayable request
+    /// without answering.
     pub retries: usize,
     /// This proxy's name in `Via`.
     pub via_name: String,
@@ -191,7 +192,7 @@ impl Relay {
                 }
                 let mut keep_alive = refusal.keep_alive;
                 if refusal.status.is_some() {
-                    let reply = error_reply(status, true);
+                    let reply = error_reply(status, true, &head.method);
                     keep_alive &= client.write_all(&reply).is_ok();
                 }
                 Exchange {
@@ -218,7 +219,8 @@ impl Relay {
         head: Option<&RequestHead>,
         status: u16,
     ) {
-        let reply = error_reply(status, false);
+        let method = head.map_or("GET", |h| h.method.as_str());
+        let reply = error_reply(status, false, method);
         if client.write_all(&reply).is_ok() {
             linger(client);
         }
@@ -336,7 +338,9 @@ impl Relay {
                 self.connector.timeouts().read,
             ) {
                 Ok(response) => return Ok((conn, response)),
-                Err(HttpError::Closed) if reused && !req.body_pending => {
+                // A kept connection the backend closed or reset just as the request went out.
+                // It may have seen the request, so only a replayable one is sent again.
+                Err(err) if reused && replayable(req) && nothing_received(&err, &conn) => {
                     conn = self
                         .connector
                         .connect(backend)
@@ -548,14 +552,18 @@ fn read_final_head(
     limits: &Limits,
     timeout: Duration,
 ) -> Result<ResponseHead, HttpError> {
-    loop {
+    // A backend streaming interim responses forever must not hold the thread.
+    const MAX_INTERIM: usize = 16;
+    for _ in 0..MAX_INTERIM {
         let head = read_response_head(conn, limits, Some(timeout))?;
         match head.status {
             101 => return Err(HttpError::BadSyntax("upgrade not requested")),
             100..=199 => continue,
-            _ => return Ok(head),
+            200..=599 => return Ok(head),
+            _ => return Err(HttpError::BadSyntax("status outside 100-599")),
         }
     }
+    Err(HttpError::BadSyntax("too many interim responses"))
 }
 
 /// `Expect: 100-continue` is honoured (HTTP/1.1 only, RFC 9110 section 10.1.1); any other
@@ -607,14 +615,21 @@ fn linger<S: Socket>(client: &mut BufStream<S>) {
 
 /// The proxy's own answer for `status`. A 503 (no backend can take the request) says when to
 /// come back, as RFC 9110 section 10.2.3 suggests.
-fn error_reply(status: u16, keep_alive: bool) -> Vec<u8> {
+///
+/// The answer to a HEAD has the same headers and no body: a body there would be read as the
+/// start of the next response on a kept connection.
+fn error_reply(status: u16, keep_alive: bool, method: &str) -> Vec<u8> {
     let body = format!("{status} {}\n", crate::http::headers::reason_phrase(status));
     let extra: &[(&str, &str)] = if status == 503 {
         &[("Retry-After", "1")]
     } else {
         &[]
     };
-    local_response(status, extra, &body, keep_alive)
+    let mut reply = local_response(status, extra, &body, keep_alive);
+    if method == "HEAD" {
+        reply.truncate(reply.len() - body.len());
+    }
+    reply
 }
 
 fn log_exchange(

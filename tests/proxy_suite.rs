@@ -7,7 +7,9 @@ mod support;
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 
 use support::{backend, dead_addr, raw_backend, read_request_head, Proxy, TIMEOUT};
 
@@ -243,6 +245,53 @@ pub fn bad_gateway_when_backend_is_down(bin: &str) {
     assert!(p.is_running());
 }
 
+/// The proxy's own answer to a HEAD has no body: on a kept connection, a body would be read
+/// as the start of the next response.
+pub fn error_reply_to_head_has_no_body(bin: &str) {
+    let p = proxy(bin, dead_addr());
+    let mut c = p.connect();
+    c.send(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = c.read_response("HEAD");
+    assert_eq!(head.status, 502);
+    let next = c.read_response("GET");
+    assert_eq!(
+        next.status, 502,
+        "the second response starts where the first ended"
+    );
+    assert_eq!(next.text(), "502 Bad Gateway\n");
+}
+
+/// A backend that takes a POST on a kept connection and closes without answering may have
+/// acted on it: the POST must not be sent again on a new connection.
+pub fn post_on_a_reused_connection_is_not_replayed(bin: &str) {
+    let posts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&posts);
+    let addr = raw_backend(move |mut s| {
+        loop {
+            let head = read_request_head(&mut s);
+            if head.is_empty() {
+                return;
+            }
+            if head.starts_with(b"POST") {
+                counted.fetch_add(1, Ordering::SeqCst);
+                return; // close without answering
+            }
+            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let p = proxy(bin, addr);
+    let mut c = p.connect();
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response("GET").status, 200);
+    c.send(b"POST /charge HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(c.read_response("POST").status, 502);
+    assert_eq!(posts.load(Ordering::SeqCst), 1, "the POST was sent twice");
+}
+
 pub fn gateway_timeout_with_slow_backend(bin: &str) {
     let b = backend("b1");
     let mut p = Proxy::start(bin, &[b.addr()], &["--upstream-timeout", "300ms"]);
@@ -402,6 +451,8 @@ macro_rules! suite {
                 path_and_query_are_forwarded_byte_for_byte,
                 bad_gateway_when_backend_is_down,
                 gateway_timeout_with_slow_backend,
+                error_reply_to_head_has_no_body,
+                post_on_a_reused_connection_is_not_replayed,
                 bad_requests_get_400_and_the_next_client_is_served,
                 oversized_heads_get_414_and_431,
                 slow_header_gets_408,

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), String> {
     let mut specs = args.backends.clone();
+    cli::reject_duplicate_backends(&specs)?;
     let _demo = if args.demo {
         Some(cli::start_demo_for(&mut specs)?)
     } else {

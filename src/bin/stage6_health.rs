@@ -11,9 +11,9 @@
 //! --debug`; or add `--demo` to start the backends inside the proxy. Check a file without
 //! starting anything: `cargo run --bin stage6 -- -t --config proxy.example.toml`.
 //!
-//! Known limits: one upstream (routing by host and path comes in stage 9); a request is never
-//! retried once its bytes reached a backend (right for a POST; a GET that times out is not
-//! tried elsewhere either).
+//! Known limits: one upstream (routing by host and path comes in stage 9). Once a request
+//! reached a backend, it goes to another only if it is replayable (an idempotent method, no
+//! body) and the backend closed without a byte of answer; a timeout is a 504, never a retry.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -51,7 +51,8 @@ pub fn response_framing(
     request_method: &str,
     head: &ResponseHead,
 ) -> Result<BodyFraming, HttpError> {
-    if request_method.eq_ignore_ascii_case("HEAD")
+    // Methods are case-sensitive (RFC 9110 section 9.1): `head` is not HEAD.
+    if request_method == "HEAD"
         || (100..200).contains(&head.status)
         || head.status == 204
         || head.status == 304

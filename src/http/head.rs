@@ -102,10 +102,10 @@ pub fn read_request_head<S: Socket>(
 /// holds a whole head, or one the reader will refuse anyway (too long). A model that must not
 /// block on a slow client (stage 4's pool) checks this before handing a connection to a worker.
 pub fn request_head_ready(buffered: &[u8], limits: &Limits) -> bool {
-    let leading = buffered
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
+    let leading = leading_empty_lines(buffered);
+    if leading > MAX_LEADING_EMPTY_BYTES {
+        return true; // ready to be refused
+    }
     let buf = &buffered[leading..];
     let first_line = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
     !buf.is_empty()
@@ -170,6 +170,18 @@ fn own_headers(headers: &[httparse::Header<'_>]) -> Vec<Header> {
         .collect()
 }
 
+/// RFC 9112 section 2.2 asks servers to ignore "at least one" empty line before a request
+/// line (some old clients send a CRLF after a POST body). A few are skipped; more are refused,
+/// or a client could hold a connection forever by sending a CRLF now and then.
+const MAX_LEADING_EMPTY_BYTES: usize = 8;
+
+fn leading_empty_lines(buffered: &[u8]) -> usize {
+    buffered
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count()
+}
+
 /// Reads until the buffer holds a whole head and returns its length.
 fn collect_head<S: Socket>(
     stream: &mut BufStream<S>,
@@ -180,15 +192,20 @@ fn collect_head<S: Socket>(
     let mut scanned = 0;
     // Set when the first byte of the head arrives; `None` inside means no limit.
     let mut deadline: Option<Option<Instant>> = None;
+    let mut skipped = 0;
     loop {
-        let leading = stream
-            .buffered()
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
+        let leading = leading_empty_lines(stream.buffered());
         if leading > 0 {
+            skipped += leading;
+            if skipped > MAX_LEADING_EMPTY_BYTES {
+                return Err(HttpError::BadSyntax(
+                    "too many empty lines before the request",
+                ));
+            }
             stream.consume(leading);
             scanned = 0;
+            // The head has started: from now on the whole-head deadline runs.
+            deadline.get_or_insert_with(|| deadline_after(timeouts.whole));
         }
         let buf = stream.buffered();
         if let Some(max) = max_first_line {
@@ -370,6 +387,10 @@ mod tests {
             (b"GET\x00 / HTTP/1.1\r\n\r\n".to_vec(), Some(400)),
             (b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec(), None),
             (b"".to_vec(), None),
+            (
+                b"\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+                Some(400),
+            ),
         ];
         for (input, status) in table {
             for step in [1, input.len().max(1)] {

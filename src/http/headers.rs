@@ -20,7 +20,8 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
-/// Headers the proxy sets itself on the way to the upstream, replacing what the client sent.
+/// Headers the proxy writes itself on the way to the upstream: `X-Forwarded-For` and `Via`
+/// extend what the client sent (the chain of hops), the others replace it.
 const REWRITTEN_UPSTREAM: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-proto",
@@ -67,10 +68,12 @@ fn is_in(name: &str, list: &[&str]) -> bool {
 }
 
 fn is_hop_by_hop(name: &str, named_by_connection: &[String]) -> bool {
+    // `Connection: host` must not strip the one header every HTTP/1.1 request needs.
     is_in(name, HOP_BY_HOP)
-        || named_by_connection
-            .iter()
-            .any(|t| name.eq_ignore_ascii_case(t))
+        || (!name.eq_ignore_ascii_case("host")
+            && named_by_connection
+                .iter()
+                .any(|t| name.eq_ignore_ascii_case(t)))
 }
 
 fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
