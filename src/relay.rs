@@ -234,6 +234,11 @@ impl Relay {
         peer: SocketAddr,
     ) -> Result<Exchange, Refusal> {
         let limits = &self.config.limits;
+        if head.method == "CONNECT" {
+            // A reverse proxy does not open tunnels; forwarding CONNECT would let a client
+            // reach whatever the backend can.
+            return Err(Refusal::close(501));
+        }
         let framing = request_framing(head).map_err(|err| {
             log::debug!("{peer}: refusing {} {}: {err}", head.method, head.target);
             Refusal::from_client(&err)
