@@ -82,7 +82,6 @@ impl TuningArgs {
     }
 
     pub fn relay_config(&self) -> RelayConfig {
-        let defaults = ClientTimeouts::default();
         RelayConfig {
             limits: Limits {
                 max_body: self.max_body_size,
@@ -91,8 +90,7 @@ impl TuningArgs {
             client: ClientTimeouts {
                 idle: self.idle_timeout,
                 head: self.header_timeout,
-                body: self.header_timeout.max(defaults.body),
-                write: defaults.write,
+                ..ClientTimeouts::default()
             },
             ..RelayConfig::default()
         }

@@ -298,12 +298,12 @@ impl Relay {
         lease: &mut Lease<'_>,
     ) -> Result<(UpstreamConn, ResponseHead), Attempt> {
         let backend = lease.backend();
-        let fallback_host = backend.to_string();
         let info = ForwardInfo {
             client_ip: req.peer.ip(),
             proto: self.config.proto,
             via_name: &self.config.via_name,
-            fallback_host: &fallback_host,
+            // Formatted only when the client sent no Host: no allocation per request.
+            fallback_host: backend,
         };
         let out_framing = match req.framing {
             BodyFraming::Length(n) => OutFraming::Length(n),

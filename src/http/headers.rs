@@ -3,7 +3,7 @@
 //! single write.
 
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::head::{Header, Headers, RequestHead, ResponseHead};
 
@@ -40,7 +40,7 @@ pub struct ForwardInfo<'a> {
     /// This proxy's name in `Via`.
     pub via_name: &'a str,
     /// `Host` to send when an HTTP/1.0 client sent none (HTTP/1.1 upstreams require one).
-    pub fallback_host: &'a str,
+    pub fallback_host: SocketAddr,
 }
 
 /// How the receiver will find the end of the body that follows a head.
@@ -141,7 +141,7 @@ pub fn upstream_request(
     }
     let host = head.header("host");
     if host.is_none() {
-        put_header(&mut out, "Host", info.fallback_host.as_bytes());
+        let _ = write!(out, "Host: {}\r\n", info.fallback_host);
     }
     let mut xff = joined_values(head, "x-forwarded-for");
     if !xff.is_empty() {
@@ -240,7 +240,7 @@ mod tests {
             client_ip: "10.1.2.3".parse().unwrap(),
             proto: "http",
             via_name: "revproxy",
-            fallback_host: "127.0.0.1:8000",
+            fallback_host: "127.0.0.1:8000".parse().unwrap(),
         }
     }
 
