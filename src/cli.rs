@@ -1,15 +1,15 @@
 //! Flags every stage shares, and turning them into library settings.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::fmt;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::http::Limits;
-use crate::relay::{ClientTimeouts, RelayConfig};
-use crate::server::pool::{self, KeepAlive, PoolConfig};
-use crate::upstream::UpstreamTimeouts;
+use crate::server::pool::{KeepAlive, PoolConfig};
+use crate::settings::{self, Tuning};
+pub use crate::upstream::resolve;
 
 /// Where to listen and how much to log.
 #[derive(Debug, Args)]
@@ -47,60 +47,40 @@ impl SingleBackendArgs {
     }
 }
 
-/// Timeouts and limits, with nginx's defaults unless noted.
+/// Timeouts and limits, with nginx's defaults unless noted (`settings` names them).
 #[derive(Debug, Args)]
 pub struct TuningArgs {
     /// Longest wait to connect to a backend.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_CONNECT_TIMEOUT))]
+    pub connect_timeout: Span,
 
     /// Longest wait for each read from a backend, the response head included (-> 504).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub upstream_timeout: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_UPSTREAM_TIMEOUT))]
+    pub upstream_timeout: Span,
 
     /// Longest a client may take to send a request head, once it started (-> 408).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub header_timeout: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_HEADER_TIMEOUT))]
+    pub header_timeout: Span,
 
     /// How long an idle keep-alive client connection is kept open.
-    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration)]
-    pub idle_timeout: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_IDLE_TIMEOUT))]
+    pub idle_timeout: Span,
 
     /// Largest request body accepted (-> 413); suffixes k, m, g.
-    #[arg(long, value_name = "SIZE", default_value = "1m", value_parser = parse_size)]
-    pub max_body_size: u64,
+    #[arg(long, value_name = "SIZE", default_value_t = Size(settings::DEFAULT_MAX_BODY))]
+    pub max_body_size: Size,
 }
 
 impl TuningArgs {
-    /// A relay to `upstreams` with these timeouts and limits.
-    pub fn relay(
-        &self,
-        upstreams: std::sync::Arc<dyn crate::upstream::Upstreams>,
-    ) -> crate::relay::Relay {
-        let connector = crate::upstream::Connector::new(self.upstream_timeouts());
-        crate::relay::Relay::new(self.relay_config(), upstreams, connector)
-    }
-
-    pub fn relay_config(&self) -> RelayConfig {
-        RelayConfig {
-            limits: Limits {
-                max_body: self.max_body_size,
-                ..Limits::default()
-            },
-            client: ClientTimeouts {
-                idle: self.idle_timeout,
-                head: self.header_timeout,
-                ..ClientTimeouts::default()
-            },
-            ..RelayConfig::default()
-        }
-    }
-
-    pub fn upstream_timeouts(&self) -> UpstreamTimeouts {
-        UpstreamTimeouts {
-            connect: self.connect_timeout,
-            read: self.upstream_timeout,
-            write: self.upstream_timeout,
+    /// The settings these flags give, the rest at their defaults.
+    pub fn tuning(&self) -> Tuning {
+        Tuning {
+            connect_timeout: self.connect_timeout.0,
+            upstream_timeout: self.upstream_timeout.0,
+            header_timeout: self.header_timeout.0,
+            idle_timeout: self.idle_timeout.0,
+            max_body: self.max_body_size.0,
+            ..Tuning::default()
         }
     }
 }
@@ -109,11 +89,11 @@ impl TuningArgs {
 #[derive(Debug, Args)]
 pub struct PoolArgs {
     /// Worker threads serving requests.
-    #[arg(long, value_name = "N", default_value_t = pool::DEFAULT_WORKERS, value_parser = parse_count)]
+    #[arg(long, value_name = "N", default_value_t = settings::DEFAULT_WORKERS, value_parser = parse_count)]
     pub workers: usize,
 
     /// Connections waiting for a worker before new ones are refused with 503.
-    #[arg(long, value_name = "N", default_value_t = pool::DEFAULT_QUEUE, value_parser = parse_count)]
+    #[arg(long, value_name = "N", default_value_t = settings::DEFAULT_QUEUE, value_parser = parse_count)]
     pub queue: usize,
 
     /// What a worker does with an idle keep-alive connection: park it until its next request
@@ -123,12 +103,58 @@ pub struct PoolArgs {
 }
 
 impl PoolArgs {
-    pub fn pool_config(&self) -> PoolConfig {
-        PoolConfig {
+    /// Sets the pool part of `tuning` from these flags.
+    pub fn apply(&self, tuning: &mut Tuning) {
+        tuning.pool = PoolConfig {
             workers: self.workers,
             queue: self.queue,
             keep_alive: self.keep_alive,
             ..PoolConfig::default()
+        };
+    }
+}
+
+/// A duration flag: parsed by [`parse_duration`], shown as `5s` or `250ms` in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl std::str::FromStr for Span {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Span, String> {
+        parse_duration(text).map(Span)
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms.is_multiple_of(1000) {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+/// A size flag: parsed by [`parse_size`], shown as `1m` or `64k` in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl std::str::FromStr for Size {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Size, String> {
+        parse_size(text).map(Size)
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        match () {
+            _ if n >= 1 << 30 && n.is_multiple_of(1 << 30) => write!(f, "{}g", n >> 30),
+            _ if n >= 1 << 20 && n.is_multiple_of(1 << 20) => write!(f, "{}m", n >> 20),
+            _ if n >= 1 << 10 && n.is_multiple_of(1 << 10) => write!(f, "{}k", n >> 10),
+            _ => write!(f, "{n}"),
         }
     }
 }
@@ -183,14 +209,6 @@ pub fn parse_count(text: &str) -> Result<usize, String> {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("'{text}' is not a whole number of at least 1")),
     }
-}
-
-/// Resolves `host:port` to one socket address.
-pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    addr.to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{addr}': {e}"))?
-        .next()
-        .ok_or_else(|| format!("'{addr}' resolves to no address"))
 }
 
 /// Diagnostics on stderr with UTC timestamps (local time panics in threaded programs) and
@@ -294,5 +312,17 @@ mod tests {
         assert_eq!(parse_count("16"), Ok(16));
         assert!(parse_count("0").is_err());
         assert!(parse_count("-1").is_err());
+    }
+
+    #[test]
+    fn flag_defaults_show_as_they_are_typed() {
+        assert_eq!(Span(Duration::from_secs(75)).to_string(), "75s");
+        assert_eq!(Span(Duration::from_millis(250)).to_string(), "250ms");
+        assert_eq!(Size(1 << 20).to_string(), "1m");
+        assert_eq!(Size(3000).to_string(), "3000");
+        for shown in ["5s", "250ms", "75s"] {
+            assert_eq!(shown.parse::<Span>().unwrap().to_string(), shown);
+        }
+        assert_eq!("64k".parse::<Size>().unwrap().to_string(), "64k");
     }
 }

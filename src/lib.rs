@@ -3,13 +3,15 @@
 //! Every stage binary in `src/bin` is a thin composition of these modules:
 //!
 //! - [`http`]: message heads, body framing, header rules and limits (the HTTP/1.1 core).
-//! - [`relay`]: one client connection, request after request, to an upstream and back.
+//! - [`relay`]: one client connection, request after request, through the phases to an
+//!   upstream and back.
 //! - [`upstream`]: which backend serves a request, and reusing connections to it.
 //! - [`balancer`]: several backends and the strategies that choose among them.
 //! - [`server`]: binding, the accept loop, and the concurrency model that runs each connection.
 //! - [`sys`]: safe wrappers for the POSIX calls `std` lacks (fork, waitpid, sigaction, poll).
 //! - [`cli`]: the flags every stage shares.
 //! - [`config`]: the TOML configuration of stage 6 and later.
+//! - [`settings`]: what flags and config files both set, defaults named once, mapped to the parts.
 //! - [`health`]: active and passive health checks of backends.
 //! - [`dashboard`]: the live server table of `--debug`.
 //! - [`access_log`]: one Combined Log Format line per request.
@@ -25,5 +27,6 @@ pub mod http;
 pub mod loadtest;
 pub mod relay;
 pub mod server;
+pub mod settings;
 pub mod sys;
 pub mod upstream;

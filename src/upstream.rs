@@ -6,11 +6,21 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::http::stream::{BoxedTransport, Transport};
 use crate::http::BufStream;
+use crate::sys;
+
+/// Resolves `host:port` to one socket address (flags and config files name backends so).
+pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    addr.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{addr}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("'{addr}' resolves to no address"))
+}
 
 /// How one use of a backend ended, for balancers and health checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +116,9 @@ pub struct UpstreamTimeouts {
     pub write: Duration,
 }
 
-/// A connection to a backend, with its read-ahead buffer.
-pub type UpstreamConn = BufStream<TcpStream>;
+/// A connection to a backend, with its read-ahead buffer. The transport is boxed so that a
+/// TLS connection to a backend (stage 9) travels the same way as a plain one.
+pub type UpstreamConn = BufStream<BoxedTransport>;
 
 struct Idle {
     conn: UpstreamConn,
@@ -141,7 +152,7 @@ impl Connector {
     /// An idle connection to `backend` if a live one is kept (`true` = reused), else a new one.
     pub fn checkout(&self, backend: SocketAddr) -> io::Result<(UpstreamConn, bool)> {
         while let Some(idle) = self.take_idle(backend) {
-            if idle.since.elapsed() < self.max_idle_time && still_open(idle.conn.get_ref()) {
+            if idle.since.elapsed() < self.max_idle_time && still_idle(idle.conn.get_ref()) {
                 return Ok((idle.conn, true));
             }
         }
@@ -154,7 +165,7 @@ impl Connector {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(self.timeouts.read))?;
         stream.set_write_timeout(Some(self.timeouts.write))?;
-        Ok(BufStream::new(stream))
+        Ok(BufStream::new(Box::new(stream)))
     }
 
     /// Keeps a connection whose last exchange ended cleanly, for the next request.
@@ -185,16 +196,12 @@ impl Connector {
 }
 
 /// Whether an idle connection is still usable: a backend that closed it has sent a FIN, which
-/// shows up as a readable socket. Catching that here avoids sending a request into a socket
-/// that is already gone.
-fn still_open(stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return false;
-    }
-    let mut probe = [0u8; 1];
-    let open =
-        matches!(stream.peek(&mut probe), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
-    stream.set_nonblocking(false).is_ok() && open
+/// shows up as a readable socket, and a backend that sent anything at all while the
+/// connection idled is confused. Either way it must not carry the next request. One `poll`
+/// with no wait answers it (rather than toggling non-blocking mode around a `peek`: three
+/// system calls).
+fn still_idle(transport: &dyn Transport) -> bool {
+    !transport.has_buffered() && !sys::readable_now(transport.as_fd())
 }
 
 #[cfg(test)]

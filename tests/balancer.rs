@@ -129,7 +129,12 @@ fn least_connections_sends_to_the_idle_backend() {
     let a = holding_backend("a", arrived_tx.clone(), Arc::clone(&release_rx));
     let b = holding_backend("b", arrived_tx, release_rx);
     let p = start(&[a.to_string(), b.to_string()], "least-conn");
-    for _ in 0..3 {
+    let mut rounds_right = 0;
+    // A client can read the whole response a moment before the proxy's worker has counted
+    // the request as finished, so the count from one round may still be up when the next
+    // round picks. Rounds are repeated (bounded) rather than slept between; a strategy blind
+    // to the load (random) gets the held backend about every other time, and fails here.
+    for _ in 0..9 {
         let mut busy = p.connect();
         busy.send(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
         let holder = arrived
@@ -139,9 +144,16 @@ fn least_connections_sends_to_the_idle_backend() {
         c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
         let res = c.read_response("GET");
         let other = res.header("x-backend-server").unwrap().to_owned();
-        assert_ne!(other, holder, "the busy backend got the request");
+        if other != holder {
+            rounds_right += 1;
+        }
         arrived.recv_timeout(TIMEOUT).unwrap();
         release_tx.send(()).unwrap();
         assert_eq!(busy.read_response("GET").status, 200);
     }
+    assert!(
+        rounds_right >= 7,
+        "the busy backend got the request in {} of 9 rounds",
+        9 - rounds_right
+    );
 }

@@ -31,7 +31,7 @@ impl FromStr for BackendSpec {
     /// `127.0.0.1:8001` or `127.0.0.1:8001,weight=3`.
     fn from_str(text: &str) -> Result<BackendSpec, String> {
         let (addr, options) = text.split_once(',').unwrap_or((text, ""));
-        let addr = crate::cli::resolve(addr.trim())?;
+        let addr = crate::upstream::resolve(addr.trim())?;
         let mut weight = 1;
         for option in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
             match option.split_once('=') {
@@ -91,9 +91,9 @@ pub trait Strategy: Send + Sync {
     fn choose(&self, choice: &Choice<'_>) -> usize;
 }
 
-/// The strategies by name, as `--strategy` and the config spell them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// The strategies by name, as `--strategy` and the config spell them. The names are written
+/// once, in [`StrategyKind::name`]; the flag parser and the config reader both use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StrategyKind {
     /// Each backend in turn (the C course's algorithm).
     RoundRobin,
@@ -119,7 +119,7 @@ impl StrategyKind {
         StrategyKind::TwoChoices,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             StrategyKind::RoundRobin => "round-robin",
             StrategyKind::WeightedRoundRobin => "weighted-round-robin",
@@ -140,6 +140,37 @@ impl StrategyKind {
             StrategyKind::IpHash => Box::new(IpHash),
             StrategyKind::TwoChoices => Box::new(PowerOfTwoChoices::new(seed)),
         }
+    }
+}
+
+impl clap::ValueEnum for StrategyKind {
+    fn value_variants<'a>() -> &'a [StrategyKind] {
+        &StrategyKind::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StrategyKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<StrategyKind, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        StrategyKind::ALL
+            .into_iter()
+            .find(|k| k.name() == text)
+            .ok_or_else(|| {
+                const NAMES: [&str; StrategyKind::ALL.len()] = {
+                    let mut names = [""; StrategyKind::ALL.len()];
+                    let mut i = 0;
+                    while i < names.len() {
+                        names[i] = StrategyKind::ALL[i].name();
+                        i += 1;
+                    }
+                    names
+                };
+                serde::de::Error::unknown_variant(&text, &NAMES)
+            })
     }
 }
 

@@ -43,7 +43,10 @@ fn run(args: &Args) -> Result<(), String> {
     let (backend, _demo) = args.backend.start()?;
     let listener = server::bind(&args.server.listen).map_err(|e| e.to_string())?;
     cli::announce("stage1", &listener, &[backend])?;
-    let relay = args.tuning.relay(Arc::new(SingleUpstream(backend)));
+    let relay = args
+        .tuning
+        .tuning()
+        .relay(Arc::new(SingleUpstream(backend)));
     server::serve(&listener, &Sequential, Arc::new(relay));
     Ok(())
 }

@@ -70,7 +70,10 @@ fn run(args: &Args) -> Result<(), String> {
     let model = ForkPerConnection::new(&listener, args.max_children)
         .map_err(|e| format!("cannot install the SIGCHLD handler: {e}"))?;
     cli::announce("stage2", &listener, &[backend])?;
-    let relay = args.tuning.relay(Arc::new(SingleUpstream(backend)));
+    let relay = args
+        .tuning
+        .tuning()
+        .relay(Arc::new(SingleUpstream(backend)));
     server::serve(&listener, &model, Arc::new(relay));
     Ok(())
 }

@@ -49,10 +49,11 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), String> {
     let (backend, _demo) = args.backend.start()?;
     let listener = server::bind(&args.server.listen).map_err(|e| e.to_string())?;
-    let model =
-        Pool::new(&args.pool.pool_config()).map_err(|e| format!("cannot start the pool: {e}"))?;
+    let mut tuning = args.tuning.tuning();
+    args.pool.apply(&mut tuning);
+    let model = Pool::new(&tuning.pool).map_err(|e| format!("cannot start the pool: {e}"))?;
     cli::announce("stage4", &listener, &[backend])?;
-    let relay = args.tuning.relay(Arc::new(SingleUpstream(backend)));
+    let relay = tuning.relay(Arc::new(SingleUpstream(backend)));
     server::serve(&listener, &model, Arc::new(relay));
     Ok(())
 }

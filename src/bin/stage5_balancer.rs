@@ -21,9 +21,8 @@ use std::sync::Arc;
 use clap::Parser;
 use revproxy::balancer::{BackendSpec, Balancer, StrategyKind};
 use revproxy::cli::{self, PoolArgs, ServerArgs, TuningArgs};
-use revproxy::relay::{Relay, RelayConfig};
 use revproxy::server::{self, pool::Pool};
-use revproxy::upstream::Connector;
+use revproxy::settings::DEFAULT_RETRIES;
 
 /// Stage 5 of revproxy: several backends, chosen by a load-balancing strategy.
 #[derive(Debug, Parser)]
@@ -42,7 +41,7 @@ struct Args {
     strategy: StrategyKind,
 
     /// Further backends to try when one refuses the connection.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RETRIES)]
     retries: usize,
 
     /// Seed for the random strategies, to make a run repeatable.
@@ -75,20 +74,14 @@ fn run(args: &Args) -> Result<(), String> {
         None
     };
     let listener = server::bind(&args.server.listen).map_err(|e| e.to_string())?;
-    let model =
-        Pool::new(&args.pool.pool_config()).map_err(|e| format!("cannot start the pool: {e}"))?;
+    let mut tuning = args.tuning.tuning();
+    args.pool.apply(&mut tuning);
+    tuning.retries = args.retries;
+    let model = Pool::new(&tuning.pool).map_err(|e| format!("cannot start the pool: {e}"))?;
     let addrs: Vec<_> = specs.iter().map(|s| s.addr).collect();
     cli::announce("stage5", &listener, &addrs)?;
     let balancer = Balancer::new(&specs, args.strategy.build(specs.len(), args.seed));
-    let config = RelayConfig {
-        retries: args.retries,
-        ..args.tuning.relay_config()
-    };
-    let relay = Relay::new(
-        config,
-        Arc::new(balancer),
-        Connector::new(args.tuning.upstream_timeouts()),
-    );
+    let relay = tuning.relay(Arc::new(balancer));
     server::serve(&listener, &model, Arc::new(relay));
     Ok(())
 }

@@ -22,9 +22,7 @@ use std::sync::Arc;
 use clap::Parser;
 use revproxy::config::{self, Settings};
 use revproxy::health::MonitoredUpstream;
-use revproxy::relay::Relay;
 use revproxy::server::{self, pool::Pool};
-use revproxy::upstream::Connector;
 use revproxy::{cli, dashboard};
 
 /// Exit code for a configuration error (EX_CONFIG in sysexits.h, as with nginx -t).
@@ -95,7 +93,7 @@ fn run(args: &Args, mut settings: Settings) -> Result<(), String> {
     let listen = args.listen.as_deref().unwrap_or(&settings.listen);
     let listener = server::bind(listen).map_err(|e| e.to_string())?;
     let pool =
-        Pool::new(&settings.pool_config()).map_err(|e| format!("cannot start the pool: {e}"))?;
+        Pool::new(&settings.tuning.pool).map_err(|e| format!("cannot start the pool: {e}"))?;
     let addrs: Vec<_> = settings.upstream.servers.iter().map(|s| s.addr).collect();
     cli::announce("stage6", &listener, &addrs)?;
     let upstream = MonitoredUpstream::start(&settings.upstream)
@@ -108,12 +106,7 @@ fn run(args: &Args, mut settings: Settings) -> Result<(), String> {
         )
         .map_err(|e| format!("cannot start the --debug table: {e}"))?;
     }
-    let connector = Connector::new(settings.upstream_timeouts());
-    let relay = Relay::new(
-        settings.relay_config(),
-        upstream.balancer.clone(),
-        connector,
-    );
+    let relay = settings.tuning.relay(upstream.balancer.clone());
     server::serve(&listener, &pool, Arc::new(relay));
     Ok(())
 }

@@ -55,10 +55,35 @@ pub fn copy_body<S: Read, W: Write>(
     limits: &Limits,
     max_body: Option<u64>,
 ) -> Result<u64, BodyError> {
+    let mut delivered = 0;
+    copy_body_counting(
+        src,
+        framing,
+        dst,
+        encoding,
+        limits,
+        max_body,
+        &mut delivered,
+    )?;
+    Ok(delivered)
+}
+
+/// [`copy_body`] that also tells, when it fails, how many body bytes reached `dst` before
+/// (`delivered`, the figure an access log needs for a response that broke off).
+pub fn copy_body_counting<S: Read, W: Write>(
+    src: &mut BufStream<S>,
+    framing: BodyFraming,
+    dst: &mut W,
+    encoding: Encoding,
+    limits: &Limits,
+    max_body: Option<u64>,
+    delivered: &mut u64,
+) -> Result<(), BodyError> {
     let mut out = BodyWriter {
         dst,
         encoding,
-        written: 0,
+        seen: 0,
+        delivered,
         max_body,
         scratch: Vec::new(),
     };
@@ -76,11 +101,36 @@ pub fn copy_body<S: Read, W: Write>(
     out.finish()
 }
 
+/// The last chunk and an empty trailer section: the end of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Writes `bytes` as one chunk of a chunked body, in a single write (with `TCP_NODELAY`, the
+/// size line, the data and the CRLF written apart would be three packets). `scratch` is reused
+/// between calls so a body costs one allocation, not one per chunk. Nothing is written for an
+/// empty `bytes`: an empty chunk would end the body.
+pub fn write_chunk<W: Write + ?Sized>(
+    dst: &mut W,
+    bytes: &[u8],
+    scratch: &mut Vec<u8>,
+) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    scratch.clear();
+    write!(scratch, "{:x}\r\n", bytes.len())?;
+    scratch.extend_from_slice(bytes);
+    scratch.extend_from_slice(b"\r\n");
+    dst.write_all(scratch)
+}
+
 /// Writes decoded body bytes in the receiver's encoding and enforces the size limit.
 struct BodyWriter<'a, W> {
     dst: &'a mut W,
     encoding: Encoding,
-    written: u64,
+    /// Body bytes taken from the sender, for the size limit.
+    seen: u64,
+    /// Body bytes the receiver was given (written without error).
+    delivered: &'a mut u64,
     max_body: Option<u64>,
     scratch: Vec<u8>,
 }
@@ -90,32 +140,25 @@ impl<W: Write> BodyWriter<'_, W> {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.written += bytes.len() as u64;
-        if self.max_body.is_some_and(|max| self.written > max) {
+        self.seen += bytes.len() as u64;
+        if self.max_body.is_some_and(|max| self.seen > max) {
             return Err(BodyError::TooLarge);
         }
         match self.encoding {
             Encoding::Raw => self.dst.write_all(bytes),
-            Encoding::Chunked => {
-                // One write per chunk: with TCP_NODELAY, three small writes would be three
-                // packets.
-                self.scratch.clear();
-                write!(self.scratch, "{:x}\r\n", bytes.len()).map_err(BodyError::Sink)?;
-                self.scratch.extend_from_slice(bytes);
-                self.scratch.extend_from_slice(b"\r\n");
-                self.dst.write_all(&self.scratch)
-            }
+            Encoding::Chunked => write_chunk(self.dst, bytes, &mut self.scratch),
         }
-        .map_err(BodyError::Sink)
+        .map_err(BodyError::Sink)?;
+        *self.delivered += bytes.len() as u64;
+        Ok(())
     }
 
     /// Ends the body: for chunked output, the last chunk and the empty trailer section.
-    fn finish(self) -> Result<u64, BodyError> {
+    fn finish(self) -> Result<(), BodyError> {
         if self.encoding == Encoding::Chunked {
-            self.dst.write_all(b"0\r\n\r\n").map_err(BodyError::Sink)?;
+            self.dst.write_all(LAST_CHUNK).map_err(BodyError::Sink)?;
         }
-        self.dst.flush().map_err(BodyError::Sink)?;
-        Ok(self.written)
+        self.dst.flush().map_err(BodyError::Sink)
     }
 }
 

@@ -1,5 +1,8 @@
 //! Size limits on what a peer may send. Defaults follow nginx.
 
+/// Largest request body by default (nginx's `client_max_body_size`).
+pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+
 /// Upper bounds applied while reading messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -21,7 +24,7 @@ impl Default for Limits {
             max_request_line: 8 * 1024,
             max_head: 32 * 1024,
             max_headers: 100,
-            max_body: 1024 * 1024,
+            max_body: DEFAULT_MAX_BODY,
             max_chunk_line: 4 * 1024,
         }
     }

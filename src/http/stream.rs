@@ -7,7 +7,10 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::time::Duration;
+
+use crate::sys;
 
 /// A byte stream whose read timeout can be changed: a TCP socket, a TLS stream over one, or a
 /// test double. Everything in `http` and `relay` is generic over it.
@@ -15,11 +18,41 @@ pub trait Socket: Read + Write {
     /// Sets how long one `read` may block; `None` blocks forever.
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 
-    /// Tells the peer we will send nothing more, while still reading what it sends. Streams
-    /// without a separate write side do nothing.
-    fn shutdown_write(&self) -> io::Result<()> {
+    /// Tells the peer we will send nothing more, while still reading what it sends. A TLS
+    /// stream sends its `close_notify` alert first. Streams without a separate write side do
+    /// nothing.
+    fn shutdown_write(&mut self) -> io::Result<()> {
         Ok(())
     }
+
+    /// Ends the stream cleanly before it is dropped. Plain TCP needs nothing (closing the
+    /// descriptor sends the FIN); a TLS stream sends `close_notify`, without which the peer
+    /// cannot tell a complete close-delimited body from a cut-off one.
+    fn finish(&mut self) {}
+}
+
+/// A stream that a thread watching many connections (stage 4's parker) can wait on without
+/// blocking: a socket underneath for `poll(2)`, and two answers that `poll` cannot give.
+///
+/// A TLS stream is why this exists. It can hold decrypted bytes that the socket no longer
+/// shows as readable (a pipelined request that arrived in the same record as the last one),
+/// and a readable socket may carry only part of a record, so a plain `read` would block a
+/// worker until the rest comes: the slow-client hole that parking closed.
+pub trait Transport: Socket + AsFd + Send {
+    /// Whether bytes were received and are held inside the stream, where `poll` on the
+    /// descriptor cannot see them.
+    fn has_buffered(&self) -> bool {
+        false
+    }
+
+    /// Reads what is there without blocking: `Ok(Some(n))` for `n` bytes (0 at the end of
+    /// the stream), `Ok(None)` when nothing can be read yet. A TLS stream returns `None` while
+    /// it holds only part of a record.
+    fn read_now(&mut self, out: &mut [u8]) -> io::Result<Option<usize>>;
+
+    /// Switches reads and writes between blocking and non-blocking, for a thread that must
+    /// never wait on one peer (the parker answering a `408`).
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()>;
 }
 
 impl Socket for TcpStream {
@@ -27,8 +60,29 @@ impl Socket for TcpStream {
         TcpStream::set_read_timeout(self, timeout)
     }
 
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+impl Transport for TcpStream {
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        TcpStream::set_nonblocking(self, nonblocking)
+    }
+
+    fn read_now(&mut self, out: &mut [u8]) -> io::Result<Option<usize>> {
+        // One `poll` with no wait rather than toggling O_NONBLOCK twice: one system call
+        // fewer, and the socket stays in blocking mode for the worker that serves it next.
+        if !sys::readable_now(self.as_fd()) {
+            return Ok(None);
+        }
+        loop {
+            match self.read(out) {
+                Ok(n) => return Ok(Some(n)),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            }
+        }
     }
 }
 
@@ -37,10 +91,46 @@ impl<S: Socket + ?Sized> Socket for &mut S {
         (**self).set_read_timeout(timeout)
     }
 
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         (**self).shutdown_write()
     }
+
+    fn finish(&mut self) {
+        (**self).finish()
+    }
 }
+
+impl<S: Socket + ?Sized> Socket for Box<S> {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        (**self).shutdown_write()
+    }
+
+    fn finish(&mut self) {
+        (**self).finish()
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn has_buffered(&self) -> bool {
+        (**self).has_buffered()
+    }
+
+    fn read_now(&mut self, out: &mut [u8]) -> io::Result<Option<usize>> {
+        (**self).read_now(out)
+    }
+
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        (**self).set_nonblocking(nonblocking)
+    }
+}
+
+/// A connection whose transport is chosen at run time (plain TCP, TLS, a test double): what
+/// the pool, the parker and the upstream connection cache hold.
+pub type BoxedTransport = Box<dyn Transport>;
 
 /// Read size when the buffer has room; large enough that a body streams in few syscalls.
 const READ_CHUNK: usize = 16 * 1024;
@@ -86,19 +176,8 @@ impl<S> BufStream<S> {
         &mut self.inner
     }
 
-    /// Gives the stream back, with any bytes still buffered.
-    pub fn into_parts(self) -> (S, Vec<u8>) {
-        let rest = self.buf[self.start..self.end].to_vec();
-        (self.inner, rest)
-    }
-}
-
-impl<S: Read> BufStream<S> {
-    /// Reads once more from the peer, appending to the buffered bytes, and returns how many
-    /// arrived (0 at end of stream). The buffer grows up to `max_buffered` bytes so that a head
-    /// that is bigger than one read can be collected; past that it refuses with `OutOfMemory`
-    /// (never reached by callers that check their own limit first).
-    pub fn fill_more(&mut self, max_buffered: usize) -> io::Result<usize> {
+    /// Makes room at the end of the buffer for one more read.
+    fn make_room(&mut self, max_buffered: usize) -> io::Result<()> {
         if self.start > 0 && self.end == self.buf.len() {
             // Slide the unconsumed bytes to the front instead of growing.
             self.buf.copy_within(self.start..self.end, 0);
@@ -115,6 +194,23 @@ impl<S: Read> BufStream<S> {
             let grown = (self.buf.len() * 2).min(max_buffered.max(READ_CHUNK));
             self.buf.resize(grown, 0);
         }
+        Ok(())
+    }
+
+    /// Gives the stream back, with any bytes still buffered.
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        let rest = self.buf[self.start..self.end].to_vec();
+        (self.inner, rest)
+    }
+}
+
+impl<S: Read> BufStream<S> {
+    /// Reads once more from the peer, appending to the buffered bytes, and returns how many
+    /// arrived (0 at end of stream). The buffer grows up to `max_buffered` bytes so that a head
+    /// that is bigger than one read can be collected; past that it refuses with `OutOfMemory`
+    /// (never reached by callers that check their own limit first).
+    pub fn fill_more(&mut self, max_buffered: usize) -> io::Result<usize> {
+        self.make_room(max_buffered)?;
         loop {
             match self.inner.read(&mut self.buf[self.end..]) {
                 Ok(n) => {
@@ -155,8 +251,32 @@ impl<S: Socket> BufStream<S> {
         self.inner.set_read_timeout(timeout)
     }
 
-    pub fn shutdown_write(&self) -> io::Result<()> {
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
         self.inner.shutdown_write()
+    }
+
+    /// Ends the stream cleanly (see [`Socket::finish`]).
+    pub fn finish(&mut self) {
+        self.inner.finish()
+    }
+}
+
+impl<T: Transport + ?Sized> BufStream<Box<T>> {
+    /// Whether bytes wait to be served anywhere: in this buffer, or inside the transport.
+    pub fn has_pending(&self) -> bool {
+        !self.buffered().is_empty() || self.inner.has_buffered()
+    }
+
+    /// Appends what can be read without blocking, like [`fill_more`](Self::fill_more):
+    /// `Ok(None)` when nothing is there yet.
+    pub fn fill_now(&mut self, max_buffered: usize) -> io::Result<Option<usize>> {
+        self.make_room(max_buffered)?;
+        let inner = &mut self.inner;
+        let got = inner.read_now(&mut self.buf[self.end..])?;
+        if let Some(n) = got {
+            self.end += n;
+        }
+        Ok(got)
     }
 }
 

@@ -78,7 +78,7 @@ impl ConnectionModel for ForkPerConnection {
             }
             Err(err) => {
                 log::error!("{peer}: cannot fork: {err}");
-                refuse_busy(stream, peer);
+                refuse_busy(stream, peer, &**handler);
             }
         }
     }

@@ -5,35 +5,39 @@
 //! stage 3 spawns a thread ([`threads`]), stage 4 hands it to a fixed pool of threads that
 //! serve one request at a time and park idle connections with a `poll` loop ([`pool`]).
 
+mod conn;
 pub mod fork;
 mod parker;
 pub mod pool;
 pub mod threads;
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::access_log;
 use crate::http::head::request_head_ready;
-use crate::http::headers::local_response;
+use crate::http::stream::{BoxedTransport, Transport};
 use crate::http::BufStream;
-use crate::relay::{ClientTimeouts, Relay};
+use crate::relay::{ClientTimeouts, Phases, Relay, Reply};
 
 /// Serves client connections: a whole connection at once, or one request at a time.
 pub trait ConnectionHandler: Send + Sync + 'static {
     /// Serves one accepted connection to its end (stages 1 to 3).
     fn handle(&self, stream: TcpStream, peer: SocketAddr);
 
-    /// Readies a freshly accepted socket for [`serve_next`](Self::serve_next) (what `handle`
-    /// does first on its own).
-    fn prepare(&self, stream: &TcpStream) -> io::Result<()>;
+    /// Readies a freshly accepted socket for [`serve_next`](Self::serve_next): socket options,
+    /// and the stream the requests travel in (plain TCP here; TLS in stage 9; a test double).
+    fn transport(&self, stream: TcpStream) -> io::Result<BoxedTransport>;
 
     /// Serves the next request on `conn`, waiting at most `idle` for it to start; returns
     /// whether the connection can carry another. Stage 4 calls this once per turn.
-    fn serve_next(&self, conn: &mut BufStream<TcpStream>, peer: SocketAddr, idle: Duration)
-        -> bool;
+    fn serve_next(
+        &self,
+        conn: &mut BufStream<BoxedTransport>,
+        peer: SocketAddr,
+        idle: Duration,
+    ) -> bool;
 
     /// Whether `buffered` (bytes received on a connection and not served yet) lets
     /// `serve_next` start without waiting for the client: a whole request head, or one it will
@@ -43,20 +47,25 @@ pub trait ConnectionHandler: Send + Sync + 'static {
 
     /// How long a client may idle between requests and take to send a head.
     fn timeouts(&self) -> ClientTimeouts;
+
+    /// A connection was answered `status` before a request could be served (a model at
+    /// capacity, a head that never finished), so that the logging phase counts it too.
+    fn refused(&self, peer: SocketAddr, status: u16, duration: Duration);
 }
 
-impl ConnectionHandler for Relay {
+impl<P: Phases> ConnectionHandler for Relay<P> {
     fn handle(&self, stream: TcpStream, peer: SocketAddr) {
         self.serve_tcp(stream, peer);
     }
 
-    fn prepare(&self, stream: &TcpStream) -> io::Result<()> {
-        self.prepare_tcp(stream)
+    fn transport(&self, stream: TcpStream) -> io::Result<BoxedTransport> {
+        self.prepare_tcp(&stream)?;
+        Ok(Box::new(stream))
     }
 
     fn serve_next(
         &self,
-        conn: &mut BufStream<TcpStream>,
+        conn: &mut BufStream<BoxedTransport>,
         peer: SocketAddr,
         idle: Duration,
     ) -> bool {
@@ -69,6 +78,10 @@ impl ConnectionHandler for Relay {
 
     fn timeouts(&self) -> ClientTimeouts {
         self.config().client
+    }
+
+    fn refused(&self, peer: SocketAddr, status: u16, duration: Duration) {
+        self.log_refusal(peer, status, duration);
     }
 }
 
@@ -91,34 +104,30 @@ impl ConnectionModel for Sequential {
 /// Answers `503 Service Unavailable` with `Retry-After: 1` and closes: the reply of a model
 /// that is full. Never blocks, because the caller is the accept loop, which must stay free to
 /// refuse the next client too.
-pub fn refuse_busy(stream: TcpStream, peer: SocketAddr) {
-    refuse_now(
-        stream,
-        peer,
-        503,
-        &[("Retry-After", "1")],
-        "503 Service Unavailable: the proxy is at capacity, retry shortly\n",
-    );
+pub fn refuse_busy(stream: TcpStream, peer: SocketAddr, handler: &dyn ConnectionHandler) {
+    let reply = Reply::new(503)
+        .header("Retry-After", "1")
+        .text("503 Service Unavailable: the proxy is at capacity, retry shortly\n");
+    refuse_now(stream, peer, &reply, handler);
 }
 
-/// Answers `status` and closes without ever blocking (the socket is made non-blocking): for a
-/// thread that serves many connections, like the accept loop or stage 4's parker.
-pub(crate) fn refuse_now(
-    stream: TcpStream,
+/// Answers with `reply` and closes without ever blocking (the stream is made non-blocking):
+/// for a thread that serves many connections, like the accept loop or stage 4's parker.
+pub(crate) fn refuse_now<T: Transport>(
+    mut stream: T,
     peer: SocketAddr,
-    status: u16,
-    headers: &[(&str, &str)],
-    body: &str,
+    reply: &Reply,
+    handler: &dyn ConnectionHandler,
 ) {
     const MAX_DRAINED: usize = 64 * 1024;
     let started = Instant::now();
-    let reply = local_response(status, headers, body, false);
+    let bytes = reply.to_bytes(false, false);
     // A short reply fits in the socket's send buffer at once (it is empty on a fresh
     // connection, and drained on an idle one); non-blocking makes sure a strange socket
     // cannot stall the caller anyway.
     let sent = stream.set_nonblocking(true).is_ok()
-        && (&stream).write_all(&reply).is_ok()
-        && stream.shutdown(std::net::Shutdown::Write).is_ok();
+        && stream.write_all(&bytes).is_ok()
+        && stream.shutdown_write().is_ok();
     if sent {
         // Read what the client already sent: closing with unread bytes makes the kernel send
         // a reset, which may destroy the reply before the client reads it. What arrives later
@@ -126,21 +135,13 @@ pub(crate) fn refuse_now(
         let mut sink = [0u8; 4096];
         let mut drained = 0;
         while drained < MAX_DRAINED {
-            match (&stream).read(&mut sink) {
+            match stream.read(&mut sink) {
                 Ok(n) if n > 0 => drained += n,
                 _ => break,
             }
         }
     }
-    access_log::write(&access_log::Entry {
-        client: peer.ip(),
-        request_line: "-",
-        status,
-        bytes: 0,
-        referer: None,
-        user_agent: None,
-        duration: started.elapsed(),
-    });
+    handler.refused(peer, reply.status(), started.elapsed());
 }
 
 /// Binds the listening socket, with the address in the error so the user knows which one.

@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::pool::Conn;
+use super::conn::Conn;
 use super::refuse_now;
+use crate::relay::Reply;
 use crate::sys;
 
 /// Longest single `poll`: a safety net only, every event of interest wakes it earlier.
@@ -95,7 +96,7 @@ impl Parker {
     fn run<F: Fn(Conn)>(self, ready: F) {
         let mut parked: Vec<Conn> = Vec::new();
         while !self.stop.load(Ordering::SeqCst) {
-            self.take_arrivals(&mut parked);
+            self.take_arrivals(&mut parked, &ready);
             let now = Instant::now();
             let timeout = parked
                 .iter()
@@ -138,10 +139,15 @@ impl Parker {
 
     /// Moves newly parked connections into `parked`, closing the longest-idle ones beyond the
     /// cap (as nginx reuses its idle keep-alive connections when it runs short).
-    fn take_arrivals(&self, parked: &mut Vec<Conn>) {
+    fn take_arrivals<F: Fn(Conn)>(&self, parked: &mut Vec<Conn>, ready: &F) {
         // Bounded by what the workers sent; a disconnected channel just has nothing more.
         while let Ok(conn) = self.arrivals.try_recv() {
-            parked.push(conn);
+            // Bytes inside the stream would never wake `poll`: such a connection is ready.
+            if conn.has_hidden_bytes() {
+                ready(conn);
+            } else {
+                parked.push(conn);
+            }
         }
         while parked.len() > self.max_parked {
             let oldest = parked
@@ -152,6 +158,7 @@ impl Parker {
             if let Some(i) = oldest {
                 let conn = parked.swap_remove(i);
                 log::debug!("{}: parked connections at the cap, closed", conn.peer);
+                close_quietly(conn);
             }
         }
     }
@@ -174,9 +181,18 @@ fn expire(conn: Conn) {
     let peer = conn.peer;
     if conn.head_since.is_none() {
         log::debug!("{peer}: idle keep-alive connection closed");
-        return;
+        return close_quietly(conn);
     }
     log::debug!("{peer}: request head not finished in time");
+    let handler = conn.handler;
     let (stream, _) = conn.stream.into_parts();
-    refuse_now(stream, peer, 408, &[], "408 Request Timeout\n");
+    refuse_now(stream, peer, &Reply::error(408), &*handler);
+}
+
+/// Closes a parked connection without ever blocking the parker (a TLS stream still says
+/// `close_notify`).
+fn close_quietly(mut conn: Conn) {
+    if conn.stream.get_ref().set_nonblocking(true).is_ok() {
+        conn.stream.finish();
+    }
 }

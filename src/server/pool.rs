@@ -22,16 +22,15 @@
 //! only for the waits before a request, and leaves bodies and responses blocking.
 
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Instant;
 
 use threadpool::ThreadPool;
 
+use super::conn::Conn;
 use super::parker::{Parker, ParkerHandle};
 use super::{refuse_busy, ConnectionHandler, ConnectionModel};
 use crate::http::BufStream;
-use crate::sys;
 
 /// Default for `--workers`. A worker blocks while its backend answers, so the pool bounds
 /// the requests in flight, and by Little's law throughput is at most workers / backend
@@ -62,7 +61,7 @@ pub enum KeepAlive {
 }
 
 /// How big the pool is and how it treats idle connections.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
     pub workers: usize,
     pub queue: usize,
@@ -77,29 +76,6 @@ impl Default for PoolConfig {
             queue: DEFAULT_QUEUE,
             keep_alive: KeepAlive::Park,
             max_parked: DEFAULT_MAX_PARKED,
-        }
-    }
-}
-
-/// A client connection between requests: what travels between the workers and the parker.
-pub(super) struct Conn {
-    pub(super) stream: BufStream<TcpStream>,
-    pub(super) peer: SocketAddr,
-    /// When the last response ended (or the connection was accepted).
-    pub(super) idle_since: Instant,
-    /// When the first byte of a request head arrived, while the head is incomplete.
-    pub(super) head_since: Option<Instant>,
-    pub(super) handler: Arc<dyn ConnectionHandler>,
-}
-
-impl Conn {
-    /// When the parker should give up: the idle timeout between requests, or the header
-    /// timeout once a head has started (the same rules as a worker reading it would apply).
-    pub(super) fn deadline(&self) -> Instant {
-        let timeouts = self.handler.timeouts();
-        match self.head_since {
-            Some(started) => started + timeouts.head,
-            None => self.idle_since + timeouts.idle,
         }
     }
 }
@@ -171,7 +147,7 @@ impl ConnectionModel for Pool {
                 "{peer}: {} connections queued already, refusing",
                 self.queue
             );
-            refuse_busy(stream, peer);
+            refuse_busy(stream, peer, &**handler);
             return;
         }
         match self.keep_alive {
@@ -182,12 +158,15 @@ impl ConnectionModel for Pool {
                     .execute(move || handler.handle(stream, peer));
             }
             KeepAlive::Park => {
-                if let Err(err) = handler.prepare(&stream) {
-                    log::warn!("{peer}: cannot set up the client socket: {err}");
-                    return;
-                }
+                let transport = match handler.transport(stream) {
+                    Ok(transport) => transport,
+                    Err(err) => {
+                        log::warn!("{peer}: cannot set up the client connection: {err}");
+                        return;
+                    }
+                };
                 self.shared.run(Conn {
-                    stream: BufStream::new(stream),
+                    stream: BufStream::new(transport),
                     peer,
                     idle_since: Instant::now(),
                     head_since: None,
@@ -212,7 +191,7 @@ impl Shared {
             match gather(&mut conn) {
                 Gathered::Ready => {}
                 Gathered::Waiting => return self.parker.park(conn),
-                Gathered::Gone => return,
+                Gathered::Gone => return conn.stream.finish(),
             }
             conn.head_since = None;
             // The head is here, so this wait for its first byte never happens; the body and
@@ -220,7 +199,7 @@ impl Shared {
             let idle = conn.handler.timeouts().idle;
             let handler = Arc::clone(&conn.handler);
             if !handler.serve_next(&mut conn.stream, conn.peer, idle) {
-                return; // closed, by either side
+                return conn.stream.finish(); // closed, by either side
             }
             conn.idle_since = Instant::now();
         }
@@ -235,29 +214,31 @@ const MAX_GATHERED: usize = 64 * 1024;
 
 /// Reads what has arrived on `conn`, without waiting, until it holds a request to serve.
 ///
-/// Bytes already in the buffer are invisible to `poll`, so they are checked first: parking a
-/// connection with a whole request buffered would strand that request.
+/// Bytes already in the buffer, or held inside the transport (decrypted TLS), are invisible
+/// to `poll`, so they are looked at first: parking a connection with a whole request
+/// buffered would strand that request until the idle timeout. And the transport is asked only
+/// for what it can give without blocking, so a TLS record that arrived in part never blocks a
+/// worker.
 fn gather(conn: &mut Conn) -> Gathered {
     // Bounded: each round reads at least one byte, and the buffer stops at MAX_GATHERED.
     loop {
         if conn.handler.request_ready(conn.stream.buffered()) {
             return Gathered::Ready;
         }
-        if !sys::readable_now(conn.stream.get_ref().as_fd()) {
-            if !conn.stream.buffered().is_empty() && conn.head_since.is_none() {
-                conn.head_since = Some(Instant::now());
+        match conn.stream.fill_now(MAX_GATHERED) {
+            Ok(None) => {
+                if !conn.stream.buffered().is_empty() && conn.head_since.is_none() {
+                    conn.head_since = Some(Instant::now());
+                }
+                return Gathered::Waiting;
             }
-            return Gathered::Waiting;
-        }
-        // Readable, so this read returns at once.
-        match conn.stream.fill_more(MAX_GATHERED) {
-            Ok(0) if conn.stream.buffered().is_empty() => return Gathered::Gone,
+            Ok(Some(0)) if conn.stream.buffered().is_empty() => return Gathered::Gone,
             // The client closed mid-head, or the head outgrew MAX_GATHERED: the relay
             // answers (400, 431) or closes, as it would have reading it itself.
-            Ok(0) => return Gathered::Ready,
+            Ok(Some(0)) => return Gathered::Ready,
             Err(err) if err.kind() == std::io::ErrorKind::OutOfMemory => return Gathered::Ready,
             Err(_) => return Gathered::Gone,
-            Ok(_) => {}
+            Ok(Some(_)) => {}
         }
     }
 }

@@ -47,7 +47,7 @@ impl ConnectionModel for ThreadPerConnection {
     fn dispatch(&self, stream: TcpStream, peer: SocketAddr, handler: &Arc<dyn ConnectionHandler>) {
         let Some(slot) = Slot::take(&self.live, self.max) else {
             log::debug!("{peer}: {} connections already, refusing", self.max);
-            refuse_busy(stream, peer);
+            refuse_busy(stream, peer, &**handler);
             return;
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -92,6 +92,7 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::stream::BoxedTransport;
     use crate::http::BufStream;
     use crate::relay::ClientTimeouts;
     use std::io;
@@ -108,12 +109,18 @@ mod tests {
             let _ = self.0.lock().unwrap().send(name);
             panic!("a bug in a handler");
         }
-        fn prepare(&self, _stream: &TcpStream) -> io::Result<()> {
-            Ok(())
+        fn transport(&self, stream: TcpStream) -> io::Result<BoxedTransport> {
+            Ok(Box::new(stream))
         }
-        fn serve_next(&self, _: &mut BufStream<TcpStream>, _: SocketAddr, _: Duration) -> bool {
+        fn serve_next(
+            &self,
+            _: &mut BufStream<BoxedTransport>,
+            _: SocketAddr,
+            _: Duration,
+        ) -> bool {
             false
         }
+        fn refused(&self, _: SocketAddr, _: u16, _: Duration) {}
         fn request_ready(&self, _buffered: &[u8]) -> bool {
             true
         }

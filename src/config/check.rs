@@ -1,0 +1,162 @@
+//! From the file as written to checked settings: addresses resolved, ranges checked, the
+//! upstream chosen, every error placed at its line and column.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::file::{Config, HealthSection, ServerEntry, UpstreamSection};
+use super::{ConfigError, HealthSettings, Settings, UpstreamSettings};
+use crate::balancer::BackendSpec;
+use crate::server::pool::PoolConfig;
+use crate::settings::Tuning;
+use crate::upstream::resolve;
+
+pub(super) struct Checker<'a, F: Fn(Option<Range<usize>>, String) -> ConfigError> {
+    pub(super) err: &'a F,
+}
+
+impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
+    fn at<T>(&self, spanned: &Spanned<T>, message: String) -> ConfigError {
+        (self.err)(Some(spanned.span()), message)
+    }
+
+    pub(super) fn settings(&self, config: Config) -> Result<Settings, ConfigError> {
+        let server = config.server;
+        resolve(server.listen.get_ref())
+            .map_err(|e| self.at(&server.listen, format!("listen: {e}")))?;
+        if server.workers == 0 || server.queue == 0 {
+            return Err((self.err)(
+                None,
+                "[server] workers and queue must be at least 1".to_owned(),
+            ));
+        }
+        let log_level = config.log.level.get_ref().parse().map_err(|_| {
+            self.at(
+                &config.log.level,
+                "level must be one of off, error, warn, info, debug, trace".to_owned(),
+            )
+        })?;
+        let upstream = self.pick_upstream(&config.upstreams, server.upstream.as_ref())?;
+        let tuning = Tuning {
+            connect_timeout: upstream.connect_timeout,
+            upstream_timeout: upstream.read_timeout,
+            header_timeout: self
+                .duration("[server] header_timeout_ms", server.header_timeout_ms)?,
+            idle_timeout: self.duration("[server] idle_timeout_ms", server.idle_timeout_ms)?,
+            max_body: server.max_body_bytes,
+            retries: upstream.retries,
+            pool: PoolConfig {
+                workers: server.workers,
+                queue: server.queue,
+                ..PoolConfig::default()
+            },
+        };
+        Ok(Settings {
+            listen: server.listen.into_inner(),
+            log_level,
+            upstream,
+            tuning,
+        })
+    }
+
+    fn pick_upstream(
+        &self,
+        upstreams: &BTreeMap<String, Spanned<UpstreamSection>>,
+        wanted: Option<&Spanned<String>>,
+    ) -> Result<UpstreamSettings, ConfigError> {
+        let (name, section) = match wanted {
+            Some(name) => upstreams
+                .get_key_value(name.get_ref())
+                .ok_or_else(|| self.at(name, format!("no [upstreams.{}] is defined", name.get_ref())))?,
+            None => match upstreams.len() {
+                1 => upstreams.iter().next().expect("one upstream"),
+                0 => return Err((self.err)(None, "no upstream: add an [upstreams.NAME] table with servers".to_owned())),
+                _ => {
+                    return Err((self.err)(
+                        None,
+                        "several upstreams: say which one serves requests with upstream = \"NAME\" in [server]".to_owned(),
+                    ))
+                }
+            },
+        };
+        self.upstream(name, section)
+    }
+
+    fn upstream(
+        &self,
+        name: &str,
+        section: &Spanned<UpstreamSection>,
+    ) -> Result<UpstreamSettings, ConfigError> {
+        let group = section.get_ref();
+        if group.servers.is_empty() {
+            return Err(self.at(section, format!("[upstreams.{name}] has no servers")));
+        }
+        let mut servers: Vec<BackendSpec> = Vec::new();
+        for entry in &group.servers {
+            let (addr, weight) = match entry.get_ref() {
+                ServerEntry::Addr(addr) => (addr.as_str(), 1),
+                ServerEntry::Full(full) => (full.addr.as_str(), full.weight),
+            };
+            let addr = resolve(addr).map_err(|e| self.at(entry, e))?;
+            if !(1..=1000).contains(&weight) {
+                return Err(self.at(entry, format!("weight {weight} must be from 1 to 1000")));
+            }
+            if servers.iter().any(|s| s.addr == addr) {
+                return Err(self.at(entry, format!("server {addr} is listed twice")));
+            }
+            servers.push(BackendSpec { addr, weight });
+        }
+        let health = match &group.health {
+            None => None,
+            Some(h) => Some(self.health(name, h)?),
+        };
+        Ok(UpstreamSettings {
+            name: name.to_owned(),
+            servers,
+            strategy: group.strategy,
+            retries: group.retries,
+            connect_timeout: self.duration("connect_timeout_ms", group.connect_timeout_ms)?,
+            read_timeout: self.duration("read_timeout_ms", group.read_timeout_ms)?,
+            health,
+        })
+    }
+
+    fn health(&self, name: &str, h: &HealthSection) -> Result<HealthSettings, ConfigError> {
+        let table = format!("[upstreams.{name}.health]");
+        if !h.path.starts_with('/') {
+            return Err((self.err)(
+                None,
+                format!("{table} path must start with '/'"),
+            ));
+        }
+        if h.rise == 0 || h.fall == 0 {
+            return Err((self.err)(
+                None,
+                format!("{table} rise and fall must be at least 1"),
+            ));
+        }
+        if h.timeout_ms > h.interval_ms {
+            return Err((self.err)(
+                None,
+                format!("{table} timeout_ms must not exceed interval_ms"),
+            ));
+        }
+        Ok(HealthSettings {
+            path: h.path.clone(),
+            interval: self.duration(&format!("{table} interval_ms"), h.interval_ms)?,
+            timeout: self.duration(&format!("{table} timeout_ms"), h.timeout_ms)?,
+            rise: h.rise,
+            fall: h.fall,
+        })
+    }
+
+    fn duration(&self, what: &str, ms: u64) -> Result<Duration, ConfigError> {
+        if ms == 0 {
+            return Err((self.err)(None, format!("{what} must be more than 0")));
+        }
+        Ok(Duration::from_millis(ms))
+    }
+}

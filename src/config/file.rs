@@ -1,0 +1,146 @@
+//! The configuration file as written: one serde type per table, every table refusing
+//! unknown keys, defaults taken from `settings` so they are written nowhere else.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::balancer::StrategyKind;
+use crate::settings;
+
+/// The whole file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Spanned<UpstreamSection>>,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// `[server]`: the listener, its workers, and what clients may do.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub listen: Spanned<String>,
+    /// Pool threads that serve requests.
+    pub workers: usize,
+    /// Accepted connections waiting for a worker before new ones get 503.
+    pub queue: usize,
+    pub header_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_body_bytes: u64,
+    /// The upstream that serves requests; may be left out when there is only one.
+    pub upstream: Option<Spanned<String>>,
+}
+
+impl Default for ServerSection {
+    fn default() -> ServerSection {
+        ServerSection {
+            listen: Spanned::new(0..0, "127.0.0.1:8080".to_owned()),
+            workers: settings::DEFAULT_WORKERS,
+            queue: settings::DEFAULT_QUEUE,
+            header_timeout_ms: millis(settings::DEFAULT_HEADER_TIMEOUT),
+            idle_timeout_ms: millis(settings::DEFAULT_IDLE_TIMEOUT),
+            max_body_bytes: settings::DEFAULT_MAX_BODY,
+            upstream: None,
+        }
+    }
+}
+
+/// `[upstreams.NAME]`: a group of backends.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub servers: Vec<Spanned<ServerEntry>>,
+    #[serde(default = "default_strategy")]
+    pub strategy: StrategyKind,
+    /// Further servers to try when one fails (nginx's `proxy_next_upstream_tries` minus one).
+    #[serde(default = "default_retries")]
+    pub retries: usize,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    pub health: Option<HealthSection>,
+}
+
+fn default_strategy() -> StrategyKind {
+    StrategyKind::RoundRobin
+}
+fn default_retries() -> usize {
+    settings::DEFAULT_RETRIES
+}
+fn default_connect_timeout_ms() -> u64 {
+    millis(settings::DEFAULT_CONNECT_TIMEOUT)
+}
+fn default_read_timeout_ms() -> u64 {
+    millis(settings::DEFAULT_UPSTREAM_TIMEOUT)
+}
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A server: `"127.0.0.1:8000"`, or `{ addr = "127.0.0.1:8000", weight = 2 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ServerEntry {
+    Addr(String),
+    Full(FullServerEntry),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullServerEntry {
+    pub addr: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// `[upstreams.NAME.health]`: active checks. HAProxy's defaults: every 2 s, 2 successes to
+/// rise, 3 failures to fall.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSection {
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+impl Default for HealthSection {
+    fn default() -> HealthSection {
+        HealthSection {
+            path: "/health".to_owned(),
+            interval_ms: 2_000,
+            timeout_ms: 1_000,
+            rise: 2,
+            fall: 3,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// error, warn, info (with the access log), debug, trace, off.
+    pub level: Spanned<String>,
+}
+
+impl Default for LogSection {
+    fn default() -> LogSection {
+        LogSection {
+            level: Spanned::new(0..0, "info".to_owned()),
+        }
+    }
+}

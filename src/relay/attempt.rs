@@ -1,0 +1,261 @@
+//! Attempts at backends for one request: pick one, send the head and body, read the final
+//! response head; and the rules for when another backend may be tried.
+//!
+//! A request goes to another backend only when that cannot do harm: nothing reached the
+//! first one (the connection was refused), or the request is replayable (an idempotent
+//! method, no body) and the backend closed without a byte of answer. A timeout is a 504,
+//! never a retry: the backend may still be working on it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::exchange::{Refusal, Request};
+use super::phases::Phases;
+use super::Relay;
+use crate::http::body::{copy_body, BodyError, Encoding};
+use crate::http::head::read_response_head;
+use crate::http::headers::{upstream_request, ForwardInfo, OutFraming};
+use crate::http::{BodyFraming, BufStream, HttpError, Limits, ResponseHead, Socket};
+use crate::upstream::{Lease, Outcome, UpstreamConn, Upstreams};
+
+/// Why one attempt at a backend failed.
+enum Attempt {
+    /// Another backend may be tried: nothing was sent, or what was sent is safe to repeat.
+    Retry(RetryReason),
+    /// The request cannot go on; answer the client.
+    Refused(Refusal),
+}
+
+enum RetryReason {
+    /// The connection could not be opened.
+    Connect(std::io::Error),
+    /// The backend closed a replayable request's connection without answering.
+    Dropped,
+}
+
+impl<P: Phases> Relay<P> {
+    /// Tries backends of `upstreams` until one answers with a final response head, or none
+    /// is left to try.
+    pub(super) fn attempts<'u, S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        req: &Request<'_>,
+        upstreams: &'u dyn Upstreams,
+    ) -> Result<(UpstreamConn, Lease<'u>, ResponseHead), Refusal> {
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        loop {
+            let Some(mut lease) = Lease::pick(upstreams, req.peer.ip(), &tried) else {
+                let status = if tried.is_empty() { 503 } else { 502 };
+                return Err(Refusal {
+                    status: Some(status),
+                    keep_alive: req.client_keep_alive && !req.body_pending,
+                    upstream: tried.last().copied(),
+                });
+            };
+            let backend = lease.backend();
+            tried.push(backend);
+            match self.send_request(client, req, &mut lease) {
+                Ok((conn, response)) => return Ok((conn, lease, response)),
+                Err(Attempt::Retry(reason)) => {
+                    if let RetryReason::Connect(err) = reason {
+                        log::warn!("upstream {backend}: connect failed: {err}");
+                        lease.set(Outcome::ConnectFailed);
+                    }
+                    if tried.len() > self.config.retries {
+                        return Err(Refusal::status(
+                            502,
+                            req.client_keep_alive && !req.body_pending,
+                            backend,
+                        ));
+                    }
+                }
+                Err(Attempt::Refused(mut refusal)) => {
+                    refusal.upstream = Some(backend);
+                    return Err(refusal);
+                }
+            }
+        }
+    }
+
+    /// Sends the request head and body to the lease's backend and reads the final response
+    /// head.
+    fn send_request<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        req: &Request<'_>,
+        lease: &mut Lease<'_>,
+    ) -> Result<(UpstreamConn, ResponseHead), Attempt> {
+        let backend = lease.backend();
+        let info = ForwardInfo {
+            client_ip: req.peer.ip(),
+            proto: self.config.proto,
+            via_name: &self.config.via_name,
+            // Formatted only when the client sent no Host: no allocation per request.
+            fallback_host: backend,
+        };
+        let out_framing = match req.framing {
+            BodyFraming::Length(n) => OutFraming::Length(n),
+            BodyFraming::Chunked => OutFraming::Chunked,
+            BodyFraming::Empty | BodyFraming::UntilClose => OutFraming::NoBody,
+        };
+        let request_head = upstream_request(req.head, &info, out_framing);
+        let (mut conn, mut reused) = self
+            .connector
+            .checkout(backend)
+            .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
+        loop {
+            if let Err(err) = std::io::Write::write_all(&mut conn, &request_head) {
+                if reused {
+                    // A kept connection the backend closed meanwhile: nothing was delivered,
+                    // so sending again on a new connection is safe.
+                    conn = self
+                        .connector
+                        .connect(backend)
+                        .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
+                    reused = false;
+                    continue;
+                }
+                log::warn!("upstream {backend}: sending the request failed: {err}");
+                lease.set(Outcome::Failed);
+                return Err(Attempt::Refused(Refusal::status(
+                    502,
+                    req.client_keep_alive && !req.body_pending,
+                    backend,
+                )));
+            }
+            if req.body_pending {
+                self.send_body(client, req, &mut conn, lease)?;
+            }
+            match read_final_head(
+                &mut conn,
+                &self.upstream_limits,
+                self.connector.timeouts().read,
+            ) {
+                Ok(response) => return Ok((conn, response)),
+                // A kept connection the backend closed or reset just as the request went out.
+                // It may have seen the request, so only a replayable one is sent again.
+                Err(err) if reused && replayable(req) && nothing_received(&err, &conn) => {
+                    conn = self
+                        .connector
+                        .connect(backend)
+                        .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
+                    reused = false;
+                }
+                Err(err) if replayable(req) && nothing_received(&err, &conn) => {
+                    // The backend dropped the connection without a byte of response. A
+                    // request without a body whose method is idempotent can safely go to
+                    // the next backend; anything else might have had an effect already.
+                    log::warn!("upstream {backend}: closed without answering: {err}");
+                    lease.set(Outcome::Failed);
+                    return Err(Attempt::Retry(RetryReason::Dropped));
+                }
+                Err(HttpError::Timeout | HttpError::IdleTimeout) => {
+                    log::warn!("upstream {backend}: no response within the read timeout");
+                    lease.set(Outcome::TimedOut);
+                    return Err(Attempt::Refused(Refusal::status(
+                        504,
+                        req.client_keep_alive,
+                        backend,
+                    )));
+                }
+                Err(err) => {
+                    log::warn!("upstream {backend}: bad response: {err}");
+                    lease.set(Outcome::Failed);
+                    return Err(Attempt::Refused(Refusal::status(
+                        502,
+                        req.client_keep_alive,
+                        backend,
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Streams the request body from the client to the backend.
+    fn send_body<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        req: &Request<'_>,
+        conn: &mut UpstreamConn,
+        lease: &mut Lease<'_>,
+    ) -> Result<(), Attempt> {
+        if req.expects_continue
+            && std::io::Write::write_all(client, b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
+        {
+            return Err(Attempt::Refused(Refusal::silent()));
+        }
+        client
+            .set_read_timeout(Some(self.config.client.body))
+            .map_err(|_| Attempt::Refused(Refusal::silent()))?;
+        let encoding = match req.framing {
+            BodyFraming::Chunked => Encoding::Chunked,
+            _ => Encoding::Raw,
+        };
+        let limits = &self.config.limits;
+        match copy_body(
+            client,
+            req.framing,
+            conn,
+            encoding,
+            limits,
+            Some(limits.max_body),
+        ) {
+            Ok(_) => Ok(()),
+            Err(BodyError::Source(err)) => {
+                log::debug!("{}: request body: {err}", req.peer);
+                Err(Attempt::Refused(Refusal::from_client(&err)))
+            }
+            Err(BodyError::TooLarge) => Err(Attempt::Refused(Refusal::close(413))),
+            Err(BodyError::Sink(err)) => {
+                log::warn!(
+                    "upstream {}: sending the request body failed: {err}",
+                    lease.backend()
+                );
+                lease.set(Outcome::Failed);
+                Err(Attempt::Refused(Refusal::close(502)))
+            }
+        }
+    }
+}
+
+/// Whether a request may be sent again to another backend after it was sent once: its method
+/// is idempotent (RFC 9110 section 9.2.2) and it has no body that would have to be kept.
+fn replayable(req: &Request<'_>) -> bool {
+    const IDEMPOTENT: &[&str] = &["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"];
+    !req.body_pending && IDEMPOTENT.contains(&req.head.method.as_str())
+}
+
+/// Whether a failed response read saw no byte of a response: the connection was closed or
+/// reset before anything arrived.
+fn nothing_received(err: &HttpError, conn: &UpstreamConn) -> bool {
+    let dropped = match err {
+        HttpError::Closed => true,
+        HttpError::Io(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        ),
+        _ => false,
+    };
+    dropped && conn.buffered().is_empty()
+}
+
+/// Reads response heads until a final one: `100 Continue` and other interim responses are
+/// consumed here (the proxy answered `Expect` itself), `101` is refused as we do not tunnel.
+fn read_final_head(
+    conn: &mut UpstreamConn,
+    limits: &Limits,
+    timeout: Duration,
+) -> Result<ResponseHead, HttpError> {
+    // A backend streaming interim responses forever must not hold the thread.
+    const MAX_INTERIM: usize = 16;
+    for _ in 0..MAX_INTERIM {
+        let head = read_response_head(conn, limits, Some(timeout))?;
+        match head.status {
+            101 => return Err(HttpError::BadSyntax("upgrade not requested")),
+            100..=199 => continue,
+            200..=599 => return Ok(head),
+            _ => return Err(HttpError::BadSyntax("status outside 100-599")),
+        }
+    }
+    Err(HttpError::BadSyntax("too many interim responses"))
+}

@@ -1,0 +1,260 @@
+//! One request, from its protocol checks to its answer: the request phase, the route, the
+//! attempts at backends (`attempt.rs`), the response (`response.rs`), or a reply of our own.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+use super::phases::{AnsweredBy, BodyPlan, Client, Phases};
+use super::pipeline::BodySink;
+use super::reply::{self, Framing, Reply};
+use super::Relay;
+use crate::http::body::{copy_body, Encoding};
+use crate::http::framing::request_framing;
+use crate::http::head::Headers;
+use crate::http::{BodyFraming, BufStream, HttpError, RequestHead, Socket};
+
+/// What the attempts and the response need to know about the request.
+pub(super) struct Request<'a> {
+    pub(super) head: &'a RequestHead,
+    pub(super) framing: BodyFraming,
+    pub(super) expects_continue: bool,
+    pub(super) body_pending: bool,
+    pub(super) client_keep_alive: bool,
+    pub(super) peer: SocketAddr,
+}
+
+/// How one exchange ended, for the log and the connection loop.
+pub(super) struct Done {
+    pub(super) status: u16,
+    pub(super) bytes: u64,
+    pub(super) keep_alive: bool,
+    pub(super) upstream: Option<SocketAddr>,
+    pub(super) answered_by: AnsweredBy,
+}
+
+impl Done {
+    /// The proxy's own answer (or silence), without a body worth counting.
+    pub(super) fn proxy(status: u16, keep_alive: bool, upstream: Option<SocketAddr>) -> Done {
+        Done {
+            status,
+            bytes: 0,
+            keep_alive,
+            upstream,
+            answered_by: AnsweredBy::Proxy,
+        }
+    }
+}
+
+/// A request the proxy answers with an error of its own (or, with no status, drops).
+#[derive(Debug)]
+pub(super) struct Refusal {
+    /// `None`: the client is gone or unusable; close without a word.
+    pub(super) status: Option<u16>,
+    /// Whether the connection stays usable for another request (its bytes are in sync).
+    pub(super) keep_alive: bool,
+    /// The backend involved, when one was.
+    pub(super) upstream: Option<SocketAddr>,
+}
+
+impl Refusal {
+    pub(super) fn close(status: u16) -> Refusal {
+        Refusal {
+            status: Some(status),
+            keep_alive: false,
+            upstream: None,
+        }
+    }
+
+    pub(super) fn silent() -> Refusal {
+        Refusal {
+            status: None,
+            keep_alive: false,
+            upstream: None,
+        }
+    }
+
+    pub(super) fn from_client(err: &HttpError) -> Refusal {
+        Refusal {
+            status: err.client_status(),
+            keep_alive: false,
+            upstream: None,
+        }
+    }
+
+    /// An error status after which the connection lives on if `keep_alive`.
+    pub(super) fn status(status: u16, keep_alive: bool, upstream: SocketAddr) -> Refusal {
+        Refusal {
+            status: Some(status),
+            keep_alive,
+            upstream: Some(upstream),
+        }
+    }
+}
+
+impl<P: Phases> Relay<P> {
+    pub(super) fn exchange<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        head: &mut RequestHead,
+        peer: SocketAddr,
+        ctx: &mut P::Ctx,
+    ) -> Result<Done, Refusal> {
+        let limits = &self.config.limits;
+        if head.method == "CONNECT" {
+            // A reverse proxy does not open tunnels; forwarding CONNECT would let a client
+            // reach whatever the backend can.
+            return Err(Refusal::close(501));
+        }
+        let framing = request_framing(head).map_err(|err| {
+            log::debug!("{peer}: refusing {} {}: {err}", head.method, head.target);
+            Refusal::from_client(&err)
+        })?;
+        if matches!(framing, BodyFraming::Length(n) if n > limits.max_body) {
+            return Err(Refusal::close(413));
+        }
+        let expects_continue = expects_continue(head)?;
+        let client_keep_alive = wants_keep_alive(head);
+        let body_pending = matches!(framing, BodyFraming::Chunked)
+            || matches!(framing, BodyFraming::Length(n) if n > 0);
+
+        let client_info = Client {
+            peer,
+            proto: self.config.proto,
+        };
+        let answer = self.phases.request(ctx, head, &client_info);
+        let head: &RequestHead = head;
+        let request = Request {
+            head,
+            framing,
+            expects_continue,
+            body_pending,
+            client_keep_alive,
+            peer,
+        };
+        if let Some(reply) = answer {
+            return Ok(self.answer(client, &request, ctx, reply));
+        }
+        let upstreams = self.phases.route(ctx, head).unwrap_or(&*self.upstreams);
+        let (conn, lease, response) = self.attempts(client, &request, upstreams)?;
+        self.relay_response(client, &request, ctx, conn, lease, response)
+    }
+
+    /// Sends a reply that the request phase made, through the response phases like a
+    /// backend's response.
+    fn answer<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        req: &Request<'_>,
+        ctx: &mut P::Ctx,
+        mut reply: Reply,
+    ) -> Done {
+        let mut keep_alive = req.client_keep_alive && !reply.close;
+        if req.body_pending {
+            // The body was never read. A client waiting for `100 Continue` may never send it,
+            // so the connection cannot be kept; otherwise it is read and dropped, so that the
+            // next request starts where it should (nginx discards it the same way).
+            keep_alive = keep_alive && !req.expects_continue && self.discard_body(client, req);
+        }
+        let mut plan = BodyPlan::default();
+        self.phases
+            .response_head(ctx, req.head, &mut reply.head, &mut plan);
+        let head_only = req.head.method == "HEAD" || matches!(reply.status(), 204 | 304);
+        let body = reply.body.as_bytes();
+        let framing = if plan.keeps_length() {
+            Framing::Length(body.len() as u64)
+        } else if head_only {
+            Framing::NoBody
+        } else if req.head.minor_version >= 1 {
+            Framing::Chunked
+        } else {
+            keep_alive = false;
+            Framing::Close
+        };
+        let mut out = Vec::with_capacity(256);
+        reply::write_head(&mut out, &reply.head, framing, keep_alive);
+        let status = reply.status();
+        let sent = if head_only {
+            plan.end_without_body();
+            client.write_all(&out).map(|()| 0)
+        } else if plan.is_empty() {
+            out.extend_from_slice(body);
+            client.write_all(&out).map(|()| body.len() as u64)
+        } else {
+            client
+                .write_all(&out)
+                .and_then(|()| send_through(client, framing, plan, body))
+        };
+        let bytes = match sent {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                keep_alive = false;
+                0
+            }
+        };
+        if !keep_alive && req.body_pending {
+            reply::linger(client);
+        }
+        Done {
+            status,
+            bytes,
+            keep_alive,
+            upstream: None,
+            answered_by: AnsweredBy::Phase,
+        }
+    }
+
+    /// Reads a request body that nobody will use, within the body limit and timeout.
+    fn discard_body<S: Socket>(&self, client: &mut BufStream<S>, req: &Request<'_>) -> bool {
+        let limits = &self.config.limits;
+        client
+            .set_read_timeout(Some(self.config.client.body))
+            .is_ok()
+            && copy_body(
+                client,
+                req.framing,
+                &mut io::sink(),
+                Encoding::Raw,
+                limits,
+                Some(limits.max_body),
+            )
+            .is_ok()
+    }
+}
+
+/// A reply body from memory through the plan's observers and transforms.
+fn send_through<W: Write>(
+    client: &mut W,
+    framing: Framing,
+    plan: BodyPlan,
+    body: &[u8],
+) -> io::Result<u64> {
+    let encoding = if framing == Framing::Chunked {
+        Encoding::Chunked
+    } else {
+        Encoding::Raw
+    };
+    let mut sink = BodySink::new(client, encoding, plan);
+    sink.write_all(body)?;
+    sink.finish(true)?;
+    Ok(sink.delivered())
+}
+
+/// `Expect: 100-continue` is honoured (HTTP/1.1 only, RFC 9110 section 10.1.1); any other
+/// expectation is refused with 417.
+fn expects_continue(head: &RequestHead) -> Result<bool, Refusal> {
+    match head.header("expect") {
+        None => Ok(false),
+        Some(value) if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") => {
+            Ok(head.minor_version >= 1)
+        }
+        Some(_) => Err(Refusal::from_client(&HttpError::ExpectationFailed)),
+    }
+}
+
+/// HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 closes unless asked to keep it.
+fn wants_keep_alive(head: &RequestHead) -> bool {
+    if head.has_token("connection", "close") {
+        return false;
+    }
+    head.minor_version >= 1 || head.has_token("connection", "keep-alive")
+}

@@ -1,0 +1,298 @@
+//! One client connection, request after request: read a head, run it through the phases,
+//! send it upstream with its body, stream the response back through the phases, and decide
+//! whether the connection lives on.
+//!
+//! This is the code every stage shares; stages differ in how many `serve` calls run at once
+//! (see `server`), in which backend `Upstreams` picks, and, from stage 7 on, in the
+//! [`Phases`] plugged in. One file per job:
+//!
+//! - `mod.rs` (here): the connection loop, settings, logging of every exchange;
+//! - `exchange.rs`: one request from its checks to its answer;
+//! - `attempt.rs`: one attempt at a backend, and when another may be tried;
+//! - `response.rs`: the response head and body on their way to the client;
+//! - `pipeline.rs`: the body through observers and transforms;
+//! - `reply.rs`: what the proxy answers itself;
+//! - `phases.rs`: the hooks.
+
+mod attempt;
+mod exchange;
+pub mod phases;
+mod pipeline;
+pub mod reply;
+mod response;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use phases::{
+    AnsweredBy, BodyObserver, BodyPlan, BodyTransform, Client, NoPhases, Phases, Summary,
+};
+pub use reply::{Reply, ReplyBody};
+
+use crate::access_log;
+use crate::http::head::Headers;
+use crate::http::head::{read_request_head, HeadTimeouts};
+use crate::http::{BufStream, Limits, RequestHead, Socket};
+use crate::upstream::{Connector, Upstreams};
+use exchange::{Done, Refusal};
+
+/// How long an idle keep-alive client connection is kept (nginx `keepalive_timeout`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Longest a client may take to send a head once it started (nginx `client_header_timeout`).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a client may take, at each point of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    /// Between requests on a keep-alive connection (nginx `keepalive_timeout`).
+    pub idle: Duration,
+    /// From the first byte of a head to its end (nginx `client_header_timeout`).
+    pub head: Duration,
+    /// Longest pause while the client sends a body (nginx `client_body_timeout`).
+    pub body: Duration,
+    /// Longest a write to the client may block (nginx `send_timeout`).
+    pub write: Duration,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> ClientTimeouts {
+        ClientTimeouts {
+            idle: DEFAULT_IDLE_TIMEOUT,
+            head: DEFAULT_HEADER_TIMEOUT,
+            body: Duration::from_secs(60),
+            write: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything about a relay that is not a backend.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub limits: Limits,
+    pub client: ClientTimeouts,
+    /// Further backends to try when one cannot be reached, or drops a replayable request
+    /// without answering.
+    pub retries: usize,
+    /// This proxy's name in `Via`.
+    pub via_name: String,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub proto: &'static str,
+}
+
+impl Default for RelayConfig {
+    fn default() -> RelayConfig {
+        RelayConfig {
+            limits: Limits::default(),
+            client: ClientTimeouts::default(),
+            retries: 0,
+            via_name: "revproxy".to_owned(),
+            proto: "http",
+        }
+    }
+}
+
+/// Relays client connections to upstreams, through the phases `P`.
+pub struct Relay<P: Phases = NoPhases> {
+    config: RelayConfig,
+    upstream_limits: Limits,
+    upstreams: Arc<dyn Upstreams>,
+    connector: Connector,
+    phases: P,
+}
+
+/// nginx's code for "the client closed the connection before a response was sent".
+const CLIENT_GONE: u16 = 499;
+
+impl Relay {
+    /// A relay without phases: stages 1 to 6.
+    pub fn new(config: RelayConfig, upstreams: Arc<dyn Upstreams>, connector: Connector) -> Relay {
+        Relay::with_phases(config, upstreams, connector, NoPhases)
+    }
+}
+
+impl<P: Phases> Relay<P> {
+    /// A relay that runs every exchange through `phases`; `upstreams` serves the requests
+    /// that the route phase leaves to the default.
+    pub fn with_phases(
+        config: RelayConfig,
+        upstreams: Arc<dyn Upstreams>,
+        connector: Connector,
+        phases: P,
+    ) -> Relay<P> {
+        // A response head may legitimately be larger than a request's (cookies, CSP headers).
+        let upstream_limits = Limits {
+            max_head: config.limits.max_head.max(64 * 1024),
+            ..config.limits
+        };
+        Relay {
+            config,
+            upstream_limits,
+            upstreams,
+            connector,
+            phases,
+        }
+    }
+
+    /// Serves an accepted TCP connection until it closes.
+    pub fn serve_tcp(&self, stream: TcpStream, peer: SocketAddr) {
+        if let Err(err) = self.prepare_tcp(&stream) {
+            log::warn!("{peer}: cannot set up the client socket: {err}");
+            return;
+        }
+        self.serve(stream, peer);
+    }
+
+    /// Socket options every accepted client connection gets before its first request.
+    pub fn prepare_tcp(&self, stream: &TcpStream) -> std::io::Result<()> {
+        // Small heads and chunks must not wait for Nagle's algorithm.
+        stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(self.config.client.write))
+    }
+
+    /// Serves one client connection: every request on it, in order, until either side closes.
+    pub fn serve<S: Socket>(&self, client: S, peer: SocketAddr) {
+        let mut client = BufStream::new(client);
+        while self.serve_next(&mut client, peer, self.config.client.idle) {}
+        client.finish();
+    }
+
+    /// Serves the next request on a connection, waiting at most `idle` for it to start.
+    /// Returns whether the connection can carry another request.
+    ///
+    /// This is the unit of work for models that do not dedicate a thread to a connection for
+    /// its whole life (a pool can serve one request, then park the connection while it idles).
+    pub fn serve_next<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        peer: SocketAddr,
+        idle: Duration,
+    ) -> bool {
+        let timeouts = HeadTimeouts {
+            idle: Some(idle),
+            whole: Some(self.config.client.head),
+        };
+        let mut head = match read_request_head(client, &self.config.limits, timeouts) {
+            Ok(head) => head,
+            Err(err) => {
+                if let Some(status) = err.client_status() {
+                    log::debug!("{peer}: refusing request: {err}");
+                    let refusal = Refusal::close(status);
+                    self.refuse(
+                        client,
+                        peer,
+                        None,
+                        &mut P::Ctx::default(),
+                        &refusal,
+                        Instant::now(),
+                    );
+                }
+                return false;
+            }
+        };
+        let started = Instant::now();
+        let mut ctx = P::Ctx::default();
+        let done = match self.exchange(client, &mut head, peer, &mut ctx) {
+            Ok(done) => done,
+            Err(refusal) => {
+                let Some(status) = refusal.status else {
+                    let done = Done::proxy(CLIENT_GONE, false, refusal.upstream);
+                    self.log(&mut ctx, peer, Some(&head), &done, started);
+                    return false;
+                };
+                if !refusal.keep_alive {
+                    self.refuse(client, peer, Some(&head), &mut ctx, &refusal, started);
+                    return false;
+                }
+                let reply = Reply::error(status).to_bytes(head.method == "HEAD", true);
+                let sent = client.write_all(&reply).is_ok();
+                Done::proxy(status, sent, refusal.upstream)
+            }
+        };
+        self.log(&mut ctx, peer, Some(&head), &done, started);
+        done.keep_alive
+    }
+
+    /// The settings this relay was built with.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    /// Records a refusal made outside [`serve_next`](Self::serve_next), where no request was
+    /// read: the accept loop's or the pool's 503, the parker's 408.
+    pub fn log_refusal(&self, peer: SocketAddr, status: u16, duration: Duration) {
+        let done = Done::proxy(status, false, None);
+        let started = Instant::now()
+            .checked_sub(duration)
+            .unwrap_or_else(Instant::now);
+        self.log(&mut P::Ctx::default(), peer, None, &done, started);
+    }
+
+    /// Answers with the refusal's status and closes, giving the client time to read it.
+    fn refuse<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        peer: SocketAddr,
+        head: Option<&RequestHead>,
+        ctx: &mut P::Ctx,
+        refusal: &Refusal,
+        started: Instant,
+    ) {
+        let status = refusal.status.unwrap_or(CLIENT_GONE);
+        let head_only = head.is_some_and(|h| h.method == "HEAD");
+        let reply = Reply::error(status).to_bytes(head_only, false);
+        if client.write_all(&reply).is_ok() {
+            reply::linger(client);
+        }
+        self.log(
+            ctx,
+            peer,
+            head,
+            &Done::proxy(status, false, refusal.upstream),
+            started,
+        );
+    }
+
+    /// One summary per exchange: to the logging phase, and to the access log.
+    fn log(
+        &self,
+        ctx: &mut P::Ctx,
+        peer: SocketAddr,
+        head: Option<&RequestHead>,
+        done: &Done,
+        started: Instant,
+    ) {
+        let summary = Summary {
+            peer,
+            request: head,
+            status: done.status,
+            body_bytes: done.bytes,
+            duration: started.elapsed(),
+            upstream: done.upstream,
+            answered_by: done.answered_by,
+        };
+        self.phases.logging(ctx, &summary);
+        write_access_log(&summary);
+    }
+}
+
+fn write_access_log(summary: &Summary<'_>) {
+    if !access_log::enabled() {
+        return; // skip formatting the request line on the hot path
+    }
+    let head = summary.request;
+    let request_line = head.map_or_else(
+        || "-".to_owned(),
+        |h| format!("{} {} HTTP/1.{}", h.method, h.target, h.minor_version),
+    );
+    access_log::write(&access_log::Entry {
+        client: summary.peer.ip(),
+        request_line: &request_line,
+        status: summary.status,
+        bytes: summary.body_bytes,
+        referer: head.and_then(|h| h.header("referer")),
+        user_agent: head.and_then(|h| h.header("user-agent")),
+        duration: summary.duration,
+    });
+}

@@ -1,0 +1,204 @@
+//! The fixed points of one exchange where later stages plug in, as pingora's phases do.
+//!
+//! ```text
+//!  client ──▶ request ──▶ route ──▶ upstream ──▶ response head ──▶ response body ──▶ client
+//!               │ (answer without a backend)        ▲                                  │
+//!               └───────────────▶ response head ────┘                 logging ◀────────┘
+//! ```
+//!
+//! - *request* sees the parsed head and the client; it may rewrite the head or answer itself
+//!   with a [`Reply`] (access control's 401, a fixed page, a cache hit);
+//! - *route* picks the upstream group from Host and path;
+//! - *response head* may change the headers and plans the body: observers that see the
+//!   payload as the origin sent it (the cache's copy), then transforms that change it for the
+//!   client (a compressor);
+//! - *logging* gets one [`Summary`] of every exchange, the proxy's own refusals included.
+//!
+//! Every method has a no-op default, so [`NoPhases`] (stages 1 to 6) compiles to the plain
+//! relay. Phases know nothing of the concurrency model; the HTTP core knows nothing of phases.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::Reply;
+use crate::http::{RequestHead, ResponseHead};
+use crate::upstream::Upstreams;
+
+/// What a phase knows about the client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub peer: SocketAddr,
+    /// `http` or `https`: the scheme the request arrived with.
+    pub proto: &'static str,
+}
+
+/// The hooks of one exchange. `Ctx` is what a phase set keeps between its hooks for one
+/// request (a cache key, the matched route); a fresh `Ctx::default()` starts each exchange.
+pub trait Phases: Send + Sync + 'static {
+    type Ctx: Default + Send;
+
+    /// Before anything goes upstream: rewrite `head`, or answer with a reply of our own.
+    fn request(
+        &self,
+        _ctx: &mut Self::Ctx,
+        _head: &mut RequestHead,
+        _client: &Client,
+    ) -> Option<Reply> {
+        None
+    }
+
+    /// The upstream group for this request; `None` leaves it to the relay's default.
+    fn route<'a>(&'a self, _ctx: &mut Self::Ctx, _head: &RequestHead) -> Option<&'a dyn Upstreams> {
+        None
+    }
+
+    /// The response head is known and nothing is sent yet: change headers, plan the body.
+    /// Also called for replies that the request phase made, so that a cache hit is compressed
+    /// like a miss; never for the proxy's own error replies.
+    fn response_head(
+        &self,
+        _ctx: &mut Self::Ctx,
+        _request: &RequestHead,
+        _response: &mut ResponseHead,
+        _body: &mut BodyPlan,
+    ) {
+    }
+
+    /// The exchange is over (or was refused before a request could be read).
+    fn logging(&self, _ctx: &mut Self::Ctx, _summary: &Summary<'_>) {}
+}
+
+/// The phases of stages 1 to 6: none.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoPhases;
+
+impl Phases for NoPhases {
+    type Ctx = ();
+}
+
+/// Two phase sets in a chain: `A` runs first at every point. A reply from `A`'s request phase
+/// skips `B`'s; a route from `A` wins over `B`'s; both plan the body (A's observers and
+/// transforms first) and both log.
+impl<A: Phases, B: Phases> Phases for (A, B) {
+    type Ctx = (A::Ctx, B::Ctx);
+
+    fn request(
+        &self,
+        ctx: &mut Self::Ctx,
+        head: &mut RequestHead,
+        client: &Client,
+    ) -> Option<Reply> {
+        self.0
+            .request(&mut ctx.0, head, client)
+            .or_else(|| self.1.request(&mut ctx.1, head, client))
+    }
+
+    fn route<'a>(&'a self, ctx: &mut Self::Ctx, head: &RequestHead) -> Option<&'a dyn Upstreams> {
+        match self.0.route(&mut ctx.0, head) {
+            Some(upstreams) => Some(upstreams),
+            None => self.1.route(&mut ctx.1, head),
+        }
+    }
+
+    fn response_head(
+        &self,
+        ctx: &mut Self::Ctx,
+        request: &RequestHead,
+        response: &mut ResponseHead,
+        body: &mut BodyPlan,
+    ) {
+        self.0.response_head(&mut ctx.0, request, response, body);
+        self.1.response_head(&mut ctx.1, request, response, body);
+    }
+
+    fn logging(&self, ctx: &mut Self::Ctx, summary: &Summary<'_>) {
+        self.0.logging(&mut ctx.0, summary);
+        self.1.logging(&mut ctx.1, summary);
+    }
+}
+
+/// Sees the response payload as the origin sent it, decoded (never chunk framing).
+pub trait BodyObserver: Send {
+    fn data(&mut self, bytes: &[u8]);
+
+    /// Called exactly once: `complete` is false when the origin broke off, or the client went
+    /// away before the whole body was read. A response without a body (to a HEAD, a 204, a
+    /// 304) ends at once, complete.
+    fn end(&mut self, complete: bool);
+}
+
+/// Changes the payload on its way to the client. A transform may hold bytes back (a
+/// compressor fills a block) and must give them up in `finish`.
+pub trait BodyTransform: Send {
+    /// Transforms `input`, appending what is ready to `out`.
+    fn data(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()>;
+
+    /// The payload has ended: append whatever is left.
+    fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()>;
+}
+
+/// What happens to a response body on its way: observers first (they see the identity body),
+/// then transforms in order. A plan with a transform re-frames the body (chunked for
+/// HTTP/1.1, close-delimited for HTTP/1.0) and drops `Content-Length`, since the length
+/// changes. An empty plan costs nothing: the body is copied as before.
+#[derive(Default)]
+pub struct BodyPlan {
+    pub(super) observers: Vec<Box<dyn BodyObserver>>,
+    pub(super) transforms: Vec<Box<dyn BodyTransform>>,
+}
+
+impl BodyPlan {
+    pub fn observe(&mut self, observer: impl BodyObserver + 'static) {
+        self.observers.push(Box::new(observer));
+    }
+
+    pub fn transform(&mut self, transform: impl BodyTransform + 'static) {
+        self.transforms.push(Box::new(transform));
+    }
+
+    /// Whether the body reaches the client as the origin sent it.
+    pub fn keeps_length(&self) -> bool {
+        self.transforms.is_empty()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.observers.is_empty() && self.transforms.is_empty()
+    }
+
+    /// Ends a plan for a response that has no body: observers learn it ended (complete), and
+    /// transforms never run, since even an empty compressed stream has bytes that would be
+    /// read as the start of the next response.
+    pub(super) fn end_without_body(self) {
+        for mut observer in self.observers {
+            observer.end(true);
+        }
+    }
+}
+
+/// Who produced the answer an exchange ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnsweredBy {
+    /// A backend's response, relayed.
+    Upstream,
+    /// A reply from the request phase (a fixed page, a cache hit, a 401).
+    Phase,
+    /// The proxy's own refusal or error (400, 408, 413, 502, 503, 504, ...), or nothing at all
+    /// when the client went away (logged as 499, as nginx does).
+    Proxy,
+}
+
+/// One exchange, for the logging phase and the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary<'a> {
+    pub peer: SocketAddr,
+    /// `None` when no request head could be read (a 400, a 408, a refusal at accept).
+    pub request: Option<&'a RequestHead>,
+    pub status: u16,
+    /// Body bytes sent to the client, as far as they went.
+    pub body_bytes: u64,
+    pub duration: Duration,
+    /// The backend that answered (or was last tried).
+    pub upstream: Option<SocketAddr>,
+    pub answered_by: AnsweredBy,
+}

@@ -1,0 +1,223 @@
+//! Everything the proxy answers itself: its errors and refusals, and the replies phases make
+//! (a 401 with `WWW-Authenticate`, a 429 with `Retry-After`, a redirect, a fixed page, a
+//! response served from memory).
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::http::head::{Header, Headers};
+use crate::http::headers::reason_phrase;
+use crate::http::{BufStream, ResponseHead, Socket};
+
+/// The body of a reply, held in memory (a reply is short, or shared with a cache).
+#[derive(Debug, Clone)]
+pub enum ReplyBody {
+    Static(&'static [u8]),
+    Owned(Vec<u8>),
+    /// Shared without copying, as a cache entry is between the clients it serves.
+    Shared(Arc<[u8]>),
+}
+
+impl ReplyBody {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            ReplyBody::Static(bytes) => bytes,
+            ReplyBody::Owned(bytes) => bytes,
+            ReplyBody::Shared(bytes) => bytes,
+        }
+    }
+}
+
+/// A whole response made by the proxy: a head, a body, and whether the connection must close
+/// after it. The framing (`Content-Length`) is written when it is sent, and a HEAD request
+/// gets the same head without the body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub head: ResponseHead,
+    pub body: ReplyBody,
+    /// Close the connection after this reply, whatever the client wants.
+    pub close: bool,
+}
+
+impl Reply {
+    /// A reply with `status`, its standard reason phrase, and no body.
+    pub fn new(status: u16) -> Reply {
+        Reply {
+            head: ResponseHead {
+                status,
+                reason: reason_phrase(status).to_owned(),
+                minor_version: 1,
+                headers: Vec::new(),
+            },
+            body: ReplyBody::Static(b""),
+            close: false,
+        }
+    }
+
+    /// The proxy's answer for an error `status`: a one-line text body. A 503 (no backend can
+    /// take the request) says when to come back, as RFC 9110 section 10.2.3 suggests.
+    pub fn error(status: u16) -> Reply {
+        let reply = Reply::new(status).text(format!("{status} {}\n", reason_phrase(status)));
+        if status == 503 {
+            reply.header("Retry-After", "1")
+        } else {
+            reply
+        }
+    }
+
+    /// Adds a header (names are sent as written).
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Reply {
+        self.head.headers.push(Header {
+            name: name.to_owned(),
+            value: value.as_ref().to_vec(),
+        });
+        self
+    }
+
+    /// A `text/plain` body.
+    pub fn text(self, body: impl Into<String>) -> Reply {
+        self.body(
+            "text/plain; charset=utf-8",
+            ReplyBody::Owned(body.into().into_bytes()),
+        )
+    }
+
+    /// A body with its content type.
+    pub fn body(mut self, content_type: &str, body: ReplyBody) -> Reply {
+        self.head
+            .headers
+            .retain(|h| !h.name.eq_ignore_ascii_case("content-type"));
+        self = self.header("Content-Type", content_type);
+        self.body = body;
+        self
+    }
+
+    /// Closes the connection after the reply.
+    pub fn closing(mut self) -> Reply {
+        self.close = true;
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.head.status
+    }
+
+    /// The reply as bytes: head and, unless `head_only` (a HEAD request), the body.
+    pub fn to_bytes(&self, head_only: bool, keep_alive: bool) -> Vec<u8> {
+        let body = self.body.as_bytes();
+        let mut out = Vec::with_capacity(256 + if head_only { 0 } else { body.len() });
+        write_head(
+            &mut out,
+            &self.head,
+            Framing::Length(body.len() as u64),
+            keep_alive,
+        );
+        if !head_only {
+            out.extend_from_slice(body);
+        }
+        out
+    }
+}
+
+/// How the body after a reply head is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// No body follows and no framing header is written: the answer to a HEAD whose GET would
+    /// be re-framed by a transform.
+    NoBody,
+    Length(u64),
+    Chunked,
+    /// Ended by closing the connection (an HTTP/1.0 client of a re-framed body).
+    Close,
+}
+
+/// Serialises a reply head: the phase-made headers minus any framing or connection headers
+/// (the proxy writes its own), then the framing and `Connection`.
+pub(super) fn write_head(
+    out: &mut Vec<u8>,
+    head: &ResponseHead,
+    framing: Framing,
+    keep_alive: bool,
+) {
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", head.status, head.reason);
+    const OURS: &[&str] = &["content-length", "transfer-encoding", "connection"];
+    for h in head.header_list() {
+        if !OURS.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    match framing {
+        Framing::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::NoBody | Framing::Close => {}
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// After a reply that closes the connection, reads (and drops) what the client is still
+/// sending for a moment before closing. Closing a socket with unread data sends a reset,
+/// which can destroy the reply before the client reads it; nginx calls this lingering close.
+pub(super) fn linger<S: Socket>(client: &mut BufStream<S>) {
+    const LINGER: Duration = Duration::from_secs(1);
+    const MAX_DRAINED: usize = 1024 * 1024;
+    if client.shutdown_write().is_err() || client.set_read_timeout(Some(LINGER)).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut drained = 0;
+    let mut sink = [0u8; 8192];
+    while drained < MAX_DRAINED && Instant::now() < deadline {
+        match client.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_replies_have_a_text_body_and_503_says_when_to_retry() {
+        let text = String::from_utf8(Reply::error(503).to_bytes(false, false)).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Retry-After: 1\r\nContent-Length: 24\r\nConnection: close\r\n\r\n\
+             503 Service Unavailable\n"
+        );
+    }
+
+    #[test]
+    fn a_head_request_gets_the_head_alone_with_the_body_length() {
+        let reply = Reply::new(418)
+            .header("X-Tea", "earl grey")
+            .text("short and stout\n");
+        let text = String::from_utf8(reply.to_bytes(true, true)).unwrap();
+        assert!(text.contains("X-Tea: earl grey\r\n"), "{text}");
+        assert!(text.ends_with("Content-Length: 16\r\n\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        assert!(!text.contains("Connection"), "{text}");
+    }
+
+    #[test]
+    fn phase_headers_cannot_override_the_framing() {
+        let reply = Reply::new(200)
+            .header("Content-Length", "999")
+            .header("Transfer-Encoding", "chunked")
+            .text("ok");
+        let text = String::from_utf8(reply.to_bytes(false, true)).unwrap();
+        assert!(!text.contains("999") && !text.contains("chunked"), "{text}");
+        assert!(text.ends_with("Content-Length: 2\r\n\r\nok"), "{text}");
+    }
+}

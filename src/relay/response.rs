@@ -1,0 +1,123 @@
+//! A backend's response on its way to the client: framing decided from what the origin sent,
+//! the response-head phase, the head, then the body, straight or through the phases' plan.
+
+use super::exchange::{Done, Refusal, Request};
+use super::phases::{AnsweredBy, BodyPlan, Phases};
+use super::pipeline::BodySink;
+use super::Relay;
+use crate::http::body::{copy_body_counting, BodyError, Encoding};
+use crate::http::framing::response_framing;
+use crate::http::head::Headers;
+use crate::http::headers::{client_response, OutFraming};
+use crate::http::{BodyFraming, BufStream, ResponseHead, Socket};
+use crate::upstream::{Lease, Outcome, UpstreamConn};
+
+impl<P: Phases> Relay<P> {
+    /// Sends the response head and streams the body to the client.
+    pub(super) fn relay_response<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        req: &Request<'_>,
+        ctx: &mut P::Ctx,
+        mut conn: UpstreamConn,
+        mut lease: Lease<'_>,
+        mut response: ResponseHead,
+    ) -> Result<Done, Refusal> {
+        let backend = lease.backend();
+        // Both decided on the head as the origin sent it, before a phase changes headers.
+        let framing = response_framing(&req.head.method, &response).map_err(|err| {
+            log::warn!("upstream {backend}: unusable response framing: {err}");
+            lease.set(Outcome::Failed);
+            Refusal::status(502, req.client_keep_alive, backend)
+        })?;
+        let reusable = upstream_reusable(&response, framing);
+
+        let mut plan = BodyPlan::default();
+        self.phases
+            .response_head(ctx, req.head, &mut response, &mut plan);
+        // An HTTP/1.0 client cannot read chunked encoding: it gets the raw body, ended by
+        // close. A transform changes the length, so a Content-Length body is re-framed too.
+        let (out_framing, encoding) = match framing {
+            BodyFraming::Empty => (OutFraming::NoBody, Encoding::Raw),
+            BodyFraming::Length(n) if plan.keeps_length() => (OutFraming::Length(n), Encoding::Raw),
+            _ if req.head.minor_version >= 1 => (OutFraming::Chunked, Encoding::Chunked),
+            _ => (OutFraming::Close, Encoding::Raw),
+        };
+        let keep_alive = req.client_keep_alive && out_framing != OutFraming::Close;
+        let reply_head = client_response(
+            &response,
+            out_framing,
+            keep_alive,
+            req.head.minor_version,
+            &self.config.via_name,
+        );
+        let done = |bytes, keep_alive| Done {
+            status: response.status,
+            bytes,
+            keep_alive,
+            upstream: Some(backend),
+            answered_by: AnsweredBy::Upstream,
+        };
+        if std::io::Write::write_all(client, &reply_head).is_err() {
+            return Err(Refusal::silent());
+        }
+        let limits = &self.upstream_limits;
+        let mut delivered = 0;
+        let copied = if framing == BodyFraming::Empty {
+            plan.end_without_body();
+            Ok(())
+        } else if plan.is_empty() {
+            copy_body_counting(
+                &mut conn,
+                framing,
+                client,
+                encoding,
+                limits,
+                None,
+                &mut delivered,
+            )
+        } else {
+            let mut sink = BodySink::new(client, encoding, plan);
+            let mut decoded = 0;
+            let copied = copy_body_counting(
+                &mut conn,
+                framing,
+                &mut sink,
+                Encoding::Raw,
+                limits,
+                None,
+                &mut decoded,
+            )
+            .and_then(|()| sink.finish(true).map_err(BodyError::Sink));
+            delivered = sink.delivered();
+            copied
+        };
+        match copied {
+            Ok(()) => {
+                lease.set(Outcome::Answered);
+                if reusable {
+                    self.connector.checkin(backend, conn);
+                }
+                Ok(done(delivered, keep_alive))
+            }
+            Err(BodyError::Source(err)) => {
+                // Never pass a cut-off body off as complete: closing is the only honest signal.
+                log::warn!("upstream {backend}: response broke off: {err}");
+                lease.set(Outcome::Failed);
+                Ok(done(delivered, false))
+            }
+            Err(_) => {
+                // The client went away: the backend did its part.
+                lease.set(Outcome::Answered);
+                Ok(done(delivered, false))
+            }
+        }
+    }
+}
+
+/// Whether the upstream connection can carry another request after this response.
+fn upstream_reusable(response: &ResponseHead, framing: BodyFraming) -> bool {
+    framing != BodyFraming::UntilClose
+        && !response.has_token("connection", "close")
+        && (response.minor_version >= 1 || response.has_token("connection", "keep-alive"))
+}
