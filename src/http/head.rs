@@ -104,8 +104,9 @@ pub fn read_request_head<S: Socket>(
 }
 
 /// Whether `buffered` is enough for [`read_request_head`] to finish without reading more: it
-/// holds a whole head, or one the reader will refuse anyway (too long). A model that must not
-/// block on a slow client (stage 4's pool) checks this before handing a connection to a worker.
+/// holds a whole head, or one the reader will refuse anyway (too long, a bare CR, a malformed
+/// or HTTP/0.9 request line). A model that must not block on a slow client (stage 4's pool)
+/// checks this before handing a connection to a worker.
 pub fn request_head_ready(buffered: &[u8], limits: &Limits) -> bool {
     let leading = leading_empty_lines(buffered);
     if leading > MAX_LEADING_EMPTY_BYTES {
@@ -311,7 +312,8 @@ fn collect_head<S: Socket>(
 /// client hears 400 now and not 408 when the head timeout runs out. Two shapes never end on
 /// their own: lines ended by a bare CR (the empty line the reader waits for never comes), and
 /// an HTTP/0.9 request line (`GET /x` with no version; such a client sends no headers and waits
-/// for the body). Both are refused by the full parse too, so nothing valid is refused early.
+/// for a response). The request-line check refuses any other malformed request line early too.
+/// All are refused by the full parse anyway, so nothing valid is refused early.
 ///
 /// `buf` holds no head end and no leading empty lines; the bare-CR scan starts at `from`, so a
 /// reader calling this after every read rescans only the new bytes. With `request`, a complete
