@@ -4,6 +4,7 @@
 
 use super::error::HttpError;
 use super::head::{Headers, RequestHead, ResponseHead};
+use super::target::valid_host;
 
 /// How the body of one message is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,12 +74,16 @@ pub fn response_framing(
     })
 }
 
-/// HTTP/1.1 requires exactly one Host; two Hosts could route differently in two parsers.
+/// HTTP/1.1 requires exactly one Host, and a valid one (RFC 9112 section 3.2): two Hosts, or
+/// one like `a.test, b.test`, could route differently in two parsers.
 fn check_host(head: &RequestHead) -> Result<(), HttpError> {
-    match head.values("host").count() {
-        0 if head.minor_version >= 1 => Err(HttpError::BadSyntax("missing Host header")),
-        0 | 1 => Ok(()),
-        _ => Err(HttpError::BadSyntax("more than one Host header")),
+    let mut hosts = head.values("host");
+    match (hosts.next(), hosts.next()) {
+        (None, _) if head.minor_version >= 1 => Err(HttpError::BadSyntax("missing Host header")),
+        (None, _) => Ok(()),
+        (Some(_), Some(_)) => Err(HttpError::BadSyntax("more than one Host header")),
+        (Some(host), None) if !valid_host(host) => Err(HttpError::BadSyntax("invalid Host header")),
+        (Some(_), None) => Ok(()),
     }
 }
 
@@ -170,6 +175,9 @@ mod tests {
                 Chunked,
             ),
             ("GET / HTTP/1.0", Empty),
+            ("GET / HTTP/1.1\r\nHost: a.test:", Empty),
+            ("GET / HTTP/1.1\r\nHost: [::1]:8080", Empty),
+            ("GET / HTTP/1.1\r\nHost: 127.0.0.1:80", Empty),
         ];
         for (head, want) in ok {
             assert_eq!(req(head).unwrap(), *want, "{head}");
@@ -220,6 +228,12 @@ mod tests {
             ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked", 400),
             ("GET / HTTP/1.1", 400),
             ("GET / HTTP/1.1\r\nHost: a\r\nHost: b", 400),
+            ("GET / HTTP/1.1\r\nHost: a.test, b.test", 400),
+            ("GET / HTTP/1.1\r\nHost: a.test b.test", 400),
+            ("GET / HTTP/1.1\r\nHost: a.test/x", 400),
+            ("GET / HTTP/1.1\r\nHost: user@a.test", 400),
+            ("GET / HTTP/1.1\r\nHost:", 400),
+            ("GET / HTTP/1.0\r\nHost: a,b", 400),
         ];
         for (head, status) in bad {
             let err = req(head).expect_err(head);

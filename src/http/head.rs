@@ -3,9 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use super::date;
 use super::error::HttpError;
 use super::limits::Limits;
 use super::stream::{BufStream, Socket};
+use super::target::{check_target, valid_host, AbsoluteTarget};
 
 /// One header line, name as the peer spelled it (forwarded verbatim), value as raw bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +20,10 @@ pub struct Header {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
     pub method: String,
-    /// The request target exactly as received: never decoded or normalised.
+    /// The request target exactly as received (never decoded or normalised), except an
+    /// absolute-form target, which is reduced to origin-form (`http://a.test/x?q` becomes
+    /// `/x?q`) while its authority replaces `Host` (RFC 9112 section 3.2.2): the upstream sees
+    /// one form only, and routing by `Host` sees the authority the client named.
     pub target: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
@@ -99,8 +104,9 @@ pub fn read_request_head<S: Socket>(
 }
 
 /// Whether `buffered` is enough for [`read_request_head`] to finish without reading more: it
-/// holds a whole head, or one the reader will refuse anyway (too long). A model that must not
-/// block on a slow client (stage 4's pool) checks this before handing a connection to a worker.
+/// holds a whole head, or one the reader will refuse anyway (too long, a bare CR, a malformed
+/// or HTTP/0.9 request line). A model that must not block on a slow client (stage 4's pool)
+/// checks this before handing a connection to a worker.
 pub fn request_head_ready(buffered: &[u8], limits: &Limits) -> bool {
     let leading = leading_empty_lines(buffered);
     if leading > MAX_LEADING_EMPTY_BYTES {
@@ -111,7 +117,8 @@ pub fn request_head_ready(buffered: &[u8], limits: &Limits) -> bool {
     !buf.is_empty()
         && (find_head_end(buf, 0).is_some()
             || first_line > limits.max_request_line
-            || buf.len() >= limits.max_head)
+            || buf.len() >= limits.max_head
+            || early_refusal(buf, 0, true).is_some())
 }
 
 /// Reads a response head; `timeout` bounds the wait for the first byte and for the whole head.
@@ -125,8 +132,18 @@ pub fn read_response_head<S: Socket>(
         whole: timeout,
     };
     let len = collect_head(stream, limits, None, timeouts)?;
-    let head = parse_response(&stream.buffered()[..len], limits.max_headers)?;
+    let mut head = parse_response(&stream.buffered()[..len], limits.max_headers)?;
     stream.consume(len);
+    // RFC 9110 section 6.6.1: a recipient with a clock records when a response without `Date`
+    // was received and appends a `Date` saying so before it forwards or caches it. Done here,
+    // at receipt, so the head a cache stores carries the time it arrived (its age is counted
+    // from that), and every forwarding path gets it without a step of its own.
+    if head.header("date").is_none() {
+        head.headers.push(Header {
+            name: "Date".to_owned(),
+            value: date::now_imf_fixdate().to_vec(),
+        });
+    }
     Ok(head)
 }
 
@@ -137,12 +154,50 @@ pub fn parse_request(bytes: &[u8], max_headers: usize) -> Result<RequestHead, Ht
     if req.parse(bytes)?.is_partial() {
         return Err(HttpError::BadSyntax("incomplete head"));
     }
-    Ok(RequestHead {
-        method: req.method.unwrap_or_default().to_owned(),
-        target: req.path.unwrap_or_default().to_owned(),
+    let method = req.method.unwrap_or_default();
+    let target = req.path.unwrap_or_default();
+    let mut head = RequestHead {
+        method: method.to_owned(),
+        target: target.to_owned(),
         minor_version: req.version.unwrap_or(1),
         headers: own_headers(req.headers),
-    })
+    };
+    if let Some(absolute) = check_target(method, target)? {
+        use_authority(&mut head, absolute)?;
+    }
+    Ok(head)
+}
+
+/// Reduces an absolute-form request to origin-form with the URI's authority as its only
+/// `Host`. The Host lines it replaces must still be valid, and one at most: RFC 9112 section
+/// 3.2 refuses an invalid or repeated Host in any request, and a proxy that silently dropped
+/// them would hide the attempt from whatever reads the request after it.
+fn use_authority(head: &mut RequestHead, absolute: AbsoluteTarget) -> Result<(), HttpError> {
+    {
+        let mut hosts = head.values("host");
+        let first = hosts.next();
+        if hosts.next().is_some() {
+            return Err(HttpError::BadSyntax("more than one Host header"));
+        }
+        if first.is_some_and(|h| !valid_host(h)) {
+            return Err(HttpError::BadSyntax("invalid Host header"));
+        }
+    }
+    let host = Header {
+        name: "Host".to_owned(),
+        value: absolute.authority.into_bytes(),
+    };
+    match head
+        .headers
+        .iter()
+        .position(|h| h.name.eq_ignore_ascii_case("host"))
+    {
+        Some(at) => head.headers[at] = host,
+        // RFC 9110 section 7.2: Host goes first, where a server looks for it.
+        None => head.headers.insert(0, host),
+    }
+    head.target = absolute.origin_form;
+    Ok(())
 }
 
 /// Parses a complete response head (ending in an empty line).
@@ -220,6 +275,11 @@ fn collect_head<S: Socket>(
         if buf.len() >= limits.max_head {
             return Err(HttpError::HeadTooLarge);
         }
+        // Only now, with no end in the buffer: every buffered byte belongs to the head (after
+        // its end, a bare CR is body data).
+        if let Some(err) = early_refusal(buf, scanned, max_first_line.is_some()) {
+            return Err(err);
+        }
         scanned = buf.len().saturating_sub(3);
         let timeout = if buf.is_empty() && deadline.is_none() {
             timeouts.idle
@@ -245,6 +305,41 @@ fn collect_head<S: Socket>(
                 })
             }
         }
+    }
+}
+
+/// Refuses a head that can never become valid, judging from the part that has arrived, so the
+/// client hears 400 now and not 408 when the head timeout runs out. Two shapes never end on
+/// their own: lines ended by a bare CR (the empty line the reader waits for never comes), and
+/// an HTTP/0.9 request line (`GET /x` with no version; such a client sends no headers and waits
+/// for a response). The request-line check refuses any other malformed request line early too.
+/// All are refused by the full parse anyway, so nothing valid is refused early.
+///
+/// `buf` holds no head end and no leading empty lines; the bare-CR scan starts at `from`, so a
+/// reader calling this after every read rescans only the new bytes. With `request`, a complete
+/// first line is also parsed on its own, once: it is at most `max_request_line` long.
+fn early_refusal(buf: &[u8], from: usize, request: bool) -> Option<HttpError> {
+    // A CR is decided once the byte after it has arrived: it must be LF.
+    let bare_cr = buf
+        .get(from..)?
+        .windows(2)
+        .any(|pair| pair[0] == b'\r' && pair[1] != b'\n');
+    if bare_cr {
+        return Some(HttpError::BadSyntax("bare CR in the head"));
+    }
+    if !request {
+        return None;
+    }
+    let line_end = buf.iter().position(|&b| b == b'\n')?;
+    if line_end + 1 < from {
+        return None; // judged on an earlier call, when it first arrived whole
+    }
+    // With no header slots and nothing after the line, a valid request line is `Partial`
+    // (the headers are still to come); an invalid one is an error whatever follows.
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse(&buf[..=line_end]) {
+        Err(err) => Some(HttpError::from(err)),
+        Ok(_) => None,
     }
 }
 
@@ -399,6 +494,125 @@ mod tests {
                 assert_eq!(err.client_status(), status, "{err} for step {step}");
             }
         }
+    }
+
+    /// Heads that can never end are refused from what has arrived, without waiting for more
+    /// (the trickle ends at the input, so waiting would give `Truncated`, not 400), and the
+    /// pool's readiness check agrees that they are decided.
+    #[test]
+    fn heads_that_never_end_are_refused_early() {
+        let limits = Limits::default();
+        let table: &[&[u8]] = &[
+            b"GET / HTTP/1.1\rHost: a\r\r",
+            b"GET / HTTP/1.1\r\nHost: a\rX",
+            b"GET /\rHTTP/1.1",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\rX",
+            b"GET /x\r\n",
+            b"GET /x\n",
+            b"\r\nGET /x\r\n",
+            b"GET\r\n",
+            b"GET / HTTP/1.1 extra\r\n",
+        ];
+        for input in table {
+            for step in [1, 3, input.len()] {
+                let (head, _) = read_req(input, step);
+                let err = head.expect_err(&String::from_utf8_lossy(input));
+                assert_eq!(
+                    err.client_status(),
+                    Some(400),
+                    "{err}: {input:?} step {step}"
+                );
+            }
+            assert!(request_head_ready(input, &limits), "{input:?} is decided");
+        }
+        // Undecided yet: the LF may still come.
+        for input in [
+            &b"GET / HTTP/1.1\r"[..],
+            b"GET / HTTP/1.1\r\nHost: a\r",
+            b"GET /x",
+        ] {
+            assert!(
+                !request_head_ready(input, &limits),
+                "{input:?} is not decided"
+            );
+            let (head, _) = read_req(input, 1);
+            assert!(matches!(head, Err(HttpError::Truncated)), "{input:?}");
+        }
+        // A bare CR after the head is body data, not part of the head.
+        let (head, rest) = read_req(b"POST / HTTP/1.1\r\nHost: a\r\n\r\n\rX", 1);
+        assert_eq!(head.unwrap().target, "/");
+        assert_eq!(rest, b"\rX");
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form_with_the_authority_as_host() {
+        // (request, target forwarded, Host values after parsing)
+        let table: &[(&[u8], &str, &[&str])] = &[
+            (
+                b"GET http://example.test/x?q HTTP/1.1\r\nHost: other.test\r\nA: 1\r\n\r\n",
+                "/x?q",
+                &["example.test"],
+            ),
+            (
+                b"GET http://example.test HTTP/1.1\r\nA: 1\r\n\r\n",
+                "/",
+                &["example.test"],
+            ),
+            (
+                b"GET HTTPS://[::1]:8443?a HTTP/1.0\r\n\r\n",
+                "/?a",
+                &["[::1]:8443"],
+            ),
+            (
+                b"GET /plain HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                "/plain",
+                &["a.test"],
+            ),
+        ];
+        for &(input, target, hosts) in table {
+            let head = parse_request(input, 10).unwrap();
+            assert_eq!(head.target, target);
+            let got: Vec<&[u8]> = head.values("host").collect();
+            let want: Vec<&[u8]> = hosts.iter().map(|h| h.as_bytes()).collect();
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(input));
+        }
+        let head = parse_request(b"GET http://a.test/ HTTP/1.1\r\nA: 1\r\n\r\n", 10).unwrap();
+        assert_eq!(head.headers[0].name, "Host", "Host goes first");
+        let bad: &[&[u8]] = &[
+            b"GET http://a.test/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET http://a.test/ HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"GET http://u@a.test/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET x HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /#f HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+        ];
+        for input in bad {
+            let err = parse_request(input, 10).expect_err(&String::from_utf8_lossy(input));
+            assert_eq!(err.client_status(), Some(400), "{err}");
+        }
+        // CONNECT is left for the relay to refuse with 501.
+        let head = parse_request(
+            b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n",
+            10,
+        );
+        assert_eq!(head.unwrap().target, "a.test:443");
+    }
+
+    #[test]
+    fn a_response_without_date_gets_one_and_a_date_is_kept() {
+        let input = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let mut stream = BufStream::new(Trickle::new(input, 4));
+        let head = read_response_head(&mut stream, &Limits::default(), None).unwrap();
+        let date = head.header("date").expect("a Date was added");
+        let at = crate::http::date::parse_http_date(date).expect("an IMF-fixdate");
+        let age = std::time::SystemTime::now().duration_since(at).unwrap();
+        assert!(age < Duration::from_secs(5), "{age:?}");
+
+        let input = b"HTTP/1.1 200 OK\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n";
+        let mut stream = BufStream::new(Trickle::new(input, 4));
+        let head = read_response_head(&mut stream, &Limits::default(), None).unwrap();
+        let dates: Vec<&[u8]> = head.values("date").collect();
+        assert_eq!(dates, [&b"Sun, 06 Nov 1994 08:49:37 GMT"[..]]);
     }
 
     #[test]

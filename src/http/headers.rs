@@ -160,7 +160,9 @@ pub fn upstream_request(
 }
 
 /// Serialises the response head sent to the client. The client always hears HTTP/1.1 (as from
-/// nginx); `keep_alive` decides the `Connection` header it needs to see.
+/// nginx); `keep_alive` decides the `Connection` header it needs to see. `Date` is not added
+/// here: `read_response_head` appends one at receipt to a head that lacks it (RFC 9110 section
+/// 6.6.1), so a head made some other way carries its own.
 pub fn client_response(
     head: &ResponseHead,
     framing: OutFraming,

@@ -5,12 +5,14 @@
 //! because that is exactly what the C course got wrong.
 
 pub mod body;
+pub mod date;
 pub mod error;
 pub mod framing;
 pub mod head;
 pub mod headers;
 pub mod limits;
 pub mod stream;
+pub mod target;
 
 pub use error::HttpError;
 pub use framing::BodyFraming;

@@ -1,0 +1,278 @@
+//! Issue 13, protocol gaps 1, 2, 3 and 5, over real sockets: Host validation, absolute-form
+//! targets, `Date`, and heads that never end. Run against stage 1 (sequential) and stage 4
+//! (the pool, whose readiness check decides when a head is worth a worker).
+
+mod support;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use revproxy::http::date::parse_http_date;
+use support::{raw_backend, read_request_head, Proxy, TIMEOUT};
+
+const ORIGIN_DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
+/// A backend that sends every request head it receives down the channel, and answers a path
+/// containing `with-date` with the origin's own `Date`, anything else without one.
+fn recording_backend() -> (SocketAddr, Receiver<String>) {
+    let (tx, rx) = mpsc::channel::<String>();
+    let tx = Arc::new(Mutex::new(tx));
+    let addr = raw_backend(move |mut s| {
+        for _ in 0..100 {
+            let head = String::from_utf8_lossy(&read_request_head(&mut s)).into_owned();
+            if head.is_empty() {
+                return;
+            }
+            let reply = if head.lines().next().is_some_and(|l| l.contains("with-date")) {
+                format!("HTTP/1.1 200 OK\r\nDate: {ORIGIN_DATE}\r\nContent-Length: 2\r\n\r\nok")
+            } else {
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_owned()
+            };
+            let _ = tx.lock().unwrap().send(head);
+            if s.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// Sends `request` (in 3-byte pieces if `fragments`) on a new connection and returns the
+/// status of the proxy's answer, after checking that a refusal closes the connection.
+fn status_of(p: &Proxy, request: &[u8], fragments: bool) -> u16 {
+    let mut c = p.connect();
+    if fragments {
+        c.send_in_fragments(request, 3);
+    } else {
+        c.send(request);
+    }
+    let res = c
+        .try_read_response("GET")
+        .unwrap_or_else(|| panic!("no answer to {:?}", String::from_utf8_lossy(request)));
+    if res.status >= 400 {
+        assert_eq!(res.header("connection"), Some("close"));
+        assert!(
+            c.read_to_close().is_some(),
+            "the proxy closes after refusing"
+        );
+    }
+    res.status
+}
+
+/// The next client is served, and the next head the backend sees is that client's: nothing
+/// refused before it reached the backend.
+fn next_client_is_the_first_to_reach_the_backend(p: &Proxy, rx: &Receiver<String>, n: usize) {
+    let path = format!("/next-{n}");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(status_of(p, request.as_bytes(), false), 200);
+    let head = rx
+        .recv_timeout(TIMEOUT)
+        .expect("the backend saw the request");
+    assert!(
+        head.starts_with(&format!("GET {path} HTTP/1.1\r\n")),
+        "a refused request reached the backend:\n{head}"
+    );
+}
+
+fn refused_and_not_forwarded(bin: &str, cases: &[&[u8]]) {
+    let (addr, rx) = recording_backend();
+    let mut p = Proxy::start(bin, &[addr], &[]);
+    for (n, request) in cases.iter().enumerate() {
+        for fragments in [false, true] {
+            assert_eq!(
+                status_of(&p, request, fragments),
+                400,
+                "for {:?}",
+                String::from_utf8_lossy(request)
+            );
+            next_client_is_the_first_to_reach_the_backend(&p, &rx, n);
+        }
+    }
+    assert!(p.is_running());
+}
+
+pub fn bad_hosts_get_400_and_never_reach_the_backend(bin: &str) {
+    refused_and_not_forwarded(
+        bin,
+        &[
+            b"GET / HTTP/1.1\r\nHost: a.test b.test\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a.test, b.test\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a.test,b.test\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a.test/x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: user@a.test\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a.test:8o\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+            b"GET / HTTP/1.0\r\nHost: a,b\r\n\r\n",
+        ],
+    );
+}
+
+pub fn valid_hosts_are_forwarded_as_sent(bin: &str) {
+    let (addr, rx) = recording_backend();
+    let p = Proxy::start(bin, &[addr], &[]);
+    for host in [
+        "[::1]:8080",
+        "a.test:",
+        "127.0.0.1:80",
+        "xn--bcher-kva.test",
+    ] {
+        let request = format!("GET /h HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        assert_eq!(status_of(&p, request.as_bytes(), true), 200, "{host}");
+        let head = rx
+            .recv_timeout(TIMEOUT)
+            .expect("the backend saw the request");
+        assert!(head.contains(&format!("\r\nHost: {host}\r\n")), "{head}");
+    }
+}
+
+pub fn absolute_form_is_forwarded_in_origin_form_with_its_host(bin: &str) {
+    let (addr, rx) = recording_backend();
+    let p = Proxy::start(bin, &[addr], &[]);
+    // (request, request line the backend sees, its Host)
+    let cases: &[(&[u8], &str, &str)] = &[
+        (
+            b"GET http://example.test/x?q HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+            "GET /x?q HTTP/1.1",
+            "example.test",
+        ),
+        (
+            b"GET HTTP://Example.test:8080 HTTP/1.1\r\nConnection: close\r\n\r\n",
+            "GET / HTTP/1.1",
+            "Example.test:8080",
+        ),
+        (
+            b"GET https://example.test?a=1 HTTP/1.0\r\n\r\n",
+            "GET /?a=1 HTTP/1.1",
+            "example.test",
+        ),
+    ];
+    for &(request, line, host) in cases {
+        assert_eq!(status_of(&p, request, true), 200);
+        let head = rx
+            .recv_timeout(TIMEOUT)
+            .expect("the backend saw the request");
+        assert!(head.starts_with(&format!("{line}\r\n")), "{head}");
+        assert!(head.contains(&format!("\r\nHost: {host}\r\n")), "{head}");
+        assert_eq!(head.matches("\r\nHost:").count(), 1, "{head}");
+        assert!(!head.contains("other.test"), "{head}");
+    }
+}
+
+pub fn bad_targets_get_400_and_never_reach_the_backend(bin: &str) {
+    refused_and_not_forwarded(
+        bin,
+        &[
+            b"GET x HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET index.html HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET /a#frag HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET * HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET ftp://a.test/x HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET http://user@a.test/x HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET http:///x HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET http://a.test/x HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n",
+        ],
+    );
+}
+
+pub fn connect_and_options_star_keep_their_answers(bin: &str) {
+    let (addr, rx) = recording_backend();
+    let p = Proxy::start(bin, &[addr], &[]);
+    let connect = b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n";
+    assert_eq!(status_of(&p, connect, false), 501);
+    let options = b"OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    assert_eq!(status_of(&p, options, false), 200);
+    let head = rx.recv_timeout(TIMEOUT).expect("the backend saw OPTIONS");
+    assert!(head.starts_with("OPTIONS * HTTP/1.1\r\n"), "{head}");
+}
+
+pub fn a_response_without_date_gets_one_and_a_date_is_kept(bin: &str) {
+    let (addr, _rx) = recording_backend();
+    let p = Proxy::start(bin, &[addr], &[]);
+    let mut c = p.connect();
+    c.send(b"GET /no-date HTTP/1.1\r\nHost: t\r\n\r\n");
+    let res = c.read_response("GET");
+    assert_eq!(res.status, 200);
+    let date = res.header("date").expect("the proxy adds a Date");
+    let at = parse_http_date(date.as_bytes()).unwrap_or_else(|| panic!("{date:?} parses"));
+    let now = SystemTime::now();
+    let skew = now
+        .duration_since(at)
+        .unwrap_or_else(|e| e.duration())
+        .as_secs();
+    assert!(skew <= 5, "Date {date} is {skew} s from now");
+    assert_eq!(res.headers.iter().filter(|(n, _)| n == "Date").count(), 1);
+
+    c.send(b"GET /with-date HTTP/1.1\r\nHost: t\r\n\r\n");
+    let res = c.read_response("GET");
+    let dates: Vec<&str> = res
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("date"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(dates, [ORIGIN_DATE], "the origin's Date is kept, alone");
+}
+
+/// With the default 60 s head timeout, a head that can never end must still be answered at
+/// once, and with 400, not 408.
+pub fn heads_that_never_end_get_400_at_once(bin: &str) {
+    let (addr, rx) = recording_backend();
+    let p = Proxy::start(bin, &[addr], &[]);
+    let cases: &[&[u8]] = &[
+        b"GET / HTTP/1.1\rHost: t\r\r",
+        b"GET / HTTP/1.1\r\nHost: t\rX-A: 1\r",
+        b"GET /x\r\n",
+        b"GET /x\n",
+        b"GET /x HTTP/1.1 junk\r\n",
+    ];
+    for (n, request) in cases.iter().enumerate() {
+        for fragments in [false, true] {
+            let started = Instant::now();
+            assert_eq!(
+                status_of(&p, request, fragments),
+                400,
+                "for {:?}",
+                String::from_utf8_lossy(request)
+            );
+            let took = started.elapsed();
+            assert!(
+                took < Duration::from_secs(2),
+                "{request:?} answered after {took:?}"
+            );
+            next_client_is_the_first_to_reach_the_backend(&p, &rx, n);
+        }
+    }
+}
+
+macro_rules! stages {
+    ($($stage:ident),*) => {
+        $(
+            mod $stage {
+                const BIN: &str = env!(concat!("CARGO_BIN_EXE_", stringify!($stage)));
+                stages!(@tests
+                    bad_hosts_get_400_and_never_reach_the_backend,
+                    valid_hosts_are_forwarded_as_sent,
+                    absolute_form_is_forwarded_in_origin_form_with_its_host,
+                    bad_targets_get_400_and_never_reach_the_backend,
+                    connect_and_options_star_keep_their_answers,
+                    a_response_without_date_gets_one_and_a_date_is_kept,
+                    heads_that_never_end_get_400_at_once,
+                );
+            }
+        )*
+    };
+    (@tests $($test:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                super::$test(BIN);
+            }
+        )*
+    };
+}
+
+stages!(stage1, stage4);
