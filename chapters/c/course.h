@@ -84,8 +84,9 @@ static void parse_args(int argc, char **argv, struct args *a, int default_backen
         if (!parse_addr(value, is_listen ? &a->listen : &a->backends[a->nbackends++]))
             goto usage;
     }
-    for (; a->nbackends < default_backends; a->nbackends++)
-        loopback(8000 + a->nbackends, &a->backends[a->nbackends]);
+    if (a->nbackends == 0)
+        for (; a->nbackends < default_backends; a->nbackends++)
+            loopback(8000 + a->nbackends, &a->backends[a->nbackends]);
     return;
 usage:
     fprintf(stderr, "usage: %s [LISTEN_PORT [BACKEND_PORT...]]\n"
