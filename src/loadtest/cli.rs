@@ -24,7 +24,10 @@ const COMPARE_NOTES: &str = "\
 Needs the release binaries next to this one; build them first with:
   cargo build --release --workspace
 then run:
-  target/release/loadtest compare
+  target/release/loadtest compare            (about 2 minutes)
+  target/release/loadtest compare --quick    (a first look, under 20 s)
+  target/release/loadtest compare --with-c   (the C programs beside their stages,
+                                             after: make -C chapters/c)
 
 Each stage binary must accept `--listen 127.0.0.1:0 --backend ADDR...` and print a line
 containing `listening on 127.0.0.1:PORT` (stdout or stderr) within 10 s. Every process
@@ -119,12 +122,27 @@ pub struct CompareArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_stage_name)]
     pub stages: Vec<String>,
 
-    /// Concurrency levels to measure
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// A first look in under 20 s: concurrency 1,32, 0.5 s per cell, timeout 1 s, 16 slow
+    /// clients. A flag given beside it still wins
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Put each stage's C counterpart (chapters/c) in a row beside it: c-reverse_proxy beside
+    /// stage1, c-fork beside stage2, c-threaded beside stage3, c-balancer beside stage5.
+    /// Build them first with: make -C chapters/c
+    #[arg(long)]
+    pub with_c: bool,
+
+    /// Where the C programs are, for --with-c
+    #[arg(long, value_name = "DIR", default_value = "chapters/c/bin")]
+    pub c_bin_dir: PathBuf,
+
+    /// Concurrency levels to measure [--quick: 1,32]
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256", default_value_if("quick", "true", Some("1,32")), value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: Vec<u32>,
 
-    /// Length of each measurement
-    #[arg(short = 'z', long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    /// Length of each measurement [--quick: 500ms]
+    #[arg(short = 'z', long, value_name = "DURATION", default_value = "2s", default_value_if("quick", "true", Some("500ms")), value_parser = parse_duration)]
     pub duration: Duration,
 
     /// Delay of every backend response, so the work is I/O-bound like a real service
@@ -141,12 +159,12 @@ pub struct CompareArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub backend_workers: Option<u32>,
 
-    /// Idle connections held open during the slow-client scenario (0 skips it)
-    #[arg(long, default_value_t = 32, value_name = "K", value_parser = clap::value_parser!(u32).range(0..=1_000))]
+    /// Idle connections held open during the slow-client scenario (0 skips it) [--quick: 16]
+    #[arg(long, default_value_t = 32, default_value_if("quick", "true", Some("16")), value_name = "K", value_parser = clap::value_parser!(u32).range(0..=1_000))]
     pub slow_clients: u32,
 
-    /// Limit for connecting and for each whole request
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    /// Limit for connecting and for each whole request [--quick: 1s]
+    #[arg(long, value_name = "DURATION", default_value = "2s", default_value_if("quick", "true", Some("1s")), value_parser = parse_duration)]
     pub timeout: Duration,
 
     /// Where compare.md, compare.json and chart.svg go
@@ -246,6 +264,32 @@ mod tests {
         assert_eq!(args.concurrency, [1, 8]);
         assert_eq!(args.duration, Duration::from_secs(2));
         assert!(Cli::try_parse_from(["loadtest", "compare", "--stages", "../x"]).is_err());
+        assert!(!args.quick && !args.with_c);
+    }
+
+    #[test]
+    fn compare_quick_shrinks_the_grid_and_explicit_flags_win() {
+        let parse = |extra: &[&str]| {
+            let cli = Cli::try_parse_from(["loadtest", "compare"].iter().chain(extra))
+                .expect("valid flags");
+            let Some(Command::Compare(args)) = cli.command else {
+                panic!("compare not parsed");
+            };
+            args
+        };
+        let quick = parse(&["--quick"]);
+        assert_eq!(quick.concurrency, [1, 32]);
+        assert_eq!(quick.duration, Duration::from_millis(500));
+        assert_eq!(quick.timeout, Duration::from_secs(1));
+        assert_eq!(quick.slow_clients, 16);
+        let mixed = parse(&["--quick", "-z", "1s", "--concurrency", "4"]);
+        assert_eq!(mixed.duration, Duration::from_secs(1));
+        assert_eq!(mixed.concurrency, [4]);
+        assert_eq!(mixed.slow_clients, 16);
+        let full = parse(&["--with-c"]);
+        assert_eq!(full.concurrency, [1, 16, 64, 256]);
+        assert!(full.with_c);
+        assert_eq!(full.c_bin_dir, PathBuf::from("chapters/c/bin"));
     }
 
     #[test]

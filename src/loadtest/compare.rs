@@ -15,6 +15,14 @@
 //! After the grid comes the slow-client scenario: K idle connections (half silent, half
 //! with a partial request head) are opened first, then the normal load runs at c=16.
 //!
+//! With `--with-c`, each stage that has a C counterpart in `chapters/c/` (built with
+//! `make -C chapters/c`, into `--c-bin-dir`) gets it as a row right after its own:
+//! `c-reverse_proxy` after stage1, `c-fork`, `c-threaded`, `c-balancer` after stage5. The C
+//! programs take the stages' `--listen`/`--backend` flags and print the same ready line, so
+//! they are measured exactly like the stages. An opt-in flag, not "whatever is built": their
+//! keep-alive cells wait out the timeout on every request (they read a response until the
+//! backend closes, chapter 01), which makes the run longer.
+//!
 //! A stage that cannot start, or exits, fills its cells with the reason and compare goes on.
 //! Ctrl-C (or SIGTERM) stops after the current cell; every child is stopped by its guard.
 
@@ -30,6 +38,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::cell::Cell;
 use super::cli::CompareArgs;
 use super::procs::{self, ChildGuard, ProcError};
 use super::report::{human_us, Report};
@@ -43,6 +52,44 @@ const READY_WAIT: Duration = Duration::from_secs(10);
 /// Load of the slow-client scenario, beside the idle connections.
 const SLOW_SCENARIO_CONCURRENCY: u32 = 16;
 const DEFAULT_STAGES: [&str; 4] = ["stage1", "stage2", "stage3", "stage4"];
+pub const C_BUILD_COMMAND: &str = "make -C chapters/c";
+/// The C programs of `chapters/c/` beside the stage that fixes what they get wrong:
+/// (stage, row name, file in `--c-bin-dir`).
+const C_COUNTERPARTS: [(&str, &str, &str); 4] = [
+    ("stage1", "c-reverse_proxy", "reverse_proxy"),
+    ("stage2", "c-fork", "fork_proxy"),
+    ("stage3", "c-threaded", "threaded_proxy"),
+    ("stage5", "c-balancer", "proxy_load_balancer"),
+];
+
+/// One row group of the table: a program, where it is, and how to build it if it is not.
+#[derive(Debug, Clone, PartialEq)]
+struct Contender {
+    name: String,
+    bin: PathBuf,
+    build: &'static str,
+}
+
+/// The stages in the order asked, each followed by its C counterpart when `c_dir` is given.
+fn contenders(stages: &[String], bin_dir: &Path, c_dir: Option<&Path>) -> Vec<Contender> {
+    let mut out = Vec::new();
+    for stage in stages {
+        out.push(Contender {
+            name: stage.clone(),
+            bin: bin_dir.join(stage),
+            build: BUILD_COMMAND,
+        });
+        let counterpart = C_COUNTERPARTS.iter().find(|(s, _, _)| s == stage);
+        if let (Some(dir), Some((_, name, file))) = (c_dir, counterpart) {
+            out.push(Contender {
+                name: name.to_string(),
+                bin: dir.join(file),
+                build: C_BUILD_COMMAND,
+            });
+        }
+    }
+    out
+}
 
 #[derive(Debug)]
 pub enum CompareError {
@@ -76,50 +123,6 @@ impl fmt::Display for CompareError {
 }
 
 impl std::error::Error for CompareError {}
-
-/// One measurement. `None` where nothing could be measured; `failure` says why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Cell {
-    pub stage: String,
-    pub keepalive: bool,
-    pub concurrency: u32,
-    /// Idle connections held open during the measurement (the slow-client scenario).
-    pub slow_clients: u32,
-    /// Responses with a status below 400, per second.
-    pub requests_per_sec: Option<f64>,
-    /// Over every response, whatever its status.
-    pub p50_us: Option<u64>,
-    pub p99_us: Option<u64>,
-    pub responses: Option<u64>,
-    /// Failed requests plus responses with status 400 or more.
-    pub errors: Option<u64>,
-    /// Errors by kind (`timeout`, `reset`, ..., `http_503`), only the kinds that occurred.
-    pub errors_by_kind: BTreeMap<String, u64>,
-    pub failure: Option<String>,
-}
-
-impl Cell {
-    pub fn new(stage: &str, keepalive: bool, concurrency: u32, slow_clients: u32) -> Self {
-        Cell {
-            stage: stage.to_string(),
-            keepalive,
-            concurrency,
-            slow_clients,
-            requests_per_sec: None,
-            p50_us: None,
-            p99_us: None,
-            responses: None,
-            errors: None,
-            errors_by_kind: BTreeMap::new(),
-            failure: None,
-        }
-    }
-
-    fn failed(mut self, why: String) -> Self {
-        self.failure = Some(why);
-        self
-    }
-}
 
 /// compare.json
 #[derive(Debug, Serialize)]
@@ -195,17 +198,18 @@ pub fn run_command(args: &CompareArgs, stop: &AtomicBool) -> Result<(), CompareE
         backend_addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
     }
 
+    let contenders = contenders(&stages, &bin_dir, args.with_c.then_some(&*args.c_bin_dir));
     let mut cells = Vec::new();
     let mut grid = Vec::new();
-    for stage in &stages {
+    for contender in &contenders {
         for keepalive in [true, false] {
             for &c in &args.concurrency {
-                grid.push((stage.as_str(), keepalive, c, 0));
+                grid.push((contender, keepalive, c, 0));
             }
         }
         if args.slow_clients > 0 {
             grid.push((
-                stage.as_str(),
+                contender,
                 true,
                 SLOW_SCENARIO_CONCURRENCY,
                 args.slow_clients,
@@ -213,16 +217,16 @@ pub fn run_command(args: &CompareArgs, stop: &AtomicBool) -> Result<(), CompareE
         }
     }
     let total = grid.len();
-    for (n, (stage, keepalive, c, slow)) in grid.into_iter().enumerate() {
+    for (n, (contender, keepalive, c, slow)) in grid.into_iter().enumerate() {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let bin = bin_dir.join(stage);
+        let (bin, stage) = (&contender.bin, contender.name.as_str());
         let cell = if bin.is_file() {
-            measure(&bin, stage, &backend_addrs, keepalive, c, slow, args, stop)
+            measure(bin, stage, &backend_addrs, keepalive, c, slow, args, stop)
         } else {
             Cell::new(stage, keepalive, c, slow)
-                .failed(format!("binary not found; run {BUILD_COMMAND}"))
+                .failed(format!("binary not found; run {}", contender.build))
         };
         eprintln!("compare: [{}/{total}] {}", n + 1, summary_line(&cell));
         cells.push(cell);
@@ -464,6 +468,14 @@ pub fn markdown(report: &CompareReport) -> String {
         report.cpus,
         if report.interrupted { " INTERRUPTED: partial results." } else { "" }
     );
+    if report.cells.iter().any(|c| c.stage.starts_with("c-")) {
+        let _ = writeln!(
+            out,
+            "Rows c-*: the C programs of chapters/c beside the stage that fixes them. They read a \
+             response until the backend closes, so with keep-alive every request waits for the \
+             timeout (chapter 01).\n"
+        );
+    }
     let _ = writeln!(
         out,
         "| stage | keep-alive | concurrency | req/s | p50 | p99 | errors |"
@@ -637,6 +649,47 @@ mod tests {
     }
 
     #[test]
+    fn c_programs_follow_their_stages() {
+        let stages: Vec<String> = ["stage1", "stage4", "stage5", "stage2", "stage3"]
+            .map(String::from)
+            .to_vec();
+        let rows = |c_dir| -> Vec<String> {
+            contenders(&stages, Path::new("rel"), c_dir)
+                .into_iter()
+                .map(|c| c.name)
+                .collect()
+        };
+        assert_eq!(rows(None), stages);
+        assert_eq!(
+            rows(Some(Path::new("c"))),
+            [
+                "stage1",
+                "c-reverse_proxy",
+                "stage4",
+                "stage5",
+                "c-balancer",
+                "stage2",
+                "c-fork",
+                "stage3",
+                "c-threaded"
+            ]
+        );
+        let all = contenders(&stages, Path::new("rel"), Some(Path::new("c")));
+        assert_eq!(all[1].bin, Path::new("c/reverse_proxy"));
+        assert_eq!(all[1].build, C_BUILD_COMMAND);
+        assert_eq!(all[2].bin, Path::new("rel/stage4"));
+        assert_eq!(all[2].build, BUILD_COMMAND);
+    }
+
+    #[test]
+    fn c_rows_are_explained_above_the_table() {
+        let mut report = sample_report();
+        assert!(!markdown(&report).contains("Rows c-*"));
+        report.cells.push(Cell::new("c-fork", true, 1, 0));
+        assert!(markdown(&report).contains("Rows c-*"));
+    }
+
+    #[test]
     fn missing_binaries_name_the_build_command() {
         let dir = std::env::temp_dir().join(format!("loadtest-empty-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -651,6 +704,9 @@ mod tests {
             timeout: Duration::from_secs(1),
             out: dir.join("out"),
             bin_dir: Some(dir.clone()),
+            quick: false,
+            with_c: false,
+            c_bin_dir: dir.join("c"),
         };
         let err = run_command(&args, &AtomicBool::new(false)).expect_err("nothing to run");
         assert!(err.to_string().contains(BUILD_COMMAND), "{err}");

@@ -15,12 +15,13 @@
 //! Module map: [`cli`] flags; [`target`] URL and the loopback-only rule; [`request`] the
 //! request bytes; [`client`] one HTTP/1.1 connection; [`response`] its response framing;
 //! [`error`] failure kinds; [`run`] the workers; [`progress`] the live line; [`report`] text
-//! and JSON; [`compare`] and [`procs`] start and measure the stages; [`svg`] draws the
-//! comparison chart.
+//! and JSON; [`compare`] and [`procs`] start and measure the stages; [`cell`] is one measurement;
+//! [`svg`] draws the comparison chart.
 //!
 //! Known limits: one request in flight per connection (no pipelining); requests in flight
 //! when `-z` ends are waited for (up to `--timeout`) and counted; plain HTTP only.
 
+pub mod cell;
 pub mod cli;
 pub mod client;
 pub mod compare;

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use super::compare::Cell;
+use super::cell::Cell;
 
 const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 470.0;
@@ -319,7 +319,6 @@ pub fn chart(cells: &[Cell], title: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadtest::compare::Cell;
 
     fn cells() -> Vec<Cell> {
         let mut cells = Vec::new();
