@@ -12,6 +12,7 @@
 //! - [`cli`]: the flags every stage shares.
 //! - [`config`]: the TOML configuration of stage 6 and later.
 //! - [`settings`]: what flags and config files both set, defaults named once, mapped to the parts.
+//! - [`launch`]: starting a stage from its configuration file (stage 6 and later).
 //! - [`health`]: active and passive health checks of backends.
 //! - [`dashboard`]: the live server table of `--debug`.
 //! - [`access_log`]: one Combined Log Format line per request.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod dashboard;
 pub mod health;
 pub mod http;
+pub mod launch;
 pub mod loadtest;
 pub mod relay;
 pub mod server;

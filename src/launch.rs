@@ -1,0 +1,123 @@
+//! Starting a stage that reads a configuration file (stage 6 and later): the shared flags,
+//! `-t` (check and exit, like `nginx -t`), the demo backends, health checks, the pool, and a
+//! relay with the stage's own phases. A stage binary is its flags and its phases; the rest is
+//! here, once.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+
+use crate::config::{self, Settings};
+use crate::health::MonitoredUpstream;
+use crate::relay::{Phases, Relay};
+use crate::server::{self, pool::Pool};
+use crate::upstream::Connector;
+use crate::{cli, dashboard};
+
+/// Exit code for a configuration error (EX_CONFIG in sysexits.h, as with nginx -t).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// The flags of every stage that reads a configuration file.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The configuration file (proxy.example.toml lists every key).
+    #[arg(long, value_name = "FILE", default_value = "proxy.toml")]
+    pub config: PathBuf,
+
+    /// Check the configuration and exit (0 if valid, 78 if not), like `nginx -t`.
+    #[arg(short = 't', long)]
+    pub check: bool,
+
+    /// Listen here instead of the configured address (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Log level instead of the configured one.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<log::LevelFilter>,
+
+    /// Show a live table of the servers' health on stderr.
+    #[arg(long)]
+    pub debug: bool,
+
+    /// Start a demo backend on every configured server address first.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+/// Loads the configuration, lets `adjust` apply the stage's own flags to it, then checks
+/// (`-t`) or runs the stage with the phases `phases` builds from the settings.
+pub fn main<P, A, F>(program: &str, args: &ConfigArgs, adjust: A, phases: F) -> ExitCode
+where
+    P: Phases,
+    A: FnOnce(&mut Settings) -> Result<(), String>,
+    F: FnOnce(&Settings) -> Result<P, String>,
+{
+    let mut settings = match config::load(&args.config) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("{program}: configuration error: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(err) = adjust(&mut settings) {
+        eprintln!("{program}: {err}");
+        return ExitCode::from(2);
+    }
+    if args.check {
+        println!(
+            "{}: configuration is valid ({})",
+            args.config.display(),
+            settings.summary()
+        );
+        return ExitCode::SUCCESS;
+    }
+    // The live table and per-request access lines would fight over the terminal.
+    let level = if args.debug {
+        log::LevelFilter::Warn
+    } else {
+        settings.log_level
+    };
+    cli::init_logging(args.log_level.unwrap_or(level));
+    cli::exit_with(program, run(program, args, settings, phases))
+}
+
+fn run<P: Phases, F: FnOnce(&Settings) -> Result<P, String>>(
+    program: &str,
+    args: &ConfigArgs,
+    mut settings: Settings,
+    phases: F,
+) -> Result<(), String> {
+    let _demo = if args.demo {
+        Some(cli::start_demo_for(&mut settings.upstream.servers)?)
+    } else {
+        None
+    };
+    let listen = args.listen.as_deref().unwrap_or(&settings.listen);
+    let listener = server::bind(listen).map_err(|e| e.to_string())?;
+    let pool =
+        Pool::new(&settings.tuning.pool).map_err(|e| format!("cannot start the pool: {e}"))?;
+    let addrs: Vec<_> = settings.upstream.servers.iter().map(|s| s.addr).collect();
+    cli::announce(program, &listener, &addrs)?;
+    let upstream = MonitoredUpstream::start(&settings.upstream)
+        .map_err(|e| format!("cannot start health checks: {e}"))?;
+    if let (true, Some(health)) = (args.debug, &upstream.health) {
+        dashboard::spawn(
+            settings.upstream.name.clone(),
+            Arc::clone(health),
+            Arc::clone(&upstream.balancer),
+        )
+        .map_err(|e| format!("cannot start the --debug table: {e}"))?;
+    }
+    let phases = phases(&settings)?;
+    let relay = Relay::with_phases(
+        settings.tuning.relay_config(),
+        upstream.balancer.clone(),
+        Connector::new(settings.tuning.upstream_timeouts()),
+        phases,
+    );
+    server::serve(&listener, &pool, Arc::new(relay));
+    Ok(())
+}
