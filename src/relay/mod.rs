@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 pub use phases::{
     AnsweredBy, BodyObserver, BodyPlan, BodyTransform, Client, NoPhases, Phases, Summary,
+    UpstreamAnswer,
 };
 pub use reply::{Reply, ReplyBody};
 

@@ -9,6 +9,10 @@
 //! - *request* sees the parsed head and the client; it may rewrite the head or answer itself
 //!   with a [`Reply`] (access control's 401, a fixed page, a cache hit);
 //! - *route* picks the upstream group from Host and path;
+//! - *upstream answer* sees what came back from the upstream (a response head, or the
+//!   proxy's own 502/503/504 when none came) before anything is sent, and may answer the
+//!   client with a [`Reply`] instead (a cache's stored body after a `304` to its own
+//!   revalidation, a stale copy when the origin fails);
 //! - *response head* may change the headers and plans the body: observers that see the
 //!   payload as the origin sent it (the cache's copy), then transforms that change it for the
 //!   client (a compressor);
@@ -50,6 +54,19 @@ pub trait Phases: Send + Sync + 'static {
 
     /// The upstream group for this request; `None` leaves it to the relay's default.
     fn route<'a>(&'a self, _ctx: &mut Self::Ctx, _head: &RequestHead) -> Option<&'a dyn Upstreams> {
+        None
+    }
+
+    /// What came back from upstream, before anything is sent to the client: a reply returned
+    /// here is sent instead (through `response_head`, like a request-phase reply), and the
+    /// upstream's body is dropped unread (its connection is then not reused). A reply to a
+    /// request whose body went upstream closes the connection.
+    fn upstream_answer(
+        &self,
+        _ctx: &mut Self::Ctx,
+        _request: &RequestHead,
+        _answer: UpstreamAnswer<'_>,
+    ) -> Option<Reply> {
         None
     }
 
@@ -101,6 +118,17 @@ impl<A: Phases, B: Phases> Phases for (A, B) {
         }
     }
 
+    fn upstream_answer(
+        &self,
+        ctx: &mut Self::Ctx,
+        request: &RequestHead,
+        answer: UpstreamAnswer<'_>,
+    ) -> Option<Reply> {
+        self.0
+            .upstream_answer(&mut ctx.0, request, answer)
+            .or_else(|| self.1.upstream_answer(&mut ctx.1, request, answer))
+    }
+
     fn response_head(
         &self,
         ctx: &mut Self::Ctx,
@@ -116,6 +144,16 @@ impl<A: Phases, B: Phases> Phases for (A, B) {
         self.0.logging(&mut ctx.0, summary);
         self.1.logging(&mut ctx.1, summary);
     }
+}
+
+/// What the upstream phase of an exchange produced.
+#[derive(Debug, Clone, Copy)]
+pub enum UpstreamAnswer<'a> {
+    /// A backend's final response head; its body is still unread.
+    Response(&'a ResponseHead),
+    /// No response: the proxy's own error status (502 unreachable or broken, 503 no backend,
+    /// 504 timeout; a 4xx when the client's request body failed).
+    Failed(u16),
 }
 
 /// Sees the response payload as the origin sent it, decoded (never chunk framing).

@@ -2,7 +2,7 @@
 //! the response-head phase, the head, then the body, straight or through the phases' plan.
 
 use super::exchange::{Done, Refusal, Request};
-use super::phases::{AnsweredBy, BodyPlan, Phases};
+use super::phases::{AnsweredBy, BodyPlan, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
 use super::Relay;
 use crate::http::body::{copy_body_counting, BodyError, Encoding};
@@ -31,6 +31,17 @@ impl<P: Phases> Relay<P> {
             Refusal::status(502, req.client_keep_alive, backend)
         })?;
         let reusable = upstream_reusable(&response, framing);
+        if let Some(reply) =
+            self.phases
+                .upstream_answer(ctx, req.head, UpstreamAnswer::Response(&response))
+        {
+            // The backend answered; its body (if any) is not read, so its connection goes.
+            lease.set(Outcome::Answered);
+            if reusable && framing == BodyFraming::Empty {
+                self.connector.checkin(backend, conn);
+            }
+            return Ok(self.answer_after_upstream(client, req, ctx, reply, Some(backend)));
+        }
 
         let mut plan = BodyPlan::default();
         self.phases
