@@ -54,7 +54,9 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
                 ..PoolConfig::default()
             },
         };
+        let cache = crate::cache::config::check(&config.cache).map_err(|e| (self.err)(None, e))?;
         Ok(Settings {
+            cache,
             listen: server.listen.into_inner(),
             log_level,
             upstream,

@@ -54,6 +54,8 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     /// Timeouts, limits, retries and the pool, as the flags of earlier stages set them too.
     pub tuning: Tuning,
+    /// `[cache]` (stage 7 on).
+    pub cache: crate::cache::config::CacheSettings,
 }
 
 /// One upstream group, resolved.
