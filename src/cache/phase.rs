@@ -448,6 +448,10 @@ impl CachePhases {
             }),
             body: Vec::new(),
             max: self.settings.max_entry_size,
+            expected: response
+                .header("content-length")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.trim().parse().ok()),
             lead: ctx.lead.take(),
         });
     }
@@ -472,7 +476,31 @@ struct Fill {
     parts: Option<Parts>,
     body: Vec<u8>,
     max: u64,
+    /// The declared length: reaching it completes the body before its last bytes are
+    /// written to the client, so a client that has the whole response finds it stored.
+    expected: Option<u64>,
     lead: Option<Lead>,
+}
+
+impl Fill {
+    fn store(&mut self) {
+        let Some(parts) = self.parts.take() else {
+            return;
+        };
+        self.store.insert(
+            &self.key,
+            Entry {
+                head: parts.head,
+                body: std::mem::take(&mut self.body).into(),
+                vary: parts.vary,
+                directives: parts.directives,
+                lifetime: parts.lifetime,
+                initial_age: parts.initial_age,
+                stored_at: parts.stored_at,
+            },
+        );
+        self.lead = None;
+    }
 }
 
 impl BodyObserver for Fill {
@@ -487,23 +515,16 @@ impl BodyObserver for Fill {
             return;
         }
         self.body.extend_from_slice(bytes);
+        if self.expected == Some(self.body.len() as u64) {
+            self.store();
+        }
     }
 
     fn end(&mut self, complete: bool) {
-        if let (true, Some(parts)) = (complete, self.parts.take()) {
-            self.store.insert(
-                &self.key,
-                Entry {
-                    head: parts.head,
-                    body: std::mem::take(&mut self.body).into(),
-                    vary: parts.vary,
-                    directives: parts.directives,
-                    lifetime: parts.lifetime,
-                    initial_age: parts.initial_age,
-                    stored_at: parts.stored_at,
-                },
-            );
+        if complete {
+            self.store();
         }
+        self.parts = None;
         self.lead = None;
     }
 }
