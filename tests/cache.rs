@@ -856,3 +856,143 @@ fn the_cache_flags_and_the_check_mode_work() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `max_sise`"));
 }
+
+/// The cache the Python proxies had, in a few lines, for chapter 07: every GET's 200 kept for
+/// 300 s by path, whatever the origin said.
+mod naive {
+    use super::*;
+    use revproxy::http::{RequestHead, ResponseHead};
+    use revproxy::relay::{BodyObserver, BodyPlan, Client, Phases, Relay, Reply, ReplyBody};
+    use revproxy::server::pool::{Pool, PoolConfig};
+    use revproxy::upstream::{Connector, SingleUpstream, UpstreamTimeouts};
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    pub type Table = Arc<Mutex<HashMap<String, (Instant, Arc<[u8]>)>>>;
+
+    #[derive(Default)]
+    pub struct NaiveCache(Table);
+
+    impl Phases for NaiveCache {
+        type Ctx = ();
+
+        fn request(&self, _: &mut (), head: &mut RequestHead, _: &Client) -> Option<Reply> {
+            let table = self.0.lock().unwrap();
+            let (at, body) = table.get(&head.target)?;
+            (at.elapsed() < Duration::from_secs(300))
+                .then(|| Reply::new(200).body("text/plain", ReplyBody::Shared(body.clone())))
+        }
+
+        fn response_head(
+            &self,
+            _: &mut (),
+            req: &RequestHead,
+            res: &mut ResponseHead,
+            plan: &mut BodyPlan,
+        ) {
+            if req.method == "GET" && res.status == 200 {
+                plan.observe(Fill(self.0.clone(), req.target.clone(), Vec::new()));
+            }
+        }
+    }
+
+    struct Fill(Table, String, Vec<u8>);
+
+    impl BodyObserver for Fill {
+        fn data(&mut self, bytes: &[u8]) {
+            self.2.extend_from_slice(bytes);
+        }
+        fn end(&mut self, _complete: bool) {
+            let body = std::mem::take(&mut self.2).into();
+            self.0
+                .lock()
+                .unwrap()
+                .insert(self.1.clone(), (Instant::now(), body));
+        }
+    }
+
+    /// The naive cache in a relay in front of `origin`, and its table.
+    pub fn start(origin: SocketAddr) -> (SocketAddr, Table) {
+        let cache = NaiveCache::default();
+        let table = cache.0.clone();
+        let timeouts = UpstreamTimeouts {
+            connect: TIMEOUT,
+            read: TIMEOUT,
+            write: TIMEOUT,
+        };
+        let relay = Relay::with_phases(
+            Default::default(),
+            Arc::new(SingleUpstream(origin)),
+            Connector::new(timeouts),
+            cache,
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(&PoolConfig::default()).unwrap();
+        thread::spawn(move || revproxy::server::serve(&listener, &pool, Arc::new(relay)));
+        (addr, table)
+    }
+
+    /// Waits (bounded) until `target` is in the table: it is filled after the client has the
+    /// body.
+    pub fn wait_stored(table: &Table, target: &str) {
+        for _ in 0..500 {
+            if table.lock().unwrap().contains_key(target) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        panic!("{target} never stored");
+    }
+}
+
+#[test]
+fn a_naive_ttl_cache_leaks_a_private_page_and_keeps_no_store_where_stage7_does_not() {
+    let quotes = Arc::new(AtomicUsize::new(0));
+    let q = quotes.clone();
+    let origin = Origin::start(move |head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        Some(match path {
+            "/account" => {
+                let user = header_of(head, "authorization").unwrap_or_default();
+                ok(&["Cache-Control: private"], &format!("account of {user}"))
+            }
+            _ => {
+                let n = q.fetch_add(1, Ordering::SeqCst) + 1;
+                ok(&["Cache-Control: no-store"], &format!("quote {n}"))
+            }
+        })
+    });
+    let (naive, table) = naive::start(origin.addr);
+    let stage7 = proxy("naive", &origin, "");
+    let ask = |addr: SocketAddr, target: &str, user: &str| {
+        let mut c = connect(addr);
+        c.send(
+            format!("GET {target} HTTP/1.1\r\nHost: cache.test\r\nAuthorization: {user}\r\n\r\n")
+                .as_bytes(),
+        );
+        c.read_response("GET").text()
+    };
+    assert_eq!(ask(naive, "/account", "alice"), "account of alice");
+    naive::wait_stored(&table, "/account");
+    assert_eq!(
+        ask(naive, "/account", "bob"),
+        "account of alice",
+        "the naive cache leaks"
+    );
+    assert_eq!(ask(stage7.addr, "/account", "alice"), "account of alice");
+    assert_eq!(ask(stage7.addr, "/account", "bob"), "account of bob");
+    let first = ask(naive, "/quote", "-");
+    naive::wait_stored(&table, "/quote");
+    assert_eq!(
+        ask(naive, "/quote", "-"),
+        first,
+        "the naive cache keeps a no-store answer"
+    );
+    let a = ask(stage7.addr, "/quote", "-");
+    assert_ne!(
+        ask(stage7.addr, "/quote", "-"),
+        a,
+        "stage 7 asks the origin every time"
+    );
+}
