@@ -30,6 +30,8 @@ struct Origin {
     counts: Arc<Mutex<Vec<String>>>,
     heads: Arc<Mutex<Vec<String>>>,
     stopped: Arc<AtomicBool>,
+    /// Every accepted connection, so that `stop` closes kept ones too.
+    conns: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Origin {
@@ -40,11 +42,20 @@ impl Origin {
         let counts = Arc::new(Mutex::new(Vec::new()));
         let heads = Arc::new(Mutex::new(Vec::new()));
         let stopped = Arc::new(AtomicBool::new(false));
-        let (c, h, s) = (counts.clone(), heads.clone(), stopped.clone());
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (c, h, s, k) = (
+            counts.clone(),
+            heads.clone(),
+            stopped.clone(),
+            conns.clone(),
+        );
         thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
                 if s.load(Ordering::SeqCst) {
                     return; // the listener goes with this thread
+                }
+                if let Ok(clone) = stream.try_clone() {
+                    k.lock().unwrap().push(clone);
                 }
                 let (respond, c, h) = (respond.clone(), c.clone(), h.clone());
                 thread::spawn(move || serve(stream, &*respond, &c, &h));
@@ -55,6 +66,7 @@ impl Origin {
             counts,
             heads,
             stopped,
+            conns,
         }
     }
 
@@ -80,7 +92,10 @@ impl Origin {
     fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr); // wakes the accept loop
-                                               // Bounded wait until the port refuses.
+        for conn in self.conns.lock().unwrap().iter() {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+        // Bounded wait until the port refuses.
         for _ in 0..200 {
             if TcpStream::connect(self.addr).is_err() {
                 return;
@@ -91,15 +106,27 @@ impl Origin {
     }
 }
 
+/// Serves one connection, then shuts it down (a clone is kept for `stop`, so dropping this
+/// one would not close it).
 fn serve(
     mut s: TcpStream,
     respond: &Respond,
     counts: &Mutex<Vec<String>>,
     heads: &Mutex<Vec<String>>,
 ) {
+    serve_until_done(&mut s, respond, counts, heads);
+    let _ = s.shutdown(std::net::Shutdown::Both);
+}
+
+fn serve_until_done(
+    s: &mut TcpStream,
+    respond: &Respond,
+    counts: &Mutex<Vec<String>>,
+    heads: &Mutex<Vec<String>>,
+) {
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
     loop {
-        let head = read_request_head(&mut s);
+        let head = read_request_head(s);
         if head.is_empty() {
             return;
         }
@@ -111,7 +138,7 @@ fn serve(
         if let Some(len) = header_of(&text, "content-length").and_then(|v| v.parse::<usize>().ok())
         {
             let mut body = vec![0; len];
-            let _ = std::io::Read::read_exact(&mut s, &mut body);
+            let _ = std::io::Read::read_exact(s, &mut body);
         }
         match respond(&text) {
             // "CLOSE:" first: send the rest, then close (a body that breaks off).

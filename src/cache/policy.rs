@@ -65,7 +65,8 @@ pub fn storable(
     if declared.is_some_and(|n| n > max_entry_size) {
         return Err(NotStored::TooLarge);
     }
-    if lifetime.duration.is_zero() && !has_validator(response) {
+    // `no-cache` means "revalidate every time": without a validator that is "never reuse".
+    if (lifetime.duration.is_zero() || cc.no_cache) && !has_validator(response) {
         return Err(NotStored::Useless);
     }
     Ok(())
