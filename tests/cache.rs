@@ -1023,3 +1023,37 @@ fn a_naive_ttl_cache_leaks_a_private_page_and_keeps_no_store_where_stage7_does_n
         "stage 7 asks the origin every time"
     );
 }
+
+#[test]
+fn a_range_request_is_answered_206_from_a_stored_200() {
+    let origin = Origin::start(|head| {
+        Some(if header_of(head, "range").is_some() {
+            "HTTP/1.1 206 Partial Content\r\nCache-Control: max-age=60\r\nContent-Range: bytes 0-1/10\r\nContent-Length: 2\r\n\r\n01".into()
+        } else {
+            ok(&["Cache-Control: max-age=60"], "0123456789")
+        })
+    });
+    let p = proxy("range", &origin, "");
+    // A miss with Range goes to the origin as it is, and its 206 is not stored.
+    let res = request(&p, "GET", "/r", &["Range: bytes=0-1"]);
+    assert_eq!((res.status, x_cache(&res)), (206, "BYPASS"));
+    get(&p, "/r");
+    assert_eq!(origin.count("/r"), 2);
+    let part = request(&p, "GET", "/r", &["Range: bytes=2-4"]);
+    assert_eq!(
+        (part.status, part.text().as_str(), x_cache(&part)),
+        (206, "234", "HIT")
+    );
+    assert_eq!(part.header("content-range"), Some("bytes 2-4/10"));
+    let tail = request(&p, "GET", "/r", &["Range: bytes=-3"]);
+    assert_eq!((tail.status, tail.text().as_str()), (206, "789"));
+    let outside = request(&p, "GET", "/r", &["Range: bytes=20-"]);
+    assert_eq!(
+        (outside.status, outside.header("content-range")),
+        (416, Some("bytes */10"))
+    );
+    assert_eq!(origin.count("/r"), 2, "all answered from the stored 200");
+    // Several ranges are left to the origin.
+    request(&p, "GET", "/r", &["Range: bytes=0-1,3-4"]);
+    assert_eq!(origin.count("/r"), 3);
+}

@@ -15,10 +15,11 @@
 //! -c`; `--cache-size BYTES` and `--cache-ttl SECONDS` override `[cache]`; `--debug` prints
 //! the cache's counters every 5 s.
 //!
-//! Known limits: memory only; `Range` requests and methods other than GET and HEAD pass
-//! through (no 206 built from a stored 200); a HEAD miss is not converted to a GET to fill the
-//! cache; `stale-while-revalidate` is not implemented (phases cannot start a background
-//! request); responses with `Set-Cookie` are not stored (as with nginx).
+//! Known limits: memory only; a `Range` request is answered `206` from a fresh stored `200`
+//! and otherwise passes through unstored (several ranges, `If-Range`); a HEAD miss is not
+//! converted to a GET to fill the cache; `stale-while-revalidate` is not implemented (phases
+//! cannot start a background request); responses with `Set-Cookie` are not stored (as with
+//! nginx); a request waiting on a concurrent miss holds its worker (at most 5 s).
 
 use std::process::ExitCode;
 use std::time::Duration;

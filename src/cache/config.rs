@@ -86,3 +86,37 @@ pub fn check(section: &CacheSection) -> Result<CacheSettings, String> {
         lock_timeout: Duration::from_millis(section.lock_timeout_ms),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use std::path::Path;
+
+    const UPSTREAM: &str = "[upstreams.app]\nservers = [\"127.0.0.1:8000\"]\n";
+
+    #[test]
+    fn the_cache_section_is_read_checked_and_off_by_default() {
+        let s = parse(UPSTREAM, Path::new("p.toml")).unwrap();
+        assert!(!s.cache.enabled);
+        assert_eq!(s.cache.default_ttl, None);
+        let text = format!("{UPSTREAM}[cache]\nenabled = true\nmax_size = 1000\nmax_entry_size = 100\ndefault_ttl = 30\n");
+        let s = parse(&text, Path::new("p.toml")).unwrap();
+        assert!(s.cache.enabled);
+        assert_eq!((s.cache.max_size, s.cache.max_entry_size), (1000, 100));
+        assert_eq!(
+            s.cache.default_ttl,
+            Some(std::time::Duration::from_secs(30))
+        );
+        for (bad, want) in [
+            ("max_sise = 1\n", "p.toml:4:1: unknown field `max_sise`"),
+            (
+                "max_size = 10\nmax_entry_size = 100\n",
+                "max_entry_size must be from 1 to max_size",
+            ),
+            ("max_entries = 0\n", "at least 1"),
+        ] {
+            let err = parse(&format!("{UPSTREAM}[cache]\n{bad}"), Path::new("p.toml")).unwrap_err();
+            assert!(err.to_string().contains(want), "{bad:?}: {err}");
+        }
+    }
+}

@@ -33,7 +33,7 @@ pub enum Label {
     /// Served stale: the client accepts it (`max-stale`) or the origin failed
     /// (`stale-if-error`).
     Stale,
-    /// Not for the cache (another method, a `Range` request).
+    /// Not for the cache (another method, a `Range` request it cannot answer).
     Bypass,
 }
 
@@ -118,12 +118,7 @@ impl CachePhases {
         let age = entry.age();
         let lifetime = entry.lifetime.duration;
         let revalidate_always = entry.directives.no_cache || rcc.no_cache;
-        let within_max_age = rcc.max_age.is_none_or(|m| age <= m);
-        let fresh_enough = age < lifetime
-            && !revalidate_always
-            && within_max_age
-            && rcc.min_fresh.is_none_or(|m| lifetime - age >= m);
-        if fresh_enough {
+        if fresh_for(&entry, rcc) {
             return Lookup::Serve(self.serve(ctx, &entry, Label::Hit, head, true));
         }
         let staleness = age.saturating_sub(lifetime);
@@ -205,6 +200,35 @@ impl CachePhases {
             body: ReplyBody::Shared(Arc::clone(&entry.body)),
             close: false,
         }
+    }
+
+    /// A `Range` request: a `206` (or `416`) cut from a fresh stored `200`; anything else
+    /// goes to the origin as it is, and its answer is not stored.
+    fn range(
+        &self,
+        ctx: &mut CacheCtx,
+        head: &RequestHead,
+        key: &str,
+        range: &[u8],
+    ) -> Option<Reply> {
+        ctx.label = Some(Label::Bypass);
+        // If-Range needs a strong validator match: left to the origin.
+        if head.header("if-range").is_some() || head.method != "GET" && head.method != "HEAD" {
+            return None;
+        }
+        let entry = self.store.get(key, head)?;
+        if entry.head.status != 200 || !fresh_for(&entry, &ctx.request_cc) {
+            return None;
+        }
+        let spec = byte_range(range, entry.body.len());
+        if spec == ByteRange::Several {
+            return None;
+        }
+        let reply = self.serve(ctx, &entry, Label::Hit, head, true);
+        if spec == ByteRange::Ignored || reply.status() != 200 {
+            return Some(reply); // the whole body, or a 304
+        }
+        Some(ranged(reply, &spec))
     }
 
     /// The stale entry, if the origin's failure may be answered with it (RFC 5861).
@@ -293,12 +317,10 @@ impl Phases for CachePhases {
                 return None;
             }
         }
-        if head.header("range").is_some() {
-            // Ranges are passed through: 206 from a stored 200 is not built.
-            ctx.label = Some(Label::Bypass);
-            return None;
-        }
         ctx.request_cc = RequestDirectives::parse(head);
+        if let Some(range) = head.header("range") {
+            return self.range(ctx, head, &key, range);
+        }
         ctx.may_store = head.method == "GET" && !ctx.request_cc.no_store;
         // Two turns at most: look up; on a miss another request leads, wait for it, look again.
         let mut waited = false;
@@ -536,6 +558,99 @@ fn header(name: &str, value: &[u8]) -> Header {
     }
 }
 
+/// Whether `entry` may be served without asking the origin, for a request with `rcc`.
+fn fresh_for(entry: &Entry, rcc: &RequestDirectives) -> bool {
+    let age = entry.age();
+    let lifetime = entry.lifetime.duration;
+    age < lifetime
+        && !entry.directives.no_cache
+        && !rcc.no_cache
+        && rcc.max_age.is_none_or(|m| age <= m)
+        && rcc.min_fresh.is_none_or(|m| lifetime - age >= m)
+}
+
+/// A `Range` request's one byte range, as RFC 9110 section 14.1.2 writes it.
+#[derive(Debug, PartialEq, Eq)]
+enum ByteRange {
+    /// First and last byte, both inside the body.
+    Satisfiable(usize, usize),
+    Unsatisfiable,
+    /// Several ranges: left to the origin.
+    Several,
+    /// Not a bytes range we can read: ignored, as a server may (the whole body is sent).
+    Ignored,
+}
+
+fn byte_range(value: &[u8], len: usize) -> ByteRange {
+    let Some(spec) = std::str::from_utf8(value).ok().and_then(|v| {
+        let v = v.trim();
+        v.get(..6)
+            .filter(|p| p.eq_ignore_ascii_case("bytes="))
+            .map(|_| &v[6..])
+    }) else {
+        return ByteRange::Ignored;
+    };
+    if spec.contains(',') {
+        return ByteRange::Several;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return ByteRange::Ignored;
+    };
+    let number = |t: &str| -> Option<usize> {
+        (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().unwrap_or(usize::MAX))
+    };
+    match (number(first), number(last), first.is_empty()) {
+        // bytes=-N: the last N bytes
+        (None, Some(n), true) if n > 0 && len > 0 => {
+            ByteRange::Satisfiable(len.saturating_sub(n), len - 1)
+        }
+        (None, Some(_), true) => ByteRange::Unsatisfiable,
+        (Some(a), None, false) if last.is_empty() => {
+            if a < len {
+                ByteRange::Satisfiable(a, len - 1)
+            } else {
+                ByteRange::Unsatisfiable
+            }
+        }
+        (Some(a), Some(b), _) if a <= b => {
+            if a < len {
+                ByteRange::Satisfiable(a, b.min(len - 1))
+            } else {
+                ByteRange::Unsatisfiable
+            }
+        }
+        _ => ByteRange::Ignored,
+    }
+}
+
+/// Cuts a full reply from an entry to the range (RFC 9110 section 15.3.7), or answers 416.
+fn ranged(mut reply: Reply, range: &ByteRange) -> Reply {
+    let body = reply.body.as_bytes();
+    let len = body.len();
+    match *range {
+        ByteRange::Satisfiable(first, last) => {
+            let part = body[first..=last].to_vec();
+            reply.head.status = 206;
+            reply.head.reason = "Partial Content".to_owned();
+            reply.head.headers.push(header(
+                "Content-Range",
+                format!("bytes {first}-{last}/{len}").as_bytes(),
+            ));
+            reply.body = ReplyBody::Owned(part);
+            reply
+        }
+        _ => {
+            let mut refusal = Reply::new(416);
+            refusal
+                .head
+                .headers
+                .push(header("Content-Range", format!("bytes */{len}").as_bytes()));
+            refusal
+        }
+    }
+}
+
 /// Whether the client made its request conditional itself.
 fn conditional(request: &RequestHead) -> bool {
     [
@@ -611,6 +726,29 @@ fn same_origin_key(origin: &str, value: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_ranges_table() {
+        use ByteRange::*;
+        let table: &[(&str, usize, ByteRange)] = &[
+            ("bytes=0-4", 10, Satisfiable(0, 4)),
+            ("Bytes=2-", 10, Satisfiable(2, 9)),
+            ("bytes=-3", 10, Satisfiable(7, 9)),
+            ("bytes=-30", 10, Satisfiable(0, 9)),
+            ("bytes=5-100", 10, Satisfiable(5, 9)),
+            ("bytes=10-", 10, Unsatisfiable),
+            ("bytes=10-12", 10, Unsatisfiable),
+            ("bytes=-0", 10, Unsatisfiable),
+            ("bytes=0-1,4-5", 10, Several),
+            ("bytes=5-2", 10, Ignored),
+            ("items=0-1", 10, Ignored),
+            ("bytes=a-b", 10, Ignored),
+            ("bytes=-", 10, Ignored),
+        ];
+        for (value, len, want) in table {
+            assert_eq!(&byte_range(value.as_bytes(), *len), want, "{value}");
+        }
+    }
 
     #[test]
     fn weak_comparison_ignores_w_slash() {
