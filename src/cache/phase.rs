@@ -347,6 +347,8 @@ impl Phases for CachePhases {
                     // Landed or not, look again; a second miss goes upstream itself.
                     flight.wait(self.settings.lock_timeout);
                     waited = true;
+                    // The wait is not time in transit: the age counts from here.
+                    ctx.request_time = Some(SystemTime::now());
                 }
             }
         }
@@ -440,8 +442,10 @@ impl CachePhases {
         );
         if let Err(reason) = verdict {
             log::debug!("cache: not storing {key}: {reason:?}");
-            // A new answer the cache may not keep replaces nothing: the old one goes.
-            if let Some(old) = ctx.stale.take() {
+            // A new representation the cache may not keep makes the stored one outdated; a
+            // 304 to the client's own conditional, or an error, does not.
+            let replaced = (200..300).contains(&response.status) && response.status != 206;
+            if let (true, Some(old)) = (replaced, ctx.stale.take()) {
                 self.store.remove_entry(key, &old);
             }
             ctx.lead = None; // waiters go upstream themselves
