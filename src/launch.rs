@@ -111,6 +111,11 @@ fn run<P: Phases, F: FnOnce(&Settings) -> Result<P, String>>(
         )
         .map_err(|e| format!("cannot start the --debug table: {e}"))?;
     }
+    // Phases see the address actually bound (a port 0 resolved): a cache that refreshes an
+    // entry in the background sends the request to the proxy itself.
+    if let Ok(addr) = listener.local_addr() {
+        settings.listen = addr.to_string();
+    }
     let phases = phases(&settings)?;
     let relay = Relay::with_phases(
         settings.tuning.relay_config(),

@@ -1061,3 +1061,55 @@ fn a_range_request_is_answered_206_from_a_stored_200() {
     request(&p, "GET", "/r", &["Range: bytes=0-1,3-4"]);
     assert_eq!(origin.count("/r"), 3);
 }
+
+#[test]
+fn stale_while_revalidate_serves_the_stale_copy_and_refreshes_it_once_in_the_background() {
+    let origin = Origin::start(|head| {
+        Some(if header_of(head, "if-none-match").is_some() {
+            "HTTP/1.1 304 Not Modified\r\nCache-Control: max-age=100\r\nX-Version: 2\r\n\r\n"
+                .to_owned()
+        } else {
+            ok(
+                &[
+                    &format!("Date: {}", date(-10)),
+                    "Cache-Control: max-age=1, stale-while-revalidate=600",
+                    "ETag: \"v1\"",
+                    "X-Version: 1",
+                ],
+                "swr body",
+            )
+        })
+    });
+    let p = proxy("swr", &origin, "");
+    get(&p, "/w");
+    let res = get(&p, "/w");
+    assert_eq!((x_cache(&res), res.text().as_str()), ("STALE", "swr body"));
+    // Until the refresh lands, more stale hits (they start no second refresh).
+    for _ in 0..3 {
+        let res = get(&p, "/w");
+        assert!(matches!(x_cache(&res), "STALE" | "HIT"), "{res:?}");
+        assert_eq!(res.text(), "swr body");
+    }
+    // Bounded wait for the background refresh to be stored.
+    let mut refreshed = None;
+    for _ in 0..500 {
+        let res = get(&p, "/w");
+        if res.header("x-version") == Some("2") {
+            refreshed = Some(res);
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let res = refreshed.expect("the entry was refreshed in the background");
+    assert_eq!(x_cache(&res), "HIT");
+    assert!(
+        origin.last_head().contains("If-None-Match: \"v1\""),
+        "{}",
+        origin.last_head()
+    );
+    assert_eq!(
+        origin.count("/w"),
+        2,
+        "one background refresh, however many stale hits"
+    );
+}

@@ -17,8 +17,8 @@
 //!
 //! Known limits: memory only; a `Range` request is answered `206` from a fresh stored `200`
 //! and otherwise passes through unstored (several ranges, `If-Range`); a HEAD miss is not
-//! converted to a GET to fill the cache; `stale-while-revalidate` is not implemented (phases
-//! cannot start a background request); responses with `Set-Cookie` are not stored (as with
+//! converted to a GET to fill the cache; a `stale-while-revalidate` refresh is a request to
+//! the proxy itself (its origin sees it come from the proxy); responses with `Set-Cookie` are not stored (as with
 //! nginx); a request waiting on a concurrent miss holds its worker (at most 5 s).
 
 use std::process::ExitCode;
@@ -67,7 +67,8 @@ fn main() -> ExitCode {
         Ok(())
     };
     launch::main("stage7", &args.config, adjust, |settings| {
-        let phases = CachePhases::new(&settings.cache);
+        let phases =
+            CachePhases::new(&settings.cache).refreshing_through(settings.listen.parse().ok());
         if debug {
             let stats = phases.stats_source();
             std::thread::Builder::new()

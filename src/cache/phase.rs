@@ -3,6 +3,8 @@
 //! from the entry in the upstream-answer phase, and keep a copy of a storable miss with a body
 //! observer while it streams to the client.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -55,6 +57,9 @@ pub struct CachePhases {
     store: Arc<Store>,
     flights: Arc<Flights>,
     settings: CacheSettings,
+    /// The proxy's own address, where a `stale-while-revalidate` refresh is sent; `None`:
+    /// no background refreshes.
+    refresh_via: Option<SocketAddr>,
 }
 
 /// What the cache keeps between the hooks of one exchange.
@@ -97,6 +102,62 @@ impl CachePhases {
             })),
             flights: Arc::new(Flights::default()),
             settings: settings.clone(),
+            refresh_via: None,
+        }
+    }
+
+    /// Turns on `stale-while-revalidate`: the one background refresh of an entry is a request
+    /// to `proxy` (this proxy's listening address), which revalidates it like any request
+    /// that will not take a stale copy.
+    pub fn refreshing_through(mut self, proxy: Option<SocketAddr>) -> CachePhases {
+        self.refresh_via = proxy;
+        self
+    }
+
+    /// Starts the background refresh of `key` unless one runs already.
+    fn refresh_in_background(&self, proxy: SocketAddr, key: &str, head: &RequestHead) {
+        let Joined::Lead(lead) = self.flights.join(&format!("refresh {key}")) else {
+            return;
+        };
+        // The client's fields, less those about its own connection, conditions or cache
+        // wishes: the refresh must reach the origin and select the same variant.
+        const SKIP: &[&str] = &[
+            "cache-control",
+            "pragma",
+            "connection",
+            "keep-alive",
+            "te",
+            "upgrade",
+            "expect",
+            "content-length",
+            "transfer-encoding",
+            "if-none-match",
+            "if-modified-since",
+            "if-match",
+            "if-unmodified-since",
+            "if-range",
+            "range",
+        ];
+        let mut request = format!("GET {} HTTP/1.1\r\n", head.target).into_bytes();
+        for h in &head.headers {
+            if !SKIP.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
+                request.extend_from_slice(h.name.as_bytes());
+                request.extend_from_slice(b": ");
+                request.extend_from_slice(&h.value);
+                request.extend_from_slice(b"\r\n");
+            }
+        }
+        request.extend_from_slice(b"Cache-Control: max-age=0\r\nConnection: close\r\n\r\n");
+        let spawned = std::thread::Builder::new()
+            .name("cache-refresh".into())
+            .spawn(move || {
+                let _lead = lead; // released when the refresh is over
+                if let Err(err) = refresh(proxy, &request) {
+                    log::warn!("cache: background refresh failed: {err}");
+                }
+            });
+        if let Err(err) = spawned {
+            log::warn!("cache: cannot start a background refresh: {err}");
         }
     }
 
@@ -133,6 +194,19 @@ impl CachePhases {
             && !entry.directives.no_stale()
         {
             return Lookup::Serve(self.serve(ctx, &entry, Label::Stale, head, true));
+        }
+        // RFC 5861: within the window, this client gets the stale copy at once and one
+        // request refreshes it meanwhile. Not for a client that asked for fresher.
+        let while_revalidating = entry
+            .directives
+            .stale_while_revalidate
+            .is_some_and(|window| staleness <= window);
+        if let (true, Some(proxy)) = (while_revalidating, self.refresh_via) {
+            let wants_fresher = rcc.max_age.is_some() || rcc.min_fresh.is_some();
+            if !revalidate_always && !wants_fresher && !entry.directives.no_stale() {
+                self.refresh_in_background(proxy, key, head);
+                return Lookup::Serve(self.serve(ctx, &entry, Label::Stale, head, true));
+            }
         }
         if rcc.only_if_cached {
             ctx.label = Some(Label::Miss);
@@ -553,6 +627,19 @@ impl BodyObserver for Fill {
         self.parts = None;
         self.lead = None;
     }
+}
+
+/// One refresh request through the proxy; the answer is read to its end and dropped (the
+/// proxy stored it on the way).
+fn refresh(proxy: SocketAddr, request: &[u8]) -> std::io::Result<()> {
+    const LIMIT: Duration = Duration::from_secs(30);
+    let mut conn = TcpStream::connect_timeout(&proxy, LIMIT)?;
+    conn.set_read_timeout(Some(LIMIT))?;
+    conn.set_write_timeout(Some(LIMIT))?;
+    conn.write_all(request)?;
+    // Connection: close, so the answer ends with the connection; bounded all the same.
+    std::io::copy(&mut (&mut conn).take(1 << 30), &mut std::io::sink())?;
+    Ok(())
 }
 
 fn header(name: &str, value: &[u8]) -> Header {
