@@ -683,6 +683,22 @@ fn request_directives_are_honoured_and_unknown_ones_ignored() {
 }
 
 #[test]
+fn a_stored_204_is_served_without_a_body_or_length() {
+    let origin = Origin::start(|_| {
+        Some("HTTP/1.1 204 No Content\r\nCache-Control: max-age=60\r\n\r\n".into())
+    });
+    let p = proxy("204", &origin, "");
+    let mut c = connect(p.addr);
+    for want in ["MISS", "HIT", "HIT"] {
+        c.send(b"GET /n HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+        let res = c.read_response("GET");
+        assert_eq!((res.status, x_cache(&res)), (204, want));
+        assert_eq!(res.header("content-length"), None);
+    }
+    assert_eq!(origin.count("/n"), 1);
+}
+
+#[test]
 fn head_is_answered_from_a_stored_get() {
     let origin = table_origin(vec![("/h", vec!["Cache-Control: max-age=60".into()])]);
     let p = proxy("head", &origin, "");

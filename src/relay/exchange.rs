@@ -208,7 +208,10 @@ impl<P: Phases> Relay<P> {
             .response_head(ctx, req.head, &mut reply.head, &mut plan);
         let head_only = req.head.method == "HEAD" || matches!(reply.status(), 204 | 304);
         let body = reply.body.as_bytes();
-        let framing = if plan.keeps_length() {
+        // A 204 carries no Content-Length at all (RFC 9110 section 8.6), e.g. a stored one.
+        let framing = if reply.status() == 204 {
+            Framing::NoBody
+        } else if plan.keeps_length() {
             Framing::Length(body.len() as u64)
         } else if head_only {
             Framing::NoBody
