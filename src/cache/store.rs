@@ -12,7 +12,7 @@ use lru::LruCache;
 use super::control::ResponseDirectives;
 use super::freshness::Lifetime;
 use crate::http::head::Headers;
-use crate::http::{Header, RequestHead, ResponseHead};
+use crate::http::{RequestHead, ResponseHead};
 
 /// Variants kept per URL: a `Vary: User-Agent` must not fill the cache with one URL.
 const MAX_VARIANTS: usize = 8;
@@ -341,39 +341,40 @@ impl Drop for Lead {
     }
 }
 
-/// A stored entry made from parts (tests and the phase).
-pub fn entry(
-    head: ResponseHead,
-    body: Arc<[u8]>,
-    vary: Vec<(String, Vec<u8>)>,
-    lifetime: Lifetime,
-    initial_age: Duration,
-) -> Entry {
-    let directives = ResponseDirectives::parse(&head);
-    Entry {
-        head,
-        body,
-        vary,
-        directives,
-        lifetime,
-        initial_age,
-        stored_at: Instant::now(),
-    }
-}
-
-/// One header by name, for building heads in tests.
-pub fn header(name: &str, value: &[u8]) -> Header {
-    Header {
-        name: name.to_owned(),
-        value: value.to_vec(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::freshness::Source;
     use super::*;
+    use crate::http::Header;
     use std::thread;
+
+    /// A stored entry made from parts.
+    fn entry(
+        head: ResponseHead,
+        body: Arc<[u8]>,
+        vary: Vec<(String, Vec<u8>)>,
+        lifetime: Lifetime,
+        initial_age: Duration,
+    ) -> Entry {
+        let directives = ResponseDirectives::parse(&head);
+        Entry {
+            head,
+            body,
+            vary,
+            directives,
+            lifetime,
+            initial_age,
+            stored_at: Instant::now(),
+        }
+    }
+
+    /// One header by name, for building heads in tests.
+    fn header(name: &str, value: &[u8]) -> Header {
+        Header {
+            name: name.to_owned(),
+            value: value.to_vec(),
+        }
+    }
 
     fn fresh() -> Lifetime {
         Lifetime {
