@@ -201,7 +201,8 @@ impl Connector {
 /// with no wait answers it (rather than toggling non-blocking mode around a `peek`: three
 /// system calls).
 fn still_idle(transport: &dyn Transport) -> bool {
-    !transport.has_buffered() && !sys::readable_now(transport.as_fd())
+    // A failed `poll` says nothing good about the connection: not reused.
+    !transport.has_buffered() && matches!(sys::poll_now(transport.as_fd()), Ok(false))
 }
 
 #[cfg(test)]

@@ -373,7 +373,19 @@ fn the_logging_phase_counts_a_408_and_a_pool_full_503() {
     queued.send(b"GET /queued HTTP/1.1\r\nHost: t\r\n\r\n");
     // The accept loop takes connections in order, so `queued` is in the queue before this one.
     let mut refused = connect(h.addr);
-    assert_eq!(refused.read_response("GET").status, 503);
+    let res = refused.read_response("GET");
+    assert_eq!(res.status, 503);
+    let names: Vec<&str> = res.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Content-Type",
+            "Retry-After",
+            "Content-Length",
+            "Connection"
+        ],
+        "the same bytes as before replies were `Reply`s"
+    );
     assert_eq!(
         h.logged.recv_timeout(TIMEOUT).unwrap(),
         (503, AnsweredBy::Proxy, false, 0)

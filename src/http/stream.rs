@@ -73,7 +73,7 @@ impl Transport for TcpStream {
     fn read_now(&mut self, out: &mut [u8]) -> io::Result<Option<usize>> {
         // One `poll` with no wait rather than toggling O_NONBLOCK twice: one system call
         // fewer, and the socket stays in blocking mode for the worker that serves it next.
-        if !sys::readable_now(self.as_fd()) {
+        if !sys::poll_now(self.as_fd())? {
             return Ok(None);
         }
         loop {

@@ -125,18 +125,23 @@ impl<P: Phases> Relay<P> {
             if req.body_pending {
                 self.send_body(client, req, &mut conn, lease)?;
             }
-            match self.read_final_head(client, req, &mut conn) {
+            let mut interim_seen = false;
+            let head = self.read_final_head(client, req, &mut conn, &mut interim_seen);
+            // An interim response (a 103 already forwarded) shows the backend saw the request.
+            let silent =
+                |err: &HttpError, conn: &UpstreamConn| !interim_seen && nothing_received(err, conn);
+            match head {
                 Ok(response) => return Ok((conn, response)),
                 // A kept connection the backend closed or reset just as the request went out.
                 // It may have seen the request, so only a replayable one is sent again.
-                Err(err) if reused && replayable(req) && nothing_received(&err, &conn) => {
+                Err(err) if reused && replayable(req) && silent(&err, &conn) => {
                     conn = self
                         .connector
                         .connect(backend)
                         .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
                     reused = false;
                 }
-                Err(err) if replayable(req) && nothing_received(&err, &conn) => {
+                Err(err) if replayable(req) && silent(&err, &conn) => {
                     // The backend dropped the connection without a byte of response. A
                     // request without a body whose method is idempotent can safely go to
                     // the next backend; anything else might have had an effect already.
@@ -245,12 +250,14 @@ impl<P: Phases> Relay<P> {
         client: &mut BufStream<S>,
         req: &Request<'_>,
         conn: &mut UpstreamConn,
+        interim_seen: &mut bool,
     ) -> Result<ResponseHead, HttpError> {
         // A backend streaming interim responses forever must not hold the thread.
         const MAX_INTERIM: usize = 16;
         let timeout = self.connector.timeouts().read;
         for _ in 0..MAX_INTERIM {
             let head = read_response_head(conn, &self.upstream_limits, Some(timeout))?;
+            *interim_seen |= head.status < 200;
             match head.status {
                 101 => return Err(HttpError::BadSyntax("upgrade not requested")),
                 100 => continue,

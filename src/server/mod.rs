@@ -105,9 +105,10 @@ impl ConnectionModel for Sequential {
 /// that is full. Never blocks, because the caller is the accept loop, which must stay free to
 /// refuse the next client too.
 pub fn refuse_busy(stream: TcpStream, peer: SocketAddr, handler: &dyn ConnectionHandler) {
+    // Content-Type first, then Retry-After: the same bytes as before replies were `Reply`s.
     let reply = Reply::new(503)
-        .header("Retry-After", "1")
-        .text("503 Service Unavailable: the proxy is at capacity, retry shortly\n");
+        .text("503 Service Unavailable: the proxy is at capacity, retry shortly\n")
+        .header("Retry-After", "1");
     refuse_now(stream, peer, &reply, handler);
 }
 
