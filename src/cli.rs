@@ -1,6 +1,6 @@
 //! Flags every stage shares, and turning them into library settings.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -187,7 +187,13 @@ pub fn parse_count(text: &str) -> Result<usize, String> {
 
 /// Resolves `host:port` to one socket address.
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    addr.to_socket_addrs()
+    // Under `cargo fuzz` (which sets `--cfg fuzzing`) names are not looked up: the config
+    // fuzzer would otherwise send a DNS query for every string it invents, and wait on each.
+    #[cfg(fuzzing)]
+    let found = addr.parse::<SocketAddr>().map(std::iter::once);
+    #[cfg(not(fuzzing))]
+    let found = std::net::ToSocketAddrs::to_socket_addrs(addr);
+    found
         .map_err(|e| format!("cannot resolve '{addr}': {e}"))?
         .next()
         .ok_or_else(|| format!("'{addr}' resolves to no address"))
