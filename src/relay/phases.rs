@@ -143,14 +143,17 @@ pub trait BodyTransform: Send {
     fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()>;
 }
 
+type Observers = Vec<Box<dyn BodyObserver>>;
+type Transforms = Vec<Box<dyn BodyTransform>>;
+
 /// What happens to a response body on its way: observers first (they see the identity body),
 /// then transforms in order. A plan with a transform re-frames the body (chunked for
 /// HTTP/1.1, close-delimited for HTTP/1.0) and drops `Content-Length`, since the length
 /// changes. An empty plan costs nothing: the body is copied as before.
 #[derive(Default)]
 pub struct BodyPlan {
-    pub(super) observers: Vec<Box<dyn BodyObserver>>,
-    pub(super) transforms: Vec<Box<dyn BodyTransform>>,
+    observers: Observers,
+    transforms: Transforms,
 }
 
 impl BodyPlan {
@@ -182,7 +185,7 @@ impl BodyPlan {
 
     /// Hands the observers and transforms to the body pipeline, which then owns the promise
     /// to end every observer.
-    pub(super) fn take(&mut self) -> (Vec<Box<dyn BodyObserver>>, Vec<Box<dyn BodyTransform>>) {
+    pub(super) fn take(&mut self) -> (Observers, Transforms) {
         (
             std::mem::take(&mut self.observers),
             std::mem::take(&mut self.transforms),
