@@ -35,7 +35,15 @@ fuzz_target!(|data: &[u8]| {
     if leading <= MAX_LEADING && input.len() < limits.max_head {
         let parsed = parse_response(&input[leading..], limits.max_headers);
         match (&read, &parsed) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b, "reader and parser disagree"),
+            (Ok(a), Ok(b)) => {
+                // The reader stamps a `Date` on a response that has none (RFC 9110 section
+                // 6.6.1); apart from that the two agree.
+                let mut a = a.clone();
+                if b.header("date").is_none() {
+                    a.headers.retain(|h| !h.name.eq_ignore_ascii_case("date"));
+                }
+                assert_eq!(&a, b, "reader and parser disagree")
+            }
             (Ok(_), Err(e)) => panic!("reader accepted a head the parser refuses: {e}"),
             (Err(e), Ok(_)) if !matches!(e, HttpError::Closed | HttpError::Truncated) => {
                 panic!("reader refused ({e}) a head the parser accepts")
