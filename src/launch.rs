@@ -97,8 +97,8 @@ fn run<P: Phases, F: FnOnce(&Settings) -> Result<P, String>>(
     };
     let listen = args.listen.as_deref().unwrap_or(&settings.listen);
     let listener = server::bind(listen).map_err(|e| e.to_string())?;
-    let pool =
-        Pool::new(&settings.tuning.pool).map_err(|e| format!("cannot start the pool: {e}"))?;
+    let tuning = settings.tuning();
+    let pool = Pool::new(&tuning.pool).map_err(|e| format!("cannot start the pool: {e}"))?;
     let addrs: Vec<_> = settings.upstream.servers.iter().map(|s| s.addr).collect();
     cli::announce(program, &listener, &addrs)?;
     let upstream = MonitoredUpstream::start(&settings.upstream)
@@ -118,9 +118,9 @@ fn run<P: Phases, F: FnOnce(&Settings) -> Result<P, String>>(
     }
     let phases = phases(&settings)?;
     let relay = Relay::with_phases(
-        settings.tuning.relay_config(),
+        tuning.relay_config(),
         upstream.balancer.clone(),
-        Connector::new(settings.tuning.upstream_timeouts()),
+        Connector::new(tuning.upstream_timeouts()),
         phases,
     );
     server::serve(&listener, &pool, Arc::new(relay));

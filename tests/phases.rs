@@ -23,8 +23,9 @@ use revproxy::server::{self, ConnectionHandler};
 use revproxy::upstream::{Connector, SingleUpstream, UpstreamTimeouts, Upstreams};
 use support::{connect, dead_addr, raw_backend, read_request_head, TIMEOUT};
 
-/// What the logging phase saw: status, who answered, whether a request head was read.
-type Logged = (u16, AnsweredBy, bool);
+/// What the logging phase saw: status, who answered, whether a request head was read, and
+/// the body bytes the client was sent.
+type Logged = (u16, AnsweredBy, bool, u64);
 
 struct TestPhases {
     second: SingleUpstream,
@@ -102,6 +103,7 @@ impl Phases for TestPhases {
             summary.status,
             summary.answered_by,
             summary.request.is_some(),
+            summary.body_bytes,
         );
         let _ = self.logged.lock().unwrap().send(entry);
     }
@@ -277,9 +279,9 @@ fn a_request_phase_answers_itself_and_the_connection_stays_usable() {
     assert_eq!(
         answered,
         vec![
-            (418, AnsweredBy::Phase, true),
-            (418, AnsweredBy::Phase, true),
-            (200, AnsweredBy::Upstream, true)
+            (418, AnsweredBy::Phase, true, 13),
+            (418, AnsweredBy::Phase, true, 0),
+            (200, AnsweredBy::Upstream, true, 6)
         ]
     );
 }
@@ -310,10 +312,10 @@ fn an_upstream_answer_phase_replaces_a_500_and_an_unreachable_backend() {
     assert_eq!(
         logged,
         vec![
-            (200, AnsweredBy::Phase, true),
-            (200, AnsweredBy::Upstream, true),
-            (200, AnsweredBy::Phase, true),
-            (502, AnsweredBy::Proxy, true)
+            (200, AnsweredBy::Phase, true, 9),
+            (200, AnsweredBy::Upstream, true, 6),
+            (200, AnsweredBy::Phase, true, 9),
+            (502, AnsweredBy::Proxy, true, 0)
         ]
     );
 }
@@ -387,6 +389,14 @@ fn an_observer_sees_a_complete_body_once_and_learns_when_it_breaks_off() {
     );
     let seen = h.observed.recv_timeout(TIMEOUT).unwrap();
     assert_eq!(seen, (b"0123456789".to_vec(), false));
+    let logged: Vec<Logged> = (0..2)
+        .map(|_| h.logged.recv_timeout(TIMEOUT).unwrap())
+        .collect();
+    assert_eq!(
+        logged[1],
+        (200, AnsweredBy::Upstream, true, 10),
+        "the log counts the bytes sent before the body broke off"
+    );
     assert!(
         h.observed.try_recv().is_err(),
         "each body is observed to its end once"
@@ -407,7 +417,7 @@ fn the_logging_phase_counts_a_408_and_a_pool_full_503() {
     assert_eq!(slow.read_response("GET").status, 408);
     assert_eq!(
         h.logged.recv_timeout(TIMEOUT).unwrap(),
-        (408, AnsweredBy::Proxy, false)
+        (408, AnsweredBy::Proxy, false, 0)
     );
 
     // The only worker busy with a slow backend, one connection queued: the next gets 503.
@@ -418,10 +428,22 @@ fn the_logging_phase_counts_a_408_and_a_pool_full_503() {
     queued.send(b"GET /queued HTTP/1.1\r\nHost: t\r\n\r\n");
     // The accept loop takes connections in order, so `queued` is in the queue before this one.
     let mut refused = connect(h.addr);
-    assert_eq!(refused.read_response("GET").status, 503);
+    let res = refused.read_response("GET");
+    assert_eq!(res.status, 503);
+    let names: Vec<&str> = res.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Content-Type",
+            "Retry-After",
+            "Content-Length",
+            "Connection"
+        ],
+        "the same bytes as before replies were `Reply`s"
+    );
     assert_eq!(
         h.logged.recv_timeout(TIMEOUT).unwrap(),
-        (503, AnsweredBy::Proxy, false)
+        (503, AnsweredBy::Proxy, false, 0)
     );
     assert_eq!(busy.read_response("GET").status, 200);
     assert_eq!(queued.read_response("GET").status, 200);

@@ -26,7 +26,13 @@ fn recording_backend() -> (SocketAddr, Receiver<String>) {
             if head.is_empty() {
                 return;
             }
-            let reply = if head.lines().next().is_some_and(|l| l.contains("with-date")) {
+            let line = head.lines().next().unwrap_or("").to_owned();
+            let reply = if line.contains("early-hints") {
+                "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n\
+                 HTTP/1.1 100 Continue\r\n\r\n\
+                 HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    .to_owned()
+            } else if line.contains("with-date") {
                 format!("HTTP/1.1 200 OK\r\nDate: {ORIGIN_DATE}\r\nContent-Length: 2\r\n\r\nok")
             } else {
                 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_owned()
@@ -248,6 +254,34 @@ pub fn heads_that_never_end_get_400_at_once(bin: &str) {
     }
 }
 
+pub fn early_hints_reach_http11_clients_only(bin: &str) {
+    let (addr, _rx) = recording_backend();
+    let p = Proxy::start(bin, &[addr], &[]);
+    let mut c = p.connect();
+    c.send(b"GET /early-hints HTTP/1.1\r\nHost: t\r\n\r\n");
+    let hints = c.read_response("GET");
+    assert_eq!(hints.status, 103, "the interim response comes first");
+    assert_eq!(hints.header("link"), Some("</style.css>; rel=preload"));
+    let res = c.read_response("GET");
+    assert_eq!(
+        (res.status, res.text().as_str()),
+        (200, "ok"),
+        "the backend's 100 is not forwarded"
+    );
+    // The connection is still in step: another request on it gets its own answer.
+    c.send(b"GET /again HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response("GET").status, 200);
+    drop(c); // stage 1 serves one connection at a time
+
+    let mut old = p.connect();
+    old.send(b"GET /early-hints HTTP/1.0\r\n\r\n");
+    let res = old.read_response("GET");
+    assert_eq!(
+        res.status, 200,
+        "an HTTP/1.0 client gets no interim response"
+    );
+}
+
 macro_rules! stages {
     ($($stage:ident),*) => {
         $(
@@ -261,6 +295,7 @@ macro_rules! stages {
                     connect_and_options_star_keep_their_answers,
                     a_response_without_date_gets_one_and_a_date_is_kept,
                     heads_that_never_end_get_400_at_once,
+                    early_hints_reach_http11_clients_only,
                 );
             }
         )*

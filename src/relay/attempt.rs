@@ -7,15 +7,14 @@
 //! never a retry: the backend may still be working on it.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use super::exchange::{Refusal, Request};
 use super::phases::Phases;
 use super::Relay;
 use crate::http::body::{copy_body, BodyError, Encoding};
 use crate::http::head::read_response_head;
-use crate::http::headers::{upstream_request, ForwardInfo, OutFraming};
-use crate::http::{BodyFraming, BufStream, HttpError, Limits, ResponseHead, Socket};
+use crate::http::headers::{client_response, upstream_request, ForwardInfo, OutFraming};
+use crate::http::{BodyFraming, BufStream, HttpError, ResponseHead, Socket};
 use crate::upstream::{Lease, Outcome, UpstreamConn, Upstreams};
 
 /// Why one attempt at a backend failed.
@@ -126,22 +125,23 @@ impl<P: Phases> Relay<P> {
             if req.body_pending {
                 self.send_body(client, req, &mut conn, lease)?;
             }
-            match read_final_head(
-                &mut conn,
-                &self.upstream_limits,
-                self.connector.timeouts().read,
-            ) {
+            let mut interim_seen = false;
+            let head = self.read_final_head(client, req, &mut conn, &mut interim_seen);
+            // An interim response (a 103 already forwarded) shows the backend saw the request.
+            let silent =
+                |err: &HttpError, conn: &UpstreamConn| !interim_seen && nothing_received(err, conn);
+            match head {
                 Ok(response) => return Ok((conn, response)),
                 // A kept connection the backend closed or reset just as the request went out.
                 // It may have seen the request, so only a replayable one is sent again.
-                Err(err) if reused && replayable(req) && nothing_received(&err, &conn) => {
+                Err(err) if reused && replayable(req) && silent(&err, &conn) => {
                     conn = self
                         .connector
                         .connect(backend)
                         .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
                     reused = false;
                 }
-                Err(err) if replayable(req) && nothing_received(&err, &conn) => {
+                Err(err) if replayable(req) && silent(&err, &conn) => {
                     // The backend dropped the connection without a byte of response. A
                     // request without a body whose method is idempotent can safely go to
                     // the next backend; anything else might have had an effect already.
@@ -239,23 +239,45 @@ fn nothing_received(err: &HttpError, conn: &UpstreamConn) -> bool {
     dropped && conn.buffered().is_empty()
 }
 
-/// Reads response heads until a final one: `100 Continue` and other interim responses are
-/// consumed here (the proxy answered `Expect` itself), `101` is refused as we do not tunnel.
-fn read_final_head(
-    conn: &mut UpstreamConn,
-    limits: &Limits,
-    timeout: Duration,
-) -> Result<ResponseHead, HttpError> {
-    // A backend streaming interim responses forever must not hold the thread.
-    const MAX_INTERIM: usize = 16;
-    for _ in 0..MAX_INTERIM {
-        let head = read_response_head(conn, limits, Some(timeout))?;
-        match head.status {
-            101 => return Err(HttpError::BadSyntax("upgrade not requested")),
-            100..=199 => continue,
-            200..=599 => return Ok(head),
-            _ => return Err(HttpError::BadSyntax("status outside 100-599")),
+impl<P: Phases> Relay<P> {
+    /// Reads response heads until a final one. Interim responses (RFC 9110 section 15.2) go
+    /// on to an HTTP/1.1 client as they come (a `103 Early Hints` lets a browser start
+    /// fetching before the page is ready); an HTTP/1.0 client cannot read them, and gets none.
+    /// `100 Continue` is never forwarded: the proxy answered `Expect` itself. `101` is
+    /// refused, as this proxy opens no tunnels.
+    fn read_final_head<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        req: &Request<'_>,
+        conn: &mut UpstreamConn,
+        interim_seen: &mut bool,
+    ) -> Result<ResponseHead, HttpError> {
+        // A backend streaming interim responses forever must not hold the thread.
+        const MAX_INTERIM: usize = 16;
+        let timeout = self.connector.timeouts().read;
+        for _ in 0..MAX_INTERIM {
+            let head = read_response_head(conn, &self.upstream_limits, Some(timeout))?;
+            *interim_seen |= head.status < 200;
+            match head.status {
+                101 => return Err(HttpError::BadSyntax("upgrade not requested")),
+                100 => continue,
+                102..=199 => {
+                    if req.head.minor_version >= 1 {
+                        let interim = client_response(
+                            &head,
+                            OutFraming::NoBody,
+                            true,
+                            1,
+                            &self.config.via_name,
+                        );
+                        // A client that went away shows when the final response is written.
+                        let _ = std::io::Write::write_all(client, &interim);
+                    }
+                }
+                200..=599 => return Ok(head),
+                _ => return Err(HttpError::BadSyntax("status outside 100-599")),
+            }
         }
+        Err(HttpError::BadSyntax("too many interim responses"))
     }
-    Err(HttpError::BadSyntax("too many interim responses"))
 }

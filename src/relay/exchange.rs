@@ -206,10 +206,12 @@ impl<P: Phases> Relay<P> {
         let mut plan = BodyPlan::default();
         self.phases
             .response_head(ctx, req.head, &mut reply.head, &mut plan);
-        let head_only = req.head.method == "HEAD" || matches!(reply.status(), 204 | 304);
+        let bodiless_status = matches!(reply.status(), 204 | 304);
+        let head_only = req.head.method == "HEAD" || bodiless_status;
         let body = reply.body.as_bytes();
-        // A 204 carries no Content-Length at all (RFC 9110 section 8.6), e.g. a stored one.
-        let framing = if reply.status() == 204 {
+        // A 204 must not carry Content-Length (RFC 9110 section 8.6), and a 304's would
+        // misstate the stored representation's; a HEAD gets the length its GET would get.
+        let framing = if bodiless_status {
             Framing::NoBody
         } else if plan.keeps_length() {
             Framing::Length(body.len() as u64)

@@ -43,6 +43,9 @@ pub trait Phases: Send + Sync + 'static {
     type Ctx: Default + Send;
 
     /// Before anything goes upstream: rewrite `head`, or answer with a reply of our own.
+    /// The framing headers (`Content-Length`, `Transfer-Encoding`) and `Expect` are decided
+    /// before this runs and must not be changed. The log shows the head as rewritten; a phase
+    /// that changes the target and wants the original logged keeps it in its `Ctx`.
     fn request(
         &self,
         _ctx: &mut Self::Ctx,
@@ -82,7 +85,9 @@ pub trait Phases: Send + Sync + 'static {
     ) {
     }
 
-    /// The exchange is over (or was refused before a request could be read).
+    /// The exchange is over (or was refused before a request could be read). It may run on
+    /// the accept loop or stage 4's parker (refusals made there), so it must never block:
+    /// count, or queue the summary for another thread.
     fn logging(&self, _ctx: &mut Self::Ctx, _summary: &Summary<'_>) {}
 }
 
@@ -176,14 +181,17 @@ pub trait BodyTransform: Send {
     fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()>;
 }
 
+type Observers = Vec<Box<dyn BodyObserver>>;
+type Transforms = Vec<Box<dyn BodyTransform>>;
+
 /// What happens to a response body on its way: observers first (they see the identity body),
 /// then transforms in order. A plan with a transform re-frames the body (chunked for
 /// HTTP/1.1, close-delimited for HTTP/1.0) and drops `Content-Length`, since the length
 /// changes. An empty plan costs nothing: the body is copied as before.
 #[derive(Default)]
 pub struct BodyPlan {
-    pub(super) observers: Vec<Box<dyn BodyObserver>>,
-    pub(super) transforms: Vec<Box<dyn BodyTransform>>,
+    observers: Observers,
+    transforms: Transforms,
 }
 
 impl BodyPlan {
@@ -207,9 +215,28 @@ impl BodyPlan {
     /// Ends a plan for a response that has no body: observers learn it ended (complete), and
     /// transforms never run, since even an empty compressed stream has bytes that would be
     /// read as the start of the next response.
-    pub(super) fn end_without_body(self) {
-        for mut observer in self.observers {
+    pub(super) fn end_without_body(mut self) {
+        for mut observer in std::mem::take(&mut self.observers) {
             observer.end(true);
+        }
+    }
+
+    /// Hands the observers and transforms to the body pipeline, which then owns the promise
+    /// to end every observer.
+    pub(super) fn take(&mut self) -> (Observers, Transforms) {
+        (
+            std::mem::take(&mut self.observers),
+            std::mem::take(&mut self.transforms),
+        )
+    }
+}
+
+impl Drop for BodyPlan {
+    /// A plan dropped unused (the client went away before the head was written) still tells
+    /// its observers that the body did not arrive: a cache waiting on one must not wait on.
+    fn drop(&mut self) {
+        for observer in &mut self.observers {
+            observer.end(false);
         }
     }
 }

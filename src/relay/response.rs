@@ -54,6 +54,14 @@ impl<P: Phases> Relay<P> {
             _ if req.head.minor_version >= 1 => (OutFraming::Chunked, Encoding::Chunked),
             _ => (OutFraming::Close, Encoding::Raw),
         };
+        if framing == BodyFraming::Empty && !plan.keeps_length() {
+            // A HEAD whose GET would be transformed: the identity length is not the length the
+            // GET's body would have, so it is not sent (RFC 9110 section 9.3.2 lets a HEAD omit
+            // what is only known by generating the body).
+            response
+                .headers
+                .retain(|h| !h.name.eq_ignore_ascii_case("content-length"));
+        }
         let keep_alive = req.client_keep_alive && out_framing != OutFraming::Close;
         let reply_head = client_response(
             &response,
