@@ -135,8 +135,8 @@ impl<P: Phases> Relay<P> {
             return Ok(self.answer(client, &request, ctx, reply));
         }
         let upstreams = self.phases.route(ctx, head).unwrap_or(&*self.upstreams);
-        let (conn, lease, response) = self.attempts(client, &request, upstreams)?;
-        self.relay_response(client, &request, ctx, conn, lease, response)
+        let answer = self.attempts(client, &request, upstreams)?;
+        self.relay_response(client, &request, ctx, answer)
     }
 
     /// Sends a reply that the request phase made, through the response phases like a
