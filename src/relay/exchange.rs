@@ -136,11 +136,11 @@ impl<P: Phases> Relay<P> {
             return Ok(self.answer(client, &request, ctx, reply));
         }
         let upstreams = self.phases.route(ctx, head).unwrap_or(&*self.upstreams);
-        let (conn, lease, response) = match self.attempts(client, &request, upstreams) {
-            Ok(attempt) => attempt,
+        let answer = match self.attempts(client, &request, upstreams) {
+            Ok(answer) => answer,
             Err(refusal) => return self.failed(client, &request, ctx, refusal),
         };
-        self.relay_response(client, &request, ctx, conn, lease, response)
+        self.relay_response(client, &request, ctx, answer)
     }
 
     /// No backend answered: the upstream-answer phase may still answer (a stale copy), else
