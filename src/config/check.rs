@@ -54,11 +54,13 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
                 ..PoolConfig::default()
             },
         };
+        let access = crate::access::config::check(config.access, self.err)?;
         Ok(Settings {
             listen: server.listen.into_inner(),
             log_level,
             upstream,
             tuning,
+            access,
         })
     }
 

@@ -20,6 +20,9 @@ pub struct Config {
     pub upstreams: BTreeMap<String, Spanned<UpstreamSection>>,
     #[serde(default)]
     pub log: LogSection,
+    /// Stage 8; its types and checks live in `access::config`.
+    #[serde(default)]
+    pub access: Option<crate::access::config::AccessSection>,
 }
 
 /// `[server]`: the listener, its workers, and what clients may do.

@@ -54,6 +54,8 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     /// Timeouts, limits, retries and the pool, as the flags of earlier stages set them too.
     pub tuning: Tuning,
+    /// `[access]` (stage 8), when the file has one.
+    pub access: Option<crate::access::AccessSettings>,
 }
 
 /// One upstream group, resolved.

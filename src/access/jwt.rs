@@ -1,0 +1,300 @@
+//! JSON Web Tokens (RFC 7519) in `Authorization: Bearer`, checked with `jsonwebtoken`.
+//!
+//! The algorithm is the operator's, fixed with the key, never the token's: a token whose
+//! header names another one is refused. That closes both classic holes: `alg: none` (an
+//! unsigned token; the crate has no such algorithm, so its header does not even parse) and
+//! algorithm confusion (an RS256 public key, which is public, used as an HS256 secret to sign
+//! a forged token).
+
+use std::fmt;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+
+/// A checked token's claims.
+pub type Claims = serde_json::Map<String, serde_json::Value>;
+
+/// Why a token was refused; shown only in debug logs, never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtError {
+    /// Not three base64url parts, or a header that does not parse (`alg: none` lands here).
+    Malformed,
+    /// The header names another algorithm than the configured one.
+    WrongAlgorithm,
+    /// No configured key has the token's `kid`.
+    UnknownKey,
+    /// Signature, expiry, not-before, issuer or audience: the crate's reason.
+    Invalid(String),
+}
+
+impl fmt::Display for JwtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwtError::Malformed => f.write_str("malformed token"),
+            JwtError::WrongAlgorithm => f.write_str("token algorithm is not the configured one"),
+            JwtError::UnknownKey => f.write_str("no key for the token's kid"),
+            JwtError::Invalid(why) => write!(f, "invalid token: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for JwtError {}
+
+/// How tokens are verified.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    algorithm: Algorithm,
+    /// `(kid, key)`; a key without `kid` serves tokens without one.
+    keys: Vec<(Option<String>, DecodingKey)>,
+    validation: Validation,
+}
+
+impl fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("algorithm", &self.algorithm)
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the verification key comes from.
+pub enum KeySource<'a> {
+    /// HS256: the shared secret.
+    Secret(&'a [u8]),
+    /// RS256 or ES256: a public key in PEM.
+    Pem(&'a [u8]),
+    /// RS256 or ES256: a JWKS document (RFC 7517), keys chosen by `kid`.
+    Jwks(&'a str),
+}
+
+/// What a token must say besides being well signed.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Seconds of clock skew allowed for `exp` and `nbf`.
+    pub leeway_s: u64,
+}
+
+pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    match name {
+        "HS256" => Ok(Algorithm::HS256),
+        "RS256" => Ok(Algorithm::RS256),
+        "ES256" => Ok(Algorithm::ES256),
+        other => Err(format!("algorithm '{other}' must be HS256, RS256 or ES256")),
+    }
+}
+
+impl JwtVerifier {
+    pub fn new(
+        algorithm: Algorithm,
+        source: KeySource<'_>,
+        expect: &Expect,
+    ) -> Result<JwtVerifier, String> {
+        let keys = match (algorithm, source) {
+            (Algorithm::HS256, KeySource::Secret(secret)) => {
+                // RFC 7518 section 3.2: a key at least as long as the hash.
+                if secret.len() < 32 {
+                    return Err("an HS256 secret must be at least 32 bytes".to_owned());
+                }
+                vec![(None, DecodingKey::from_secret(secret))]
+            }
+            (Algorithm::RS256, KeySource::Pem(pem)) => vec![(
+                None,
+                DecodingKey::from_rsa_pem(pem).map_err(|e| format!("RSA public key: {e}"))?,
+            )],
+            (Algorithm::ES256, KeySource::Pem(pem)) => vec![(
+                None,
+                DecodingKey::from_ec_pem(pem).map_err(|e| format!("EC public key: {e}"))?,
+            )],
+            (Algorithm::RS256 | Algorithm::ES256, KeySource::Jwks(text)) => jwks(algorithm, text)?,
+            (Algorithm::HS256, _) => return Err("HS256 needs a secret".to_owned()),
+            _ => return Err("RS256 and ES256 need a public key (PEM) or a JWKS file".to_owned()),
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = expect.leeway_s;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        match &expect.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
+        }
+        match &expect.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            // Without a configured audience a token's `aud` is not ours to judge.
+            None => validation.validate_aud = false,
+        }
+        Ok(JwtVerifier {
+            algorithm,
+            keys,
+            validation,
+        })
+    }
+
+    /// The claims of `token` if it is well signed with our key and algorithm and currently
+    /// valid.
+    pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+        let header = decode_header(token).map_err(|_| JwtError::Malformed)?;
+        if header.alg != self.algorithm {
+            return Err(JwtError::WrongAlgorithm);
+        }
+        let key = self
+            .keys
+            .iter()
+            .find(|(kid, _)| kid.is_none() || *kid == header.kid)
+            .map(|(_, key)| key)
+            .ok_or(JwtError::UnknownKey)?;
+        decode::<Claims>(token, key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| JwtError::Invalid(e.to_string()))
+    }
+}
+
+fn jwks(algorithm: Algorithm, text: &str) -> Result<Vec<(Option<String>, DecodingKey)>, String> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("JWKS: {e}"))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        // A key that says it is for another algorithm is skipped, not trusted for ours.
+        if let Some(alg) = jwk.common.key_algorithm {
+            if alg.to_string() != format!("{algorithm:?}") {
+                continue;
+            }
+        }
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key: {e}"))?;
+        keys.push((jwk.common.key_id.clone(), key));
+    }
+    if keys.is_empty() {
+        return Err(format!("JWKS has no key for {algorithm:?}"));
+    }
+    if keys.len() > 1 && keys.iter().any(|(kid, _)| kid.is_none()) {
+        return Err("JWKS with several keys: every key needs a kid".to_owned());
+    }
+    Ok(keys)
+}
+
+/// A claim as a header value: strings as they are, numbers and booleans as JSON writes them;
+/// objects, arrays and values with control characters are not forwarded.
+pub fn claim_value(claims: &Claims, name: &str) -> Option<String> {
+    let text = match claims.get(name)? {
+        serde_json::Value::String(s) => s.clone(),
+        v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => v.to_string(),
+        _ => return None,
+    };
+    if text.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return None;
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn token(claims: serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    fn verifier() -> JwtVerifier {
+        let expect = Expect {
+            issuer: Some("auth.test".to_owned()),
+            audience: Some("api".to_owned()),
+            leeway_s: 5,
+        };
+        JwtVerifier::new(Algorithm::HS256, KeySource::Secret(SECRET), &expect).unwrap()
+    }
+
+    #[test]
+    fn a_good_token_and_every_way_to_be_bad() {
+        let v = verifier();
+        let good = json!({"sub": "alice", "exp": now() + 60, "iss": "auth.test", "aud": "api"});
+        let claims = v.verify(&token(good)).unwrap();
+        assert_eq!(claim_value(&claims, "sub").as_deref(), Some("alice"));
+
+        let cases = [
+            (
+                "expired",
+                json!({"exp": now() - 60, "iss": "auth.test", "aud": "api"}),
+            ),
+            (
+                "not yet valid",
+                json!({"exp": now() + 120, "nbf": now() + 60, "iss": "auth.test", "aud": "api"}),
+            ),
+            (
+                "issuer",
+                json!({"exp": now() + 60, "iss": "evil.test", "aud": "api"}),
+            ),
+            (
+                "audience",
+                json!({"exp": now() + 60, "iss": "auth.test", "aud": "other"}),
+            ),
+            ("no exp", json!({"iss": "auth.test", "aud": "api"})),
+        ];
+        for (what, claims) in cases {
+            assert!(v.verify(&token(claims)).is_err(), "{what}");
+        }
+        // Within the leeway: expired 2 s ago still passes.
+        let late = json!({"exp": now() - 2, "iss": "auth.test", "aud": "api"});
+        assert!(v.verify(&token(late)).is_ok());
+        // Wrong secret.
+        let forged = encode(
+            &Header::new(Algorithm::HS256),
+            &json!({"exp": now() + 60, "iss": "auth.test", "aud": "api"}),
+            &EncodingKey::from_secret(b"another secret that is long enough!!"),
+        )
+        .unwrap();
+        assert!(matches!(v.verify(&forged), Err(JwtError::Invalid(_))));
+    }
+
+    #[test]
+    fn alg_none_and_other_algorithms_are_refused() {
+        let v = verifier();
+        use base64_url as b64;
+        let claims = b64(&json!({"exp": now() + 60, "iss": "auth.test", "aud": "api"}).to_string());
+        let none = format!("{}.{claims}.", b64(r#"{"alg":"none","typ":"JWT"}"#));
+        assert_eq!(v.verify(&none), Err(JwtError::Malformed));
+        let hs512 = encode(
+            &Header::new(Algorithm::HS512),
+            &json!({"exp": now() + 60, "iss": "auth.test", "aud": "api"}),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert_eq!(v.verify(&hs512), Err(JwtError::WrongAlgorithm));
+        assert!(JwtVerifier::new(
+            Algorithm::HS256,
+            KeySource::Secret(b"short"),
+            &Expect::default()
+        )
+        .is_err());
+    }
+
+    /// base64url without padding, enough for a test header.
+    fn base64_url(text: &str) -> String {
+        const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let bytes = text.as_bytes();
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+}
