@@ -261,6 +261,16 @@ impl Phases for AccessPhases {
                 return self.refuse(ctx, "bad path", Reply::error(400).closing());
             }
         };
+        // The claim header is ours: a client's own copy goes on every request, whether or not
+        // this rule checks a token, so the origin can trust what it finds there.
+        if let Some((_, header)) = self
+            .settings
+            .jwt
+            .as_ref()
+            .and_then(|j| j.forward_claim.as_ref())
+        {
+            remove(head, header);
+        }
         let ip = real_client(
             client.peer.ip(),
             &self.settings.trusted,
