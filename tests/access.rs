@@ -561,3 +561,162 @@ fn stage8_checks_its_config_and_names_line_and_column() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// A real `redis-server` on a free loopback port, without persistence; killed on drop.
+struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisServer {
+    /// `None` (the test is skipped, and says so) only when `redis-server` is not installed
+    /// and this is not CI, where `.ci/run` installs it.
+    fn start() -> Option<RedisServer> {
+        let port = support::dead_addr().port();
+        RedisServer::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Option<RedisServer> {
+        let spawned = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args([
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && std::env::var_os("CI").is_none() =>
+            {
+                eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server); CI installs it");
+                return None;
+            }
+            Err(e) => panic!("cannot start redis-server: {e}"),
+        };
+        let server = RedisServer { child, port };
+        // Wait on the port, bounded.
+        let deadline = Instant::now() + support::TIMEOUT;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn count_status(proxy: &Proxy, n: usize) -> (usize, usize, usize) {
+    let mut conn = proxy.connect();
+    let (mut ok, mut limited, mut other) = (0, 0, 0);
+    for _ in 0..n {
+        conn.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        match conn.read_response("GET").status {
+            200 => ok += 1,
+            429 => limited += 1,
+            _ => other += 1,
+        }
+    }
+    (ok, limited, other)
+}
+
+/// Two stage8 processes share one budget in Redis: 1 request a minute with a burst of 9 is
+/// exactly 10 requests for the whole test, wherever they go. Then Redis stops: the instance
+/// configured `local` decides alone (a fresh budget), the one configured `refuse` answers
+/// 503, and each says so in its log once, not per request.
+#[test]
+fn two_instances_share_a_redis_limit_and_survive_redis_stopping() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let backend = Recorder::start();
+    let limit = "limit = { rate = \"1r/m\", burst = 9, nodelay = true }";
+    let log_dir = std::env::temp_dir();
+    let mut proxies = Vec::new();
+    let mut logs = Vec::new();
+    for (name, fallback) in [("shared-a", "local"), ("shared-b", "refuse")] {
+        let access = format!(
+            "[access]\n{limit}\nstore = \"{}\"\nstore_fallback = \"{fallback}\"\n",
+            redis.url()
+        );
+        let path = config_file(
+            name,
+            &format!(
+                "[upstreams.app]\nservers = [\"{}\"]\n{access}",
+                backend.addr
+            ),
+        );
+        let log = log_dir.join(format!("revproxy-access-{}-{name}.log", std::process::id()));
+        let file = std::fs::File::create(&log).unwrap();
+        proxies.push(Proxy::start_with_stderr(
+            STAGE8,
+            &[],
+            &["--config", path.to_str().unwrap()],
+            file.into(),
+        ));
+        logs.push(log);
+    }
+    let (a, b) = (&proxies[0], &proxies[1]);
+    let (ok_a, limited_a, _) = count_status(a, 6);
+    let (ok_b, limited_b, _) = count_status(b, 6);
+    assert_eq!(ok_a, 6);
+    assert_eq!(
+        (ok_b, limited_b),
+        (4, 2),
+        "b gets what a left of the shared budget"
+    );
+    assert_eq!(limited_a, 0);
+    assert_eq!(
+        count_status(a, 3),
+        (0, 3, 0),
+        "the budget is spent for both"
+    );
+
+    redis.stop();
+    // `local`: this process's own table, which has seen none of this client yet.
+    let (ok, limited, other) = count_status(a, 12);
+    assert_eq!((ok, limited, other), (10, 2, 0));
+    // `refuse`: 503 while the store is down.
+    let (ok, limited, other) = count_status(b, 5);
+    assert_eq!((ok, limited, other), (0, 0, 5));
+    drop(proxies); // flushes and closes the logs
+    for log in &logs {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert_eq!(
+            text.matches("unreachable").count(),
+            1,
+            "logged once per outage:\n{text}"
+        );
+    }
+    assert_eq!(backend.heads().len(), 10 + 10);
+}

@@ -16,10 +16,11 @@ use super::ip::{Cidr, IpRules};
 use super::jwt::{self, Expect, JwtVerifier, KeySource};
 use super::keys::{self, ApiKey, KeyStore};
 use super::limit::{LimitSpec, Rate};
+use super::store::{Fallback, RedisStore};
 use crate::config::ConfigError;
 
 /// `[access]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessSection {
     /// Refuse targets that origins may read differently (backslash, `%2F`, `%25XX`).
@@ -41,12 +42,27 @@ pub struct AccessSection {
     /// Requests in progress per client address (nginx `limit_conn`); 0 is no cap.
     #[serde(default)]
     pub limit_conn: u32,
+    /// `redis://HOST:PORT`: rate limits shared with every proxy using the same Redis.
+    pub store: Option<Spanned<String>>,
+    /// While the store is down: `local` (each process decides alone) or `refuse` (503).
+    #[serde(default = "default_fallback")]
+    pub store_fallback: Spanned<String>,
+    #[serde(default = "default_store_timeout")]
+    pub store_timeout_ms: u64,
     #[serde(default)]
     pub keys: Option<KeysSection>,
     #[serde(default)]
     pub jwt: Option<Spanned<JwtSection>>,
     #[serde(default)]
     pub rules: Vec<Spanned<RuleSection>>,
+}
+
+fn default_fallback() -> Spanned<String> {
+    Spanned::new(0..0, "local".to_owned())
+}
+
+fn default_store_timeout() -> u64 {
+    200
 }
 
 fn default_max_clients() -> usize {
@@ -205,6 +221,15 @@ pub struct AccessSettings {
     pub rules: Vec<Rule>,
     pub max_clients: NonZeroUsize,
     pub limit_conn: u32,
+    pub store: Option<StoreSettings>,
+}
+
+/// The shared store of rate limits.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub url: String,
+    pub fallback: Fallback,
+    pub timeout: std::time::Duration,
 }
 
 impl Default for AccessSettings {
@@ -222,6 +247,7 @@ impl Default for AccessSettings {
             rules: Vec::new(),
             max_clients: NonZeroUsize::MIN.saturating_add(default_max_clients() - 1),
             limit_conn: 0,
+            store: None,
         }
     }
 }
@@ -359,6 +385,35 @@ pub fn check(
             ));
         }
     }
+    let fallback = match section.store_fallback.get_ref().as_str() {
+        "local" => Fallback::Local,
+        "refuse" => Fallback::Refuse,
+        other => {
+            return Err(at(
+                section.store_fallback.span(),
+                format!("store_fallback '{other}' must be local or refuse"),
+            ))
+        }
+    };
+    if !(1..=10_000).contains(&section.store_timeout_ms) {
+        return Err(err(
+            None,
+            "[access] store_timeout_ms must be from 1 to 10000".to_owned(),
+        ));
+    }
+    let store = match &section.store {
+        None => None,
+        Some(url) => {
+            let timeout = std::time::Duration::from_millis(section.store_timeout_ms);
+            // Parsed now so that -t finds a bad URL; connected at the first decision.
+            RedisStore::new(url.get_ref(), fallback, timeout).map_err(|e| at(url.span(), e))?;
+            Some(StoreSettings {
+                url: url.get_ref().clone(),
+                fallback,
+                timeout,
+            })
+        }
+    };
     let max_clients = NonZeroUsize::new(section.max_clients)
         .ok_or_else(|| err(None, "[access] max_clients must be at least 1".to_owned()))?;
     Ok(Some(AccessSettings {
@@ -370,6 +425,7 @@ pub fn check(
         rules,
         max_clients,
         limit_conn: section.limit_conn,
+        store,
     }))
 }
 

@@ -8,6 +8,7 @@
 //! - [`ip`]: CIDR ranges, `allow`/`deny` lists, the real client address behind proxies;
 //! - [`path`]: the normalised path that rules are matched on;
 //! - [`limit`]: GCRA rate limits (nginx `limit_req`) and `limit_conn`;
+//! - [`store`]: the same limits shared by several processes through Redis;
 //! - [`phase`]: the [`Phases`](crate::relay::Phases) impl that applies them in order;
 //! - [`config`]: `[access]` in the configuration file.
 
@@ -18,6 +19,7 @@ pub mod keys;
 pub mod limit;
 pub mod path;
 pub mod phase;
+pub mod store;
 
 pub use config::AccessSettings;
 pub use phase::AccessPhases;

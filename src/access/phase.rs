@@ -19,6 +19,7 @@ use super::ip::{real_client, Verdict};
 use super::jwt::claim_value;
 use super::limit::{ConnLimit, Decision, LimitSpec, Limiter, MonotonicClock};
 use super::path::{covers, normalise};
+use super::store::{Fallback, RedisStore, Shared};
 use crate::http::head::{Header, Headers};
 use crate::http::{RequestHead, ResponseHead};
 use crate::relay::{BodyPlan, Client, Phases, Reply, Summary};
@@ -46,6 +47,7 @@ pub struct AccessPhases {
     settings: AccessSettings,
     limiter: Limiter<LimitKey>,
     conns: Option<ConnLimit>,
+    store: Option<RedisStore>,
     pub counters: Counters,
 }
 
@@ -63,14 +65,20 @@ pub struct AccessCtx {
 }
 
 impl AccessPhases {
-    pub fn new(settings: AccessSettings) -> AccessPhases {
+    /// Fails only on a store URL that does not parse (the config check has parsed it).
+    pub fn new(settings: AccessSettings) -> Result<AccessPhases, String> {
         let conns = (settings.limit_conn > 0).then(|| ConnLimit::new(settings.limit_conn));
-        AccessPhases {
+        let store = match &settings.store {
+            Some(s) => Some(RedisStore::new(&s.url, s.fallback, s.timeout)?),
+            None => None,
+        };
+        Ok(AccessPhases {
+            store,
             limiter: Limiter::new(settings.max_clients, Box::new(MonotonicClock::default())),
             conns,
             settings,
             counters: Counters::default(),
-        }
+        })
     }
 
     fn rule(&self, path: &str) -> (usize, &Rule) {
@@ -109,7 +117,17 @@ impl AccessPhases {
             (LimitBy::Key, Some(name)) => LimitKey::Name(index, name.clone()),
             (LimitBy::Rule, _) => LimitKey::Rule(index),
         };
-        match self.limiter.decide(key, spec) {
+        let decision = match &self.store {
+            None => self.limiter.decide(key, spec),
+            Some(store) => match store.decide(&shared_key(&rule.name, &key), spec) {
+                Shared::Decided(decision) => decision,
+                Shared::Unavailable if store.fallback == Fallback::Local => {
+                    self.limiter.decide(key, spec)
+                }
+                Shared::Unavailable => return Err(Reply::error(503)),
+            },
+        };
+        match decision {
             Decision::Allow {
                 delay,
                 remaining,
@@ -194,6 +212,16 @@ impl AccessPhases {
             _ => "Bearer realm=\"revproxy\"".to_owned(),
         };
         Err(unauthorized(&challenge))
+    }
+}
+
+/// The key in Redis: the rule by name (its index may differ between two configurations), the
+/// client by address or name. Names are ours; addresses have no spaces.
+fn shared_key(rule: &str, key: &LimitKey) -> String {
+    match key {
+        LimitKey::Ip(_, ip) => format!("revproxy:rl:{rule}:ip:{ip}"),
+        LimitKey::Name(_, name) => format!("revproxy:rl:{rule}:key:{name}"),
+        LimitKey::Rule(_) => format!("revproxy:rl:{rule}:all"),
     }
 }
 

@@ -51,8 +51,6 @@ fn main() -> ExitCode {
         Ok(())
     };
     launch::main("stage8", &args.config, adjust, |settings| {
-        Ok(AccessPhases::new(
-            settings.access.clone().unwrap_or_default(),
-        ))
+        AccessPhases::new(settings.access.clone().unwrap_or_default())
     })
 }
