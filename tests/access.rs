@@ -720,3 +720,45 @@ fn two_instances_share_a_redis_limit_and_survive_redis_stopping() {
     }
     assert_eq!(backend.heads().len(), 10 + 10);
 }
+
+/// nginx `limit_conn`: with a cap of 1, a second request from the same address while the
+/// first is still at the backend gets 429; once the first is answered there is room again.
+#[test]
+fn limit_conn_caps_requests_in_progress_per_address() {
+    use std::sync::mpsc;
+    let (arrived_tx, arrived) = mpsc::channel::<()>();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let release_rx = Arc::new(Mutex::new(release_rx));
+    let addr = raw_backend(move |mut stream| loop {
+        let head = read_request_head(&mut stream);
+        if !head.ends_with(b"\r\n\r\n") {
+            return;
+        }
+        if head.starts_with(b"GET /slow") {
+            let _ = arrived_tx.send(());
+            let _ = release_rx.lock().unwrap().recv_timeout(support::TIMEOUT);
+        }
+        if stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .is_err()
+        {
+            return;
+        }
+    });
+    let proxy = stage8("conn", addr, "[access]\nlimit_conn = 1\n", &[]);
+    let mut slow = proxy.connect();
+    slow.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    arrived
+        .recv_timeout(support::TIMEOUT)
+        .expect("the slow request reached the backend");
+    let res = get(&proxy, "/fast", "");
+    assert_eq!(res.status, 429);
+    assert!(res.header("retry-after").is_some());
+    release.send(()).unwrap();
+    assert_eq!(slow.read_response("GET").status, 200);
+    assert_eq!(
+        get(&proxy, "/fast", "").status,
+        200,
+        "the slot was given back"
+    );
+}

@@ -262,9 +262,9 @@ mod tests {
     #[test]
     fn alg_none_and_other_algorithms_are_refused() {
         let v = verifier();
-        use base64_url as b64;
-        let claims = b64(&json!({"exp": now() + 60, "iss": "auth.test", "aud": "api"}).to_string());
-        let none = format!("{}.{claims}.", b64(r#"{"alg":"none","typ":"JWT"}"#));
+        let claims = json!({"exp": now() + 60, "iss": "auth.test", "aud": "api"}).to_string();
+        let claims = base64_url(claims.as_bytes());
+        let none = format!("{}.{claims}.", base64_url(br#"{"alg":"none","typ":"JWT"}"#));
         assert_eq!(v.verify(&none), Err(JwtError::Malformed));
         let hs512 = encode(
             &Header::new(Algorithm::HS512),
@@ -281,10 +281,58 @@ mod tests {
         .is_err());
     }
 
+    /// ES256 with a key pair made now (rcgen): from a PEM public key and from a JWKS with a
+    /// `kid`; an HS256 token "signed" with the public key as its secret (algorithm
+    /// confusion) is refused.
+    #[test]
+    fn es256_from_pem_and_jwks_and_algorithm_confusion() {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let public = pair.public_key_pem();
+        let signer = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+        let claims = json!({"sub": "alice", "exp": now() + 60});
+        let token = encode(&Header::new(Algorithm::ES256), &claims, &signer).unwrap();
+        let expect = Expect {
+            leeway_s: 5,
+            ..Expect::default()
+        };
+        let v =
+            JwtVerifier::new(Algorithm::ES256, KeySource::Pem(public.as_bytes()), &expect).unwrap();
+        let got = v.verify(&token).unwrap();
+        assert_eq!(claim_value(&got, "sub").as_deref(), Some("alice"));
+        let confused = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(public.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(v.verify(&confused), Err(JwtError::WrongAlgorithm));
+
+        let raw = pair.public_key_raw(); // 0x04, x, y
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig",
+            "x": base64_url(&raw[1..33]), "y": base64_url(&raw[33..65]),
+        }]})
+        .to_string();
+        let v = JwtVerifier::new(Algorithm::ES256, KeySource::Jwks(&jwks), &expect).unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".to_owned());
+        assert!(v
+            .verify(&encode(&header, &claims, &signer).unwrap())
+            .is_ok());
+        header.kid = Some("k2".to_owned());
+        let other = encode(&header, &claims, &signer).unwrap();
+        assert_eq!(v.verify(&other), Err(JwtError::UnknownKey));
+        assert_eq!(
+            v.verify(&token),
+            Err(JwtError::UnknownKey),
+            "no kid, and the set has one"
+        );
+        assert!(JwtVerifier::new(Algorithm::RS256, KeySource::Jwks(&jwks), &expect).is_err());
+    }
+
     /// base64url without padding, enough for a test header.
-    fn base64_url(text: &str) -> String {
+    fn base64_url(bytes: &[u8]) -> String {
         const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let bytes = text.as_bytes();
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
             let n = chunk
