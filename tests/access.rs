@@ -714,6 +714,14 @@ fn two_instances_share_a_redis_limit_and_survive_redis_stopping() {
     // `refuse`: 503 while the store is down.
     let (ok, limited, other) = count_status(b, 5);
     assert_eq!((ok, limited, other), (0, 0, 5));
+
+    // Redis comes back (empty): within the retry interval the refusing instance serves again.
+    let _again = RedisServer::start_on(redis.port).expect("redis-server ran a moment ago");
+    let deadline = Instant::now() + support::TIMEOUT;
+    while get(b, "/", "").status != 200 {
+        assert!(Instant::now() < deadline, "b never used the store again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop(proxies); // flushes and closes the logs
     for log in &logs {
         let text = std::fs::read_to_string(log).unwrap();
@@ -723,7 +731,9 @@ fn two_instances_share_a_redis_limit_and_survive_redis_stopping() {
             "logged once per outage:\n{text}"
         );
     }
-    assert_eq!(backend.heads().len(), 10 + 10);
+    let b_log = std::fs::read_to_string(&logs[1]).unwrap();
+    assert_eq!(b_log.matches("answers again").count(), 1, "{b_log}");
+    assert_eq!(backend.heads().len(), 10 + 10 + 1);
 }
 
 /// nginx `limit_conn`: with a cap of 1, a second request from the same address while the

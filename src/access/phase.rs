@@ -332,6 +332,16 @@ impl Phases for AccessPhases {
                 return self.refuse(ctx, "rate limited", reply);
             }
         }
+        // The key header goes on every request, not only where a rule asked for it: a key
+        // sent to an open path must not end up in the origin's logs either.
+        if let Some(keys) = self
+            .settings
+            .keys
+            .as_ref()
+            .filter(|k| !k.bearer && !k.forward)
+        {
+            remove(head, &keys.header);
+        }
         self.counters.allowed.fetch_add(1, Ordering::Relaxed);
         None
     }
@@ -363,6 +373,10 @@ impl Phases for AccessPhases {
         }
     }
 
+    fn user<'c>(&self, ctx: &'c AccessCtx) -> Option<&'c str> {
+        ctx.identity.as_deref()
+    }
+
     fn logging(&self, ctx: &mut AccessCtx, summary: &Summary<'_>) {
         if let (Some(conns), Some(ip)) = (&self.conns, ctx.conn.take()) {
             conns.leave(ip);
@@ -378,5 +392,67 @@ impl Phases for AccessPhases {
             ),
             None => log::debug!(target: "access", "{} {} key {who}", summary.peer, summary.status),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn phases(access: &str) -> AccessPhases {
+        let text = format!("[upstreams.app]\nservers = [\"127.0.0.1:8000\"]\n{access}");
+        let settings = crate::config::parse(&text, Path::new("t.toml")).unwrap();
+        AccessPhases::new(settings.access.unwrap()).unwrap()
+    }
+
+    fn head(target: &str, headers: &[(&str, &str)]) -> RequestHead {
+        RequestHead {
+            method: "GET".to_owned(),
+            target: target.to_owned(),
+            minor_version: 1,
+            headers: headers
+                .iter()
+                .map(|(n, v)| Header {
+                    name: (*n).to_owned(),
+                    value: v.as_bytes().to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    const CLIENT: Client = Client {
+        peer: std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
+            std::net::Ipv4Addr::LOCALHOST,
+            40000,
+        )),
+        proto: "http",
+    };
+
+    #[test]
+    fn the_key_name_is_the_user_and_the_key_never_goes_upstream() {
+        let p = phases(
+            "[access.keys]\nlist = [{ name = \"alice\", key = \"k-1\" }]\n\
+             [[access.rules]]\npath = \"/api\"\nauth = \"key\"\n",
+        );
+        let mut ctx = AccessCtx::default();
+        let mut h = head("/api/x", &[("X-API-Key", "k-1"), ("Accept", "*/*")]);
+        assert!(p.request(&mut ctx, &mut h, &CLIENT).is_none());
+        assert_eq!(p.user(&ctx), Some("alice"));
+        assert_eq!(h.headers.len(), 1, "{:?}", h.headers);
+        assert_eq!(h.target, "/api/x", "the target is forwarded as it came");
+        // On a path without auth the key is not checked, and still not forwarded.
+        let mut ctx = AccessCtx::default();
+        let mut h = head("/open", &[("X-API-Key", "k-1")]);
+        assert!(p.request(&mut ctx, &mut h, &CLIENT).is_none());
+        assert!(h.headers.is_empty());
+        assert_eq!(p.user(&ctx), None);
+        let mut ctx = AccessCtx::default();
+        let reply = p
+            .request(&mut ctx, &mut head("/api", &[]), &CLIENT)
+            .unwrap();
+        assert_eq!(reply.status(), 401);
+        assert_eq!(p.counters.unauthorized.load(Ordering::Relaxed), 1);
     }
 }
