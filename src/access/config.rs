@@ -65,6 +65,9 @@ fn default_store_timeout() -> u64 {
     200
 }
 
+/// The longest a request may be held back to the rate (a burst without `nodelay`).
+const MAX_DELAY_SECS: f64 = 10.0;
+
 fn default_max_clients() -> usize {
     100_000
 }
@@ -480,6 +483,18 @@ fn limit(
             "burst must be at most 100000".to_owned(),
         ));
     }
+    // Without nodelay a request may wait up to burst / rate in its worker: bounded, so that a
+    // typo cannot park the pool for hours.
+    let longest_wait = l.burst as f64 * rate.per_secs as f64 / rate.requests as f64;
+    if !l.nodelay && longest_wait > MAX_DELAY_SECS {
+        return Err(at(
+            section.span(),
+            format!(
+                "without nodelay a request may wait burst / rate = {longest_wait:.0} s in a worker; \
+                 at most {MAX_DELAY_SECS} s: lower the burst or set nodelay = true"
+            ),
+        ));
+    }
     Ok(Some((
         LimitSpec {
             rate,
@@ -661,6 +676,7 @@ mod tests {
             ("[access]\nauth = \"maybe\"\n", "auth 'maybe'", Some((2, 8))),
             ("[access]\nauth = \"key\"\n", "add [access.keys]", None),
             ("[access]\nlimit = { rate = \"10r/h\" }\n", "must look like 10r/s", Some((2, 9))),
+            ("[access]\nlimit = { rate = \"1r/m\", burst = 5 }\n", "wait burst / rate = 300 s", Some((2, 9))),
             ("[[access.rules]]\npath = \"admin\"\n", "must start with '/'", Some((2, 8))),
             ("[[access.rules]]\npath = \"/a//b\"\n", "not in normal form", Some((2, 8))),
             ("[[access.rules]]\npath = \"/%61\"\n", "not in normal form", Some((2, 8))),
