@@ -330,6 +330,48 @@ mod tests {
         assert!(JwtVerifier::new(Algorithm::RS256, KeySource::Jwks(&jwks), &expect).is_err());
     }
 
+    /// An RS256 token made once with a throwaway key (`openssl genpkey`, then discarded: no
+    /// private key is committed), `{"sub":"rsa-user","exp":4102444800}`, and its public key.
+    const RSA_TOKEN: &str = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJyc2EtdXNlciIsImV4cCI6NDEwMjQ0NDgwMH0.X_kRit8HYseroqtH2LNLWsBOUkAOvD91k-SAi_xumrv1bGHDfFR0YRMckZf-WuilWkbdukwNeKmRUzi1A1zaKcEHYgjaviK_lmr8oREUR1WL5JBQztIpFfa_FMv3eTNG0dQfHIurD-MsDY0WJRh927i9cM6RgdVquoOSCHFCa6yM6TOkT84nbMn8y3Vdq1Qiv_HRM55MGVBCrqX4dogC_-C7HcWT2fqoFbgcgXDiDawpzLsPOXLTPdbfwCqQg1YdzvDUhGyzevi53lJUhzGQGmDO_bCYRdM11H9qil5t8t1K0H1z-8gnW3wazPHVLLeofubaeIqm4sUMDXfhBaFRfA";
+    const RSA_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAgwxttz1euTFpGfMt5hTe
+q9M342wIPaNyTO4bUvcAQbRsCapuTTeoOHgpc8kR0Yup8A9AkM2uMNLVCVo5C/Ym
+3z09GA3Yp6dtlL2nbA6KIKqnlfR+YZ/ZYWgjtI5506LIeyxzJXJS1OL/TLTaY9ng
+JIkuYUUv+JFWMBvgn2SM1QbBNpmK2SrLSvk9miqHSCAEcVFC+7a7L0kB8wqlaeDL
++Zov4ylkjCECEYsw/EhGGxrVsnQX60fg0PfywxzCzaSuIARdrJQnIafmig8BbogY
+qAum1p4I8kZ0+QMgHX/skZ8AWG2oeMrVbk9MzDLBBk3aWfAl24tBHNYZcgzwa4qk
+DwIDAQAB
+-----END PUBLIC KEY-----
+";
+
+    /// RS256 from a PEM public key, and the classic confusion: an HS256 token whose HMAC key
+    /// is that public key, which a verifier taking the algorithm from the token would accept.
+    #[test]
+    fn rs256_from_pem_and_the_public_key_as_hmac_secret_refused() {
+        let v = JwtVerifier::new(
+            Algorithm::RS256,
+            KeySource::Pem(RSA_PUBLIC.as_bytes()),
+            &Expect::default(),
+        )
+        .unwrap();
+        let claims = v.verify(RSA_TOKEN).unwrap();
+        assert_eq!(claim_value(&claims, "sub").as_deref(), Some("rsa-user"));
+        let confused = encode(
+            &Header::new(Algorithm::HS256),
+            &json!({"sub": "admin", "exp": now() + 60}),
+            &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(v.verify(&confused), Err(JwtError::WrongAlgorithm));
+        // One changed character inside the signature (not the last, whose low bits are
+        // padding).
+        let mut tampered = RSA_TOKEN.to_owned();
+        let at = tampered.len() - 10;
+        let swap = if &tampered[at..=at] == "A" { "B" } else { "A" };
+        tampered.replace_range(at..=at, swap);
+        assert!(matches!(v.verify(&tampered), Err(JwtError::Invalid(_))));
+    }
+
     /// base64url without padding, enough for a test header.
     fn base64_url(bytes: &[u8]) -> String {
         const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
