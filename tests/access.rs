@@ -407,6 +407,9 @@ fn path_spellings_do_not_reach_a_protected_prefix() {
         ("http://t/%61dmin", 403),
         ("/../admin", 400),
         ("/%zzadmin", 400),
+        ("http://user@t/admin", 400), // userinfo
+        ("t:80", 400),                // authority-form outside CONNECT
+        ("ftp://t/admin", 400),       // not an http(s) URI
         // Allowed, and forwarded exactly as sent.
         ("/public//a/./b;c?q=%61", 200),
         ("/admi", 200),
