@@ -2,6 +2,7 @@
 //!
 //! Every stage binary in `src/bin` is a thin composition of these modules:
 //!
+//! - [`access`]: access control of stage 8 (API keys, JWT, IP and path rules, rate limits).
 //! - [`http`]: message heads, body framing, header rules and limits (the HTTP/1.1 core).
 //! - [`relay`]: one client connection, request after request, through the phases to an
 //!   upstream and back.
@@ -19,6 +20,7 @@
 //! - [`access_log`]: one Combined Log Format line per request.
 //! - [`loadtest`]: the load generator behind `src/bin/loadtest.rs` and its `compare` of the stages.
 
+pub mod access;
 pub mod access_log;
 pub mod balancer;
 pub mod cache;

@@ -52,12 +52,14 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
             },
         };
         let cache = crate::cache::config::check(&config.cache).map_err(|e| (self.err)(None, e))?;
+        let access = crate::access::config::check(config.access, self.err)?;
         Ok(Settings {
             cache,
             listen: server_listen,
             log_level,
             upstream,
             server,
+            access,
         })
     }
 

@@ -22,6 +22,9 @@ pub struct Config {
     pub log: LogSection,
     #[serde(default)]
     pub cache: crate::cache::config::CacheSection,
+    /// Stage 8; its types and checks live in `access::config`.
+    #[serde(default)]
+    pub access: Option<crate::access::config::AccessSection>,
 }
 
 /// `[server]`: the listener, its workers, and what clients may do.

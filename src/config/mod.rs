@@ -56,6 +56,8 @@ pub struct Settings {
     /// `[cache]` (stage 7 on).
     pub cache: crate::cache::config::CacheSettings,
     pub server: ServerSettings,
+    /// `[access]` (stage 8), when the file has one.
+    pub access: Option<crate::access::AccessSettings>,
 }
 
 /// `[server]`, resolved: what clients may do, and the pool that serves them.

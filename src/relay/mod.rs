@@ -271,11 +271,11 @@ impl<P: Phases> Relay<P> {
             answered_by: done.answered_by,
         };
         self.phases.logging(ctx, &summary);
-        write_access_log(&summary);
+        write_access_log(&summary, self.phases.user(ctx));
     }
 }
 
-fn write_access_log(summary: &Summary<'_>) {
+fn write_access_log(summary: &Summary<'_>, user: Option<&str>) {
     if !access_log::enabled() {
         return; // skip formatting the request line on the hot path
     }
@@ -286,6 +286,7 @@ fn write_access_log(summary: &Summary<'_>) {
     );
     access_log::write(&access_log::Entry {
         client: summary.peer.ip(),
+        user,
         request_line: &request_line,
         status: summary.status,
         bytes: summary.body_bytes,

@@ -89,6 +89,12 @@ pub trait Phases: Send + Sync + 'static {
     /// the accept loop or stage 4's parker (refusals made there), so it must never block:
     /// count, or queue the summary for another thread.
     fn logging(&self, _ctx: &mut Self::Ctx, _summary: &Summary<'_>) {}
+
+    /// Who the client proved to be (an API key's name, a JWT subject), for the access log's
+    /// user field; never a secret. Asked after `logging`.
+    fn user<'c>(&self, _ctx: &'c Self::Ctx) -> Option<&'c str> {
+        None
+    }
 }
 
 /// The phases of stages 1 to 6: none.
@@ -148,6 +154,10 @@ impl<A: Phases, B: Phases> Phases for (A, B) {
     fn logging(&self, ctx: &mut Self::Ctx, summary: &Summary<'_>) {
         self.0.logging(&mut ctx.0, summary);
         self.1.logging(&mut ctx.1, summary);
+    }
+
+    fn user<'c>(&self, ctx: &'c Self::Ctx) -> Option<&'c str> {
+        self.0.user(&ctx.0).or_else(|| self.1.user(&ctx.1))
     }
 }
 

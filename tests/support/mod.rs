@@ -26,14 +26,23 @@ impl Proxy {
     /// Starts `bin` with `--listen 127.0.0.1:0`, the given backends and extra flags, and waits
     /// (bounded) for its `listening on` line.
     pub fn start(bin: &str, backends: &[SocketAddr], extra: &[&str]) -> Proxy {
+        Proxy::start_with_stderr(bin, backends, extra, Stdio::inherit())
+    }
+
+    /// Like `start`, with the stage's diagnostics going to `stderr` (a file, to count log
+    /// lines).
+    pub fn start_with_stderr(
+        bin: &str,
+        backends: &[SocketAddr],
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> Proxy {
         let mut cmd = Command::new(bin);
         cmd.args(["--listen", "127.0.0.1:0", "--log-level", "warn"]);
         for backend in backends {
             cmd.args(["--backend", &backend.to_string()]);
         }
-        cmd.args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args(extra).stdout(Stdio::piped()).stderr(stderr);
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
