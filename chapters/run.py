@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the chapters' commands as a student would type them, and fail where they fail.
 
-    chapters/run.py [--quick] [--keep] [--committed] [CHAPTER.md ...]
+    chapters/run.py [--quick] [--keep] [--committed] [-v] [CHAPTER.md ...]
 
 Reads each chapter's fenced blocks (the convention is at the top of chapters/README.md):
 ```sh blocks run, in order, each in a fresh `bash` with `set -euo pipefail`, from the root of
@@ -89,6 +89,8 @@ def blocks_of(path, rel):
         i += 1
         while i < len(lines) and not lines[i].strip().startswith(marker):
             i += 1
+        if i >= len(lines):
+            raise ValueError(f"{rel}:{start}: this block's fence is never closed")
         body = "\n".join(lines[start:i]) + "\n"
         i += 1  # the closing fence
         if info and info[0] in ("sh", "bash"):
@@ -149,8 +151,9 @@ def stop_groups(groups, grace=3.0):
 
 
 class Chapter:
-    def __init__(self, rel, clone, env, quick, logdir):
+    def __init__(self, rel, clone, env, quick, logdir, verbose=False):
         self.rel, self.clone, self.env, self.quick = rel, clone, env, quick
+        self.verbose = verbose
         self.logdir = logdir
         self.groups = []  # process groups started for this chapter
         self.procs = []
@@ -258,12 +261,20 @@ class Chapter:
             return f"{self.rel}: no such chapter", None
         failure = None
         try:
-            for n, block in enumerate(blocks_of(path, self.rel)):
+            try:
+                blocks = blocks_of(path, self.rel)
+            except ValueError as err:
+                return None, (None, str(err), None)
+            for n, block in enumerate(blocks):
                 if block.skip or (self.quick and block.skip_quick):
                     self.skipped += 1
                     continue
                 self.ran += 1
+                began = time.monotonic()
                 failure = self.run_block(block, n)
+                if self.verbose:
+                    kind = "background" if block.background else f"{time.monotonic() - began:.1f}s"
+                    print(f"     {self.rel}:{block.line}: {kind}", flush=True)
                 if failure:
                     break
             if not failure:
@@ -297,6 +308,7 @@ def main():
     parser.add_argument("chapters", nargs="*", help="chapter files (default: all, in order)")
     parser.add_argument("--quick", action="store_true", help="short durations (DURATION=1s)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch clone and logs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each block's time")
     parser.add_argument("--committed", action="store_true",
                         help="test the last commit only, not the working tree's edits")
     args = parser.parse_args()
@@ -330,7 +342,7 @@ def main():
         for rel in chapters:
             logdir = os.path.join(logs, os.path.basename(rel))
             os.makedirs(logdir, exist_ok=True)
-            chapter = Chapter(rel, clone, env, args.quick, logdir)
+            chapter = Chapter(rel, clone, env, args.quick, logdir, args.verbose)
             started = time.monotonic()
             missing, failure = chapter.run()
             took = time.monotonic() - started
