@@ -104,7 +104,8 @@ def blocks_of(path, rel):
 def chapters_in_readme():
     readme = os.path.join(ROOT, "chapters", "README.md")
     with open(readme, encoding="utf-8") as f:
-        names = re.findall(r"\]\(([\w.-]+\.md)\)", f.read())
+        rows = [l for l in f if l.startswith("|")]  # the reading-order table only
+    names = re.findall(r"\]\(([\w.-]+\.md)\)", "".join(rows))
     seen = []
     for name in names:
         if name not in seen and os.path.exists(os.path.join(ROOT, "chapters", name)):
@@ -286,7 +287,7 @@ class Chapter:
         return None, failure
 
 
-def prepare_clone(committed):
+def prepare_clone(committed, chapters):
     clone = tempfile.mkdtemp(prefix="revproxy-chapters-")
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", ROOT, clone], check=True)
     if not committed:
@@ -300,6 +301,9 @@ def prepare_clone(committed):
             if os.path.isfile(src) and not os.path.islink(src):
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
                 shutil.copy2(src, dst)
+    for rel in chapters:  # a chapter named on the command line, even before `git add`
+        if os.path.isfile(os.path.join(ROOT, rel)) and not committed:
+            shutil.copy2(os.path.join(ROOT, rel), os.path.join(clone, rel))
     return clone
 
 
@@ -331,7 +335,7 @@ def main():
         raise KeyboardInterrupt(signum)
 
     signal.signal(signal.SIGTERM, interrupted)
-    clone = prepare_clone(args.committed)
+    clone = prepare_clone(args.committed, chapters)
     # `target/release/...` in the chapters: the build the runner shares with the repository.
     os.makedirs(env["CARGO_TARGET_DIR"], exist_ok=True)
     if not os.path.exists(os.path.join(clone, "target")):
