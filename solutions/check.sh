@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proves every extension exercise can be solved: applies each reference solution
 # (solutions/*.patch) to a scratch copy of the repository's tracked files, and runs there the
-# exercise tests its `Tests:` line names (cargo test --test exercises NAME -- --ignored).
+# exercise tests its `Tests:` line names (cargo test --test exercises NAME -- --ignored), and
+# the library's unit tests (cargo test --lib), so a solution that breaks the rest is caught.
 #
 #   solutions/check.sh            # every solution
 #   solutions/check.sh 05-first-strategy
@@ -38,6 +39,7 @@ for patch in "${patches[@]}"; do
         continue
     fi
     ok=true
+    (cd "$tree" && cargo test --quiet --lib) || ok=false
     for t in $tests; do
         if ! (cd "$tree" && cargo test --quiet --test exercises "$t" -- --ignored); then ok=false; fi
     done

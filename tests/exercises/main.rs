@@ -14,3 +14,4 @@
 mod support;
 
 mod first_strategy;
+mod hide_backend_headers;
