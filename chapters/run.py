@@ -34,7 +34,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TIMEOUT = 120  # seconds per block, unless `<!-- run: timeout=N -->` says otherwise
-COURSE_PORTS = (8080, 8000, 8001, 8002)  # the course's proxy and backend ports
+COURSE_PORTS = (8080, 8000, 8001, 8002, 8081, 8090)  # proxy, backends, C programs, extra stages
 RUN_COMMENT = re.compile(r"^\s*<!--\s*run:\s*(.*?)\s*-->\s*$")
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([^`]*)$")
 HEADER = """\
@@ -342,6 +342,7 @@ def main():
         os.symlink(env["CARGO_TARGET_DIR"], os.path.join(clone, "target"))
     logs = os.path.join(clone, ".chapter-logs")
     passed = failed = 0
+    began = time.monotonic()
     try:
         for rel in chapters:
             logdir = os.path.join(logs, os.path.basename(rel))
@@ -376,6 +377,7 @@ def main():
             print(f"scratch clone and logs kept in {clone}", file=sys.stderr)
         else:
             shutil.rmtree(clone, ignore_errors=True)
+    print(f"{len(chapters)} chapter(s) in {time.monotonic() - began:.0f}s")
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 
