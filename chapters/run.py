@@ -289,6 +289,14 @@ class Chapter:
 
 def prepare_clone(committed, chapters):
     clone = tempfile.mkdtemp(prefix="revproxy-chapters-")
+    is_repo = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=ROOT,
+                             capture_output=True).returncode == 0
+    if not is_repo:
+        # Not a git checkout (an unpacked archive): copy the tree, without build output.
+        os.rmdir(clone)
+        shutil.copytree(ROOT, clone, symlinks=True,
+                        ignore=shutil.ignore_patterns("target", ".git", ".serve", ".pids", ".logs"))
+        return clone
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", ROOT, clone], check=True)
     if not committed:
         # The working tree's version of every tracked file, so uncommitted edits are tested

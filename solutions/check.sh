@@ -32,7 +32,11 @@ for patch in "${patches[@]}"; do
     tree="$scratch/$name"
     mkdir -p "$tree"
     # Tracked files only, with their mtimes (tar keeps them), so cargo reuses what it can.
-    (cd "$root" && git ls-files -z | tar --null -T - -cf -) | tar -xf - -C "$tree"
+    if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        (cd "$root" && git ls-files -z | tar --null -T - -cf -) | tar -xf - -C "$tree"
+    else # not a git checkout: everything but build output
+        (cd "$root" && tar --exclude=./target -cf - .) | tar -xf - -C "$tree"
+    fi
     if ! (cd "$tree" && git apply "$patch"); then
         echo "FAIL $name: the patch does not apply"
         failed=$((failed + 1))
