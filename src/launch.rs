@@ -97,8 +97,8 @@ fn run<P: Phases, F: FnOnce(&Settings) -> Result<P, String>>(
     };
     let listen = args.listen.as_deref().unwrap_or(&settings.listen);
     let listener = server::bind(listen).map_err(|e| e.to_string())?;
-    let pool =
-        Pool::new(&settings.tuning.pool).map_err(|e| format!("cannot start the pool: {e}"))?;
+    let tuning = settings.tuning();
+    let pool = Pool::new(&tuning.pool).map_err(|e| format!("cannot start the pool: {e}"))?;
     let addrs: Vec<_> = settings.upstream.servers.iter().map(|s| s.addr).collect();
     cli::announce(program, &listener, &addrs)?;
     let upstream = MonitoredUpstream::start(&settings.upstream)
@@ -111,11 +111,16 @@ fn run<P: Phases, F: FnOnce(&Settings) -> Result<P, String>>(
         )
         .map_err(|e| format!("cannot start the --debug table: {e}"))?;
     }
+    // Phases see the address actually bound (a port 0 resolved): a cache that refreshes an
+    // entry in the background sends the request to the proxy itself.
+    if let Ok(addr) = listener.local_addr() {
+        settings.listen = addr.to_string();
+    }
     let phases = phases(&settings)?;
     let relay = Relay::with_phases(
-        settings.tuning.relay_config(),
+        tuning.relay_config(),
         upstream.balancer.clone(),
-        Connector::new(settings.tuning.upstream_timeouts()),
+        Connector::new(tuning.upstream_timeouts()),
         phases,
     );
     server::serve(&listener, &pool, Arc::new(relay));

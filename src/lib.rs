@@ -13,6 +13,7 @@
 //! - [`config`]: the TOML configuration of stage 6 and later.
 //! - [`settings`]: what flags and config files both set, defaults named once, mapped to the parts.
 //! - [`launch`]: starting a stage from its configuration file (stage 6 and later).
+//! - [`cache`]: stage 7's shared HTTP cache (RFC 9111), as request phases.
 //! - [`health`]: active and passive health checks of backends.
 //! - [`dashboard`]: the live server table of `--debug`.
 //! - [`access_log`]: one Combined Log Format line per request.
@@ -20,6 +21,7 @@
 
 pub mod access_log;
 pub mod balancer;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

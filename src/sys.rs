@@ -236,7 +236,33 @@ pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<Ve
 
 /// Whether `fd` has something to read right now, without waiting.
 pub fn readable_now(fd: BorrowedFd<'_>) -> bool {
-    wait_readable(&[fd], Duration::ZERO).is_ok_and(|ready| ready[0])
+    poll_now(fd).is_ok_and(|ready| ready)
+}
+
+/// Whether one descriptor can be read without waiting (data, end of stream, or an error
+/// waiting to be reported), asked with one `poll` and no allocation: this runs once or twice
+/// per request. An interrupted call is asked again; any other failure is the caller's to judge.
+pub fn poll_now(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut polled = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // Bounded: only a signal arriving at each attempt could keep it looping.
+    for _ in 0..16 {
+        // SAFETY: `polled` is one valid pollfd for the whole call; the descriptor is
+        // borrowed, so it stays open until the call returns.
+        let n = unsafe { libc::poll(&mut polled, 1, 0) };
+        if n >= 0 {
+            let ready = libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+            return Ok(polled.revents & ready != 0);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    Err(io::Error::from(io::ErrorKind::Interrupted))
 }
 
 #[cfg(test)]

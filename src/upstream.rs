@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,13 @@ use crate::sys;
 
 /// Resolves `host:port` to one socket address (flags and config files name backends so).
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    addr.to_socket_addrs()
+    // Under `cargo fuzz` (which sets `--cfg fuzzing`) names are not looked up: the config
+    // fuzzer would otherwise send a DNS query for every string it invents, and wait on each.
+    #[cfg(fuzzing)]
+    let found = addr.parse::<SocketAddr>().map(std::iter::once);
+    #[cfg(not(fuzzing))]
+    let found = std::net::ToSocketAddrs::to_socket_addrs(addr);
+    found
         .map_err(|e| format!("cannot resolve '{addr}': {e}"))?
         .next()
         .ok_or_else(|| format!("'{addr}' resolves to no address"))
@@ -201,7 +207,8 @@ impl Connector {
 /// with no wait answers it (rather than toggling non-blocking mode around a `peek`: three
 /// system calls).
 fn still_idle(transport: &dyn Transport) -> bool {
-    !transport.has_buffered() && !sys::readable_now(transport.as_fd())
+    // A failed `poll` says nothing good about the connection: not reused.
+    !transport.has_buffered() && matches!(sys::poll_now(transport.as_fd()), Ok(false))
 }
 
 #[cfg(test)]

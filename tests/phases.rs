@@ -16,12 +16,12 @@ use revproxy::http::stream::{BoxedTransport, Transport};
 use revproxy::http::{BufStream, RequestHead, ResponseHead, Socket};
 use revproxy::relay::{
     AnsweredBy, BodyObserver, BodyPlan, BodyTransform, Client, ClientTimeouts, Phases, Relay,
-    RelayConfig, Reply, Summary,
+    RelayConfig, Reply, Summary, UpstreamAnswer,
 };
 use revproxy::server::pool::{Pool, PoolConfig};
 use revproxy::server::{self, ConnectionHandler};
 use revproxy::upstream::{Connector, SingleUpstream, UpstreamTimeouts, Upstreams};
-use support::{connect, raw_backend, read_request_head, TIMEOUT};
+use support::{connect, dead_addr, raw_backend, read_request_head, TIMEOUT};
 
 /// What the logging phase saw: status, who answered, whether a request head was read, and
 /// the body bytes the client was sent.
@@ -29,6 +29,7 @@ type Logged = (u16, AnsweredBy, bool, u64);
 
 struct TestPhases {
     second: SingleUpstream,
+    dead: SingleUpstream,
     logged: Mutex<Sender<Logged>>,
     observed: Mutex<Sender<(Vec<u8>, bool)>>,
 }
@@ -56,9 +57,27 @@ impl Phases for TestPhases {
     }
 
     fn route<'a>(&'a self, _ctx: &mut Ctx, head: &RequestHead) -> Option<&'a dyn Upstreams> {
+        if head.target.starts_with("/dead/") {
+            return Some(&self.dead as &dyn Upstreams);
+        }
         head.target
             .starts_with("/b/")
             .then_some(&self.second as &dyn Upstreams)
+    }
+
+    fn upstream_answer(
+        &self,
+        _ctx: &mut Ctx,
+        request: &RequestHead,
+        answer: UpstreamAnswer<'_>,
+    ) -> Option<Reply> {
+        let replaced = match answer {
+            UpstreamAnswer::Response(head) => {
+                request.target == "/replace-500" && head.status == 500
+            }
+            UpstreamAnswer::Failed(status) => request.target == "/dead/replace" && status == 502,
+        };
+        replaced.then(|| Reply::new(200).text("replaced\n"))
     }
 
     fn response_head(
@@ -134,6 +153,7 @@ fn first_backend(targets: Sender<String>) -> SocketAddr {
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\nd\r\nchunked world\r\n0\r\n\r\n"
             }
             "/upper-length" => b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello length",
+            "/replace-500" => b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops",
             "/observe-full" => b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nobserved body",
             "/observe-break" => {
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
@@ -204,6 +224,7 @@ fn start(pool: PoolConfig, head_timeout: Duration) -> Harness {
     let (observed_tx, observed) = mpsc::channel();
     let phases = TestPhases {
         second: SingleUpstream(second_backend()),
+        dead: SingleUpstream(dead_addr()),
         logged: Mutex::new(logged_tx),
         observed: Mutex::new(observed_tx),
     };
@@ -261,6 +282,40 @@ fn a_request_phase_answers_itself_and_the_connection_stays_usable() {
             (418, AnsweredBy::Phase, true, 13),
             (418, AnsweredBy::Phase, true, 0),
             (200, AnsweredBy::Upstream, true, 6)
+        ]
+    );
+}
+
+#[test]
+fn an_upstream_answer_phase_replaces_a_500_and_an_unreachable_backend() {
+    let h = default_harness();
+    let mut c = connect(h.addr);
+    c.send(b"GET /replace-500 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let res = c.read_response("GET");
+    assert_eq!((res.status, res.text().as_str()), (200, "replaced\n"));
+    assert_eq!(h.targets.recv_timeout(TIMEOUT).unwrap(), "/replace-500");
+    // The 500's unread body did not leak into the next response on this connection.
+    c.send(b"GET /plain HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response("GET").text(), "from a");
+    c.send(b"GET /dead/replace HTTP/1.1\r\nHost: t\r\n\r\n");
+    let res = c.read_response("GET");
+    assert_eq!((res.status, res.text().as_str()), (200, "replaced\n"));
+    c.send(b"GET /dead/other HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        c.read_response("GET").status,
+        502,
+        "no reply: the refusal stands"
+    );
+    let logged: Vec<Logged> = (0..4)
+        .map(|_| h.logged.recv_timeout(TIMEOUT).unwrap())
+        .collect();
+    assert_eq!(
+        logged,
+        vec![
+            (200, AnsweredBy::Phase, true, 9),
+            (200, AnsweredBy::Upstream, true, 6),
+            (200, AnsweredBy::Phase, true, 9),
+            (502, AnsweredBy::Proxy, true, 0)
         ]
     );
 }
@@ -373,7 +428,19 @@ fn the_logging_phase_counts_a_408_and_a_pool_full_503() {
     queued.send(b"GET /queued HTTP/1.1\r\nHost: t\r\n\r\n");
     // The accept loop takes connections in order, so `queued` is in the queue before this one.
     let mut refused = connect(h.addr);
-    assert_eq!(refused.read_response("GET").status, 503);
+    let res = refused.read_response("GET");
+    assert_eq!(res.status, 503);
+    let names: Vec<&str> = res.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Content-Type",
+            "Retry-After",
+            "Content-Length",
+            "Connection"
+        ],
+        "the same bytes as before replies were `Reply`s"
+    );
     assert_eq!(
         h.logged.recv_timeout(TIMEOUT).unwrap(),
         (503, AnsweredBy::Proxy, false, 0)

@@ -282,6 +282,77 @@ pub fn early_hints_reach_http11_clients_only(bin: &str) {
     );
 }
 
+pub fn an_early_refusal_of_a_large_upload_reaches_the_client(bin: &str) {
+    // The origin refuses on seeing the head, and reads none of the body.
+    let addr = raw_backend(|mut s| {
+        read_request_head(&mut s);
+        let _ =
+            s.write_all(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\n\r\ntoo large");
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    });
+    // A body far larger than the socket buffers, so a proxy that keeps sending blocks.
+    const BODY: usize = 32 << 20;
+    let p = Proxy::start(
+        bin,
+        &[addr],
+        &["--max-body-size", "64m", "--upstream-timeout", "4s"],
+    );
+    let mut c = p.connect();
+    c.send(
+        format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n").as_bytes(),
+    );
+    let mut sender = c.stream.try_clone().unwrap();
+    sender
+        .set_write_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let upload = std::thread::spawn(move || {
+        let piece = vec![b'x'; 64 * 1024];
+        // Bounded: BODY / 64 KiB writes at most, and each gives up after the write timeout.
+        for _ in 0..BODY / piece.len() {
+            if sender.write_all(&piece).is_err() {
+                return;
+            }
+        }
+    });
+    let res = c.read_response("POST");
+    assert_eq!((res.status, res.text().as_str()), (413, "too large"));
+    assert_eq!(
+        res.header("connection"),
+        Some("close"),
+        "the rest of the body is not read"
+    );
+    drop(c);
+    upload.join().unwrap();
+}
+
+pub fn an_early_2xx_still_gets_the_whole_body(bin: &str) {
+    // An origin that answers at once and reads the body while it streams its answer.
+    const BODY: usize = 256 * 1024;
+    let addr = raw_backend(|mut s| {
+        read_request_head(&mut s);
+        let said = format!("got {BODY}");
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", said.len());
+        let _ = s.write_all(head.as_bytes());
+        let mut left = BODY;
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            match std::io::Read::read(&mut s, &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+        let _ = s.write_all(said.as_bytes());
+    });
+    let p = Proxy::start(bin, &[addr], &[]);
+    let mut c = p.connect();
+    let mut request =
+        format!("POST /stream HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n").into_bytes();
+    request.resize(request.len() + BODY, b'y');
+    c.send(&request);
+    let res = c.read_response("POST");
+    assert_eq!((res.status, res.text()), (200, format!("got {BODY}")));
+}
+
 macro_rules! stages {
     ($($stage:ident),*) => {
         $(
@@ -296,6 +367,8 @@ macro_rules! stages {
                     a_response_without_date_gets_one_and_a_date_is_kept,
                     heads_that_never_end_get_400_at_once,
                     early_hints_reach_http11_clients_only,
+                    an_early_refusal_of_a_large_upload_reaches_the_client,
+                    an_early_2xx_still_gets_the_whole_body,
                 );
             }
         )*

@@ -8,10 +8,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::file::{Config, HealthSection, ServerEntry, UpstreamSection};
-use super::{ConfigError, HealthSettings, Settings, UpstreamSettings};
+use super::{ConfigError, HealthSettings, ServerSettings, Settings, UpstreamSettings};
 use crate::balancer::BackendSpec;
 use crate::server::pool::PoolConfig;
-use crate::settings::Tuning;
 use crate::upstream::resolve;
 
 pub(super) struct Checker<'a, F: Fn(Option<Range<usize>>, String) -> ConfigError> {
@@ -40,25 +39,25 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
             )
         })?;
         let upstream = self.pick_upstream(&config.upstreams, server.upstream.as_ref())?;
-        let tuning = Tuning {
-            connect_timeout: upstream.connect_timeout,
-            upstream_timeout: upstream.read_timeout,
+        let server_listen = server.listen.clone().into_inner();
+        let server = ServerSettings {
             header_timeout: self
                 .duration("[server] header_timeout_ms", server.header_timeout_ms)?,
             idle_timeout: self.duration("[server] idle_timeout_ms", server.idle_timeout_ms)?,
             max_body: server.max_body_bytes,
-            retries: upstream.retries,
             pool: PoolConfig {
                 workers: server.workers,
                 queue: server.queue,
                 ..PoolConfig::default()
             },
         };
+        let cache = crate::cache::config::check(&config.cache).map_err(|e| (self.err)(None, e))?;
         Ok(Settings {
-            listen: server.listen.into_inner(),
+            cache,
+            listen: server_listen,
             log_level,
             upstream,
-            tuning,
+            server,
         })
     }
 

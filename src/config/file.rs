@@ -20,6 +20,8 @@ pub struct Config {
     pub upstreams: BTreeMap<String, Spanned<UpstreamSection>>,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub cache: crate::cache::config::CacheSection,
 }
 
 /// `[server]`: the listener, its workers, and what clients may do.

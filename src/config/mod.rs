@@ -19,6 +19,7 @@ pub use file::{
 };
 
 use crate::balancer::{BackendSpec, StrategyKind};
+use crate::server::pool::PoolConfig;
 use crate::settings::Tuning;
 
 /// A configuration error, located in its file.
@@ -52,8 +53,18 @@ pub struct Settings {
     pub listen: String,
     pub log_level: log::LevelFilter,
     pub upstream: UpstreamSettings,
-    /// Timeouts, limits, retries and the pool, as the flags of earlier stages set them too.
-    pub tuning: Tuning,
+    /// `[cache]` (stage 7 on).
+    pub cache: crate::cache::config::CacheSettings,
+    pub server: ServerSettings,
+}
+
+/// `[server]`, resolved: what clients may do, and the pool that serves them.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_body: u64,
+    pub pool: PoolConfig,
 }
 
 /// One upstream group, resolved.
@@ -79,6 +90,21 @@ pub struct HealthSettings {
 }
 
 impl Settings {
+    /// Timeouts, limits, retries and the pool, as the flags of earlier stages set them too:
+    /// the one place the file's values become the library's settings. The upstream's values
+    /// are those of the upstream that serves requests.
+    pub fn tuning(&self) -> Tuning {
+        Tuning {
+            connect_timeout: self.upstream.connect_timeout,
+            upstream_timeout: self.upstream.read_timeout,
+            header_timeout: self.server.header_timeout,
+            idle_timeout: self.server.idle_timeout,
+            max_body: self.server.max_body,
+            retries: self.upstream.retries,
+            pool: self.server.pool.clone(),
+        }
+    }
+
     /// One line for `-t`: what the file sets up.
     pub fn summary(&self) -> String {
         let up = &self.upstream;

@@ -186,28 +186,6 @@ pub fn client_response(
     out
 }
 
-/// A short response made by the proxy itself (errors, 100 Continue excluded).
-pub fn local_response(
-    status: u16,
-    extra_headers: &[(&str, &str)],
-    body: &str,
-    keep_alive: bool,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + body.len());
-    let _ = write!(out, "HTTP/1.1 {} {}\r\n", status, reason_phrase(status));
-    out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
-    for (name, value) in extra_headers {
-        put_header(&mut out, name, value.as_bytes());
-    }
-    let _ = write!(out, "Content-Length: {}\r\n", body.len());
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
-    out
-}
-
 /// The standard reason phrase for the statuses this proxy produces itself.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {

@@ -6,7 +6,10 @@
 //! method, no body) and the backend closed without a byte of answer. A timeout is a 504,
 //! never a retry: the backend may still be working on it.
 
+use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::time::Duration;
 
 use super::exchange::{Refusal, Request};
 use super::phases::Phases;
@@ -14,8 +17,20 @@ use super::Relay;
 use crate::http::body::{copy_body, BodyError, Encoding};
 use crate::http::head::read_response_head;
 use crate::http::headers::{client_response, upstream_request, ForwardInfo, OutFraming};
-use crate::http::{BodyFraming, BufStream, HttpError, ResponseHead, Socket};
+use crate::http::{BodyFraming, BufStream, HttpError, Limits, ResponseHead, Socket};
+use crate::sys;
 use crate::upstream::{Lease, Outcome, UpstreamConn, Upstreams};
+
+/// A backend's final response head, and what the relay must know to pass it on.
+pub(super) struct Answer<'u> {
+    pub(super) conn: UpstreamConn,
+    pub(super) lease: Lease<'u>,
+    pub(super) response: ResponseHead,
+    /// The origin answered before the request body was all sent (a 413 or 401 to a large
+    /// upload): the rest of the body is still on the client connection, and the upstream
+    /// connection is out of step. Neither may carry another request (RFC 9112 section 9.6).
+    pub(super) request_body_cut: bool,
+}
 
 /// Why one attempt at a backend failed.
 enum Attempt {
@@ -40,7 +55,7 @@ impl<P: Phases> Relay<P> {
         client: &mut BufStream<S>,
         req: &Request<'_>,
         upstreams: &'u dyn Upstreams,
-    ) -> Result<(UpstreamConn, Lease<'u>, ResponseHead), Refusal> {
+    ) -> Result<Answer<'u>, Refusal> {
         let mut tried: Vec<SocketAddr> = Vec::new();
         loop {
             let Some(mut lease) = Lease::pick(upstreams, req.peer.ip(), &tried) else {
@@ -54,7 +69,14 @@ impl<P: Phases> Relay<P> {
             let backend = lease.backend();
             tried.push(backend);
             match self.send_request(client, req, &mut lease) {
-                Ok((conn, response)) => return Ok((conn, lease, response)),
+                Ok((conn, response, request_body_cut)) => {
+                    return Ok(Answer {
+                        conn,
+                        lease,
+                        response,
+                        request_body_cut,
+                    })
+                }
                 Err(Attempt::Retry(reason)) => {
                     if let RetryReason::Connect(err) = reason {
                         log::warn!("upstream {backend}: connect failed: {err}");
@@ -83,7 +105,7 @@ impl<P: Phases> Relay<P> {
         client: &mut BufStream<S>,
         req: &Request<'_>,
         lease: &mut Lease<'_>,
-    ) -> Result<(UpstreamConn, ResponseHead), Attempt> {
+    ) -> Result<(UpstreamConn, ResponseHead, bool), Attempt> {
         let backend = lease.backend();
         let info = ForwardInfo {
             client_ip: req.peer.ip(),
@@ -103,7 +125,7 @@ impl<P: Phases> Relay<P> {
             .checkout(backend)
             .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
         loop {
-            if let Err(err) = std::io::Write::write_all(&mut conn, &request_head) {
+            if let Err(err) = conn.write_all(&request_head) {
                 if reused {
                     // A kept connection the backend closed meanwhile: nothing was delivered,
                     // so sending again on a new connection is safe.
@@ -123,20 +145,27 @@ impl<P: Phases> Relay<P> {
                 )));
             }
             if req.body_pending {
-                self.send_body(client, req, &mut conn, lease)?;
+                if let Some((early, body_cut)) = self.send_body(client, req, &mut conn, lease)? {
+                    return Ok((conn, early, body_cut));
+                }
             }
-            match self.read_final_head(client, req, &mut conn) {
-                Ok(response) => return Ok((conn, response)),
+            let mut interim_seen = false;
+            let head = self.read_final_head(client, req, &mut conn, &mut interim_seen);
+            // An interim response (a 103 already forwarded) shows the backend saw the request.
+            let silent =
+                |err: &HttpError, conn: &UpstreamConn| !interim_seen && nothing_received(err, conn);
+            match head {
+                Ok(response) => return Ok((conn, response, false)),
                 // A kept connection the backend closed or reset just as the request went out.
                 // It may have seen the request, so only a replayable one is sent again.
-                Err(err) if reused && replayable(req) && nothing_received(&err, &conn) => {
+                Err(err) if reused && replayable(req) && silent(&err, &conn) => {
                     conn = self
                         .connector
                         .connect(backend)
                         .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
                     reused = false;
                 }
-                Err(err) if replayable(req) && nothing_received(&err, &conn) => {
+                Err(err) if replayable(req) && silent(&err, &conn) => {
                     // The backend dropped the connection without a byte of response. A
                     // request without a body whose method is idempotent can safely go to
                     // the next backend; anything else might have had an effect already.
@@ -166,17 +195,20 @@ impl<P: Phases> Relay<P> {
         }
     }
 
-    /// Streams the request body from the client to the backend.
+    /// Streams the request body from the client to the backend. Returns the origin's final
+    /// response head if it answered before the body was all sent, and whether the body was
+    /// cut short. An early refusal (3xx to 5xx: a 413 or 401 to a large upload) stops the
+    /// upload, and the proxy relays it instead of pushing on into a backend that has stopped
+    /// reading (which ended in a 502, or a 504 once the socket buffers filled). An early 2xx
+    /// may come from a backend that streams while it reads, so the body is sent on.
     fn send_body<S: Socket>(
         &self,
         client: &mut BufStream<S>,
         req: &Request<'_>,
         conn: &mut UpstreamConn,
         lease: &mut Lease<'_>,
-    ) -> Result<(), Attempt> {
-        if req.expects_continue
-            && std::io::Write::write_all(client, b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
-        {
+    ) -> Result<Option<(ResponseHead, bool)>, Attempt> {
+        if req.expects_continue && client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
             return Err(Attempt::Refused(Refusal::silent()));
         }
         client
@@ -187,15 +219,31 @@ impl<P: Phases> Relay<P> {
             _ => Encoding::Raw,
         };
         let limits = &self.config.limits;
-        match copy_body(
+        let mut upstream = EarlyWatch {
+            conn,
+            limits: &self.upstream_limits,
+            timeout: self.connector.timeouts().read,
+            early: None,
+        };
+        let copied = copy_body(
             client,
             req.framing,
-            conn,
+            &mut upstream,
             encoding,
             limits,
             Some(limits.max_body),
-        ) {
-            Ok(_) => Ok(()),
+        );
+        if let Some(head) = upstream.early.take() {
+            log::debug!(
+                "upstream {}: answered {} before the request body was sent",
+                lease.backend(),
+                head.status
+            );
+            let cut = copied.is_err();
+            return Ok(Some((head, cut)));
+        }
+        match copied {
+            Ok(_) => Ok(None),
             Err(BodyError::Source(err)) => {
                 log::debug!("{}: request body: {err}", req.peer);
                 Err(Attempt::Refused(Refusal::from_client(&err)))
@@ -210,6 +258,71 @@ impl<P: Phases> Relay<P> {
                 Err(Attempt::Refused(Refusal::close(502)))
             }
         }
+    }
+}
+
+/// The upstream side of a request body copy that notices an answer coming back. Before each
+/// write (and after a failed one) it asks, without waiting, whether the origin has sent
+/// anything; if so it reads the head, and a final one stops the copy. A `100 Continue` means
+/// "go on" and is dropped; other interim responses are dropped too (the client is busy
+/// sending and will see the final answer).
+struct EarlyWatch<'a> {
+    conn: &'a mut UpstreamConn,
+    limits: &'a Limits,
+    timeout: Duration,
+    early: Option<ResponseHead>,
+}
+
+impl EarlyWatch<'_> {
+    /// Whether the upload must stop: the origin refused it early (a final head of 3xx or
+    /// more). An early 2xx is kept in `early` and the upload goes on.
+    fn refused(&mut self) -> bool {
+        if self.early.is_none() {
+            self.look();
+        }
+        self.early.as_ref().is_some_and(|head| head.status >= 300)
+    }
+
+    /// Reads what the origin has sent so far, without waiting for more, until a final head.
+    fn look(&mut self) {
+        // Bounded: each round consumes one interim head; a flood of them is an error below.
+        for _ in 0..16 {
+            let waiting = self.conn.get_ref().has_buffered()
+                || !self.conn.buffered().is_empty()
+                || matches!(sys::poll_now(self.conn.get_ref().as_fd()), Ok(true));
+            if !waiting {
+                return;
+            }
+            match read_response_head(self.conn, self.limits, Some(self.timeout)) {
+                Ok(head) if head.status >= 200 => {
+                    self.early = Some(head);
+                    return;
+                }
+                Ok(_) => continue,
+                // A close or garbage: the write that follows fails and says so.
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl io::Write for EarlyWatch<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.refused() {
+            return Err(io::Error::other(
+                "the origin answered before the body was sent",
+            ));
+        }
+        match self.conn.write(data) {
+            Err(err) if self.early.is_none() && self.refused() => Err(io::Error::other(format!(
+                "the origin answered before the body was sent ({err})"
+            ))),
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.conn.flush()
     }
 }
 
@@ -245,12 +358,14 @@ impl<P: Phases> Relay<P> {
         client: &mut BufStream<S>,
         req: &Request<'_>,
         conn: &mut UpstreamConn,
+        interim_seen: &mut bool,
     ) -> Result<ResponseHead, HttpError> {
         // A backend streaming interim responses forever must not hold the thread.
         const MAX_INTERIM: usize = 16;
         let timeout = self.connector.timeouts().read;
         for _ in 0..MAX_INTERIM {
             let head = read_response_head(conn, &self.upstream_limits, Some(timeout))?;
+            *interim_seen |= head.status < 200;
             match head.status {
                 101 => return Err(HttpError::BadSyntax("upgrade not requested")),
                 100 => continue,
@@ -264,7 +379,7 @@ impl<P: Phases> Relay<P> {
                             &self.config.via_name,
                         );
                         // A client that went away shows when the final response is written.
-                        let _ = std::io::Write::write_all(client, &interim);
+                        let _ = client.write_all(&interim);
                     }
                 }
                 200..=599 => return Ok(head),

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::net::SocketAddr;
 
-use super::phases::{AnsweredBy, BodyPlan, Client, Phases};
+use super::phases::{AnsweredBy, BodyPlan, Client, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
 use super::reply::{self, Framing, Reply};
 use super::Relay;
@@ -14,6 +14,7 @@ use crate::http::head::Headers;
 use crate::http::{BodyFraming, BufStream, HttpError, RequestHead, Socket};
 
 /// What the attempts and the response need to know about the request.
+#[derive(Clone, Copy)]
 pub(super) struct Request<'a> {
     pub(super) head: &'a RequestHead,
     pub(super) framing: BodyFraming,
@@ -135,8 +136,55 @@ impl<P: Phases> Relay<P> {
             return Ok(self.answer(client, &request, ctx, reply));
         }
         let upstreams = self.phases.route(ctx, head).unwrap_or(&*self.upstreams);
-        let (conn, lease, response) = self.attempts(client, &request, upstreams)?;
-        self.relay_response(client, &request, ctx, conn, lease, response)
+        let answer = match self.attempts(client, &request, upstreams) {
+            Ok(answer) => answer,
+            Err(refusal) => return self.failed(client, &request, ctx, refusal),
+        };
+        self.relay_response(client, &request, ctx, answer)
+    }
+
+    /// No backend answered: the upstream-answer phase may still answer (a stale copy), else
+    /// the refusal stands.
+    fn failed<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        req: &Request<'_>,
+        ctx: &mut P::Ctx,
+        refusal: Refusal,
+    ) -> Result<Done, Refusal> {
+        let Some(status) = refusal.status else {
+            return Err(refusal);
+        };
+        let Some(reply) =
+            self.phases
+                .upstream_answer(ctx, req.head, UpstreamAnswer::Failed(status))
+        else {
+            return Err(refusal);
+        };
+        Ok(self.answer_after_upstream(client, req, ctx, reply, refusal.upstream))
+    }
+
+    /// Sends a reply from the upstream-answer phase. A request body, if any, went upstream
+    /// (or part of it did): it is not read again, and the connection closes, as nobody knows
+    /// where in the client's bytes it stands.
+    pub(super) fn answer_after_upstream<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        req: &Request<'_>,
+        ctx: &mut P::Ctx,
+        mut reply: Reply,
+        upstream: Option<SocketAddr>,
+    ) -> Done {
+        if req.body_pending {
+            reply.close = true;
+        }
+        let req = Request {
+            body_pending: false,
+            ..*req
+        };
+        let mut done = self.answer(client, &req, ctx, reply);
+        done.upstream = upstream;
+        done
     }
 
     /// Sends a reply that the request phase made, through the response phases like a
@@ -158,9 +206,14 @@ impl<P: Phases> Relay<P> {
         let mut plan = BodyPlan::default();
         self.phases
             .response_head(ctx, req.head, &mut reply.head, &mut plan);
-        let head_only = req.head.method == "HEAD" || matches!(reply.status(), 204 | 304);
+        let bodiless_status = matches!(reply.status(), 204 | 304);
+        let head_only = req.head.method == "HEAD" || bodiless_status;
         let body = reply.body.as_bytes();
-        let framing = if plan.keeps_length() {
+        // A 204 must not carry Content-Length (RFC 9110 section 8.6), and a 304's would
+        // misstate the stored representation's; a HEAD gets the length its GET would get.
+        let framing = if bodiless_status {
+            Framing::NoBody
+        } else if plan.keeps_length() {
             Framing::Length(body.len() as u64)
         } else if head_only {
             Framing::NoBody

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 pub use phases::{
     AnsweredBy, BodyObserver, BodyPlan, BodyTransform, Client, NoPhases, Phases, Summary,
+    UpstreamAnswer,
 };
 pub use reply::{Reply, ReplyBody};
 
@@ -242,16 +243,13 @@ impl<P: Phases> Relay<P> {
         let status = refusal.status.unwrap_or(CLIENT_GONE);
         let head_only = head.is_some_and(|h| h.method == "HEAD");
         let reply = Reply::error(status).to_bytes(head_only, false);
-        if client.write_all(&reply).is_ok() {
+        let sent = client.write_all(&reply).is_ok();
+        // Logged before the lingering close: its second of draining is not the exchange's.
+        let done = Done::proxy(status, false, refusal.upstream);
+        self.log(ctx, peer, head, &done, started);
+        if sent {
             reply::linger(client);
         }
-        self.log(
-            ctx,
-            peer,
-            head,
-            &Done::proxy(status, false, refusal.upstream),
-            started,
-        );
     }
 
     /// One summary per exchange: to the logging phase, and to the access log.

@@ -9,6 +9,10 @@
 //! - *request* sees the parsed head and the client; it may rewrite the head or answer itself
 //!   with a [`Reply`] (access control's 401, a fixed page, a cache hit);
 //! - *route* picks the upstream group from Host and path;
+//! - *upstream answer* sees what came back from the upstream (a response head, or the
+//!   proxy's own 502/503/504 when none came) before anything is sent, and may answer the
+//!   client with a [`Reply`] instead (a cache's stored body after a `304` to its own
+//!   revalidation, a stale copy when the origin fails);
 //! - *response head* may change the headers and plans the body: observers that see the
 //!   payload as the origin sent it (the cache's copy), then transforms that change it for the
 //!   client (a compressor);
@@ -39,6 +43,9 @@ pub trait Phases: Send + Sync + 'static {
     type Ctx: Default + Send;
 
     /// Before anything goes upstream: rewrite `head`, or answer with a reply of our own.
+    /// The framing headers (`Content-Length`, `Transfer-Encoding`) and `Expect` are decided
+    /// before this runs and must not be changed. The log shows the head as rewritten; a phase
+    /// that changes the target and wants the original logged keeps it in its `Ctx`.
     fn request(
         &self,
         _ctx: &mut Self::Ctx,
@@ -50,6 +57,19 @@ pub trait Phases: Send + Sync + 'static {
 
     /// The upstream group for this request; `None` leaves it to the relay's default.
     fn route<'a>(&'a self, _ctx: &mut Self::Ctx, _head: &RequestHead) -> Option<&'a dyn Upstreams> {
+        None
+    }
+
+    /// What came back from upstream, before anything is sent to the client: a reply returned
+    /// here is sent instead (through `response_head`, like a request-phase reply), and the
+    /// upstream's body is dropped unread (its connection is then not reused). A reply to a
+    /// request whose body went upstream closes the connection.
+    fn upstream_answer(
+        &self,
+        _ctx: &mut Self::Ctx,
+        _request: &RequestHead,
+        _answer: UpstreamAnswer<'_>,
+    ) -> Option<Reply> {
         None
     }
 
@@ -65,7 +85,9 @@ pub trait Phases: Send + Sync + 'static {
     ) {
     }
 
-    /// The exchange is over (or was refused before a request could be read).
+    /// The exchange is over (or was refused before a request could be read). It may run on
+    /// the accept loop or stage 4's parker (refusals made there), so it must never block:
+    /// count, or queue the summary for another thread.
     fn logging(&self, _ctx: &mut Self::Ctx, _summary: &Summary<'_>) {}
 }
 
@@ -101,6 +123,17 @@ impl<A: Phases, B: Phases> Phases for (A, B) {
         }
     }
 
+    fn upstream_answer(
+        &self,
+        ctx: &mut Self::Ctx,
+        request: &RequestHead,
+        answer: UpstreamAnswer<'_>,
+    ) -> Option<Reply> {
+        self.0
+            .upstream_answer(&mut ctx.0, request, answer)
+            .or_else(|| self.1.upstream_answer(&mut ctx.1, request, answer))
+    }
+
     fn response_head(
         &self,
         ctx: &mut Self::Ctx,
@@ -116,6 +149,16 @@ impl<A: Phases, B: Phases> Phases for (A, B) {
         self.0.logging(&mut ctx.0, summary);
         self.1.logging(&mut ctx.1, summary);
     }
+}
+
+/// What the upstream phase of an exchange produced.
+#[derive(Debug, Clone, Copy)]
+pub enum UpstreamAnswer<'a> {
+    /// A backend's final response head; its body is still unread.
+    Response(&'a ResponseHead),
+    /// No response: the proxy's own error status (502 unreachable or broken, 503 no backend,
+    /// 504 timeout; a 4xx when the client's request body failed).
+    Failed(u16),
 }
 
 /// Sees the response payload as the origin sent it, decoded (never chunk framing).
@@ -138,14 +181,17 @@ pub trait BodyTransform: Send {
     fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()>;
 }
 
+type Observers = Vec<Box<dyn BodyObserver>>;
+type Transforms = Vec<Box<dyn BodyTransform>>;
+
 /// What happens to a response body on its way: observers first (they see the identity body),
 /// then transforms in order. A plan with a transform re-frames the body (chunked for
 /// HTTP/1.1, close-delimited for HTTP/1.0) and drops `Content-Length`, since the length
 /// changes. An empty plan costs nothing: the body is copied as before.
 #[derive(Default)]
 pub struct BodyPlan {
-    pub(super) observers: Vec<Box<dyn BodyObserver>>,
-    pub(super) transforms: Vec<Box<dyn BodyTransform>>,
+    observers: Observers,
+    transforms: Transforms,
 }
 
 impl BodyPlan {
@@ -169,9 +215,28 @@ impl BodyPlan {
     /// Ends a plan for a response that has no body: observers learn it ended (complete), and
     /// transforms never run, since even an empty compressed stream has bytes that would be
     /// read as the start of the next response.
-    pub(super) fn end_without_body(self) {
-        for mut observer in self.observers {
+    pub(super) fn end_without_body(mut self) {
+        for mut observer in std::mem::take(&mut self.observers) {
             observer.end(true);
+        }
+    }
+
+    /// Hands the observers and transforms to the body pipeline, which then owns the promise
+    /// to end every observer.
+    pub(super) fn take(&mut self) -> (Observers, Transforms) {
+        (
+            std::mem::take(&mut self.observers),
+            std::mem::take(&mut self.transforms),
+        )
+    }
+}
+
+impl Drop for BodyPlan {
+    /// A plan dropped unused (the client went away before the head was written) still tells
+    /// its observers that the body did not arrive: a cache waiting on one must not wait on.
+    fn drop(&mut self) {
+        for observer in &mut self.observers {
+            observer.end(false);
         }
     }
 }

@@ -23,12 +23,17 @@ pub(super) struct BodySink<'a, W: Write> {
 }
 
 impl<'a, W: Write> BodySink<'a, W> {
-    pub(super) fn new(client: &'a mut W, encoding: Encoding, plan: BodyPlan) -> BodySink<'a, W> {
+    pub(super) fn new(
+        client: &'a mut W,
+        encoding: Encoding,
+        mut plan: BodyPlan,
+    ) -> BodySink<'a, W> {
+        let (observers, transforms) = plan.take();
         BodySink {
             client,
             encoding,
-            observers: plan.observers,
-            transforms: plan.transforms,
+            observers,
+            transforms,
             stage: Vec::new(),
             next: Vec::new(),
             scratch: Vec::new(),

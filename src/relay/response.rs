@@ -1,8 +1,9 @@
 //! A backend's response on its way to the client: framing decided from what the origin sent,
 //! the response-head phase, the head, then the body, straight or through the phases' plan.
 
+use super::attempt::Answer;
 use super::exchange::{Done, Refusal, Request};
-use super::phases::{AnsweredBy, BodyPlan, Phases};
+use super::phases::{AnsweredBy, BodyPlan, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
 use super::Relay;
 use crate::http::body::{copy_body_counting, BodyError, Encoding};
@@ -10,7 +11,7 @@ use crate::http::framing::response_framing;
 use crate::http::head::Headers;
 use crate::http::headers::{client_response, OutFraming};
 use crate::http::{BodyFraming, BufStream, ResponseHead, Socket};
-use crate::upstream::{Lease, Outcome, UpstreamConn};
+use crate::upstream::Outcome;
 
 impl<P: Phases> Relay<P> {
     /// Sends the response head and streams the body to the client.
@@ -19,10 +20,14 @@ impl<P: Phases> Relay<P> {
         client: &mut BufStream<S>,
         req: &Request<'_>,
         ctx: &mut P::Ctx,
-        mut conn: UpstreamConn,
-        mut lease: Lease<'_>,
-        mut response: ResponseHead,
+        answer: Answer<'_>,
     ) -> Result<Done, Refusal> {
+        let Answer {
+            mut conn,
+            mut lease,
+            mut response,
+            request_body_cut,
+        } = answer;
         let backend = lease.backend();
         // Both decided on the head as the origin sent it, before a phase changes headers.
         let framing = response_framing(&req.head.method, &response).map_err(|err| {
@@ -30,7 +35,18 @@ impl<P: Phases> Relay<P> {
             lease.set(Outcome::Failed);
             Refusal::status(502, req.client_keep_alive, backend)
         })?;
-        let reusable = upstream_reusable(&response, framing);
+        let reusable = !request_body_cut && upstream_reusable(&response, framing);
+        if let Some(reply) =
+            self.phases
+                .upstream_answer(ctx, req.head, UpstreamAnswer::Response(&response))
+        {
+            // The backend answered; its body (if any) is not read, so its connection goes.
+            lease.set(Outcome::Answered);
+            if reusable && framing == BodyFraming::Empty {
+                self.connector.checkin(backend, conn);
+            }
+            return Ok(self.answer_after_upstream(client, req, ctx, reply, Some(backend)));
+        }
 
         let mut plan = BodyPlan::default();
         self.phases
@@ -43,7 +59,16 @@ impl<P: Phases> Relay<P> {
             _ if req.head.minor_version >= 1 => (OutFraming::Chunked, Encoding::Chunked),
             _ => (OutFraming::Close, Encoding::Raw),
         };
-        let keep_alive = req.client_keep_alive && out_framing != OutFraming::Close;
+        if framing == BodyFraming::Empty && !plan.keeps_length() {
+            // A HEAD whose GET would be transformed: the identity length is not the length the
+            // GET's body would have, so it is not sent (RFC 9110 section 9.3.2 lets a HEAD omit
+            // what is only known by generating the body).
+            response
+                .headers
+                .retain(|h| !h.name.eq_ignore_ascii_case("content-length"));
+        }
+        let keep_alive =
+            req.client_keep_alive && out_framing != OutFraming::Close && !request_body_cut;
         let reply_head = client_response(
             &response,
             out_framing,
@@ -92,6 +117,11 @@ impl<P: Phases> Relay<P> {
             delivered = sink.delivered();
             copied
         };
+        if request_body_cut {
+            // The client may still be sending the body nobody reads: drain it a moment before
+            // closing, so the kernel does not reset the connection under the answer.
+            super::reply::linger(client);
+        }
         match copied {
             Ok(()) => {
                 lease.set(Outcome::Answered);

@@ -105,9 +105,10 @@ impl ConnectionModel for Sequential {
 /// that is full. Never blocks, because the caller is the accept loop, which must stay free to
 /// refuse the next client too.
 pub fn refuse_busy(stream: TcpStream, peer: SocketAddr, handler: &dyn ConnectionHandler) {
+    // Content-Type first, then Retry-After: the same bytes as before replies were `Reply`s.
     let reply = Reply::new(503)
-        .header("Retry-After", "1")
-        .text("503 Service Unavailable: the proxy is at capacity, retry shortly\n");
+        .text("503 Service Unavailable: the proxy is at capacity, retry shortly\n")
+        .header("Retry-After", "1");
     refuse_now(stream, peer, &reply, handler);
 }
 
@@ -156,14 +157,28 @@ pub fn serve(
     model: &dyn ConnectionModel,
     handler: Arc<dyn ConnectionHandler>,
 ) {
+    // Set while `accept` keeps failing: the outage is logged when it starts and when it ends,
+    // not every 100 ms in between (a log that floods is one nobody reads).
+    let mut failing_since: Option<Instant> = None;
     loop {
         match listener.accept() {
-            Ok((stream, peer)) => model.dispatch(stream, peer, &handler),
+            Ok((stream, peer)) => {
+                if let Some(since) = failing_since.take() {
+                    log::warn!("accepting connections again after {:.1?}", since.elapsed());
+                }
+                model.dispatch(stream, peer, &handler);
+            }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => {
                 // Out of file descriptors, mostly. Spinning on the error would burn a core;
-                // pause so connections can finish and free some.
-                log::error!("accept failed: {err}");
+                // pause so connections can finish and free some. Waiting clients stay in the
+                // listen backlog meanwhile, and are served once descriptors free up.
+                if failing_since.is_none() {
+                    log::error!(
+                        "accept failed: {err}; pausing 100 ms between tries until it succeeds"
+                    );
+                    failing_since = Some(Instant::now());
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }

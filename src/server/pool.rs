@@ -190,7 +190,10 @@ impl Shared {
         for _ in 0..MAX_REQUESTS_PER_TURN {
             match gather(&mut conn) {
                 Gathered::Ready => {}
-                Gathered::Waiting => return self.parker.park(conn),
+                Gathered::Waiting => {
+                    conn.stream.release_if_empty();
+                    return self.parker.park(conn);
+                }
                 Gathered::Gone => return conn.stream.finish(),
             }
             conn.head_since = None;

@@ -1,0 +1,20 @@
+//! Stage 7: a shared HTTP cache as RFC 9111 defines it, plugged into the relay as phases.
+//!
+//! One job per file:
+//! - `control.rs`: `Cache-Control` directives of requests and responses;
+//! - `freshness.rs`: a response's freshness lifetime and its age;
+//! - `policy.rs`: what may be stored, and which fields;
+//! - `store.rs`: the LRU of entries and their variants, and the in-flight misses;
+//! - `phase.rs`: the phases (lookup, revalidation, stale-if-error, the copy of a miss);
+//! - `config.rs`: `[cache]`.
+
+pub mod config;
+pub mod control;
+pub mod freshness;
+pub mod phase;
+pub mod policy;
+pub mod store;
+
+pub use config::CacheSettings;
+pub use phase::{CacheCtx, CachePhases, Label};
+pub use store::CacheStats;

@@ -1,0 +1,868 @@
+//! The cache as request phases: look up in the request phase (a hit is a reply, a stale entry
+//! with a validator turns the request conditional), answer a `304` or an upstream failure
+//! from the entry in the upstream-answer phase, and keep a copy of a storable miss with a body
+//! observer while it streams to the client.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::config::CacheSettings;
+use super::control::{RequestDirectives, ResponseDirectives};
+use super::freshness::{self, Lifetime};
+use super::policy;
+use super::store::{vary_key, CacheStats, Entry, Flights, Joined, Lead, Limits, Store};
+use crate::http::date::parse_http_date;
+use crate::http::head::Headers;
+use crate::http::{Header, RequestHead, ResponseHead};
+use crate::relay::{
+    BodyObserver, BodyPlan, Client, Phases, Reply, ReplyBody, Summary, UpstreamAnswer,
+};
+
+/// What `X-Cache` says about a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    /// Served from a fresh entry.
+    Hit,
+    /// Nothing stored: fetched.
+    Miss,
+    /// The entry was stale and is fetched again (or revalidated, and the origin sent a new one).
+    Expired,
+    /// The entry was stale, the origin said `304`: served from it, refreshed.
+    Revalidated,
+    /// Served stale: the client accepts it (`max-stale`) or the origin failed
+    /// (`stale-if-error`).
+    Stale,
+    /// Not for the cache (another method, a `Range` request it cannot answer).
+    Bypass,
+}
+
+impl Label {
+    fn as_str(self) -> &'static str {
+        match self {
+            Label::Hit => "HIT",
+            Label::Miss => "MISS",
+            Label::Expired => "EXPIRED",
+            Label::Revalidated => "REVALIDATED",
+            Label::Stale => "STALE",
+            Label::Bypass => "BYPASS",
+        }
+    }
+}
+
+/// Stage 7's phases.
+pub struct CachePhases {
+    store: Arc<Store>,
+    flights: Arc<Flights>,
+    settings: CacheSettings,
+    /// The proxy's own address, where a `stale-while-revalidate` refresh is sent; `None`:
+    /// no background refreshes.
+    refresh_via: Option<SocketAddr>,
+}
+
+/// What the cache keeps between the hooks of one exchange.
+#[derive(Default)]
+pub struct CacheCtx {
+    label: Option<Label>,
+    /// `scheme://host`, and the key (`origin` + target).
+    origin: String,
+    key: Option<String>,
+    request_cc: RequestDirectives,
+    request_time: Option<SystemTime>,
+    /// A stored entry the request could not be served from as it is: being revalidated,
+    /// and the fallback when the origin fails.
+    stale: Option<Arc<Entry>>,
+    /// We made the request conditional on `stale`'s validators.
+    revalidating: bool,
+    /// This request leads a miss that others wait for.
+    lead: Option<Lead>,
+    /// The reply is ours (from an entry).
+    served: bool,
+    /// An unsafe method: its success invalidates the target.
+    unsafe_method: bool,
+    /// The response may be stored (a GET without `no-store`).
+    may_store: bool,
+}
+
+/// What a lookup found.
+enum Lookup {
+    Serve(Reply),
+    Forward,
+    Miss,
+}
+
+impl CachePhases {
+    pub fn new(settings: &CacheSettings) -> CachePhases {
+        CachePhases {
+            store: Arc::new(Store::new(Limits {
+                max_size: settings.max_size,
+                max_entries: settings.max_entries,
+            })),
+            flights: Arc::new(Flights::default()),
+            settings: settings.clone(),
+            refresh_via: None,
+        }
+    }
+
+    /// Turns on `stale-while-revalidate`: the one background refresh of an entry is a request
+    /// to `proxy` (this proxy's listening address), which revalidates it like any request
+    /// that will not take a stale copy.
+    pub fn refreshing_through(mut self, proxy: Option<SocketAddr>) -> CachePhases {
+        self.refresh_via = proxy;
+        self
+    }
+
+    /// Starts the background refresh of `key` unless one runs already.
+    fn refresh_in_background(&self, proxy: SocketAddr, key: &str, head: &RequestHead) {
+        let Joined::Lead(lead) = self.flights.join(&format!("refresh {key}")) else {
+            return;
+        };
+        // The client's fields, less those about its own connection, conditions or cache
+        // wishes: the refresh must reach the origin and select the same variant.
+        const SKIP: &[&str] = &[
+            "cache-control",
+            "pragma",
+            "connection",
+            "keep-alive",
+            "te",
+            "upgrade",
+            "expect",
+            "content-length",
+            "transfer-encoding",
+            "if-none-match",
+            "if-modified-since",
+            "if-match",
+            "if-unmodified-since",
+            "if-range",
+            "range",
+        ];
+        let mut request = format!("GET {} HTTP/1.1\r\n", head.target).into_bytes();
+        for h in &head.headers {
+            if !SKIP.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
+                request.extend_from_slice(h.name.as_bytes());
+                request.extend_from_slice(b": ");
+                request.extend_from_slice(&h.value);
+                request.extend_from_slice(b"\r\n");
+            }
+        }
+        request.extend_from_slice(b"Cache-Control: max-age=0\r\nConnection: close\r\n\r\n");
+        let spawned = std::thread::Builder::new()
+            .name("cache-refresh".into())
+            .spawn(move || {
+                let _lead = lead; // released when the refresh is over
+                if let Err(err) = refresh(proxy, &request) {
+                    log::warn!("cache: background refresh failed: {err}");
+                }
+            });
+        if let Err(err) = spawned {
+            log::warn!("cache: cannot start a background refresh: {err}");
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.store.stats.snapshot()
+    }
+
+    /// A handle on the store's counters for a reporter thread (`--debug`).
+    pub fn stats_source(&self) -> impl Fn() -> CacheStats + Send + 'static {
+        let store = Arc::clone(&self.store);
+        move || store.stats.snapshot()
+    }
+
+    fn lookup(&self, ctx: &mut CacheCtx, head: &mut RequestHead, key: &str) -> Lookup {
+        let Some(entry) = self.store.get(key, head) else {
+            return Lookup::Miss;
+        };
+        let rcc = &ctx.request_cc;
+        let age = entry.age();
+        let lifetime = entry.lifetime.duration;
+        let revalidate_always = entry.directives.no_cache || rcc.no_cache;
+        if fresh_for(&entry, rcc) {
+            return Lookup::Serve(self.serve(ctx, &entry, Label::Hit, head, true));
+        }
+        let staleness = age.saturating_sub(lifetime);
+        let client_takes_stale = match rcc.max_stale {
+            Some(None) => true,
+            Some(Some(limit)) => staleness <= limit,
+            None => false,
+        };
+        if age >= lifetime
+            && client_takes_stale
+            && !revalidate_always
+            && !entry.directives.no_stale()
+        {
+            return Lookup::Serve(self.serve(ctx, &entry, Label::Stale, head, true));
+        }
+        // RFC 5861: within the window, this client gets the stale copy at once and one
+        // request refreshes it meanwhile. Not for a client that asked for fresher.
+        let while_revalidating = entry
+            .directives
+            .stale_while_revalidate
+            .is_some_and(|window| staleness <= window);
+        if let (true, Some(proxy)) = (while_revalidating, self.refresh_via) {
+            let wants_fresher = rcc.max_age.is_some() || rcc.min_fresh.is_some();
+            if !revalidate_always && !wants_fresher && !entry.directives.no_stale() {
+                self.refresh_in_background(proxy, key, head);
+                return Lookup::Serve(self.serve(ctx, &entry, Label::Stale, head, true));
+            }
+        }
+        if rcc.only_if_cached {
+            ctx.label = Some(Label::Miss);
+            return Lookup::Serve(Reply::error(504));
+        }
+        ctx.label = Some(Label::Expired);
+        let validator = policy::has_validator(&entry.head);
+        if validator && !conditional(head) {
+            if let Some(etag) = entry.head.header("etag") {
+                head.headers.push(header("If-None-Match", etag));
+            }
+            if let Some(modified) = entry.head.header("last-modified") {
+                head.headers.push(header("If-Modified-Since", modified));
+            }
+            ctx.revalidating = true;
+        }
+        let fallback = entry
+            .directives
+            .stale_if_error
+            .or(rcc.stale_if_error)
+            .is_some_and(|window| staleness <= window);
+        if !validator && !fallback {
+            // Expired and good for nothing: drop it now rather than when the LRU reaches it.
+            self.store.remove_entry(key, &entry);
+        } else {
+            ctx.stale = Some(entry);
+        }
+        Lookup::Forward
+    }
+
+    /// A reply from `entry`: the stored response with its `Age`, or a `304` when
+    /// `client_conditional` and the client's validators match.
+    fn serve(
+        &self,
+        ctx: &mut CacheCtx,
+        entry: &Entry,
+        label: Label,
+        request: &RequestHead,
+        client_conditional: bool,
+    ) -> Reply {
+        ctx.served = true;
+        ctx.label = Some(label);
+        let mut head = entry.head.clone();
+        if client_conditional && not_modified(request, entry) {
+            // RFC 9110 section 15.4.5: the fields a 200 would have had that describe it.
+            const KEPT: &[&str] = &[
+                "cache-control",
+                "content-location",
+                "date",
+                "etag",
+                "expires",
+                "vary",
+                "last-modified",
+            ];
+            head.status = 304;
+            head.reason = "Not Modified".to_owned();
+            head.headers
+                .retain(|h| KEPT.iter().any(|k| h.name.eq_ignore_ascii_case(k)));
+        }
+        head.headers
+            .push(header("Age", entry.age().as_secs().to_string().as_bytes()));
+        Reply {
+            head,
+            // A 304 never sends it, but its Content-Length is the 200's.
+            body: ReplyBody::Shared(Arc::clone(&entry.body)),
+            close: false,
+        }
+    }
+
+    /// A `Range` request: a `206` (or `416`) cut from a fresh stored `200`; anything else
+    /// goes to the origin as it is, and its answer is not stored.
+    fn range(
+        &self,
+        ctx: &mut CacheCtx,
+        head: &RequestHead,
+        key: &str,
+        range: &[u8],
+    ) -> Option<Reply> {
+        ctx.label = Some(Label::Bypass);
+        // If-Range needs a strong validator match: left to the origin.
+        if head.header("if-range").is_some() || head.method != "GET" && head.method != "HEAD" {
+            return None;
+        }
+        let entry = self.store.get(key, head)?;
+        if entry.head.status != 200 || !fresh_for(&entry, &ctx.request_cc) {
+            return None;
+        }
+        let spec = byte_range(range, entry.body.len());
+        if spec == ByteRange::Several {
+            return None;
+        }
+        let reply = self.serve(ctx, &entry, Label::Hit, head, true);
+        if spec == ByteRange::Ignored || reply.status() != 200 {
+            return Some(reply); // the whole body, or a 304
+        }
+        Some(ranged(reply, &spec))
+    }
+
+    /// The stale entry, if the origin's failure may be answered with it (RFC 5861).
+    fn stale_if_error(&self, ctx: &mut CacheCtx, request: &RequestHead) -> Option<Reply> {
+        let entry = ctx.stale.clone()?;
+        if entry.directives.must_revalidate || entry.directives.proxy_revalidate {
+            return None;
+        }
+        let window = ctx
+            .request_cc
+            .stale_if_error
+            .or(entry.directives.stale_if_error)?;
+        if entry.staleness() > window {
+            return None;
+        }
+        let conditional = !ctx.revalidating;
+        Some(self.serve(ctx, &entry, Label::Stale, request, conditional))
+    }
+
+    /// After a `304` to our revalidation: the entry with the 304's fields and a new age.
+    fn refresh(&self, ctx: &CacheCtx, entry: &Entry, not_modified: &ResponseHead) -> Entry {
+        let response_time = SystemTime::now();
+        let mut head = entry.head.clone();
+        head.headers = policy::refreshed_headers(&entry.head.headers, not_modified);
+        let directives = ResponseDirectives::parse(&head);
+        let lifetime =
+            freshness::lifetime(&head, &directives, response_time, self.settings.default_ttl);
+        let initial_age = freshness::initial_age(
+            &head,
+            ctx.request_time.unwrap_or(response_time),
+            response_time,
+        );
+        Entry {
+            head,
+            body: Arc::clone(&entry.body),
+            vary: entry.vary.clone(),
+            directives,
+            lifetime,
+            initial_age,
+            stored_at: Instant::now(),
+        }
+    }
+
+    /// A successful unsafe request: its target and the same-origin URLs its response names.
+    fn invalidate(&self, ctx: &CacheCtx, response: &ResponseHead) {
+        if let Some(key) = &ctx.key {
+            self.store.remove(key);
+        }
+        for name in ["location", "content-location"] {
+            if let Some(key) = response
+                .header(name)
+                .and_then(|v| same_origin_key(&ctx.origin, v))
+            {
+                self.store.remove(&key);
+            }
+        }
+    }
+}
+
+impl Phases for CachePhases {
+    type Ctx = CacheCtx;
+
+    fn request(
+        &self,
+        ctx: &mut CacheCtx,
+        head: &mut RequestHead,
+        client: &Client,
+    ) -> Option<Reply> {
+        if !self.settings.enabled {
+            return None;
+        }
+        let host = head
+            .header("host")
+            .map(|h| String::from_utf8_lossy(h).to_ascii_lowercase())
+            .unwrap_or_default();
+        ctx.origin = format!("{}://{host}", client.proto);
+        let key = format!("{}{}", ctx.origin, head.target);
+        ctx.key = Some(key.clone());
+        ctx.request_time = Some(SystemTime::now());
+        match head.method.as_str() {
+            "GET" | "HEAD" => {}
+            method => {
+                // Section 4.4: a method not known to be safe may change the resource.
+                ctx.unsafe_method = !matches!(method, "OPTIONS" | "TRACE");
+                ctx.label = Some(Label::Bypass);
+                return None;
+            }
+        }
+        ctx.request_cc = RequestDirectives::parse(head);
+        if let Some(range) = head.header("range") {
+            return self.range(ctx, head, &key, range);
+        }
+        ctx.may_store = head.method == "GET" && !ctx.request_cc.no_store;
+        // Two turns at most: look up; on a miss another request leads, wait for it, look again.
+        let mut waited = false;
+        for _ in 0..2 {
+            match self.lookup(ctx, head, &key) {
+                Lookup::Serve(reply) => return Some(reply),
+                Lookup::Forward => return None,
+                Lookup::Miss => {}
+            }
+            if ctx.request_cc.only_if_cached {
+                ctx.label = Some(Label::Miss);
+                return Some(Reply::error(504));
+            }
+            ctx.label = Some(Label::Miss);
+            if waited || !ctx.may_store {
+                return None;
+            }
+            match self.flights.join(&key) {
+                Joined::Lead(lead) => {
+                    ctx.lead = Some(lead);
+                    return None;
+                }
+                Joined::Wait(flight) => {
+                    // Landed or not, look again; a second miss goes upstream itself.
+                    flight.wait(self.settings.lock_timeout);
+                    waited = true;
+                    // The wait is not time in transit: the age counts from here.
+                    ctx.request_time = Some(SystemTime::now());
+                }
+            }
+        }
+        None
+    }
+
+    fn upstream_answer(
+        &self,
+        ctx: &mut CacheCtx,
+        request: &RequestHead,
+        answer: UpstreamAnswer<'_>,
+    ) -> Option<Reply> {
+        let key = ctx.key.clone()?;
+        match answer {
+            UpstreamAnswer::Response(head) if head.status == 304 && ctx.revalidating => {
+                let old = ctx.stale.take()?;
+                let entry = Arc::new(self.refresh(ctx, &old, head));
+                self.store.replace(&key, &old, Arc::clone(&entry));
+                Some(self.serve(ctx, &entry, Label::Revalidated, request, false))
+            }
+            UpstreamAnswer::Response(head) if head.status >= 500 => {
+                self.stale_if_error(ctx, request)
+            }
+            UpstreamAnswer::Failed(status) if status >= 500 => self.stale_if_error(ctx, request),
+            _ => None,
+        }
+    }
+
+    fn response_head(
+        &self,
+        ctx: &mut CacheCtx,
+        request: &RequestHead,
+        response: &mut ResponseHead,
+        plan: &mut BodyPlan,
+    ) {
+        let Some(key) = ctx.key.clone() else {
+            return;
+        };
+        if !ctx.served {
+            if ctx.unsafe_method {
+                if (200..400).contains(&response.status) {
+                    self.invalidate(ctx, response);
+                }
+            } else if ctx.may_store {
+                self.plan_store(ctx, &key, request, response, plan);
+            }
+        }
+        if let Some(label) = ctx.label {
+            response
+                .headers
+                .push(header("X-Cache", label.as_str().as_bytes()));
+        }
+    }
+
+    fn logging(&self, ctx: &mut CacheCtx, _summary: &Summary<'_>) {
+        let stats = &self.store.stats;
+        match ctx.label {
+            Some(Label::Hit | Label::Stale | Label::Revalidated) => {
+                stats.hits.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Label::Miss | Label::Expired) => {
+                stats.misses.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        // Whatever happened, waiters must not wait for a leader that is gone.
+        ctx.lead = None;
+    }
+}
+
+impl CachePhases {
+    /// Decides on the response head whether to keep a copy, and if so observes the body.
+    fn plan_store(
+        &self,
+        ctx: &mut CacheCtx,
+        key: &str,
+        request: &RequestHead,
+        response: &ResponseHead,
+        plan: &mut BodyPlan,
+    ) {
+        let response_time = SystemTime::now();
+        let cc = ResponseDirectives::parse(response);
+        let lifetime = freshness::lifetime(response, &cc, response_time, self.settings.default_ttl);
+        let verdict = policy::storable(
+            request,
+            &ctx.request_cc,
+            response,
+            &cc,
+            &lifetime,
+            self.settings.max_entry_size,
+        );
+        if let Err(reason) = verdict {
+            log::debug!("cache: not storing {key}: {reason:?}");
+            // A new representation the cache may not keep makes the stored one outdated; a
+            // 304 to the client's own conditional, or an error, does not.
+            let replaced = (200..300).contains(&response.status) && response.status != 206;
+            if let (true, Some(old)) = (replaced, ctx.stale.take()) {
+                self.store.remove_entry(key, &old);
+            }
+            ctx.lead = None; // waiters go upstream themselves
+            return;
+        }
+        let head = ResponseHead {
+            status: response.status,
+            reason: response.reason.clone(),
+            minor_version: response.minor_version,
+            headers: policy::kept_headers(response),
+        };
+        plan.observe(Fill {
+            store: Arc::clone(&self.store),
+            key: key.to_owned(),
+            parts: Some(Parts {
+                head,
+                vary: vary_key(request, response),
+                directives: cc,
+                lifetime,
+                initial_age: freshness::initial_age(
+                    response,
+                    ctx.request_time.unwrap_or(response_time),
+                    response_time,
+                ),
+                stored_at: Instant::now(),
+            }),
+            body: Vec::new(),
+            max: self.settings.max_entry_size,
+            expected: response
+                .header("content-length")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.trim().parse().ok()),
+            lead: ctx.lead.take(),
+        });
+    }
+}
+
+/// An entry but its body, while the body streams.
+struct Parts {
+    head: ResponseHead,
+    vary: Vec<(String, Vec<u8>)>,
+    directives: ResponseDirectives,
+    lifetime: Lifetime,
+    initial_age: Duration,
+    stored_at: Instant,
+}
+
+/// Copies the identity body as it goes to the client, and stores it when it ended whole
+/// within `max` bytes. Holds the miss's lead, so that waiters wake when it is stored (or not).
+struct Fill {
+    store: Arc<Store>,
+    key: String,
+    /// `None` once the body outgrew `max`: the copy is dropped, the stream goes on.
+    parts: Option<Parts>,
+    body: Vec<u8>,
+    max: u64,
+    /// The declared length: reaching it completes the body before its last bytes are
+    /// written to the client, so a client that has the whole response finds it stored.
+    expected: Option<u64>,
+    lead: Option<Lead>,
+}
+
+impl Fill {
+    fn store(&mut self) {
+        let Some(parts) = self.parts.take() else {
+            return;
+        };
+        self.store.insert(
+            &self.key,
+            Entry {
+                head: parts.head,
+                body: std::mem::take(&mut self.body).into(),
+                vary: parts.vary,
+                directives: parts.directives,
+                lifetime: parts.lifetime,
+                initial_age: parts.initial_age,
+                stored_at: parts.stored_at,
+            },
+        );
+        self.lead = None;
+    }
+}
+
+impl BodyObserver for Fill {
+    fn data(&mut self, bytes: &[u8]) {
+        if self.parts.is_none() {
+            return;
+        }
+        if (self.body.len() + bytes.len()) as u64 > self.max {
+            log::debug!("cache: not storing {}: body over max_entry_size", self.key);
+            self.parts = None;
+            self.body = Vec::new();
+            return;
+        }
+        self.body.extend_from_slice(bytes);
+        if self.expected == Some(self.body.len() as u64) {
+            self.store();
+        }
+    }
+
+    fn end(&mut self, complete: bool) {
+        if complete {
+            self.store();
+        }
+        self.parts = None;
+        self.lead = None;
+    }
+}
+
+/// One refresh request through the proxy; the answer is read to its end and dropped (the
+/// proxy stored it on the way).
+fn refresh(proxy: SocketAddr, request: &[u8]) -> std::io::Result<()> {
+    const LIMIT: Duration = Duration::from_secs(30);
+    let mut conn = TcpStream::connect_timeout(&proxy, LIMIT)?;
+    conn.set_read_timeout(Some(LIMIT))?;
+    conn.set_write_timeout(Some(LIMIT))?;
+    conn.write_all(request)?;
+    // Connection: close, so the answer ends with the connection; bounded all the same.
+    std::io::copy(&mut (&mut conn).take(1 << 30), &mut std::io::sink())?;
+    Ok(())
+}
+
+fn header(name: &str, value: &[u8]) -> Header {
+    Header {
+        name: name.to_owned(),
+        value: value.to_vec(),
+    }
+}
+
+/// Whether `entry` may be served without asking the origin, for a request with `rcc`.
+fn fresh_for(entry: &Entry, rcc: &RequestDirectives) -> bool {
+    let age = entry.age();
+    let lifetime = entry.lifetime.duration;
+    age < lifetime
+        && !entry.directives.no_cache
+        && !rcc.no_cache
+        && rcc.max_age.is_none_or(|m| age <= m)
+        && rcc.min_fresh.is_none_or(|m| lifetime - age >= m)
+}
+
+/// A `Range` request's one byte range, as RFC 9110 section 14.1.2 writes it.
+#[derive(Debug, PartialEq, Eq)]
+enum ByteRange {
+    /// First and last byte, both inside the body.
+    Satisfiable(usize, usize),
+    Unsatisfiable,
+    /// Several ranges: left to the origin.
+    Several,
+    /// Not a bytes range we can read: ignored, as a server may (the whole body is sent).
+    Ignored,
+}
+
+fn byte_range(value: &[u8], len: usize) -> ByteRange {
+    let Some(spec) = std::str::from_utf8(value).ok().and_then(|v| {
+        let v = v.trim();
+        v.get(..6)
+            .filter(|p| p.eq_ignore_ascii_case("bytes="))
+            .map(|_| &v[6..])
+    }) else {
+        return ByteRange::Ignored;
+    };
+    if spec.contains(',') {
+        return ByteRange::Several;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return ByteRange::Ignored;
+    };
+    let number = |t: &str| -> Option<usize> {
+        (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().unwrap_or(usize::MAX))
+    };
+    match (number(first), number(last), first.is_empty()) {
+        // bytes=-N: the last N bytes
+        (None, Some(n), true) if n > 0 && len > 0 => {
+            ByteRange::Satisfiable(len.saturating_sub(n), len - 1)
+        }
+        (None, Some(_), true) => ByteRange::Unsatisfiable,
+        (Some(a), None, false) if last.is_empty() => {
+            if a < len {
+                ByteRange::Satisfiable(a, len - 1)
+            } else {
+                ByteRange::Unsatisfiable
+            }
+        }
+        (Some(a), Some(b), _) if a <= b => {
+            if a < len {
+                ByteRange::Satisfiable(a, b.min(len - 1))
+            } else {
+                ByteRange::Unsatisfiable
+            }
+        }
+        _ => ByteRange::Ignored,
+    }
+}
+
+/// Cuts a full reply from an entry to the range (RFC 9110 section 15.3.7), or answers 416.
+fn ranged(mut reply: Reply, range: &ByteRange) -> Reply {
+    let body = reply.body.as_bytes();
+    let len = body.len();
+    match *range {
+        ByteRange::Satisfiable(first, last) => {
+            let part = body[first..=last].to_vec();
+            reply.head.status = 206;
+            reply.head.reason = "Partial Content".to_owned();
+            reply.head.headers.push(header(
+                "Content-Range",
+                format!("bytes {first}-{last}/{len}").as_bytes(),
+            ));
+            reply.body = ReplyBody::Owned(part);
+            reply
+        }
+        _ => {
+            let mut refusal = Reply::new(416);
+            refusal
+                .head
+                .headers
+                .push(header("Content-Range", format!("bytes */{len}").as_bytes()));
+            refusal
+        }
+    }
+}
+
+/// Whether the client made its request conditional itself.
+fn conditional(request: &RequestHead) -> bool {
+    [
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "if-range",
+    ]
+    .iter()
+    .any(|n| request.header(n).is_some())
+}
+
+/// Whether the client's `If-None-Match` (weak comparison), or failing that its
+/// `If-Modified-Since`, says it has this entry already (RFC 9110 section 13.2.2).
+fn not_modified(request: &RequestHead, entry: &Entry) -> bool {
+    if request.header("if-none-match").is_some() {
+        let Some(etag) = entry.head.header("etag") else {
+            return false;
+        };
+        return request
+            .values("if-none-match")
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .any(|tag| tag == b"*" || weak_eq(tag, etag));
+    }
+    let Some(since) = request
+        .header("if-modified-since")
+        .and_then(parse_http_date)
+    else {
+        return false;
+    };
+    let modified = entry
+        .head
+        .header("last-modified")
+        .or_else(|| entry.head.header("date"))
+        .and_then(parse_http_date);
+    modified.is_some_and(|m| m <= since)
+}
+
+/// Weak comparison of entity tags: equal once any `W/` is removed (RFC 9110 section 8.8.3.2).
+fn weak_eq(a: &[u8], b: &[u8]) -> bool {
+    let opaque = |t: &[u8]| -> Vec<u8> {
+        t.trim_ascii()
+            .strip_prefix(b"W/")
+            .unwrap_or(t.trim_ascii())
+            .to_vec()
+    };
+    opaque(a) == opaque(b)
+}
+
+/// The cache key of a `Location` or `Content-Location` value if it names the same origin:
+/// a path (`/x`), or an absolute URL with the same scheme and host.
+fn same_origin_key(origin: &str, value: &[u8]) -> Option<String> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    if value.starts_with('/') && !value.starts_with("//") {
+        return Some(format!("{origin}{value}"));
+    }
+    let scheme_end = value.find("://")? + 3;
+    let authority_end = value[scheme_end..]
+        .find('/')
+        .map_or(value.len(), |i| scheme_end + i);
+    if !value[..authority_end].eq_ignore_ascii_case(origin) {
+        return None;
+    }
+    let path = &value[authority_end..];
+    Some(format!(
+        "{origin}{}",
+        if path.is_empty() { "/" } else { path }
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_ranges_table() {
+        use ByteRange::*;
+        let table: &[(&str, usize, ByteRange)] = &[
+            ("bytes=0-4", 10, Satisfiable(0, 4)),
+            ("Bytes=2-", 10, Satisfiable(2, 9)),
+            ("bytes=-3", 10, Satisfiable(7, 9)),
+            ("bytes=-30", 10, Satisfiable(0, 9)),
+            ("bytes=5-100", 10, Satisfiable(5, 9)),
+            ("bytes=10-", 10, Unsatisfiable),
+            ("bytes=10-12", 10, Unsatisfiable),
+            ("bytes=-0", 10, Unsatisfiable),
+            ("bytes=0-1,4-5", 10, Several),
+            ("bytes=5-2", 10, Ignored),
+            ("items=0-1", 10, Ignored),
+            ("bytes=a-b", 10, Ignored),
+            ("bytes=-", 10, Ignored),
+        ];
+        for (value, len, want) in table {
+            assert_eq!(&byte_range(value.as_bytes(), *len), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn weak_comparison_ignores_w_slash() {
+        assert!(weak_eq(b"W/\"a\"", b"\"a\""));
+        assert!(weak_eq(b"\"a\"", b"W/\"a\""));
+        assert!(!weak_eq(b"\"a\"", b"\"b\""));
+    }
+
+    #[test]
+    fn same_origin_locations_only() {
+        let o = "http://a.test";
+        assert_eq!(same_origin_key(o, b"/x"), Some("http://a.test/x".into()));
+        assert_eq!(
+            same_origin_key(o, b"http://A.test/y"),
+            Some("http://a.test/y".into())
+        );
+        assert_eq!(
+            same_origin_key(o, b"http://a.test"),
+            Some("http://a.test/".into())
+        );
+        assert_eq!(same_origin_key(o, b"http://b.test/x"), None);
+        assert_eq!(same_origin_key(o, b"https://a.test/x"), None);
+        assert_eq!(same_origin_key(o, b"//b.test/x"), None);
+        assert_eq!(same_origin_key(o, b"x"), None);
+    }
+}

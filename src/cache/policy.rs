@@ -1,0 +1,193 @@
+//! What a shared cache may store (RFC 9111 section 3), and which of a response's fields it
+//! keeps (section 3.1).
+
+use super::control::{RequestDirectives, ResponseDirectives};
+use super::freshness::{Lifetime, CACHEABLE_BY_DEFAULT};
+use crate::http::head::Headers;
+use crate::http::{Header, RequestHead, ResponseHead};
+
+/// Why a response is not stored, for the debug log and the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStored {
+    Method,
+    Status,
+    NoStore,
+    Private,
+    Authorization,
+    VaryStar,
+    SetCookie,
+    TooLarge,
+    /// Nothing would ever make it reusable: no freshness and no validator.
+    Useless,
+}
+
+/// Whether the response to `request` may be stored, before its body is seen.
+pub fn storable(
+    request: &RequestHead,
+    request_cc: &RequestDirectives,
+    response: &ResponseHead,
+    cc: &ResponseDirectives,
+    lifetime: &Lifetime,
+    max_entry_size: u64,
+) -> Result<(), NotStored> {
+    if request.method != "GET" {
+        return Err(NotStored::Method);
+    }
+    // 206 and 304 are never whole representations; other statuses need explicit freshness.
+    let by_default = CACHEABLE_BY_DEFAULT.contains(&response.status);
+    if matches!(response.status, 206 | 304) || !(by_default || lifetime.explicit()) {
+        return Err(NotStored::Status);
+    }
+    if cc.no_store || request_cc.no_store {
+        return Err(NotStored::NoStore);
+    }
+    if cc.private {
+        return Err(NotStored::Private);
+    }
+    // Section 3.5: one user's authorised answer is for them, unless the origin says otherwise.
+    if request.header("authorization").is_some()
+        && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate)
+    {
+        return Err(NotStored::Authorization);
+    }
+    if response.has_token("vary", "*") {
+        return Err(NotStored::VaryStar);
+    }
+    // Not in RFC 9111, but served to the next user a session cookie is a stolen session;
+    // nginx does not cache such responses either.
+    if response.header("set-cookie").is_some() {
+        return Err(NotStored::SetCookie);
+    }
+    let declared = response
+        .header("content-length")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_entry_size) {
+        return Err(NotStored::TooLarge);
+    }
+    // `no-cache` means "revalidate every time": without a validator that is "never reuse".
+    if (lifetime.duration.is_zero() || cc.no_cache) && !has_validator(response) {
+        return Err(NotStored::Useless);
+    }
+    Ok(())
+}
+
+pub fn has_validator(response: &impl Headers) -> bool {
+    response.header("etag").is_some() || response.header("last-modified").is_some()
+}
+
+/// Fields never stored: hop-by-hop ones (RFC 9110 section 7.6.1), the framing (a reply
+/// writes its own) and `Age` (a hit computes its own).
+const NOT_KEPT: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "content-length",
+    "age",
+];
+
+/// The fields of `response` that are stored: all but the hop-by-hop ones and those that
+/// its `Connection` names.
+pub fn kept_headers(response: &ResponseHead) -> Vec<Header> {
+    let named: Vec<Vec<u8>> = response
+        .values("connection")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(|t| t.trim_ascii().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    response
+        .headers
+        .iter()
+        .filter(|h| {
+            let name = h.name.to_ascii_lowercase();
+            !NOT_KEPT.contains(&name.as_str()) && !named.iter().any(|n| n == name.as_bytes())
+        })
+        .cloned()
+        .collect()
+}
+
+/// Updates stored fields with those of a `304` (section 3.2): each field the 304 carries
+/// replaces the stored field of that name; framing and hop-by-hop fields are not taken.
+pub fn refreshed_headers(stored: &[Header], not_modified: &ResponseHead) -> Vec<Header> {
+    let update = kept_headers(not_modified);
+    let mut out: Vec<Header> = stored
+        .iter()
+        .filter(|h| !update.iter().any(|u| u.name.eq_ignore_ascii_case(&h.name)))
+        .cloned()
+        .collect();
+    out.extend(update);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(name: &str, value: &str) -> Header {
+        Header {
+            name: name.into(),
+            value: value.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_fields_are_not_kept() {
+        let response = ResponseHead {
+            status: 200,
+            reason: "OK".into(),
+            minor_version: 1,
+            headers: vec![
+                h("Connection", "X-Secret, keep-alive"),
+                h("X-Secret", "1"),
+                h("Keep-Alive", "timeout=5"),
+                h("Content-Length", "3"),
+                h("Age", "4"),
+                h("ETag", "\"a\""),
+                h("Content-Type", "text/plain"),
+            ],
+        };
+        let kept: Vec<String> = kept_headers(&response)
+            .into_iter()
+            .map(|h| h.name)
+            .collect();
+        assert_eq!(kept, vec!["ETag", "Content-Type"]);
+    }
+
+    #[test]
+    fn a_304_replaces_fields_by_name() {
+        let stored = vec![
+            h("ETag", "\"a\""),
+            h("Cache-Control", "max-age=1"),
+            h("X-Old", "1"),
+        ];
+        let nm = ResponseHead {
+            status: 304,
+            reason: String::new(),
+            minor_version: 1,
+            headers: vec![
+                h("cache-control", "max-age=60"),
+                h("X-New", "2"),
+                h("Connection", "close"),
+            ],
+        };
+        let got: Vec<(String, String)> = refreshed_headers(&stored, &nm)
+            .into_iter()
+            .map(|h| (h.name, String::from_utf8(h.value).unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ETag".into(), "\"a\"".into()),
+                ("X-Old".into(), "1".into()),
+                ("cache-control".into(), "max-age=60".into()),
+                ("X-New".into(), "2".into()),
+            ]
+        );
+    }
+}

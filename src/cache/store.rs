@@ -1,0 +1,494 @@
+//! The stored responses: an LRU of URLs (the `lru` crate, behind one `Mutex` since its `get`
+//! moves the entry), each holding the variants its `Vary` selects, bounded by bytes and by
+//! entries; and the in-flight misses that concurrent requests wait on.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+use super::control::ResponseDirectives;
+use super::freshness::Lifetime;
+use crate::http::head::Headers;
+use crate::http::{RequestHead, ResponseHead};
+
+/// Variants kept per URL: a `Vary: User-Agent` must not fill the cache with one URL.
+const MAX_VARIANTS: usize = 8;
+
+/// One stored response.
+#[derive(Debug)]
+pub struct Entry {
+    /// Status, reason and the fields kept (`policy::kept_headers`).
+    pub head: ResponseHead,
+    pub body: Arc<[u8]>,
+    /// The request's value of each field the response's `Vary` names (lower-case names).
+    pub vary: Vec<(String, Vec<u8>)>,
+    pub directives: ResponseDirectives,
+    pub lifetime: Lifetime,
+    /// Its age when it arrived (RFC 9111 section 4.2.3) ...
+    pub initial_age: Duration,
+    /// ... and since when it is held.
+    pub stored_at: Instant,
+}
+
+impl Entry {
+    pub fn age(&self) -> Duration {
+        self.initial_age + self.stored_at.elapsed()
+    }
+
+    /// How long past its lifetime it is; zero while fresh.
+    pub fn staleness(&self) -> Duration {
+        self.age().saturating_sub(self.lifetime.duration)
+    }
+
+    pub fn is_fresh(&self) -> bool {
+        self.age() < self.lifetime.duration
+    }
+
+    /// Bytes this entry holds, roughly: the body and the stored head.
+    pub fn size(&self) -> u64 {
+        let head: usize = self
+            .head
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len() + 4)
+            .sum();
+        (self.body.len() + head + 64) as u64
+    }
+
+    /// Whether `request` selects this variant.
+    pub fn matches(&self, request: &RequestHead) -> bool {
+        self.vary
+            .iter()
+            .all(|(name, value)| &request_value(request, name) == value)
+    }
+}
+
+/// The request's value of `name` as a variant key: every line, joined, spaces trimmed.
+pub fn request_value(request: &RequestHead, name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for value in request.values(name) {
+        if !out.is_empty() {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(value.trim_ascii());
+    }
+    out
+}
+
+/// The variant key of a response about to be stored.
+pub fn vary_key(request: &RequestHead, response: &ResponseHead) -> Vec<(String, Vec<u8>)> {
+    let mut names: Vec<String> = response
+        .values("vary")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let value = request_value(request, &name);
+            (name, value)
+        })
+        .collect()
+}
+
+/// The limits of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_size: u64,
+    pub max_entries: usize,
+}
+
+/// Counters, read by the logging phase, `--debug` and (stage 9) `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub stores: AtomicU64,
+    pub evictions: AtomicU64,
+    pub bytes: AtomicU64,
+    pub entries: AtomicU64,
+}
+
+/// The counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub stores: u64,
+    pub evictions: u64,
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> CacheStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CacheStats {
+            hits: get(&self.hits),
+            misses: get(&self.misses),
+            stores: get(&self.stores),
+            evictions: get(&self.evictions),
+            bytes: get(&self.bytes),
+            entries: get(&self.entries),
+        }
+    }
+}
+
+struct Inner {
+    urls: LruCache<String, Vec<Arc<Entry>>>,
+    bytes: u64,
+    entries: usize,
+}
+
+pub struct Store {
+    inner: Mutex<Inner>,
+    limits: Limits,
+    pub stats: Stats,
+}
+
+impl Store {
+    pub fn new(limits: Limits) -> Store {
+        Store {
+            // Bounded by our own byte and entry counts, not by the crate's URL count.
+            inner: Mutex::new(Inner {
+                urls: LruCache::unbounded(),
+                bytes: 0,
+                entries: 0,
+            }),
+            limits,
+            stats: Stats::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot leave the map half-updated in a way we rely on.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The variant of `key` that `request` selects, marked as recently used.
+    pub fn get(&self, key: &str, request: &RequestHead) -> Option<Arc<Entry>> {
+        let mut inner = self.lock();
+        inner
+            .urls
+            .get(key)?
+            .iter()
+            .find(|e| e.matches(request))
+            .cloned()
+    }
+
+    /// Stores `entry` under `key`, replacing the variant with the same key, then evicts the
+    /// least recently used until the limits hold. An entry larger than the whole cache is
+    /// not stored.
+    pub fn insert(&self, key: &str, entry: Entry) {
+        self.insert_arc(key, Arc::new(entry));
+    }
+
+    /// Puts `new` in the place of `old` (a refreshed entry after a `304`).
+    pub fn replace(&self, key: &str, old: &Arc<Entry>, new: Arc<Entry>) {
+        self.remove_entry(key, old);
+        self.insert_arc(key, new);
+    }
+
+    fn insert_arc(&self, key: &str, entry: Arc<Entry>) {
+        let size = entry.size();
+        if size > self.limits.max_size || self.limits.max_entries == 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        let mut variants = inner.urls.pop(key).unwrap_or_default();
+        let (mut freed, mut removed) = (0, 0);
+        variants.retain(|e| {
+            let same = e.vary == entry.vary;
+            if same {
+                freed += e.size();
+                removed += 1;
+            }
+            !same
+        });
+        if variants.len() >= MAX_VARIANTS {
+            let oldest = variants.remove(0);
+            freed += oldest.size();
+            removed += 1;
+        }
+        variants.push(entry);
+        inner.bytes = inner.bytes - freed + size;
+        inner.entries = inner.entries - removed + 1;
+        inner.urls.put(key.to_owned(), variants);
+        self.stats.stores.fetch_add(1, Ordering::Relaxed);
+        let mut evicted = 0;
+        // Each turn removes one URL, so this ends; the newest is never the least recent.
+        while inner.bytes > self.limits.max_size || inner.entries > self.limits.max_entries {
+            let Some((_, gone)) = inner.urls.pop_lru() else {
+                break;
+            };
+            inner.bytes -= gone.iter().map(|e| e.size()).sum::<u64>();
+            inner.entries -= gone.len();
+            evicted += gone.len() as u64;
+        }
+        self.stats.evictions.fetch_add(evicted, Ordering::Relaxed);
+        self.publish(&inner);
+    }
+
+    /// Drops every variant of `key` (an unsafe request changed it, or it expired unusable).
+    pub fn remove(&self, key: &str) {
+        let mut inner = self.lock();
+        if let Some(gone) = inner.urls.pop(key) {
+            inner.bytes -= gone.iter().map(|e| e.size()).sum::<u64>();
+            inner.entries -= gone.len();
+            self.publish(&inner);
+        }
+    }
+
+    /// Drops one variant (`entry`) of `key`, if it is still the stored one.
+    pub fn remove_entry(&self, key: &str, entry: &Arc<Entry>) {
+        let mut inner = self.lock();
+        let Some(variants) = inner.urls.peek_mut(key) else {
+            return;
+        };
+        let before = variants.len();
+        variants.retain(|e| !Arc::ptr_eq(e, entry));
+        if variants.len() < before {
+            let empty = variants.is_empty();
+            inner.bytes -= entry.size();
+            inner.entries -= 1;
+            if empty {
+                inner.urls.pop(key);
+            }
+            self.publish(&inner);
+        }
+    }
+
+    fn publish(&self, inner: &Inner) {
+        self.stats.bytes.store(inner.bytes, Ordering::Relaxed);
+        self.stats
+            .entries
+            .store(inner.entries as u64, Ordering::Relaxed);
+    }
+}
+
+/// Misses in flight, by key: the first request for a key leads, the others wait on it
+/// (nginx's `proxy_cache_lock`).
+#[derive(Default)]
+pub struct Flights {
+    map: Mutex<HashMap<String, Arc<Flight>>>,
+}
+
+#[derive(Default)]
+pub struct Flight {
+    done: Mutex<bool>,
+    landed: Condvar,
+}
+
+/// Held by the request that leads a miss; dropping it (stored or not) wakes the waiters.
+pub struct Lead {
+    flights: Arc<Flights>,
+    key: String,
+    flight: Arc<Flight>,
+}
+
+pub enum Joined {
+    Lead(Lead),
+    Wait(Arc<Flight>),
+}
+
+impl Flights {
+    pub fn join(self: &Arc<Flights>, key: &str) -> Joined {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(flight) = map.get(key) {
+            return Joined::Wait(Arc::clone(flight));
+        }
+        let flight = Arc::new(Flight::default());
+        map.insert(key.to_owned(), Arc::clone(&flight));
+        Joined::Lead(Lead {
+            flights: Arc::clone(self),
+            key: key.to_owned(),
+            flight,
+        })
+    }
+}
+
+impl Flight {
+    /// Waits until the leader is done, at most `limit`. Returns whether it landed.
+    pub fn wait(&self, limit: Duration) -> bool {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let (done, _) = self
+            .landed
+            .wait_timeout_while(done, limit, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        *done
+    }
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        {
+            let mut map = self.flights.map.lock().unwrap_or_else(|e| e.into_inner());
+            if map
+                .get(&self.key)
+                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+            {
+                map.remove(&self.key);
+            }
+        }
+        *self.flight.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.flight.landed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::freshness::Source;
+    use super::*;
+    use crate::http::Header;
+    use std::thread;
+
+    /// A stored entry made from parts.
+    fn entry(
+        head: ResponseHead,
+        body: Arc<[u8]>,
+        vary: Vec<(String, Vec<u8>)>,
+        lifetime: Lifetime,
+        initial_age: Duration,
+    ) -> Entry {
+        let directives = ResponseDirectives::parse(&head);
+        Entry {
+            head,
+            body,
+            vary,
+            directives,
+            lifetime,
+            initial_age,
+            stored_at: Instant::now(),
+        }
+    }
+
+    /// One header by name, for building heads in tests.
+    fn header(name: &str, value: &[u8]) -> Header {
+        Header {
+            name: name.to_owned(),
+            value: value.to_vec(),
+        }
+    }
+
+    fn fresh() -> Lifetime {
+        Lifetime {
+            duration: Duration::from_secs(60),
+            source: Source::MaxAge,
+        }
+    }
+
+    fn head(vary: Option<&str>) -> ResponseHead {
+        ResponseHead {
+            status: 200,
+            reason: "OK".into(),
+            minor_version: 1,
+            headers: vary
+                .map(|v| header("Vary", v.as_bytes()))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn request(lang: Option<&str>) -> RequestHead {
+        RequestHead {
+            method: "GET".into(),
+            target: "/".into(),
+            minor_version: 1,
+            headers: lang
+                .map(|l| header("Accept-Language", l.as_bytes()))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn put(store: &Store, key: &str, req: &RequestHead, res: ResponseHead, body: &[u8]) {
+        let vary = vary_key(req, &res);
+        store.insert(key, entry(res, body.into(), vary, fresh(), Duration::ZERO));
+    }
+
+    #[test]
+    fn variants_are_chosen_by_the_request_fields_vary_names() {
+        let store = Store::new(Limits {
+            max_size: 1 << 20,
+            max_entries: 100,
+        });
+        let (en, fr) = (request(Some("en")), request(Some("fr")));
+        put(&store, "k", &en, head(Some("accept-language")), b"hello");
+        put(&store, "k", &fr, head(Some("Accept-Language")), b"bonjour");
+        assert_eq!(&*store.get("k", &en).unwrap().body, b"hello");
+        assert_eq!(&*store.get("k", &fr).unwrap().body, b"bonjour");
+        assert!(store.get("k", &request(None)).is_none());
+        put(&store, "k", &en, head(Some("accept-language")), b"hi");
+        assert_eq!(&*store.get("k", &en).unwrap().body, b"hi");
+        assert_eq!(
+            store.stats.snapshot().entries,
+            2,
+            "the en variant was replaced"
+        );
+    }
+
+    #[test]
+    fn the_least_recently_used_goes_first_by_bytes_and_by_count() {
+        let one = entry(
+            head(None),
+            vec![0u8; 1000].into(),
+            vec![],
+            fresh(),
+            Duration::ZERO,
+        )
+        .size();
+        let store = Store::new(Limits {
+            max_size: one * 2,
+            max_entries: 100,
+        });
+        let req = request(None);
+        put(&store, "a", &req, head(None), &[0u8; 1000]);
+        put(&store, "b", &req, head(None), &[0u8; 1000]);
+        assert!(store.get("a", &req).is_some()); // a is now more recent than b
+        put(&store, "c", &req, head(None), &[0u8; 1000]);
+        assert!(store.get("b", &req).is_none(), "b was least recently used");
+        assert!(store.get("a", &req).is_some() && store.get("c", &req).is_some());
+        let s = store.stats.snapshot();
+        assert_eq!((s.evictions, s.entries, s.bytes), (1, 2, one * 2));
+
+        let store = Store::new(Limits {
+            max_size: 1 << 20,
+            max_entries: 2,
+        });
+        for key in ["a", "b", "c"] {
+            put(&store, key, &req, head(None), b"x");
+        }
+        assert!(store.get("a", &req).is_none());
+        assert_eq!(store.stats.snapshot().entries, 2);
+    }
+
+    #[test]
+    fn waiters_wake_when_the_leader_is_done() {
+        let flights = Arc::new(Flights::default());
+        let Joined::Lead(lead) = flights.join("k") else {
+            panic!("the first one leads")
+        };
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let Joined::Wait(flight) = flights.join("k") else {
+                    panic!("the others wait")
+                };
+                thread::spawn(move || flight.wait(Duration::from_secs(10)))
+            })
+            .collect();
+        drop(lead);
+        for w in waiters {
+            assert!(w.join().unwrap());
+        }
+        assert!(
+            matches!(flights.join("k"), Joined::Lead(_)),
+            "the flight is over"
+        );
+    }
+}

@@ -1,0 +1,1131 @@
+//! Stage 7's cache over real sockets: the real `stage7` binary in front of an origin whose
+//! response headers each test chooses and which counts the requests it gets.
+//!
+//! Time is never waited for: a response is made stale by a `Date` in the past, and ages are
+//! checked within bounds.
+
+mod support;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, SystemTime};
+
+use revproxy::http::date::imf_fixdate;
+use support::{connect, read_request_head, Proxy, Response, TIMEOUT};
+
+const STAGE7: &str = env!("CARGO_BIN_EXE_stage7");
+
+/// What the origin answers to one request head: the whole response as text (after
+/// `CLOSE:`, the connection closes after it), or `None` to close without a word.
+type Respond = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// An origin on a free port: counts requests by path, keeps every request head, and can be
+/// stopped (its port then refuses connections).
+struct Origin {
+    addr: SocketAddr,
+    counts: Arc<Mutex<Vec<String>>>,
+    heads: Arc<Mutex<Vec<String>>>,
+    stopped: Arc<AtomicBool>,
+    /// Every accepted connection, so that `stop` closes kept ones too.
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Origin {
+    fn start(respond: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Origin {
+        let respond: Arc<Respond> = Arc::new(respond);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counts = Arc::new(Mutex::new(Vec::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (c, h, s, k) = (
+            counts.clone(),
+            heads.clone(),
+            stopped.clone(),
+            conns.clone(),
+        );
+        thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                if s.load(Ordering::SeqCst) {
+                    return; // the listener goes with this thread
+                }
+                if let Ok(clone) = stream.try_clone() {
+                    k.lock().unwrap().push(clone);
+                }
+                let (respond, c, h) = (respond.clone(), c.clone(), h.clone());
+                thread::spawn(move || serve(stream, &*respond, &c, &h));
+            }
+        });
+        Origin {
+            addr,
+            counts,
+            heads,
+            stopped,
+            conns,
+        }
+    }
+
+    /// Requests seen for `path`.
+    fn count(&self, path: &str) -> usize {
+        self.counts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == path)
+            .count()
+    }
+
+    fn last_head(&self) -> String {
+        self.heads
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wakes the accept loop
+        for conn in self.conns.lock().unwrap().iter() {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+        // Bounded wait until the port refuses.
+        for _ in 0..200 {
+            if TcpStream::connect(self.addr).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        panic!("the origin did not stop");
+    }
+}
+
+/// Serves one connection, then shuts it down (a clone is kept for `stop`, so dropping this
+/// one would not close it).
+fn serve(
+    mut s: TcpStream,
+    respond: &Respond,
+    counts: &Mutex<Vec<String>>,
+    heads: &Mutex<Vec<String>>,
+) {
+    serve_until_done(&mut s, respond, counts, heads);
+    let _ = s.shutdown(std::net::Shutdown::Both);
+}
+
+fn serve_until_done(
+    s: &mut TcpStream,
+    respond: &Respond,
+    counts: &Mutex<Vec<String>>,
+    heads: &Mutex<Vec<String>>,
+) {
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    loop {
+        let head = read_request_head(s);
+        if head.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let path = text.split(' ').nth(1).unwrap_or("").to_owned();
+        counts.lock().unwrap().push(path);
+        heads.lock().unwrap().push(text.clone());
+        // Request bodies (the POSTs here) are small and sent with their head.
+        if let Some(len) = header_of(&text, "content-length").and_then(|v| v.parse::<usize>().ok())
+        {
+            let mut body = vec![0; len];
+            let _ = std::io::Read::read_exact(s, &mut body);
+        }
+        match respond(&text) {
+            // "CLOSE:" first: send the rest, then close (a body that breaks off).
+            Some(reply) => match reply.strip_prefix("CLOSE:") {
+                Some(rest) => {
+                    let _ = s.write_all(rest.as_bytes());
+                    return;
+                }
+                None => {
+                    if s.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            },
+            None => return,
+        }
+    }
+}
+
+/// A header's value in a request head written as text.
+fn header_of(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// An HTTP date `secs` seconds from now (negative: in the past).
+fn date(secs: i64) -> String {
+    let now = SystemTime::now();
+    let at = if secs >= 0 {
+        now + Duration::from_secs(secs as u64)
+    } else {
+        now - Duration::from_secs(secs.unsigned_abs())
+    };
+    String::from_utf8(imf_fixdate(at).to_vec()).unwrap()
+}
+
+/// A 200 with `headers` (each "Name: value") and `body`.
+fn ok(headers: &[&str], body: &str) -> String {
+    let mut out = String::from("HTTP/1.1 200 OK\r\n");
+    for h in headers {
+        out.push_str(h);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    out
+}
+
+fn config_file(name: &str, text: &str) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("revproxy-cache-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("write the config");
+    path
+}
+
+/// Stage 7 in front of `origin`, with `cache` lines added to `[cache]`.
+fn proxy(name: &str, origin: &Origin, cache: &str) -> Proxy {
+    let text = format!(
+        "[upstreams.app]\nservers = [\"{}\"]\nretries = 0\nconnect_timeout_ms = 1000\nread_timeout_ms = 5000\n[cache]\nenabled = true\n{cache}",
+        origin.addr
+    );
+    let path = config_file(name, &text);
+    Proxy::start(STAGE7, &[], &["--config", path.to_str().unwrap()])
+}
+
+/// One request on a new connection; `extra` are header lines.
+fn request(proxy: &Proxy, method: &str, target: &str, extra: &[&str]) -> Response {
+    let mut c = connect(proxy.addr);
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: cache.test\r\n");
+    for h in extra {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    c.send(req.as_bytes());
+    c.read_response(method)
+}
+
+fn get(proxy: &Proxy, target: &str) -> Response {
+    request(proxy, "GET", target, &[])
+}
+
+fn x_cache(res: &Response) -> &str {
+    res.header("x-cache").unwrap_or("-")
+}
+
+fn age(res: &Response) -> u64 {
+    res.header("age")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no Age in {res:?}"))
+}
+
+/// An origin answering by path with a fixed table of (path, headers), body "body of PATH".
+fn table_origin(table: Vec<(&'static str, Vec<String>)>) -> Origin {
+    Origin::start(move |head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        let (_, headers) = table.iter().find(|(p, _)| *p == path)?;
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        Some(ok(&headers, &format!("body of {path}")))
+    })
+}
+
+#[test]
+fn freshness_comes_from_each_source_and_no_information_is_not_stored() {
+    let origin = table_origin(vec![
+        (
+            "/s-maxage",
+            vec!["Cache-Control: s-maxage=60, max-age=0".into()],
+        ),
+        ("/max-age", vec!["Cache-Control: max-age=60".into()]),
+        (
+            "/expires",
+            vec![
+                format!("Date: {}", date(0)),
+                format!("Expires: {}", date(60)),
+            ],
+        ),
+        // 10% of 10 days since Last-Modified: a day of heuristic freshness.
+        (
+            "/heuristic",
+            vec![format!("Last-Modified: {}", date(-864_000))],
+        ),
+        ("/nothing", vec![]),
+        ("/max-age-0", vec!["Cache-Control: max-age=0".into()]),
+        (
+            "/expired",
+            vec![
+                format!("Date: {}", date(0)),
+                format!("Expires: {}", date(-10)),
+            ],
+        ),
+        ("/bad-expires", vec!["Expires: tomorrow".into()]),
+        ("/quoted", vec!["Cache-Control: max-age=\"60\"".into()]),
+    ]);
+    let p = proxy("fresh", &origin, "");
+    for path in ["/s-maxage", "/max-age", "/expires", "/heuristic"] {
+        let first = get(&p, path);
+        assert_eq!((first.status, x_cache(&first)), (200, "MISS"), "{path}");
+        let second = get(&p, path);
+        assert_eq!(x_cache(&second), "HIT", "{path}");
+        assert_eq!(second.text(), format!("body of {path}"));
+        assert_eq!(origin.count(path), 1, "{path} went upstream once");
+    }
+    for path in [
+        "/nothing",
+        "/max-age-0",
+        "/expired",
+        "/bad-expires",
+        "/quoted",
+    ] {
+        assert_eq!(x_cache(&get(&p, path)), "MISS", "{path}");
+        assert_eq!(x_cache(&get(&p, path)), "MISS", "{path} is never fresh");
+        assert_eq!(origin.count(path), 2, "{path}");
+    }
+}
+
+#[test]
+fn default_ttl_applies_only_to_responses_that_say_nothing() {
+    let origin = table_origin(vec![
+        ("/nothing", vec![]),
+        ("/no-cache", vec!["Cache-Control: no-cache".into()]),
+        ("/max-age-0", vec!["Cache-Control: max-age=0".into()]),
+    ]);
+    let p = proxy("ttl", &origin, "default_ttl = 60\n");
+    get(&p, "/nothing");
+    assert_eq!(x_cache(&get(&p, "/nothing")), "HIT");
+    for path in ["/no-cache", "/max-age-0"] {
+        get(&p, path);
+        get(&p, path);
+        assert_eq!(origin.count(path), 2, "{path}: the origin's word wins");
+    }
+}
+
+#[test]
+fn a_hit_carries_age_from_date_origin_age_and_time_held_and_keeps_the_date() {
+    let past = date(-100);
+    let origin = table_origin(vec![
+        (
+            "/old",
+            vec![
+                format!("Date: {past}"),
+                "Cache-Control: max-age=1000".into(),
+            ],
+        ),
+        (
+            "/aged",
+            vec![
+                format!("Date: {}", date(0)),
+                "Age: 50".into(),
+                "Cache-Control: max-age=1000".into(),
+            ],
+        ),
+        // Fresh for 50 s, but already 60 s old when it arrives: stale at once.
+        (
+            "/stale-on-arrival",
+            vec![
+                format!("Date: {}", date(-60)),
+                "Cache-Control: max-age=50".into(),
+            ],
+        ),
+    ]);
+    let p = proxy("age", &origin, "");
+    get(&p, "/old");
+    let hit = get(&p, "/old");
+    assert_eq!(x_cache(&hit), "HIT");
+    assert!(
+        (100..110).contains(&age(&hit)),
+        "Age {} for a Date 100 s old",
+        age(&hit)
+    );
+    assert_eq!(
+        hit.header("date"),
+        Some(past.as_str()),
+        "the origin's Date is kept"
+    );
+    get(&p, "/aged");
+    let hit = get(&p, "/aged");
+    assert!(
+        (50..60).contains(&age(&hit)),
+        "Age {} after an origin Age of 50",
+        age(&hit)
+    );
+    get(&p, "/stale-on-arrival");
+    assert_ne!(x_cache(&get(&p, "/stale-on-arrival")), "HIT");
+    assert_eq!(origin.count("/stale-on-arrival"), 2);
+}
+
+#[test]
+fn prohibited_responses_are_never_stored() {
+    let cc = |v: &str| vec![format!("Cache-Control: {v}")];
+    let origin = table_origin(vec![
+        ("/no-store", cc("no-store, max-age=60")),
+        ("/private", cc("private, max-age=60")),
+        (
+            "/vary-star",
+            vec!["Cache-Control: max-age=60".into(), "Vary: Accept, *".into()],
+        ),
+        ("/auth", cc("max-age=60")),
+        ("/auth-public", cc("public, max-age=60")),
+        ("/asked-no-store", cc("max-age=60")),
+        (
+            "/cookie",
+            vec![
+                "Cache-Control: max-age=60".into(),
+                "Set-Cookie: session=alice".into(),
+            ],
+        ),
+    ]);
+    let p = proxy("prohibit", &origin, "");
+    for path in ["/no-store", "/private", "/vary-star", "/cookie"] {
+        get(&p, path);
+        assert_eq!(x_cache(&get(&p, path)), "MISS", "{path}");
+        assert_eq!(origin.count(path), 2, "{path} is never stored");
+    }
+    let auth = ["Authorization: Bearer alice"];
+    request(&p, "GET", "/auth", &auth);
+    request(&p, "GET", "/auth", &auth);
+    assert_eq!(
+        origin.count("/auth"),
+        2,
+        "an authorised answer is the user's"
+    );
+    request(&p, "GET", "/auth-public", &auth);
+    assert_eq!(
+        x_cache(&get(&p, "/auth-public")),
+        "HIT",
+        "unless public says so"
+    );
+    // A request's no-store keeps the answer out too.
+    request(&p, "GET", "/asked-no-store", &["Cache-Control: no-store"]);
+    assert_eq!(x_cache(&get(&p, "/asked-no-store")), "MISS");
+    assert_eq!(x_cache(&get(&p, "/asked-no-store")), "HIT");
+}
+
+#[test]
+fn an_incomplete_or_oversized_body_is_streamed_but_not_stored() {
+    let big = "x".repeat(5000);
+    let big2 = big.clone();
+    let origin = Origin::start(move |head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        Some(match path {
+            "/cut" => "CLOSE:HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 100\r\n\r\n0123456789".into(),
+            "/big" => ok(&["Cache-Control: max-age=60"], &big2),
+            // No Content-Length: the size is found out while streaming.
+            "/big-chunked" => format!(
+                "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big2}\r\n{:x}\r\n{big2}\r\n0\r\n\r\n",
+                big2.len(),
+                big2.len()
+            ),
+            "/small-chunked" => "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".into(),
+            _ => return None,
+        })
+    });
+    let p = proxy("sizes", &origin, "max_entry_size = 4096\n");
+    // The cut body: the client sees the connection end early; nothing is stored.
+    for _ in 0..2 {
+        let mut c = connect(p.addr);
+        c.send(b"GET /cut HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+        assert!(
+            c.try_read_response("GET").is_none(),
+            "a cut body is not passed off as whole"
+        );
+    }
+    assert_eq!(origin.count("/cut"), 2);
+    for path in ["/big", "/big-chunked"] {
+        let res = get(&p, path);
+        assert!(
+            res.text().len() >= 5000 && res.text().bytes().all(|b| b == b'x'),
+            "{path}"
+        );
+        get(&p, path);
+        assert_eq!(
+            origin.count(path),
+            2,
+            "{path} over max_entry_size is not kept"
+        );
+    }
+    get(&p, "/small-chunked");
+    let hit = get(&p, "/small-chunked");
+    assert_eq!((x_cache(&hit), hit.text().as_str()), ("HIT", "hello world"));
+    assert_eq!(
+        hit.header("content-length"),
+        Some("11"),
+        "stored decoded, served with a length"
+    );
+}
+
+#[test]
+fn vary_selects_among_variants() {
+    let origin = Origin::start(|head| {
+        let lang = header_of(head, "accept-language").unwrap_or_default();
+        Some(ok(
+            &["Cache-Control: max-age=60", "Vary: Accept-Language"],
+            &format!("lang {lang}"),
+        ))
+    });
+    let p = proxy("vary", &origin, "");
+    let en = ["Accept-Language: en"];
+    let fr = ["Accept-Language: fr"];
+    assert_eq!(request(&p, "GET", "/v", &en).text(), "lang en");
+    assert_eq!(request(&p, "GET", "/v", &fr).text(), "lang fr");
+    let hit_en = request(&p, "GET", "/v", &en);
+    let hit_fr = request(&p, "GET", "/v", &fr);
+    assert_eq!(
+        (x_cache(&hit_en), hit_en.text().as_str()),
+        ("HIT", "lang en")
+    );
+    assert_eq!(
+        (x_cache(&hit_fr), hit_fr.text().as_str()),
+        ("HIT", "lang fr")
+    );
+    assert_eq!(
+        x_cache(&get(&p, "/v")),
+        "MISS",
+        "no Accept-Language is a third variant"
+    );
+    assert_eq!(origin.count("/v"), 3);
+}
+
+/// An origin for revalidation: first a stale-on-arrival 200 with `validator`; then a 304 to
+/// any conditional request (with new headers), a 200 otherwise.
+fn revalidating_origin(validator: &'static str) -> Origin {
+    Origin::start(move |head| {
+        let conditional = header_of(head, "if-none-match").is_some()
+            || header_of(head, "if-modified-since").is_some();
+        Some(if conditional {
+            "HTTP/1.1 304 Not Modified\r\nCache-Control: max-age=100\r\nX-Version: 2\r\n\r\n"
+                .to_owned()
+        } else {
+            ok(
+                &[
+                    &format!("Date: {}", date(-10)),
+                    "Cache-Control: max-age=1",
+                    "X-Version: 1",
+                    validator,
+                ],
+                "stored body",
+            )
+        })
+    })
+}
+
+#[test]
+fn a_stale_entry_is_revalidated_with_its_etag_and_the_304_updates_it() {
+    let origin = revalidating_origin("ETag: \"v1\"");
+    let p = proxy("etag", &origin, "");
+    assert_eq!(x_cache(&get(&p, "/r")), "MISS");
+    // The client's own conditional on the stale entry goes upstream as it is; the 304 is the
+    // client's, and the entry stays.
+    let own = request(&p, "GET", "/r", &["If-None-Match: \"v1\""]);
+    assert_eq!((own.status, x_cache(&own)), (304, "EXPIRED"));
+    let res = get(&p, "/r");
+    assert_eq!(x_cache(&res), "REVALIDATED");
+    assert_eq!((res.status, res.text().as_str()), (200, "stored body"));
+    assert!(
+        origin.last_head().contains("If-None-Match: \"v1\""),
+        "{}",
+        origin.last_head()
+    );
+    assert_eq!(
+        res.header("x-version"),
+        Some("2"),
+        "stored fields updated from the 304"
+    );
+    assert_eq!(res.header("cache-control"), Some("max-age=100"));
+    assert_eq!(res.header("etag"), Some("\"v1\""));
+    let hit = get(&p, "/r");
+    assert_eq!((x_cache(&hit), hit.header("x-version")), ("HIT", Some("2")));
+    assert_eq!(origin.count("/r"), 3);
+}
+
+#[test]
+fn a_stale_entry_is_revalidated_with_its_last_modified() {
+    let modified = date(-3600);
+    let line: &'static str = Box::leak(format!("Last-Modified: {modified}").into_boxed_str());
+    let origin = revalidating_origin(line);
+    let p = proxy("lm", &origin, "");
+    get(&p, "/r");
+    let res = get(&p, "/r");
+    assert_eq!(
+        (x_cache(&res), res.text().as_str()),
+        ("REVALIDATED", "stored body")
+    );
+    assert!(
+        origin
+            .last_head()
+            .contains(&format!("If-Modified-Since: {modified}")),
+        "{}",
+        origin.last_head()
+    );
+    assert_eq!(x_cache(&get(&p, "/r")), "HIT");
+}
+
+#[test]
+fn a_stale_entry_without_a_304_is_replaced() {
+    let version = Arc::new(AtomicUsize::new(0));
+    let v = version.clone();
+    let origin = Origin::start(move |_| {
+        let n = v.fetch_add(1, Ordering::SeqCst);
+        Some(ok(
+            &[
+                &format!("Date: {}", date(if n == 0 { -10 } else { 0 })),
+                "Cache-Control: max-age=5",
+                &format!("ETag: \"{n}\""),
+            ],
+            &format!("version {n}"),
+        ))
+    });
+    let p = proxy("replace", &origin, "");
+    get(&p, "/r");
+    let res = get(&p, "/r");
+    assert_eq!(
+        (x_cache(&res), res.text().as_str()),
+        ("EXPIRED", "version 1")
+    );
+    let hit = get(&p, "/r");
+    assert_eq!((x_cache(&hit), hit.text().as_str()), ("HIT", "version 1"));
+}
+
+#[test]
+fn a_conditional_client_request_is_answered_304_from_a_fresh_entry() {
+    let modified = date(-3600);
+    let origin = table_origin(vec![(
+        "/c",
+        vec![
+            "Cache-Control: max-age=60".into(),
+            "ETag: W/\"x\"".into(),
+            format!("Last-Modified: {modified}"),
+        ],
+    )]);
+    let p = proxy("cond", &origin, "");
+    get(&p, "/c");
+    let res = request(&p, "GET", "/c", &["If-None-Match: \"y\", \"x\""]);
+    assert_eq!((res.status, x_cache(&res)), (304, "HIT"), "weak comparison");
+    assert_eq!(res.header("etag"), Some("W/\"x\""));
+    let res = request(
+        &p,
+        "GET",
+        "/c",
+        &[&format!("If-Modified-Since: {}", date(0))],
+    );
+    assert_eq!(res.status, 304);
+    let res = request(
+        &p,
+        "GET",
+        "/c",
+        &[&format!("If-Modified-Since: {}", date(-7200))],
+    );
+    assert_eq!(res.status, 200, "modified since then");
+    // If-None-Match takes precedence: no match means 200 whatever the date says.
+    let res = request(
+        &p,
+        "GET",
+        "/c",
+        &[
+            "If-None-Match: \"other\"",
+            &format!("If-Modified-Since: {}", date(0)),
+        ],
+    );
+    assert_eq!((res.status, res.text().as_str()), (200, "body of /c"));
+    assert_eq!(origin.count("/c"), 1);
+}
+
+#[test]
+fn request_directives_are_honoured_and_unknown_ones_ignored() {
+    let origin = table_origin(vec![
+        ("/d", vec!["Cache-Control: max-age=60".into()]),
+        (
+            "/stale",
+            vec![
+                format!("Date: {}", date(-100)),
+                "Cache-Control: max-age=10".into(),
+            ],
+        ),
+    ]);
+    let p = proxy("directives", &origin, "");
+    get(&p, "/d");
+    let with = |v: &str| request(&p, "GET", "/d", &[&format!("Cache-Control: {v}")]);
+    assert_eq!(x_cache(&with("frobnicate, x-foo=1")), "HIT");
+    assert_eq!(origin.count("/d"), 1);
+    assert_ne!(x_cache(&with("no-cache")), "HIT");
+    assert_eq!(origin.count("/d"), 2);
+    assert_ne!(x_cache(&with("max-age=0")), "HIT");
+    assert_eq!(origin.count("/d"), 3);
+    assert_ne!(x_cache(&with("min-fresh=120")), "HIT");
+    assert_eq!(origin.count("/d"), 4);
+    assert_eq!(x_cache(&with("min-fresh=10")), "HIT");
+    let miss = request(&p, "GET", "/none", &["Cache-Control: only-if-cached"]);
+    assert_eq!(miss.status, 504);
+    assert_eq!(origin.count("/none"), 0);
+    assert_eq!(with("only-if-cached").status, 200);
+    // max-stale: a client that takes stale copies gets one.
+    get(&p, "/stale");
+    let stale = request(&p, "GET", "/stale", &["Cache-Control: max-stale=200"]);
+    assert_eq!((x_cache(&stale), stale.status), ("STALE", 200));
+    let bounded = request(&p, "GET", "/stale", &["Cache-Control: max-stale=5"]);
+    assert_ne!(x_cache(&bounded), "STALE");
+    assert_eq!(origin.count("/stale"), 2);
+}
+
+#[test]
+fn a_stored_204_is_served_without_a_body_or_length() {
+    let origin = Origin::start(|_| {
+        Some("HTTP/1.1 204 No Content\r\nCache-Control: max-age=60\r\n\r\n".into())
+    });
+    let p = proxy("204", &origin, "");
+    let mut c = connect(p.addr);
+    for want in ["MISS", "HIT", "HIT"] {
+        c.send(b"GET /n HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+        let res = c.read_response("GET");
+        assert_eq!((res.status, x_cache(&res)), (204, want));
+        assert_eq!(res.header("content-length"), None);
+    }
+    assert_eq!(origin.count("/n"), 1);
+}
+
+#[test]
+fn head_is_answered_from_a_stored_get() {
+    let origin = table_origin(vec![("/h", vec!["Cache-Control: max-age=60".into()])]);
+    let p = proxy("head", &origin, "");
+    get(&p, "/h");
+    let mut c = connect(p.addr);
+    c.send(b"HEAD /h HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+    let res = c.read_response("HEAD");
+    assert_eq!((res.status, x_cache(&res)), (200, "HIT"));
+    assert_eq!(res.header("content-length"), Some("10"));
+    // No body followed: the next response on the connection parses from its start.
+    c.send(b"GET /h HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+    assert_eq!(c.read_response("GET").text(), "body of /h");
+    assert_eq!(origin.count("/h"), 1);
+}
+
+#[test]
+fn a_successful_unsafe_request_invalidates_its_target_and_same_origin_locations() {
+    let origin = Origin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        Some(if head.starts_with("POST") {
+            ok(
+                &[
+                    "Location: /other",
+                    "Content-Location: http://cache.test/third",
+                    "Cache-Control: max-age=60",
+                ],
+                "posted",
+            )
+        } else if head.starts_with("DELETE") {
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n".into()
+        } else {
+            ok(&["Cache-Control: max-age=60"], &format!("body of {path}"))
+        })
+    });
+    let p = proxy("invalidate", &origin, "");
+    for path in ["/item", "/other", "/third", "/kept"] {
+        get(&p, path);
+    }
+    let mut c = connect(p.addr);
+    c.send(b"POST /item HTTP/1.1\r\nHost: cache.test\r\nContent-Length: 2\r\n\r\nhi");
+    let res = c.read_response("POST");
+    assert_eq!((res.status, x_cache(&res)), (200, "BYPASS"));
+    for path in ["/item", "/other", "/third"] {
+        assert_eq!(x_cache(&get(&p, path)), "MISS", "{path} was invalidated");
+    }
+    assert_eq!(x_cache(&get(&p, "/kept")), "HIT");
+    // A failed unsafe request changes nothing.
+    let mut c = connect(p.addr);
+    c.send(b"DELETE /kept HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+    assert_eq!(c.read_response("DELETE").status, 500);
+    assert_eq!(x_cache(&get(&p, "/kept")), "HIT");
+}
+
+#[test]
+fn stale_if_error_serves_the_stale_copy_when_the_origin_answers_500_or_is_down() {
+    let failing = Arc::new(AtomicBool::new(false));
+    let f = failing.clone();
+    let origin = Origin::start(move |head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        Some(if f.load(Ordering::SeqCst) {
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops".into()
+        } else {
+            let cc = if path == "/strict" {
+                "max-age=1, stale-if-error=600, must-revalidate"
+            } else {
+                "max-age=1, stale-if-error=600"
+            };
+            ok(
+                &[
+                    &format!("Date: {}", date(-10)),
+                    &format!("Cache-Control: {cc}"),
+                ],
+                "good copy",
+            )
+        })
+    });
+    let p = proxy("sie", &origin, "");
+    get(&p, "/s");
+    get(&p, "/strict");
+    failing.store(true, Ordering::SeqCst);
+    let res = get(&p, "/s");
+    assert_eq!(
+        (res.status, x_cache(&res), res.text().as_str()),
+        (200, "STALE", "good copy")
+    );
+    assert_eq!(
+        get(&p, "/strict").status,
+        500,
+        "must-revalidate forbids the stale copy"
+    );
+    origin.stop();
+    let res = get(&p, "/s");
+    assert_eq!(
+        (res.status, x_cache(&res), res.text().as_str()),
+        (200, "STALE", "good copy")
+    );
+    assert_eq!(get(&p, "/never-stored").status, 502);
+}
+
+#[test]
+fn concurrent_cold_misses_reach_the_origin_once() {
+    const N: usize = 20;
+    let origin = Origin::start(|_| {
+        thread::sleep(Duration::from_millis(300)); // a slow origin: the misses overlap
+        Some(ok(&["Cache-Control: max-age=60"], "collapsed"))
+    });
+    let p = Arc::new(proxy("collapse", &origin, ""));
+    let barrier = Arc::new(Barrier::new(N));
+    let clients: Vec<_> = (0..N)
+        .map(|_| {
+            let (p, barrier) = (p.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let res = get(&p, "/cold");
+                (res.status, res.text(), x_cache(&res).to_owned())
+            })
+        })
+        .collect();
+    let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(
+        results
+            .iter()
+            .all(|(s, t, _)| *s == 200 && t == "collapsed"),
+        "{results:?}"
+    );
+    assert_eq!(origin.count("/cold"), 1, "{results:?}");
+    let misses = results.iter().filter(|(_, _, x)| x == "MISS").count();
+    assert_eq!(
+        misses, 1,
+        "the others were served from the stored copy: {results:?}"
+    );
+}
+
+#[test]
+fn uncacheable_concurrent_misses_each_go_upstream() {
+    const N: usize = 5;
+    let origin = Origin::start(|_| {
+        thread::sleep(Duration::from_millis(200));
+        Some(ok(&["Cache-Control: no-store"], "private stuff"))
+    });
+    let p = Arc::new(proxy("collapse-nostore", &origin, ""));
+    let barrier = Arc::new(Barrier::new(N));
+    let clients: Vec<_> = (0..N)
+        .map(|_| {
+            let (p, barrier) = (p.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                get(&p, "/nostore").status
+            })
+        })
+        .collect();
+    assert!(clients.into_iter().all(|c| c.join().unwrap() == 200));
+    assert_eq!(origin.count("/nostore"), N);
+}
+
+#[test]
+fn the_least_recently_used_is_evicted_at_max_size() {
+    let body = "y".repeat(1000);
+    let origin = Origin::start(move |_| Some(ok(&["Cache-Control: max-age=60"], &body)));
+    // Room for two entries of about 1.1 KB, not three.
+    let p = proxy("evict", &origin, "max_size = 2500\nmax_entry_size = 2000\n");
+    get(&p, "/a");
+    get(&p, "/b");
+    assert_eq!(x_cache(&get(&p, "/a")), "HIT"); // /a is now the most recent
+    get(&p, "/c");
+    assert_eq!(x_cache(&get(&p, "/a")), "HIT");
+    assert_eq!(x_cache(&get(&p, "/c")), "HIT");
+    assert_eq!(
+        x_cache(&get(&p, "/b")),
+        "MISS",
+        "/b was least recently used"
+    );
+    assert_eq!(origin.count("/b"), 2);
+}
+
+#[test]
+fn the_cache_flags_and_the_check_mode_work() {
+    let origin = table_origin(vec![("/f", vec![])]);
+    let path = config_file(
+        "flags",
+        &format!("[upstreams.app]\nservers = [\"{}\"]\n", origin.addr),
+    );
+    // Without -c the cache is off: no X-Cache.
+    let off = Proxy::start(STAGE7, &[], &["--config", path.to_str().unwrap()]);
+    assert_eq!(get(&off, "/f").header("x-cache"), None);
+    // --cache-ttl turns it on and gives silent responses a lifetime.
+    let on = Proxy::start(
+        STAGE7,
+        &[],
+        &["--config", path.to_str().unwrap(), "--cache-ttl", "60"],
+    );
+    get(&on, "/f");
+    assert_eq!(x_cache(&get(&on, "/f")), "HIT");
+    let bad = config_file(
+        "bad",
+        "[upstreams.app]\nservers = [\"127.0.0.1:1\"]\n[cache]\nmax_sise = 1\n",
+    );
+    let out = std::process::Command::new(STAGE7)
+        .args(["-t", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `max_sise`"));
+}
+
+/// The cache the Python proxies had, in a few lines, for chapter 07: every GET's 200 kept for
+/// 300 s by path, whatever the origin said.
+mod naive {
+    use super::*;
+    use revproxy::http::{RequestHead, ResponseHead};
+    use revproxy::relay::{BodyObserver, BodyPlan, Client, Phases, Relay, Reply, ReplyBody};
+    use revproxy::server::pool::{Pool, PoolConfig};
+    use revproxy::upstream::{Connector, SingleUpstream, UpstreamTimeouts};
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    pub type Table = Arc<Mutex<HashMap<String, (Instant, Arc<[u8]>)>>>;
+
+    #[derive(Default)]
+    pub struct NaiveCache(Table);
+
+    impl Phases for NaiveCache {
+        type Ctx = ();
+
+        fn request(&self, _: &mut (), head: &mut RequestHead, _: &Client) -> Option<Reply> {
+            let table = self.0.lock().unwrap();
+            let (at, body) = table.get(&head.target)?;
+            (at.elapsed() < Duration::from_secs(300))
+                .then(|| Reply::new(200).body("text/plain", ReplyBody::Shared(body.clone())))
+        }
+
+        fn response_head(
+            &self,
+            _: &mut (),
+            req: &RequestHead,
+            res: &mut ResponseHead,
+            plan: &mut BodyPlan,
+        ) {
+            if req.method == "GET" && res.status == 200 {
+                plan.observe(Fill(self.0.clone(), req.target.clone(), Vec::new()));
+            }
+        }
+    }
+
+    struct Fill(Table, String, Vec<u8>);
+
+    impl BodyObserver for Fill {
+        fn data(&mut self, bytes: &[u8]) {
+            self.2.extend_from_slice(bytes);
+        }
+        fn end(&mut self, _complete: bool) {
+            let body = std::mem::take(&mut self.2).into();
+            self.0
+                .lock()
+                .unwrap()
+                .insert(self.1.clone(), (Instant::now(), body));
+        }
+    }
+
+    /// The naive cache in a relay in front of `origin`, and its table.
+    pub fn start(origin: SocketAddr) -> (SocketAddr, Table) {
+        let cache = NaiveCache::default();
+        let table = cache.0.clone();
+        let timeouts = UpstreamTimeouts {
+            connect: TIMEOUT,
+            read: TIMEOUT,
+            write: TIMEOUT,
+        };
+        let relay = Relay::with_phases(
+            Default::default(),
+            Arc::new(SingleUpstream(origin)),
+            Connector::new(timeouts),
+            cache,
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(&PoolConfig::default()).unwrap();
+        thread::spawn(move || revproxy::server::serve(&listener, &pool, Arc::new(relay)));
+        (addr, table)
+    }
+
+    /// Waits (bounded) until `target` is in the table: it is filled after the client has the
+    /// body.
+    pub fn wait_stored(table: &Table, target: &str) {
+        for _ in 0..500 {
+            if table.lock().unwrap().contains_key(target) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        panic!("{target} never stored");
+    }
+}
+
+#[test]
+fn a_naive_ttl_cache_leaks_a_private_page_and_keeps_no_store_where_stage7_does_not() {
+    let quotes = Arc::new(AtomicUsize::new(0));
+    let q = quotes.clone();
+    let origin = Origin::start(move |head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        Some(match path {
+            "/account" => {
+                let user = header_of(head, "authorization").unwrap_or_default();
+                ok(&["Cache-Control: private"], &format!("account of {user}"))
+            }
+            _ => {
+                let n = q.fetch_add(1, Ordering::SeqCst) + 1;
+                ok(&["Cache-Control: no-store"], &format!("quote {n}"))
+            }
+        })
+    });
+    let (naive, table) = naive::start(origin.addr);
+    let stage7 = proxy("naive", &origin, "");
+    let ask = |addr: SocketAddr, target: &str, user: &str| {
+        let mut c = connect(addr);
+        c.send(
+            format!("GET {target} HTTP/1.1\r\nHost: cache.test\r\nAuthorization: {user}\r\n\r\n")
+                .as_bytes(),
+        );
+        c.read_response("GET").text()
+    };
+    assert_eq!(ask(naive, "/account", "alice"), "account of alice");
+    naive::wait_stored(&table, "/account");
+    assert_eq!(
+        ask(naive, "/account", "bob"),
+        "account of alice",
+        "the naive cache leaks"
+    );
+    assert_eq!(ask(stage7.addr, "/account", "alice"), "account of alice");
+    assert_eq!(ask(stage7.addr, "/account", "bob"), "account of bob");
+    let first = ask(naive, "/quote", "-");
+    naive::wait_stored(&table, "/quote");
+    assert_eq!(
+        ask(naive, "/quote", "-"),
+        first,
+        "the naive cache keeps a no-store answer"
+    );
+    let a = ask(stage7.addr, "/quote", "-");
+    assert_ne!(
+        ask(stage7.addr, "/quote", "-"),
+        a,
+        "stage 7 asks the origin every time"
+    );
+}
+
+#[test]
+fn a_range_request_is_answered_206_from_a_stored_200() {
+    let origin = Origin::start(|head| {
+        Some(if header_of(head, "range").is_some() {
+            "HTTP/1.1 206 Partial Content\r\nCache-Control: max-age=60\r\nContent-Range: bytes 0-1/10\r\nContent-Length: 2\r\n\r\n01".into()
+        } else {
+            ok(&["Cache-Control: max-age=60"], "0123456789")
+        })
+    });
+    let p = proxy("range", &origin, "");
+    // A miss with Range goes to the origin as it is, and its 206 is not stored.
+    let res = request(&p, "GET", "/r", &["Range: bytes=0-1"]);
+    assert_eq!((res.status, x_cache(&res)), (206, "BYPASS"));
+    get(&p, "/r");
+    assert_eq!(origin.count("/r"), 2);
+    let part = request(&p, "GET", "/r", &["Range: bytes=2-4"]);
+    assert_eq!(
+        (part.status, part.text().as_str(), x_cache(&part)),
+        (206, "234", "HIT")
+    );
+    assert_eq!(part.header("content-range"), Some("bytes 2-4/10"));
+    let tail = request(&p, "GET", "/r", &["Range: bytes=-3"]);
+    assert_eq!((tail.status, tail.text().as_str()), (206, "789"));
+    let outside = request(&p, "GET", "/r", &["Range: bytes=20-"]);
+    assert_eq!(
+        (outside.status, outside.header("content-range")),
+        (416, Some("bytes */10"))
+    );
+    assert_eq!(origin.count("/r"), 2, "all answered from the stored 200");
+    // Several ranges are left to the origin.
+    request(&p, "GET", "/r", &["Range: bytes=0-1,3-4"]);
+    assert_eq!(origin.count("/r"), 3);
+}
+
+#[test]
+fn stale_while_revalidate_serves_the_stale_copy_and_refreshes_it_once_in_the_background() {
+    let origin = Origin::start(|head| {
+        Some(if header_of(head, "if-none-match").is_some() {
+            "HTTP/1.1 304 Not Modified\r\nCache-Control: max-age=100\r\nX-Version: 2\r\n\r\n"
+                .to_owned()
+        } else {
+            ok(
+                &[
+                    &format!("Date: {}", date(-10)),
+                    "Cache-Control: max-age=1, stale-while-revalidate=600",
+                    "ETag: \"v1\"",
+                    "X-Version: 1",
+                ],
+                "swr body",
+            )
+        })
+    });
+    let p = proxy("swr", &origin, "");
+    get(&p, "/w");
+    let res = get(&p, "/w");
+    assert_eq!((x_cache(&res), res.text().as_str()), ("STALE", "swr body"));
+    // Until the refresh lands, more stale hits (they start no second refresh).
+    for _ in 0..3 {
+        let res = get(&p, "/w");
+        assert!(matches!(x_cache(&res), "STALE" | "HIT"), "{res:?}");
+        assert_eq!(res.text(), "swr body");
+    }
+    // Bounded wait for the background refresh to be stored.
+    let mut refreshed = None;
+    for _ in 0..500 {
+        let res = get(&p, "/w");
+        if res.header("x-version") == Some("2") {
+            refreshed = Some(res);
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let res = refreshed.expect("the entry was refreshed in the background");
+    assert_eq!(x_cache(&res), "HIT");
+    assert!(
+        origin.last_head().contains("If-None-Match: \"v1\""),
+        "{}",
+        origin.last_head()
+    );
+    assert_eq!(
+        origin.count("/w"),
+        2,
+        "one background refresh, however many stale hits"
+    );
+}
