@@ -2,6 +2,7 @@
 # Start N demo backends in the background: b1 on port 8000, b2 on 8001, ... (default N=3).
 #
 #   backends/launch.sh [N] [extra args for each backend, e.g. --delay-ms 20 --workers 4]
+#   backends/launch.sh --only I [extra args]   # (re)start backend bI alone, e.g. after a kill
 #   backends/stop.sh
 #
 # Builds the release binary first, records the PIDs in backends/.pids, logs to backends/.logs/,
@@ -21,13 +22,24 @@ die() {
     exit 1
 }
 
-n=${1:-3}
-if (($# > 0)); then
-    shift
+# --only I: start bI alone and add its PID to .pids, beside backends that may still run, so
+# that stop.sh stops it with the others.
+only=""
+if [[ ${1:-} == --only ]]; then
+    only=${2:-}
+    shift 2 || die "--only needs a backend number"
+    [[ $only =~ ^[1-9][0-9]*$ ]] && ((only <= 100)) || die "--only needs a number from 1 to 100, got '$only'"
+    n=$only
+else
+    n=${1:-3}
+    if (($# > 0)); then
+        shift
+    fi
 fi
 if ! [[ $n =~ ^[1-9][0-9]*$ ]] || ((n > 100)); then
     die "N must be a number from 1 to 100, got '$n'"
 fi
+first=${only:-1}
 
 # The address to probe: the one given with --host, if any (not 0.0.0.0 or ::, which are not
 # addresses one can connect to; 127.0.0.1 reaches those).
@@ -54,7 +66,7 @@ ours() {
 }
 
 # Refuse to start twice: a second set would fail to bind, and the PIDs of the first be lost.
-if [[ -f $pids_file ]]; then
+if [[ -z $only && -f $pids_file ]]; then
     live=()
     while read -r pid; do
         if [[ $pid =~ ^[0-9]+$ ]] && ours "$pid"; then
@@ -80,7 +92,9 @@ cleanup() {
     if ((${#started[@]} > 0)); then
         kill "${started[@]}" 2>/dev/null || true
     fi
-    rm -f "$pids_file"
+    if [[ -z $only ]]; then
+        rm -f "$pids_file"
+    fi
 }
 trap 'cleanup' ERR
 
@@ -89,7 +103,7 @@ port_open() {
     (: <>"/dev/tcp/$1/$2") 2>/dev/null
 }
 
-for ((i = 1; i <= n; i++)); do
+for ((i = first; i <= n; i++)); do
     name="b$i"
     port=$((first_port + i - 1))
     "$bin" --port "$port" --name "$name" "$@" >"$logs/$name.log" 2>&1 &
@@ -119,4 +133,4 @@ for ((i = 1; i <= n; i++)); do
     echo "started $name (PID $pid) on http://$probe_host:$port  log: ${logs#"$root"/}/$name.log"
 done
 
-echo "$n backend(s) running; PIDs in ${pids_file#"$root"/}; stop them with backends/stop.sh"
+echo "$((n - first + 1)) backend(s) started; PIDs in ${pids_file#"$root"/}; stop them with backends/stop.sh"

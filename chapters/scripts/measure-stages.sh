@@ -1,36 +1,53 @@
 #!/usr/bin/env bash
 # Measures stages 1-4 (and stage 4's naive `--keep-alive hold` pool) side by side with wrk
-# (keep-alive) and ab (a new connection per request), on loopback.
+# (keep-alive) and ab (a new connection per request), on loopback: the tables of chapters 02
+# to 04 come from it. `target/release/loadtest compare` measures a different thing (a backend
+# that takes 20 ms, so the concurrency models differ); this script uses a backend that answers
+# at once, so the proxy's own cost per request shows.
 #
 # Then the keep-alive fairness test: FAIR_CLIENTS keep-alive clients (4x FAIR_WORKERS) on one
 # connection each, counted per client (chapters/scripts/keepalive_fairness.py), against stage 3 and
 # stage 4 with FAIR_WORKERS workers, parking and holding.
 #
-# A stopgap until `cargo run --release --bin loadtest -- compare` exists; the figures in
-# chapters/02-04 come from this script. Compare ratios within one run, not absolute numbers.
-#
 #   cargo build --release --workspace
-#   chapters/scripts/measure-stages.sh     # DURATION=5 CONNS="16 64" AB_N=5000 AB_C=16 TESTS="load fair"
+#   chapters/scripts/measure-stages.sh
+#   TESTS=load STAGES="stage1 stage2 stage3" DURATION=2s chapters/scripts/measure-stages.sh
 #
-# Pinning (as shared/bench does): wrk, ab and the demo backend on CPU 0, the proxy alone on
+# Settings (environment): DURATION of each wrk run (default 5s; "5" and "5s" both work),
+# CONNS "16 64", AB_N 5000, AB_C 16, WORKERS 64, TESTS "load fair", STAGES (default every
+# target: "direct stage1 stage2 stage3 park hold"), FAIR_WORKERS 4, FAIR_CLIENTS 16,
+# FAIR_SECONDS 10. REVPROXY_QUICK=1 (the chapter runner's quick mode) makes every run short
+# (AB_N 1000, FAIR_SECONDS 1) unless they are set. QUIET_MAX_WAIT=60 waits up to 60 s before
+# each measurement for the other CPU load to drop under QUIET_PCT (10%); the default, 0, does
+# not wait, since a shared machine is never quiet. The output is one Markdown table row per
+# measurement, the same columns as the chapters' tables. Compare ratios within one run, not
+# absolute numbers; run it three times to see how much a figure moves.
+#
+# Pinning (as the chapters say): wrk, ab and the demo backend on CPU 0, the proxy alone on
 # CPU 1. Every process started here is stopped by PID on exit.
 set -euo pipefail
 
+quick=${REVPROXY_QUICK:-}
 DURATION=${DURATION:-5}
+DURATION=${DURATION%s}
 CONNS=${CONNS:-"16 64"}
+AB_N=${AB_N:-${quick:+1000}}
 AB_N=${AB_N:-5000}
 AB_C=${AB_C:-16}
 WORKERS=${WORKERS:-64}
 TESTS=${TESTS:-"load fair"}
+STAGES=${STAGES:-"direct stage1 stage2 stage3 park hold"}
 FAIR_WORKERS=${FAIR_WORKERS:-4}
 FAIR_CLIENTS=${FAIR_CLIENTS:-16}
+FAIR_SECONDS=${FAIR_SECONDS:-${quick:+1}}
 FAIR_SECONDS=${FAIR_SECONDS:-10}
 BIN=${BIN:-target/release}
 BACKEND_PORT=${BACKEND_PORT:-19100}
 PROXY_PORT=${PROXY_PORT:-19180}
+[[ $DURATION =~ ^[0-9]+$ ]] || { echo "DURATION must be a number of seconds, got '$DURATION'" >&2; exit 2; }
 
 for tool in wrk ab taskset; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y wrk apache2-utils)" >&2; exit 1; }
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y wrk apache2-utils util-linux)" >&2; exit 1; }
 done
 
 # Only processes still running are listed, so a PID reused after a process ended is never
@@ -67,7 +84,8 @@ busy_pct() {
 # The machine may be shared: wait (at most QUIET_MAX_WAIT s) until others are quiet.
 wait_quiet() {
     local waited=0 busy
-    while busy=$(busy_pct); (( busy > ${QUIET_PCT:-10} && waited < ${QUIET_MAX_WAIT:-60} )); do
+    (( ${QUIET_MAX_WAIT:-0} > 0 )) || return 0
+    while busy=$(busy_pct); (( busy > ${QUIET_PCT:-10} && waited < ${QUIET_MAX_WAIT:-0} )); do
         waited=$((waited + 1))
     done
     (( busy <= ${QUIET_PCT:-10} )) || echo "warning: machine ${busy}% busy before measuring" >&2
@@ -142,15 +160,16 @@ fairness() { # label, binary, extra args...
     stop_stage
 }
 
+wanted() { [[ " $STAGES " == *" $1 "* ]]; }
 if [[ " $TESTS " == *" load "* ]]; then
     printf '| target | test | req/s | p50 | p99 | CPU µs/req | errors |\n'
     printf '|---|---|---|---|---|---|---|\n'
-    measure direct "$BACKEND_PORT" "$backend_pid"
-    run_stage stage1 stage1
-    run_stage stage2 stage2
-    run_stage stage3 stage3
-    run_stage "stage4 park w=$WORKERS" stage4 --workers "$WORKERS"
-    run_stage "stage4 hold w=$WORKERS" stage4 --workers "$WORKERS" --keep-alive hold
+    if wanted direct; then measure direct "$BACKEND_PORT" "$backend_pid"; fi
+    if wanted stage1; then run_stage stage1 stage1; fi
+    if wanted stage2; then run_stage stage2 stage2; fi
+    if wanted stage3; then run_stage stage3 stage3; fi
+    if wanted park; then run_stage "stage4 park w=$WORKERS" stage4 --workers "$WORKERS"; fi
+    if wanted hold; then run_stage "stage4 hold w=$WORKERS" stage4 --workers "$WORKERS" --keep-alive hold; fi
 fi
 if [[ " $TESTS " == *" fair "* ]]; then
     echo
