@@ -119,8 +119,12 @@ impl Settings {
                     h.interval, h.rise, h.fall
                 )
             });
+        let access = self
+            .access
+            .as_ref()
+            .map_or(String::new(), |a| format!("; {}", a.summary()));
         format!(
-            "upstream {}: {} servers, {}, {health}",
+            "upstream {}: {} servers, {}, {health}{access}",
             up.name,
             up.servers.len(),
             up.strategy
