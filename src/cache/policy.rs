@@ -4,6 +4,7 @@
 use super::control::{RequestDirectives, ResponseDirectives};
 use super::freshness::{Lifetime, CACHEABLE_BY_DEFAULT};
 use crate::http::head::Headers;
+use crate::http::headers::HOP_BY_HOP;
 use crate::http::{Header, RequestHead, ResponseHead};
 
 /// Why a response is not stored, for the debug log and the tests.
@@ -76,21 +77,10 @@ pub fn has_validator(response: &impl Headers) -> bool {
     response.header("etag").is_some() || response.header("last-modified").is_some()
 }
 
-/// Fields never stored: hop-by-hop ones (RFC 9110 section 7.6.1), the framing (a reply
-/// writes its own) and `Age` (a hit computes its own).
-const NOT_KEPT: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "content-length",
-    "age",
-];
+/// Fields never stored beside the hop-by-hop ones (`http::headers::HOP_BY_HOP`, which
+/// include the framing a reply writes itself): the proxy-auth pair, which belong to one hop
+/// too, and `Age` (a hit computes its own).
+const NOT_KEPT: &[&str] = &["proxy-authenticate", "proxy-authorization", "age"];
 
 /// The fields of `response` that are stored: all but the hop-by-hop ones and those that
 /// its `Connection` names.
@@ -106,7 +96,9 @@ pub fn kept_headers(response: &ResponseHead) -> Vec<Header> {
         .iter()
         .filter(|h| {
             let name = h.name.to_ascii_lowercase();
-            !NOT_KEPT.contains(&name.as_str()) && !named.iter().any(|n| n == name.as_bytes())
+            !HOP_BY_HOP.contains(&name.as_str())
+                && !NOT_KEPT.contains(&name.as_str())
+                && !named.iter().any(|n| n == name.as_bytes())
         })
         .cloned()
         .collect()

@@ -9,7 +9,7 @@ use super::head::{Header, Headers, RequestHead, ResponseHead};
 
 /// Headers that describe one connection rather than the message (RFC 9110 section 7.6.1). The
 /// framing headers are in the list too: the proxy writes its own for the body it sends.
-const HOP_BY_HOP: &[&str] = &[
+pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
