@@ -1,6 +1,7 @@
 //! Client addresses: CIDR ranges, nginx's ordered `allow`/`deny` lists, and the real client
 //! address behind trusted proxies (nginx's `real_ip` with `real_ip_recursive on`).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -115,9 +116,78 @@ enum Match {
 }
 
 /// nginx's `allow`/`deny`: checked in order, the first match decides, no match allows.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Checked fast however long the list: consecutive entries with the same verdict form a
+/// block, inside which order cannot matter, and a block keeps one hash set of networks per
+/// prefix length. A lookup costs one set probe per prefix length in use (at most 33 for IPv4)
+/// per block, instead of one comparison per entry: 1,000 ranges walked one by one cost stage 8
+/// about 7% of its throughput (`chapters/scripts/access-cost.sh`).
+#[derive(Debug, Clone, Default)]
 pub struct IpRules {
     entries: Vec<(Verdict, Match)>,
+    blocks: Vec<Block>,
+}
+
+impl PartialEq for IpRules {
+    fn eq(&self, other: &IpRules) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for IpRules {}
+
+/// A run of entries with one verdict.
+#[derive(Debug, Clone)]
+struct Block {
+    verdict: Verdict,
+    all: bool,
+    /// (prefix length, the networks of that length), IPv4 and IPv6 apart.
+    v4: Vec<(u8, HashSet<u128>)>,
+    v6: Vec<(u8, HashSet<u128>)>,
+}
+
+impl Block {
+    fn new(verdict: Verdict) -> Block {
+        Block {
+            verdict,
+            all: false,
+            v4: Vec::new(),
+            v6: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, matched: Match) {
+        let Match::Range(cidr) = matched else {
+            self.all = true;
+            return;
+        };
+        let groups = if cidr.net.is_ipv4() {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        };
+        let net = bits(cidr.net);
+        match groups.iter_mut().find(|(p, _)| *p == cidr.prefix) {
+            Some((_, set)) => {
+                set.insert(net);
+            }
+            None => groups.push((cidr.prefix, HashSet::from([net]))),
+        }
+    }
+
+    fn matches(&self, addr: IpAddr) -> bool {
+        if self.all {
+            return true;
+        }
+        let groups = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
+        groups.iter().any(|(prefix, set)| {
+            let probe = Cidr {
+                net: addr,
+                prefix: *prefix,
+            };
+            set.contains(&probe.mask(addr))
+        })
+    }
 }
 
 impl IpRules {
@@ -135,16 +205,30 @@ impl IpRules {
         } else {
             Match::Range(Cidr::parse(what)?)
         };
-        self.entries.push((verdict, matched));
+        self.push(verdict, matched);
         Ok(())
+    }
+
+    fn push(&mut self, verdict: Verdict, matched: Match) {
+        self.entries.push((verdict, matched));
+        match self.blocks.last_mut() {
+            Some(block) if block.verdict == verdict => block.add(matched),
+            _ => {
+                let mut block = Block::new(verdict);
+                block.add(matched);
+                self.blocks.push(block);
+            }
+        }
     }
 
     /// Entries of `other` first, then ours: a list given on the command line is checked
     /// before the file's.
     pub fn prepend(&mut self, other: &IpRules) {
-        let mut entries = other.entries.clone();
-        entries.append(&mut self.entries);
-        self.entries = entries;
+        let ours = std::mem::take(&mut self.entries);
+        self.blocks.clear();
+        for (verdict, matched) in other.entries.iter().chain(&ours) {
+            self.push(*verdict, *matched);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -156,16 +240,11 @@ impl IpRules {
     }
 
     pub fn verdict(&self, addr: IpAddr) -> Verdict {
-        for (verdict, matched) in &self.entries {
-            let hit = match matched {
-                Match::All => true,
-                Match::Range(cidr) => cidr.contains(addr),
-            };
-            if hit {
-                return *verdict;
-            }
-        }
-        Verdict::Allow
+        let addr = canonical(addr);
+        self.blocks
+            .iter()
+            .find(|block| block.matches(addr))
+            .map_or(Verdict::Allow, |block| block.verdict)
     }
 }
 
@@ -269,6 +348,62 @@ mod tests {
         let everything = Cidr::parse("::/0").unwrap();
         assert!(everything.contains(ip("ffff::1")));
         assert!(!everything.contains(ip("10.0.0.1")));
+    }
+
+    /// The blocks give what walking the list in order gives, on lists that mix verdicts,
+    /// prefix lengths, `all` and both families.
+    #[test]
+    fn blocks_decide_as_the_ordered_walk_does() {
+        let lines = [
+            "allow 10.1.0.0/16",
+            "deny 10.0.0.0/8",
+            "deny 10.1.2.0/24",
+            "allow 192.168.1.7",
+            "allow 2001:db8::/32",
+            "deny 2001:db8:1::/48",
+            "deny 192.168.0.0/16",
+            "allow all",
+        ];
+        let mut rules = IpRules::default();
+        for line in lines {
+            rules.push_line(line).unwrap();
+        }
+        let walk = |addr: IpAddr| {
+            for (verdict, matched) in &rules.entries {
+                let hit = match matched {
+                    Match::All => true,
+                    Match::Range(cidr) => cidr.contains(addr),
+                };
+                if hit {
+                    return *verdict;
+                }
+            }
+            Verdict::Allow
+        };
+        for addr in [
+            "10.1.2.3",
+            "10.2.3.4",
+            "10.1.0.1",
+            "192.168.1.7",
+            "192.168.1.8",
+            "8.8.8.8",
+            "2001:db8:1::1",
+            "2001:db8:2::1",
+            "::1",
+            "::ffff:10.2.3.4",
+            "::ffff:10.1.0.1",
+        ] {
+            assert_eq!(rules.verdict(ip(addr)), walk(ip(addr)), "{addr}");
+        }
+        let mut front = IpRules::default();
+        front.push_line("deny 10.1.0.0/16").unwrap();
+        rules.prepend(&front);
+        assert_eq!(
+            rules.verdict(ip("10.1.0.1")),
+            Verdict::Deny,
+            "the prepended list first"
+        );
+        assert_eq!(rules.len(), lines.len() + 1);
     }
 
     #[test]
