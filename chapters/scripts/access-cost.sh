@@ -26,14 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
+# Ready when the port accepts (10 s at most): the shared helper beside this script.
+wait_port() { "$(dirname "$0")/wait-port.sh" "$1" 10; }
 
 base="[server]\nlisten = \"127.0.0.1:$PROXY_PORT\"\n[upstreams.app]\nservers = [\"127.0.0.1:$BACKEND_PORT\"]\n[log]\nlevel = \"error\"\n"
 printf "$base" >"$dir/off.toml"
