@@ -774,9 +774,16 @@ fn limit_conn_caps_requests_in_progress_per_address() {
     assert!(res.header("retry-after").is_some());
     release.send(()).unwrap();
     assert_eq!(slow.read_response("GET").status, 200);
-    assert_eq!(
-        get(&proxy, "/fast", "").status,
-        200,
-        "the slot was given back"
-    );
+    // The slot is given back when the exchange ends, just after its last byte is written
+    // (as in nginx): a client quick enough can land in that gap, so the test allows a few
+    // tries, each one a real request through the limiter.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let status = loop {
+        let status = get(&proxy, "/fast", "").status;
+        if status != 429 || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status, 200, "the slot was given back");
 }
