@@ -419,6 +419,7 @@ mod tests {
                     value: v.as_bytes().to_vec(),
                 })
                 .collect(),
+            route: None,
         }
     }
 

@@ -379,7 +379,12 @@ impl Phases for CachePhases {
             .map(|h| String::from_utf8_lossy(h).to_ascii_lowercase())
             .unwrap_or_default();
         ctx.origin = format!("{}://{host}", client.proto);
-        let key = format!("{}{}", ctx.origin, head.target);
+        // The route is part of the key: two routes that strip their prefixes can both send
+        // `/x` for one Host, to different services.
+        let key = match &head.route {
+            Some(route) => format!("{}{} route={route}", ctx.origin, head.target),
+            None => format!("{}{}", ctx.origin, head.target),
+        };
         ctx.key = Some(key.clone());
         ctx.request_time = Some(SystemTime::now());
         match head.method.as_str() {

@@ -404,6 +404,7 @@ mod tests {
                 .map(|l| header("Accept-Language", l.as_bytes()))
                 .into_iter()
                 .collect(),
+            route: None,
         }
     }
 

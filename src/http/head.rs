@@ -1,6 +1,7 @@
 //! Reading one message head (request line or status line, then headers) from a stream that may
 //! deliver it in any number of pieces, with limits and timeouts.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::date;
@@ -28,6 +29,11 @@ pub struct RequestHead {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     pub headers: Vec<Header>,
+    /// The name of the route that took the request (stage 9's routing phase sets it; `None`
+    /// before, and in earlier stages). It travels with the head because more than one phase
+    /// needs it: the cache keys by it (two routes that strip their prefix can send `/x` to
+    /// different services), and the logging phase counts and logs by it.
+    pub route: Option<Arc<str>>,
 }
 
 /// A parsed response head.
@@ -161,6 +167,7 @@ pub fn parse_request(bytes: &[u8], max_headers: usize) -> Result<RequestHead, Ht
         target: target.to_owned(),
         minor_version: req.version.unwrap_or(1),
         headers: own_headers(req.headers),
+        route: None,
     };
     if let Some(absolute) = check_target(method, target)? {
         use_authority(&mut head, absolute)?;
