@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use super::phases::{AnsweredBy, BodyPlan, Client, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
@@ -22,6 +23,8 @@ pub(super) struct Request<'a> {
     pub(super) body_pending: bool,
     pub(super) client_keep_alive: bool,
     pub(super) peer: SocketAddr,
+    /// The protocols to offer the origin (`Upgrade`), when the request may switch.
+    pub(super) upgrade: Option<&'a str>,
 }
 
 /// How one exchange ended, for the log and the connection loop.
@@ -31,6 +34,8 @@ pub(super) struct Done {
     pub(super) keep_alive: bool,
     pub(super) upstream: Option<SocketAddr>,
     pub(super) answered_by: AnsweredBy,
+    /// The connection went to a tunnel thread, which logs the exchange itself.
+    pub(super) handed_off: bool,
 }
 
 impl Done {
@@ -42,6 +47,7 @@ impl Done {
             keep_alive,
             upstream,
             answered_by: AnsweredBy::Proxy,
+            handed_off: false,
         }
     }
 }
@@ -99,6 +105,7 @@ impl<P: Phases> Relay<P> {
         head: &mut RequestHead,
         peer: SocketAddr,
         ctx: &mut P::Ctx,
+        started: Instant,
     ) -> Result<Done, Refusal> {
         let limits = &self.config.limits;
         if head.method == "CONNECT" {
@@ -131,15 +138,26 @@ impl<P: Phases> Relay<P> {
             body_pending,
             client_keep_alive,
             peer,
+            upgrade: None,
         };
         if let Some(reply) = answer {
             return Ok(self.answer(client, &request, ctx, reply));
         }
         let upstreams = self.phases.route(ctx, head).unwrap_or(&*self.upstreams);
+        let (protocols, offer) = self.upgrade_offer(client, &request, ctx)?.unzip();
+        let request = Request {
+            upgrade: protocols.as_deref(),
+            ..request
+        };
         let answer = match self.attempts(client, &request, upstreams) {
             Ok(answer) => answer,
             Err(refusal) => return self.failed(client, &request, ctx, refusal),
         };
+        if let Some(offer) = offer {
+            if answer.response.status == 101 {
+                return self.switch(client, &request, ctx, answer, offer, started);
+            }
+        }
         self.relay_response(client, &request, ctx, answer)
     }
 
@@ -253,6 +271,7 @@ impl<P: Phases> Relay<P> {
             keep_alive,
             upstream: None,
             answered_by: AnsweredBy::Phase,
+            handed_off: false,
         }
     }
 

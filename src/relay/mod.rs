@@ -12,6 +12,9 @@
 //! - `response.rs`: the response head and body on their way to the client;
 //! - `pipeline.rs`: the body through observers and transforms;
 //! - `reply.rs`: what the proxy answers itself;
+//! - `upgrade.rs`: which requests may switch protocols (WebSocket), and how many tunnels;
+//! - `switch.rs`: a `101 Switching Protocols` handed to a tunnel thread;
+//! - `tunnel.rs`: the bytes of a switched connection, both ways;
 //! - `phases.rs`: the hooks.
 
 mod attempt;
@@ -20,6 +23,9 @@ pub mod phases;
 mod pipeline;
 pub mod reply;
 mod response;
+mod switch;
+mod tunnel;
+pub mod upgrade;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -31,6 +37,7 @@ pub use phases::{
     UpstreamAnswer,
 };
 pub use reply::{Reply, ReplyBody};
+pub use upgrade::UpgradeConfig;
 
 use crate::access_log;
 use crate::http::head::Headers;
@@ -80,6 +87,8 @@ pub struct RelayConfig {
     pub via_name: String,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: &'static str,
+    /// WebSocket and other upgrades: off unless allowed (see [`upgrade`]).
+    pub upgrades: UpgradeConfig,
 }
 
 impl Default for RelayConfig {
@@ -90,6 +99,7 @@ impl Default for RelayConfig {
             retries: 0,
             via_name: "revproxy".to_owned(),
             proto: "http",
+            upgrades: UpgradeConfig::default(),
         }
     }
 }
@@ -100,7 +110,9 @@ pub struct Relay<P: Phases = NoPhases> {
     upstream_limits: Limits,
     upstreams: Arc<dyn Upstreams>,
     connector: Connector,
-    phases: P,
+    /// Shared with tunnel threads, which log their exchange when the tunnel ends.
+    phases: Arc<P>,
+    tunnels: upgrade::Tunnels,
 }
 
 /// nginx's code for "the client closed the connection before a response was sent".
@@ -127,12 +139,14 @@ impl<P: Phases> Relay<P> {
             max_head: config.limits.max_head.max(64 * 1024),
             ..config.limits
         };
+        let tunnels = upgrade::Tunnels::new(config.upgrades.max_tunnels);
         Relay {
             config,
             upstream_limits,
             upstreams,
             connector,
-            phases,
+            phases: Arc::new(phases),
+            tunnels,
         }
     }
 
@@ -194,7 +208,9 @@ impl<P: Phases> Relay<P> {
         };
         let started = Instant::now();
         let mut ctx = P::Ctx::default();
-        let done = match self.exchange(client, &mut head, peer, &mut ctx) {
+        let done = match self.exchange(client, &mut head, peer, &mut ctx, started) {
+            // A tunnel thread owns the connection now, and logs the exchange when it ends.
+            Ok(done) if done.handed_off => return false,
             Ok(done) => done,
             Err(refusal) => {
                 let Some(status) = refusal.status else {
@@ -218,6 +234,11 @@ impl<P: Phases> Relay<P> {
     /// The settings this relay was built with.
     pub fn config(&self) -> &RelayConfig {
         &self.config
+    }
+
+    /// Tunnels (switched connections, WebSocket) open right now.
+    pub fn open_tunnels(&self) -> usize {
+        self.tunnels.live()
     }
 
     /// Records a refusal made outside [`serve_next`](Self::serve_next), where no request was
@@ -270,9 +291,15 @@ impl<P: Phases> Relay<P> {
             upstream: done.upstream,
             answered_by: done.answered_by,
         };
-        self.phases.logging(ctx, &summary);
-        write_access_log(&summary, self.phases.user(ctx));
+        log_summary(&*self.phases, ctx, &summary);
     }
+}
+
+/// Hands a summary to the logging phase and the access log: for the connection loop, and
+/// for a tunnel thread when its tunnel ends.
+fn log_summary<P: Phases>(phases: &P, ctx: &mut P::Ctx, summary: &Summary<'_>) {
+    phases.logging(ctx, summary);
+    write_access_log(summary, phases.user(ctx));
 }
 
 fn write_access_log(summary: &Summary<'_>, user: Option<&str>) {
