@@ -15,6 +15,7 @@ use std::time::Duration;
 use revproxy::http::RequestHead;
 use revproxy::relay::{Phases, Relay, RelayConfig, Summary, UpgradeConfig};
 use revproxy::server::pool::{Pool, PoolConfig};
+use revproxy::server::threads::ThreadPerConnection;
 use revproxy::server::{self, ConnectionHandler};
 use revproxy::upstream::{Connector, SingleUpstream, UpstreamTimeouts};
 use support::{backend, connect, raw_backend, read_request_head, TIMEOUT};
@@ -57,7 +58,8 @@ fn upgrades(allow: bool) -> UpgradeConfig {
     }
 }
 
-/// A relay to `upstream` behind a stage 4 pool of `workers`, on a free port.
+/// A relay to `upstream` behind a stage 4 pool of `workers` (0: stage 3's thread per
+/// connection instead), on a free port.
 fn proxy_with(
     upstream: SocketAddr,
     upgrades: UpgradeConfig,
@@ -87,12 +89,18 @@ fn proxy_with(
     let handler: Arc<dyn ConnectionHandler> = relay.clone();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let pool = Pool::new(&PoolConfig {
-        workers,
-        ..PoolConfig::default()
-    })
-    .unwrap();
-    thread::spawn(move || server::serve(&listener, &pool, handler));
+    if workers == 0 {
+        // Stage 3's model: a thread per connection, which carries its tunnel too.
+        let model = ThreadPerConnection::new(8);
+        thread::spawn(move || server::serve(&listener, &model, handler));
+    } else {
+        let pool = Pool::new(&PoolConfig {
+            workers,
+            ..PoolConfig::default()
+        })
+        .unwrap();
+        thread::spawn(move || server::serve(&listener, &pool, handler));
+    }
     Proxy {
         addr,
         relay,
@@ -208,6 +216,19 @@ fn a_tunnel_does_not_hold_a_worker_of_a_one_worker_pool() {
     }
     assert_eq!(proxy.relay.open_tunnels(), 1);
     assert_echoes(&mut ws);
+}
+
+#[test]
+fn a_websocket_echo_through_a_thread_per_connection() {
+    let origin = backend("ws4");
+    let proxy = proxy_with(origin.addr(), upgrades(true), 0, None);
+    let mut ws = open_websocket(proxy.addr, "/ws");
+    assert_echoes(&mut ws);
+    assert_eq!(proxy.relay.open_tunnels(), 1);
+    drop(ws);
+    // The client's close ends the tunnel (the origin sees the half-close and closes too).
+    assert_eq!(tunnel_summary(&proxy).0, 101);
+    assert_eq!(proxy.relay.open_tunnels(), 0);
 }
 
 #[test]
@@ -467,4 +488,20 @@ fn an_unrequested_101_is_a_bad_gateway() {
     let mut c = connect(proxy.addr);
     c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.read_response("GET").status, 502);
+}
+
+#[test]
+fn a_101_that_names_no_protocol_is_a_bad_gateway() {
+    // RFC 9110 section 15.2.2: a 101 must say what it switches to.
+    let origin = raw_backend(|mut stream| {
+        read_request_head(&mut stream);
+        let _ = stream.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+    });
+    let proxy = proxy(origin, true);
+    let mut c = connect(proxy.addr);
+    c.send(UPGRADE);
+    assert_eq!(c.read_response("GET").status, 502);
+    assert_eq!(proxy.relay.open_tunnels(), 0);
 }

@@ -34,8 +34,8 @@ pub(super) struct Done {
     pub(super) keep_alive: bool,
     pub(super) upstream: Option<SocketAddr>,
     pub(super) answered_by: AnsweredBy,
-    /// The connection went to a tunnel thread, which logs the exchange itself.
-    pub(super) handed_off: bool,
+    /// The connection went to this tunnel thread, which logs the exchange itself.
+    pub(super) tunnel: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Done {
@@ -47,7 +47,7 @@ impl Done {
             keep_alive,
             upstream,
             answered_by: AnsweredBy::Proxy,
-            handed_off: false,
+            tunnel: None,
         }
     }
 }
@@ -271,7 +271,7 @@ impl<P: Phases> Relay<P> {
             keep_alive,
             upstream: None,
             answered_by: AnsweredBy::Phase,
-            handed_off: false,
+            tunnel: None,
         }
     }
 

@@ -115,6 +115,16 @@ pub struct Relay<P: Phases = NoPhases> {
     tunnels: upgrade::Tunnels,
 }
 
+/// How a request left its connection.
+enum Served {
+    /// Ready for the next request.
+    Next,
+    /// Closed, by either side.
+    Closed,
+    /// Switched protocols: this thread relays its bytes now.
+    Tunnel(std::thread::JoinHandle<()>),
+}
+
 /// nginx's code for "the client closed the connection before a response was sent".
 const CLIENT_GONE: u16 = 499;
 
@@ -167,9 +177,24 @@ impl<P: Phases> Relay<P> {
     }
 
     /// Serves one client connection: every request on it, in order, until either side closes.
+    ///
+    /// A connection switched to a tunnel (WebSocket) keeps this call until the tunnel ends:
+    /// the models that give a connection its own thread or process (stages 1 to 3, the pool's
+    /// `hold` mode) account for it there, and a forked child must not exit under its tunnel.
     pub fn serve<S: Socket>(&self, client: S, peer: SocketAddr) {
         let mut client = BufStream::new(client);
-        while self.serve_next(&mut client, peer, self.config.client.idle) {}
+        // Bounded by the connection: each turn serves one request, or ends it.
+        loop {
+            match self.serve_one(&mut client, peer, self.config.client.idle) {
+                Served::Next => {}
+                Served::Closed => break,
+                Served::Tunnel(tunnel) => {
+                    // The tunnel has its own handles; this one is closed with it.
+                    let _ = tunnel.join();
+                    return;
+                }
+            }
+        }
         client.finish();
     }
 
@@ -178,12 +203,25 @@ impl<P: Phases> Relay<P> {
     ///
     /// This is the unit of work for models that do not dedicate a thread to a connection for
     /// its whole life (a pool can serve one request, then park the connection while it idles).
+    ///
+    /// A connection switched to a tunnel (WebSocket) returns `false` at once: a tunnel
+    /// thread owns it now, so a pool's worker is free for the next request.
     pub fn serve_next<S: Socket>(
         &self,
         client: &mut BufStream<S>,
         peer: SocketAddr,
         idle: Duration,
     ) -> bool {
+        matches!(self.serve_one(client, peer, idle), Served::Next)
+    }
+
+    /// Serves the next request on a connection; see [`serve_next`](Self::serve_next).
+    fn serve_one<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        peer: SocketAddr,
+        idle: Duration,
+    ) -> Served {
         let timeouts = HeadTimeouts {
             idle: Some(idle),
             whole: Some(self.config.client.head),
@@ -203,24 +241,27 @@ impl<P: Phases> Relay<P> {
                         Instant::now(),
                     );
                 }
-                return false;
+                return Served::Closed;
             }
         };
         let started = Instant::now();
         let mut ctx = P::Ctx::default();
         let done = match self.exchange(client, &mut head, peer, &mut ctx, started) {
             // A tunnel thread owns the connection now, and logs the exchange when it ends.
-            Ok(done) if done.handed_off => return false,
+            Ok(Done {
+                tunnel: Some(tunnel),
+                ..
+            }) => return Served::Tunnel(tunnel),
             Ok(done) => done,
             Err(refusal) => {
                 let Some(status) = refusal.status else {
                     let done = Done::proxy(CLIENT_GONE, false, refusal.upstream);
                     self.log(&mut ctx, peer, Some(&head), &done, started);
-                    return false;
+                    return Served::Closed;
                 };
                 if !refusal.keep_alive {
                     self.refuse(client, peer, Some(&head), &mut ctx, &refusal, started);
-                    return false;
+                    return Served::Closed;
                 }
                 let reply = Reply::error(status).to_bytes(head.method == "HEAD", true);
                 let sent = client.write_all(&reply).is_ok();
@@ -228,7 +269,11 @@ impl<P: Phases> Relay<P> {
             }
         };
         self.log(&mut ctx, peer, Some(&head), &done, started);
-        done.keep_alive
+        if done.keep_alive {
+            Served::Next
+        } else {
+            Served::Closed
+        }
     }
 
     /// The settings this relay was built with.

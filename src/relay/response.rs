@@ -82,7 +82,7 @@ impl<P: Phases> Relay<P> {
             keep_alive,
             upstream: Some(backend),
             answered_by: AnsweredBy::Upstream,
-            handed_off: false,
+            tunnel: None,
         };
         if std::io::Write::write_all(client, &reply_head).is_err() {
             return Err(Refusal::silent());

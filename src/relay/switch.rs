@@ -192,14 +192,17 @@ impl<P: Phases> Relay<P> {
                     job.run();
                 }
             });
-        if let Err(err) = spawned {
-            log::error!("{}: cannot start a tunnel thread: {err}", req.peer);
-            return Err(Refusal {
-                status: Some(503),
-                keep_alive: false,
-                upstream: Some(backend),
-            });
-        }
+        let thread = match spawned {
+            Ok(thread) => thread,
+            Err(err) => {
+                log::error!("{}: cannot start a tunnel thread: {err}", req.peer);
+                return Err(Refusal {
+                    status: Some(503),
+                    keep_alive: false,
+                    upstream: Some(backend),
+                });
+            }
+        };
         if std::io::Write::write_all(client, &head).is_err() {
             // The thread sees the channel close and ends.
             return Err(Refusal::silent());
@@ -236,7 +239,7 @@ impl<P: Phases> Relay<P> {
             keep_alive: false,
             upstream: Some(backend),
             answered_by: AnsweredBy::Upstream,
-            handed_off: true,
+            tunnel: Some(thread),
         })
     }
 }
