@@ -11,7 +11,7 @@ use clap::Args;
 
 use crate::config::{self, Settings};
 use crate::health::MonitoredUpstream;
-use crate::relay::{Phases, Relay};
+use crate::relay::{Phases, Relay, RelayConfig};
 use crate::server::{self, pool::Pool};
 use crate::upstream::Connector;
 use crate::{cli, dashboard};
@@ -117,8 +117,12 @@ fn run<P: Phases, F: FnOnce(&Settings) -> Result<P, String>>(
         settings.listen = addr.to_string();
     }
     let phases = phases(&settings)?;
+    let relay_config = RelayConfig {
+        upgrades: settings.upgrades.clone(),
+        ..tuning.relay_config()
+    };
     let relay = Relay::with_phases(
-        tuning.relay_config(),
+        relay_config,
         upstream.balancer.clone(),
         Connector::new(tuning.upstream_timeouts()),
         phases,

@@ -505,3 +505,66 @@ fn a_101_that_names_no_protocol_is_a_bad_gateway() {
     assert_eq!(c.read_response("GET").status, 502);
     assert_eq!(proxy.relay.open_tunnels(), 0);
 }
+
+const STAGE6: &str = env!("CARGO_BIN_EXE_stage6");
+
+/// Starts stage 6 with one upstream and `extra` appended to its configuration file.
+fn stage6(name: &str, upstream: SocketAddr, extra: &str) -> support::Proxy {
+    let path = std::env::temp_dir().join(format!(
+        "revproxy-{}-websocket-{name}.toml",
+        std::process::id()
+    ));
+    let text = format!("[upstreams.app]\nservers = [\"{upstream}\"]\n{extra}");
+    std::fs::write(&path, text).expect("write the config");
+    support::Proxy::start(STAGE6, &[], &["--config", path.to_str().unwrap()])
+}
+
+#[test]
+fn stage6_passes_websocket_when_the_file_enables_upgrades() {
+    let origin = backend("ws6");
+    let proxy = stage6(
+        "on",
+        origin.addr(),
+        "[upgrades]\nenabled = true\nmax_tunnels = 4\n",
+    );
+    let mut ws = open_websocket(proxy.addr, "/ws");
+    assert_echoes(&mut ws);
+    ws.send(Message::Ping(b"p".to_vec().into())).unwrap();
+    assert_eq!(read_message(&mut ws), Message::Pong(b"p".to_vec().into()));
+}
+
+#[test]
+fn stage6_strips_the_upgrade_by_default() {
+    let origin = backend("ws7");
+    let proxy = stage6("off", origin.addr(), "");
+    let stream = TcpStream::connect_timeout(&proxy.addr, TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    match tungstenite::client(format!("ws://{}/ws", proxy.addr), stream) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            // The origin saw a plain GET and asked for an upgrade it never got.
+            assert_eq!(response.status(), 426);
+        }
+        Err(err) => panic!("unexpected failure: {err}"),
+        Ok(_) => panic!("the upgrade went through with upgrades off"),
+    }
+}
+
+#[test]
+fn a_bad_upgrades_section_is_a_config_error() {
+    let path = std::env::temp_dir().join(format!(
+        "revproxy-{}-websocket-bad.toml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &path,
+        "[upstreams.app]\nservers = [\"127.0.0.1:1\"]\n[upgrades]\nmax_tunnels = 0\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(STAGE6)
+        .args(["-t", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("max_tunnels"), "{stderr}");
+}

@@ -52,9 +52,12 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
             },
         };
         let cache = crate::cache::config::check(&config.cache).map_err(|e| (self.err)(None, e))?;
+        let upgrades =
+            crate::relay::upgrade::check(&config.upgrades).map_err(|e| (self.err)(None, e))?;
         let access = crate::access::config::check(config.access, self.err)?;
         Ok(Settings {
             cache,
+            upgrades,
             listen: server_listen,
             log_level,
             upstream,

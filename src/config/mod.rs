@@ -55,6 +55,8 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     /// `[cache]` (stage 7 on).
     pub cache: crate::cache::config::CacheSettings,
+    /// `[upgrades]`: WebSocket through the relay (off unless enabled).
+    pub upgrades: crate::relay::UpgradeConfig,
     pub server: ServerSettings,
     /// `[access]` (stage 8), when the file has one.
     pub access: Option<crate::access::AccessSettings>,
