@@ -185,6 +185,30 @@ mod tests {
     }
 
     #[test]
+    fn upgrades_are_off_unless_the_file_enables_them() {
+        assert_eq!(
+            check(MINIMAL).unwrap().upgrades,
+            crate::relay::UpgradeConfig::default()
+        );
+        let text = format!(
+            "{MINIMAL}[upgrades]\nenabled = true\nmax_tunnels = 8\nidle_timeout_ms = 1500\n"
+        );
+        let upgrades = check(&text).unwrap().upgrades;
+        assert!(upgrades.allow);
+        assert_eq!(upgrades.max_tunnels, 8);
+        assert_eq!(
+            upgrades.idle_timeout,
+            std::time::Duration::from_millis(1500)
+        );
+        let typo = format!("{MINIMAL}[upgrades]\nenable = true\n");
+        let err = check(&typo).unwrap_err().to_string();
+        assert!(
+            err.contains("proxy.toml:4:1: unknown field `enable`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_example_file_is_valid() {
         let text = include_str!("../../proxy.example.toml");
         let s = check(text).expect("proxy.example.toml must stay valid");

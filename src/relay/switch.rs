@@ -5,6 +5,11 @@
 //! Any other answer to an upgrade request is a plain response, relayed as usual; the offer
 //! (its tunnel slot, its spare client handle) is then simply dropped. The upstream connection
 //! of a tunnel is never returned to the keep-alive cache: it speaks another protocol now.
+//!
+//! The backend's lease ends at the `101` (its outcome is `Answered`): a balancer counting
+//! requests in flight (least connections) does not count open tunnels. The tunnel's one
+//! summary goes to the logging phase and the access log when it ends: status 101, the bytes
+//! the client received as the body bytes, the whole life of the tunnel as the duration.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};

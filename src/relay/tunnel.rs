@@ -14,6 +14,9 @@
 //!   end, so a close handshake completes.
 //! - No byte in either direction for `idle` closes both: each thread reads with a timeout and,
 //!   when it fires, looks at when the tunnel last moved a byte either way.
+//! - A peer that stops reading blocks its direction's writes only up to the socket's write
+//!   timeout (the client's `send_timeout`, the upstream's write timeout); that direction then
+//!   ends as if its source had closed.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

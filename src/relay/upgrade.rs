@@ -20,10 +20,18 @@
 //! - the client's transport can be shared by two threads (plain TCP; see
 //!   `Socket::duplicate`); over TLS the request goes on without the upgrade headers.
 //!
-//! A tunnel holds two threads of its own (`tunnel.rs`), never a worker of stage 4's pool, so
-//! at most [`UpgradeConfig::max_tunnels`] may be open at once; past that an upgrade request is
-//! answered `503` with `Retry-After: 1` before anything goes upstream, and plain requests are
-//! served as usual.
+//! A tunnel holds two threads of its own (`tunnel.rs`), never a worker of stage 4's pool: the
+//! worker that read the upgrade request returns as soon as the `101` is sent, so a pool of
+//! `workers` serves plain requests at full strength whatever the number of open tunnels. The
+//! tunnels' own bound is [`UpgradeConfig::max_tunnels`] (256 by default, independent of
+//! `workers`); past it an upgrade request is answered `503` with `Retry-After: 1` before
+//! anything goes upstream, and plain requests are served as usual. In stages 1 to 3 (and the
+//! pool's `hold` mode) the connection's own thread or process also waits for its tunnel, so
+//! there a tunnel counts against `max_connections` as well, as any long connection does.
+//!
+//! Stages 1 to 8 keep upgrades off unless asked (`[upgrades] enabled = true` from stage 6 on):
+//! an earlier stage's binary behaves as it always did, and an operator opts in to connections
+//! the proxy can no longer see into, as with nginx's explicit `proxy_set_header Upgrade`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
