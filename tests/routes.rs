@@ -193,6 +193,9 @@ fn host_exact_and_wildcard_pick_the_routes() {
     assert_eq!(res.text(), "two /");
     // A wildcard does not cover its bare domain; no route takes it.
     assert_eq!(get(&proxy, "example.test", "/").status, 404);
+    // An absolute-form target's authority is the Host that routes.
+    let res = get(&proxy, "ignored.test", "http://a.test/api/abs");
+    assert_eq!(res.text(), "one /api/abs");
 }
 
 #[test]
@@ -484,4 +487,29 @@ fn check_flag_names_line_and_column_and_passes_the_full_example() {
     let (code, text) = check(STAGE8, &full);
     assert_eq!(code, 78, "{text}");
     assert!(text.contains("stage9 only"), "{text}");
+}
+
+#[test]
+fn access_runs_before_routing() {
+    let (one, two) = (Recorder::start("one"), Recorder::start("two"));
+    let text = format!(
+        "{}\n[access]\n[access.keys]\nlist = [{{ name = \"k\", key = \"route-test-key-0123\" }}]\n\
+         [[access.rules]]\npath = \"/service1\"\nauth = \"key\"\n",
+        table(one.addr, two.addr)
+    );
+    let proxy = stage9("access", &text, &[]);
+    // The access rule sees the normalised path too: the encoded spelling is refused alike.
+    for target in ["/service1/x", "/%73ervice1/x"] {
+        assert_eq!(get(&proxy, "svc.test", target).status, 401, "{target}");
+    }
+    assert!(one.heads().is_empty(), "a refused request reaches no route");
+    let res = request(
+        &proxy,
+        "GET",
+        "svc.test",
+        "/service1/x",
+        "X-API-Key: route-test-key-0123\r\n",
+    );
+    assert_eq!((res.status, res.text()), (200, "one /x".to_owned()));
+    assert_eq!(get(&proxy, "svc.test", "/service2/x").text(), "two /x");
 }
