@@ -141,6 +141,7 @@ fn run<P: Phases, F: FnOnce(&Settings, Groups) -> Result<P, String>>(
     let listen = args.listen.as_deref().unwrap_or(&settings.listen);
     let listener = server::bind(listen).map_err(|e| e.to_string())?;
     let tuning = settings.tuning();
+    warn_about_shared_tuning(&settings);
     let pool = Pool::new(&tuning.pool).map_err(|e| format!("cannot start the pool: {e}"))?;
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for spec in settings.groups.iter().flat_map(|g| &g.servers) {
@@ -225,4 +226,26 @@ fn start_demos(settings: &mut Settings) -> Result<Vec<backends::Backend>, String
         settings.upstream = group.clone();
     }
     Ok(started)
+}
+
+/// The relay has one connector and one retry count, the default group's; a group that asks
+/// for others is told at start rather than silently overruled.
+fn warn_about_shared_tuning(settings: &Settings) {
+    let default = &settings.upstream;
+    for group in settings.groups.iter().filter(|g| g.name != default.name) {
+        if (group.connect_timeout, group.read_timeout, group.retries)
+            != (
+                default.connect_timeout,
+                default.read_timeout,
+                default.retries,
+            )
+        {
+            log::warn!(
+                "upstream {}: connect_timeout_ms, read_timeout_ms and retries of the default \
+                 group {} apply to every group",
+                group.name,
+                default.name
+            );
+        }
+    }
 }
