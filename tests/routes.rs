@@ -359,7 +359,6 @@ rise = 1
 fall = 1
 [upstreams.mixed]
 servers = ["{dead}", "{two}"]
-retries = 1
 [upstreams.mixed.health]
 interval_ms = 100
 timeout_ms = 100
