@@ -568,3 +568,72 @@ fn a_bad_upgrades_section_is_a_config_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("max_tunnels"), "{stderr}");
 }
+
+const STAGE9: &str = env!("CARGO_BIN_EXE_stage9");
+
+fn stage9(name: &str, text: &str) -> support::Proxy {
+    let path = std::env::temp_dir().join(format!(
+        "revproxy-{}-websocket9-{name}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, text).expect("write the config");
+    support::Proxy::start(STAGE9, &[], &["--config", path.to_str().unwrap()])
+}
+
+#[test]
+fn stage9_routes_decide_over_the_upgrades_section() {
+    let origin = backend("ws9");
+    // Upgrades on for the file, off for one route; on for another route of a file whose
+    // [upgrades] would keep them off.
+    let text = format!(
+        "[upgrades]\nenabled = true\n[upstreams.chat]\nservers = [\"{}\"]\n\
+         [[routes]]\npath = \"/closed\"\nupstream = \"chat\"\nstrip_prefix = true\nwebsocket = false\n\
+         [[routes]]\npath = \"/\"\nupstream = \"chat\"\n",
+        origin.addr()
+    );
+    let proxy = stage9("routes", &text);
+    let mut ws = open_websocket(proxy.addr, "/ws");
+    assert_echoes(&mut ws);
+    let stream = TcpStream::connect_timeout(&proxy.addr, TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    match tungstenite::client(format!("ws://{}/closed/ws", proxy.addr), stream) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            assert_eq!(response.status(), 426, "the route stripped the upgrade");
+        }
+        Err(err) => panic!("unexpected failure: {err}"),
+        Ok(_) => panic!("the route's websocket = false was ignored"),
+    }
+
+    let text = format!(
+        "[upstreams.chat]\nservers = [\"{}\"]\n\
+         [[routes]]\npath = \"/ws\"\nupstream = \"chat\"\nwebsocket = true\n",
+        origin.addr()
+    );
+    let proxy = stage9("route-on", &text);
+    let mut ws = open_websocket(proxy.addr, "/ws");
+    assert_echoes(&mut ws);
+}
+
+#[test]
+fn stage9_refuses_websocket_on_a_route_that_answers_itself() {
+    let path = std::env::temp_dir().join(format!(
+        "revproxy-{}-websocket9-bad.toml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &path,
+        "[upstreams.app]\nservers = [\"127.0.0.1:1\"]\n[[routes]]\npath = \"/x\"\n\
+         return = { status = 200 }\nwebsocket = true\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(STAGE9)
+        .args(["-t", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(":6:13: websocket applies only to a route with upstream"),
+        "{stderr}"
+    );
+}
