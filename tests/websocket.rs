@@ -333,7 +333,8 @@ fn a_silent_tunnel_is_closed_after_the_idle_timeout() {
     };
     let proxy = proxy_with(origin, config, 2, None);
     let mut c = connect(proxy.addr);
-    c.send(UPGRADE);
+    // In pieces: the pool parks the connection until the head is whole, then switches it.
+    c.send_in_fragments(UPGRADE, 9);
     let res = c.read_response("GET");
     assert_eq!(res.status, 101);
     // Nobody says a word: the proxy closes (well before the client's own 10 s timeout).
