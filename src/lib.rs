@@ -17,7 +17,8 @@
 //! - [`cache`]: stage 7's shared HTTP cache (RFC 9111), as request phases.
 //! - [`health`]: active and passive health checks of backends.
 //! - [`dashboard`]: the live server table of `--debug`.
-//! - [`access_log`]: one Combined Log Format line per request.
+//! - [`access_log`]: one Combined Log Format (or JSON) line per request, to stderr or a file.
+//! - [`lifecycle`]: signals of a running proxy: graceful shutdown, reload, log reopening.
 //! - [`loadtest`]: the load generator behind `src/bin/loadtest.rs` and its `compare` of the stages.
 
 pub mod access;
@@ -30,6 +31,7 @@ pub mod dashboard;
 pub mod health;
 pub mod http;
 pub mod launch;
+pub mod lifecycle;
 pub mod loadtest;
 pub mod relay;
 pub mod server;

@@ -41,6 +41,8 @@ pub struct ServerSection {
     pub max_body_bytes: u64,
     /// The upstream that serves requests; may be left out when there is only one.
     pub upstream: Option<Spanned<String>>,
+    /// How long a graceful shutdown (SIGTERM, SIGINT) waits for requests in flight.
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for ServerSection {
@@ -53,6 +55,7 @@ impl Default for ServerSection {
             idle_timeout_ms: millis(settings::DEFAULT_IDLE_TIMEOUT),
             max_body_bytes: settings::DEFAULT_MAX_BODY,
             upstream: None,
+            shutdown_timeout_ms: millis(settings::DEFAULT_SHUTDOWN_TIMEOUT),
         }
     }
 }
@@ -140,12 +143,19 @@ impl Default for HealthSection {
 pub struct LogSection {
     /// error, warn, info (with the access log), debug, trace, off.
     pub level: Spanned<String>,
+    /// A file for the access log (reopened on SIGUSR1); without it, access lines go to stderr
+    /// at `info` level.
+    pub access_log: Option<Spanned<String>>,
+    /// `combined` (nginx's and Apache's) or `json` (one object per line).
+    pub format: crate::access_log::Format,
 }
 
 impl Default for LogSection {
     fn default() -> LogSection {
         LogSection {
             level: Spanned::new(0..0, "info".to_owned()),
+            access_log: None,
+            format: crate::access_log::Format::default(),
         }
     }
 }

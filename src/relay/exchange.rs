@@ -114,7 +114,7 @@ impl<P: Phases> Relay<P> {
             return Err(Refusal::close(413));
         }
         let expects_continue = expects_continue(head)?;
-        let client_keep_alive = wants_keep_alive(head);
+        let client_keep_alive = wants_keep_alive(head) && !self.draining();
         let body_pending = matches!(framing, BodyFraming::Chunked)
             || matches!(framing, BodyFraming::Length(n) if n > 0);
 
@@ -196,7 +196,7 @@ impl<P: Phases> Relay<P> {
         ctx: &mut P::Ctx,
         mut reply: Reply,
     ) -> Done {
-        let mut keep_alive = req.client_keep_alive && !reply.close;
+        let mut keep_alive = req.client_keep_alive && !reply.close && !self.draining();
         if req.body_pending {
             // The body was never read. A client waiting for `100 Continue` may never send it,
             // so the connection cannot be kept; otherwise it is read and dropped, so that the

@@ -67,8 +67,12 @@ impl<P: Phases> Relay<P> {
                 .headers
                 .retain(|h| !h.name.eq_ignore_ascii_case("content-length"));
         }
-        let keep_alive =
-            req.client_keep_alive && out_framing != OutFraming::Close && !request_body_cut;
+        // Asked again here, not only when the request arrived: a response that a slow backend
+        // sends after a shutdown started must close its connection too.
+        let keep_alive = req.client_keep_alive
+            && out_framing != OutFraming::Close
+            && !request_body_cut
+            && !self.draining();
         let reply_head = client_response(
             &response,
             out_framing,
