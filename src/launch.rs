@@ -11,20 +11,20 @@
 //! change without a restart (the listen address, the pool's size, a switch between stderr and
 //! a file for the access log) is kept, with a warning.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use clap::Args;
 
 use crate::config::{self, AccessLogSettings, Settings};
 use crate::health::MonitoredUpstream;
 use crate::lifecycle::drain::Drain;
+use crate::lifecycle::graceful;
 use crate::lifecycle::signals::{Event, Signals};
 use crate::relay::{Phases, Relay};
-use crate::server::{self, pool::Pool, ConnectionModel, Swappable};
+use crate::server::{self, pool::Pool, Swappable};
 use crate::upstream::Connector;
 use crate::{access_log, cli, dashboard};
 
@@ -183,7 +183,7 @@ where
         let handler = Arc::clone(&handler);
         let running = Arc::clone(&running);
         move |event| match event {
-            Event::Shutdown => shut_down(&listener, &build.drain),
+            Event::Shutdown => graceful::stop(&listener, &build.drain),
             Event::Reload => build.reload(&handler, &running),
             Event::ReopenLog => access_log::reopen(),
         }
@@ -191,22 +191,11 @@ where
     signals
         .spawn(on_signal)
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-    server::serve_until(&listener, &pool, handler, &drain);
-    drop(listener);
-    let timeout = lock(&running).settings.server.shutdown_timeout;
-    if pool.drain(Instant::now() + timeout) {
-        log::info!("shutdown complete: every request in flight finished");
-    } else {
-        log::warn!("shutdown: requests still in flight after {timeout:?} are cut off");
-    }
+    // The timeout of the configuration running when the signal came (a reload may change it).
+    let timeout = || lock(&running).settings.server.shutdown_timeout;
+    graceful::serve_then_drain(listener, &pool, handler, &drain, timeout);
     access_log::finish();
     Ok(())
-}
-
-/// `SIGTERM`/`SIGINT`: the accept loop stops and the drain begins (`run` goes on from there).
-fn shut_down(listener: &TcpListener, drain: &Drain) {
-    log::info!("shutting down: no new connections; a second signal exits at once");
-    server::stop_listening(listener, drain);
 }
 
 fn lock(running: &Mutex<Running>) -> std::sync::MutexGuard<'_, Running> {

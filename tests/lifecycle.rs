@@ -53,15 +53,24 @@ struct Stage {
 
 impl Stage {
     fn start(config: &Path, stderr: &Path, log_level: &str) -> Stage {
+        let config = config.display().to_string();
+        Stage::spawn(
+            STAGE,
+            &["--config", &config, "--log-level", log_level],
+            stderr,
+        )
+    }
+
+    /// Starts `bin` with `args` and `--listen 127.0.0.1:0`.
+    fn spawn(bin: &str, args: &[&str], stderr: &Path) -> Stage {
         let errors = fs::File::create(stderr).unwrap();
-        let mut child = Command::new(STAGE)
-            .arg("--config")
-            .arg(config)
-            .args(["--listen", "127.0.0.1:0", "--log-level", log_level])
+        let mut child = Command::new(bin)
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(errors)
             .spawn()
-            .expect("stage8 starts");
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
@@ -307,6 +316,35 @@ fn sigterm_lets_a_slow_request_finish_refuses_new_connections_and_exits_0() {
     );
     let status = stage.wait_exit(TIMEOUT).expect("the process exits");
     assert_eq!(status.code(), Some(0), "{}", stage.stderr());
+}
+
+/// Stages 3 to 5 get the same shutdown through the library's accept loop.
+#[test]
+fn stages_3_to_5_drain_on_sigterm_too() {
+    let dir = Scratch::new("flags");
+    for bin in [
+        env!("CARGO_BIN_EXE_stage3"),
+        env!("CARGO_BIN_EXE_stage4"),
+        env!("CARGO_BIN_EXE_stage5"),
+    ] {
+        let (slow, arrived, release) = held_backend();
+        let slow = slow.to_string();
+        let args = ["--backend", &slow, "--log-level", "warn"];
+        let mut stage = Stage::spawn(bin, &args, &dir.path("stderr"));
+        let mut conn = connect(stage.addr);
+        conn.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+        arrived
+            .recv_timeout(TIMEOUT)
+            .expect("the request reached the backend");
+        stage.signal(libc::SIGTERM);
+        assert!(wait_refused(stage.addr), "{bin}: new connections refused");
+        release.send(()).unwrap();
+        let res = conn.read_response("GET");
+        assert_eq!(res.status, 200, "{bin}");
+        assert_eq!(res.header("connection"), Some("close"), "{bin}: {res:?}");
+        let status = stage.wait_exit(TIMEOUT).expect("the process exits");
+        assert_eq!(status.code(), Some(0), "{bin}: {}", stage.stderr());
+    }
 }
 
 #[test]

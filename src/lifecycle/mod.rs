@@ -9,12 +9,14 @@
 //!   new relay that new requests get, while requests in flight finish on the old one.
 //! - `SIGUSR1`: the access log file is reopened (after logrotate renamed it).
 //!
-//! [`signals`] turns signals into events on a thread of their own; [`drain`] is the flag that
+//! [`signals`] turns signals into events on a thread of their own; [`graceful`] is the accept
+//! loop that stops on them (stages 3 to 5 get shutdown alone); [`drain`] is the flag that
 //! every part which decides whether a connection lives on reads. The accept loop and the
 //! concurrency models honour it in `server`, the swap of a reloaded relay is
 //! `server::Swappable`, and `launch` ties them together for the stages with a config file.
 
 pub mod drain;
+pub mod graceful;
 pub mod signals;
 
 /// Exit code when a second `SIGTERM`/`SIGINT` cuts a graceful shutdown short (the project's

@@ -141,6 +141,12 @@ impl<P: Phases> Relay<P> {
         }
     }
 
+    /// This relay with `drain` as its shutdown flag (see [`RelayConfig::drain`]).
+    pub fn with_drain(mut self, drain: Drain) -> Relay<P> {
+        self.config.drain = drain;
+        self
+    }
+
     /// Serves an accepted TCP connection until it closes.
     pub fn serve_tcp(&self, stream: TcpStream, peer: SocketAddr) {
         if let Err(err) = self.prepare_tcp(&stream) {
