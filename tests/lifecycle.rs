@@ -245,28 +245,32 @@ fn the_access_log_file_is_reopened_on_sigusr1_after_a_rename() {
 }
 
 #[test]
-fn json_access_lines_parse_and_name_the_upstream() {
+fn json_access_lines_parse_and_name_the_upstream_and_the_cache_verdict() {
     let dir = Scratch::new("json");
     let b = backend("b1");
     let log = dir.path("access.json");
     let extra = format!(
-        "[log]\naccess_log = {:?}\nformat = \"json\"\n",
+        "[cache]\nenabled = true\n[log]\naccess_log = {:?}\nformat = \"json\"\n",
         log.display().to_string()
     );
     fs::write(dir.path("proxy.toml"), config(b.addr(), &extra)).unwrap();
     let stage = Stage::start(&dir.path("proxy.toml"), &dir.path("stderr"), "warn");
-    for path in ["/echo/one", "/?x=%22y%22&z=1"] {
-        assert_eq!(stage.get(path).status, 200);
+    let paths = ["/echo/one", "/?x=%22y%22&z=1", "/cacheable", "/cacheable"];
+    // One keep-alive connection: each line is written before the next request is read, so
+    // the lines come in order (across connections they may not).
+    let mut conn = connect(stage.addr);
+    for path in paths {
+        conn.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        assert_eq!(conn.read_response("GET").status, 200);
     }
-    assert!(wait_for(|| lines(&log).len() == 2), "{:?}", lines(&log));
-    let targets: Vec<String> = lines(&log)
+    assert!(wait_for(|| lines(&log).len() == 4), "{:?}", lines(&log));
+    let seen: Vec<(String, serde_json::Value)> = lines(&log)
         .iter()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
             assert_eq!(v["status"], 200, "{line}");
             assert_eq!(v["method"], "GET", "{line}");
             assert_eq!(v["client"], "127.0.0.1", "{line}");
-            assert_eq!(v["upstream"], b.addr().to_string(), "{line}");
             assert!(
                 v["duration_ms"].as_f64().is_some_and(|d| d >= 0.0),
                 "{line}"
@@ -275,13 +279,19 @@ fn json_access_lines_parse_and_name_the_upstream() {
                 v["time"].as_str().is_some_and(|t| t.ends_with('Z')),
                 "{line}"
             );
-            for key in ["user", "route", "cache", "tls"] {
+            for key in ["user", "route", "tls", "bytes", "referer", "user_agent"] {
                 assert!(v.get(key).is_some(), "{key} present in {line}");
             }
-            v["target"].as_str().unwrap().to_owned()
+            (v["target"].as_str().unwrap().to_owned(), v.clone())
         })
         .collect();
-    assert_eq!(targets, ["/echo/one", "/?x=%22y%22&z=1"]);
+    let targets: Vec<&str> = seen.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(targets, paths);
+    // Relayed from the backend, then answered from the cache without it.
+    assert_eq!(seen[0].1["upstream"], b.addr().to_string());
+    assert_eq!(seen[2].1["cache"], "MISS");
+    assert_eq!(seen[3].1["cache"], "HIT");
+    assert!(seen[3].1["upstream"].is_null(), "a hit has no upstream");
 }
 
 #[test]
@@ -439,6 +449,35 @@ fn sighup_reloads_a_valid_file_and_keeps_the_old_one_when_invalid() {
     assert!(stage.stderr().contains("unknown field `workerz`"));
     assert!(stage.stderr().contains("the running configuration stays"));
     assert_eq!(served_by(&stage).as_deref(), Some("b"));
+}
+
+#[test]
+fn a_request_in_flight_during_a_reload_finishes_on_the_old_configuration() {
+    let dir = Scratch::new("inflight");
+    let (old, arrived, release) = held_backend();
+    let new = backend("new");
+    let file = dir.path("proxy.toml");
+    fs::write(&file, config(old, "")).unwrap();
+    let stage = Stage::start(&file, &dir.path("stderr"), "info");
+    let mut conn = connect(stage.addr);
+    conn.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    arrived
+        .recv_timeout(TIMEOUT)
+        .expect("the request reached the old backend");
+    fs::write(&file, config(new.addr(), "")).unwrap();
+    stage.signal(libc::SIGHUP);
+    assert!(stage.wait_stderr("reloaded", 1), "{}", stage.stderr());
+    let fresh = stage.get("/");
+    assert_eq!(fresh.header("x-backend-server"), Some("new"), "{fresh:?}");
+    release.send(()).unwrap();
+    let res = conn.read_response("GET");
+    assert_eq!((res.status, res.text().as_str()), (200, "slow"));
+    // The connection lives on, and its next request goes to the new configuration.
+    conn.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        conn.read_response("GET").header("x-backend-server"),
+        Some("new")
+    );
 }
 
 /// Threads of the stage process whose name starts with `prefix`.

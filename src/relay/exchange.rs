@@ -31,6 +31,8 @@ pub(super) struct Done {
     pub(super) keep_alive: bool,
     pub(super) upstream: Option<SocketAddr>,
     pub(super) answered_by: AnsweredBy,
+    /// What the response's `X-Cache` said (the cache phase's verdict), for the access log.
+    pub(super) cache: Option<String>,
 }
 
 impl Done {
@@ -42,6 +44,7 @@ impl Done {
             keep_alive,
             upstream,
             answered_by: AnsweredBy::Proxy,
+            cache: None,
         }
     }
 }
@@ -206,6 +209,7 @@ impl<P: Phases> Relay<P> {
         let mut plan = BodyPlan::default();
         self.phases
             .response_head(ctx, req.head, &mut reply.head, &mut plan);
+        let cache = cache_status(&reply.head);
         let bodiless_status = matches!(reply.status(), 204 | 304);
         let head_only = req.head.method == "HEAD" || bodiless_status;
         let body = reply.body.as_bytes();
@@ -253,6 +257,7 @@ impl<P: Phases> Relay<P> {
             keep_alive,
             upstream: None,
             answered_by: AnsweredBy::Phase,
+            cache,
         }
     }
 
@@ -302,6 +307,13 @@ fn expects_continue(head: &RequestHead) -> Result<bool, Refusal> {
         }
         Some(_) => Err(Refusal::from_client(&HttpError::ExpectationFailed)),
     }
+}
+
+/// The `X-Cache` header that the cache phase put on a response, if any.
+pub(super) fn cache_status(response: &crate::http::ResponseHead) -> Option<String> {
+    response
+        .header("x-cache")
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 closes unless asked to keep it.

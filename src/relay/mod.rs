@@ -288,11 +288,11 @@ impl<P: Phases> Relay<P> {
             answered_by: done.answered_by,
         };
         self.phases.logging(ctx, &summary);
-        write_access_log(&summary, self.phases.user(ctx));
+        write_access_log(&summary, self.phases.user(ctx), done.cache.as_deref());
     }
 }
 
-fn write_access_log(summary: &Summary<'_>, user: Option<&str>) {
+fn write_access_log(summary: &Summary<'_>, user: Option<&str>, cache: Option<&str>) {
     if !access_log::enabled() {
         return; // skip formatting the request line on the hot path
     }
@@ -314,7 +314,7 @@ fn write_access_log(summary: &Summary<'_>, user: Option<&str>) {
         target: head.map(|h| h.target.as_str()),
         route: head.and_then(|h| h.route.as_deref()),
         upstream: summary.upstream,
-        cache: None,
+        cache,
         tls: None,
     });
 }

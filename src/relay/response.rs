@@ -2,7 +2,7 @@
 //! the response-head phase, the head, then the body, straight or through the phases' plan.
 
 use super::attempt::Answer;
-use super::exchange::{Done, Refusal, Request};
+use super::exchange::{cache_status, Done, Refusal, Request};
 use super::phases::{AnsweredBy, BodyPlan, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
 use super::Relay;
@@ -80,12 +80,14 @@ impl<P: Phases> Relay<P> {
             req.head.minor_version,
             &self.config.via_name,
         );
+        let cache = cache_status(&response);
         let done = |bytes, keep_alive| Done {
             status: response.status,
             bytes,
             keep_alive,
             upstream: Some(backend),
             answered_by: AnsweredBy::Upstream,
+            cache: cache.clone(),
         };
         if std::io::Write::write_all(client, &reply_head).is_err() {
             return Err(Refusal::silent());
