@@ -9,7 +9,9 @@
 //! [`Swappable`] handler that the pool serves with; the old relay's health checks stop at
 //! once, and the relay itself goes when the last request on it ends. What a reload cannot
 //! change without a restart (the listen address, the pool's size, a switch between stderr and
-//! a file for the access log) is kept, with a warning.
+//! a file for the access log, the log level) is kept, with a warning. A reload starts the
+//! phases afresh: stage 7's cache and stage 8's rate-limit counters begin empty, and the
+//! `--debug` table keeps showing the health of the upstream it started with.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

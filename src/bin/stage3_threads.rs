@@ -12,7 +12,9 @@
 //!
 //! Known limits: each connection costs a thread (a stack, a scheduler entry) for its whole
 //! life, idle keep-alive time included, so `--max-connections` idle clients are enough to
-//! refuse everyone else. Stage 4 serves from a fixed pool instead.
+//! refuse everyone else. Stage 4 serves from a fixed pool instead. On `SIGTERM`/`SIGINT`
+//! (graceful, as from stage 3 on) an idle keep-alive connection's thread sits in a blocking
+//! read, so the drain waits for it up to its 10 s deadline.
 
 use std::process::ExitCode;
 use std::sync::Arc;
