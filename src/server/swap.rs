@@ -90,3 +90,60 @@ impl<H: ConnectionHandler> ConnectionHandler for Swappable<H> {
         self.load().refused(peer, status, duration);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler that only tells its name through its timeouts.
+    struct Named(u64);
+
+    impl ConnectionHandler for Named {
+        fn handle(&self, _: TcpStream, _: SocketAddr) {}
+        fn transport(&self, stream: TcpStream) -> io::Result<BoxedTransport> {
+            Ok(Box::new(stream))
+        }
+        fn serve_next(
+            &self,
+            _: &mut BufStream<BoxedTransport>,
+            _: SocketAddr,
+            _: Duration,
+        ) -> bool {
+            false
+        }
+        fn request_ready(&self, _: &[u8]) -> bool {
+            true
+        }
+        fn timeouts(&self) -> ClientTimeouts {
+            ClientTimeouts {
+                idle: Duration::from_secs(self.0),
+                ..ClientTimeouts::default()
+            }
+        }
+        fn refused(&self, _: SocketAddr, _: u16, _: Duration) {}
+    }
+
+    #[test]
+    fn new_calls_get_the_new_handler_while_a_held_one_lives_on() {
+        let swappable = Swappable::new(Arc::new(Named(1)));
+        let in_flight = swappable.load();
+        let old = swappable.swap(Arc::new(Named(2)));
+        assert_eq!(old.0, 1);
+        assert_eq!(
+            swappable.timeouts().idle,
+            Duration::from_secs(2),
+            "new calls: new one"
+        );
+        assert_eq!(
+            in_flight.timeouts().idle,
+            Duration::from_secs(1),
+            "held: still the old"
+        );
+        drop(old);
+        assert_eq!(
+            Arc::strong_count(&in_flight),
+            1,
+            "the old one goes with its last user"
+        );
+    }
+}
