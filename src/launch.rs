@@ -1,22 +1,28 @@
 //! Starting a stage that reads a configuration file (stage 6 and later): the shared flags,
 //! `-t` (check and exit, like `nginx -t`), the demo backends, health checks, the pool, and a
-//! relay with the stage's own phases, and its life after startup (see `lifecycle`): `SIGTERM`
-//! and `SIGINT` drain and exit, `SIGHUP` reloads the file, `SIGUSR1` reopens the access log.
-//! A stage binary is its flags and its phases; the rest is here, once.
+//! relay with the stage's own phases, and its life after startup (see `lifecycle`):
+//! `SIGTERM` and `SIGINT` drain and exit, `SIGHUP` reloads the file, `SIGUSR1` reopens the
+//! access log. A stage binary is its flags and its phases; the rest is here, once.
 //!
-//! A reload runs the same two functions as startup, `adjust` and `phases`, on the file read
-//! again, builds a new [`Relay`] with new upstreams and health checks, and swaps it into the
-//! [`Swappable`] handler that the pool serves with; the old relay's health checks stop at
-//! once, and the relay itself goes when the last request on it ends. What a reload cannot
-//! change without a restart (the listen address, the pool's size, a switch between stderr and
-//! a file for the access log, the log level) is kept, with a warning. A reload starts the
-//! phases afresh: stage 7's cache and stage 8's rate-limit counters begin empty, and the
-//! `--debug` table keeps showing the health of the upstream it started with.
+//! Stages 6 to 8 run one upstream group ([`main`]); stage 9 runs every `[upstreams.NAME]`
+//! group, each with its own balancer and health checks, and hands them to its routing phase
+//! ([`main_routed`]). The relay's default upstream is the group `[server] upstream` names
+//! (or the only one, or the first by name when routes choose every request's group).
+//!
+//! A reload runs the same functions as startup, `adjust` and `phases`, on the file read
+//! again, starts new upstream groups with their health checks, builds a new [`Relay`], and
+//! swaps it into the [`Swappable`] handler that the pool serves with; the old groups' health
+//! checks stop at once, and the old relay goes when the last request on it ends. What a
+//! reload cannot change without a restart (the listen address, the pool's size, a switch
+//! between stderr and a file for the access log, the log level) is kept, with a warning. A
+//! reload starts the phases afresh: the cache and the rate-limit counters begin empty, and
+//! the `--debug` table keeps showing the health of the group it started with.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use clap::Args;
 
@@ -27,7 +33,7 @@ use crate::lifecycle::graceful;
 use crate::lifecycle::signals::{Event, Signals};
 use crate::relay::{Phases, Relay};
 use crate::server::{self, pool::Pool, Swappable};
-use crate::upstream::Connector;
+use crate::upstream::{Connector, Upstreams};
 use crate::{access_log, cli, dashboard};
 
 /// Exit code for a configuration error (EX_CONFIG in sysexits.h, as with nginx -t).
@@ -61,26 +67,60 @@ pub struct ConfigArgs {
     pub demo: bool,
 }
 
+/// The running upstream groups, by name, for a routing phase.
+pub type Groups = Vec<(String, Arc<dyn Upstreams>)>;
+
 /// Loads the configuration, lets `adjust` apply the stage's own flags to it, then checks
-/// (`-t`) or runs the stage with the phases `phases` builds from the settings. Both functions
-/// run again on every reload (`SIGHUP`), on the thread that handles signals.
+/// (`-t`) or runs the stage with the phases `phases` builds from the settings. One upstream
+/// group runs (stages 6 to 8); a file with `[[routes]]` is refused, since only stage 9 would
+/// follow them. Both functions run again on every reload (`SIGHUP`), on the signal thread.
 pub fn main<P, A, F>(program: &str, args: &ConfigArgs, adjust: A, phases: F) -> ExitCode
 where
     P: Phases,
     A: Fn(&mut Settings) -> Result<(), String> + Send + Sync + 'static,
     F: Fn(&Settings) -> Result<P, String> + Send + Sync + 'static,
 {
-    let mut settings = match config::load(&args.config) {
+    launch(program, args, adjust, false, move |settings, _| {
+        phases(settings)
+    })
+}
+
+/// Like [`main`], for stage 9: every upstream group runs, and `phases` gets them by name.
+pub fn main_routed<P, A, F>(program: &str, args: &ConfigArgs, adjust: A, phases: F) -> ExitCode
+where
+    P: Phases,
+    A: Fn(&mut Settings) -> Result<(), String> + Send + Sync + 'static,
+    F: Fn(&Settings, Groups) -> Result<P, String> + Send + Sync + 'static,
+{
+    launch(program, args, adjust, true, phases)
+}
+
+fn launch<P, A, F>(program: &str, args: &ConfigArgs, adjust: A, routed: bool, phases: F) -> ExitCode
+where
+    P: Phases,
+    A: Fn(&mut Settings) -> Result<(), String> + Send + Sync + 'static,
+    F: Fn(&Settings, Groups) -> Result<P, String> + Send + Sync + 'static,
+{
+    let build = Build {
+        adjust,
+        phases,
+        routed,
+        args: args.clone(),
+        drain: Drain::new(),
+        demo_addrs: HashMap::new(),
+        bound: String::new(),
+    };
+    let settings = match build.load() {
         Ok(settings) => settings,
-        Err(err) => {
+        Err(Refused::Config(err)) => {
             eprintln!("{program}: configuration error: {err}");
             return ExitCode::from(EXIT_CONFIG);
         }
+        Err(Refused::Usage(err)) => {
+            eprintln!("{program}: {err}");
+            return ExitCode::from(2);
+        }
     };
-    if let Err(err) = adjust(&mut settings) {
-        eprintln!("{program}: {err}");
-        return ExitCode::from(2);
-    }
     if args.check {
         println!(
             "{}: configuration is valid ({})",
@@ -96,25 +136,26 @@ where
         settings.log_level
     };
     cli::init_logging(args.log_level.unwrap_or(level));
-    let build = Build {
-        adjust,
-        phases,
-        args: args.clone(),
-        drain: Drain::new(),
-        demo_addrs: Vec::new(),
-        bound: String::new(),
-    };
     cli::exit_with(program, run(program, build, settings))
 }
 
-/// What building a relay from settings takes, at startup and at each reload.
+/// Why a file was not taken: its contents (exit 78), or what the stage's flags made of it
+/// (exit 2).
+enum Refused {
+    Config(String),
+    Usage(String),
+}
+
+/// What building a relay from the file takes, at startup and at each reload.
 struct Build<A, F> {
     adjust: A,
     phases: F,
+    /// Stage 9: every group runs and `[[routes]]` are followed.
+    routed: bool,
     args: ConfigArgs,
     drain: Drain,
     /// `--demo`: each configured server address and the demo backend started for it.
-    demo_addrs: Vec<(SocketAddr, SocketAddr)>,
+    demo_addrs: HashMap<SocketAddr, SocketAddr>,
     /// The address actually listened on (port 0 resolved), which the phases see.
     bound: String,
 }
@@ -124,38 +165,52 @@ struct Running {
     settings: Settings,
     /// `[server] listen` as the file said it, to tell a changed one on reload.
     configured_listen: String,
-    /// Its health checks run while it is here; a reload drops the old one, which stops them.
-    upstream: MonitoredUpstream,
+    /// The groups' health checks run while they are here; a reload drops the old ones, which
+    /// stops them.
+    groups: Vec<(String, MonitoredUpstream)>,
 }
 
 fn run<P, A, F>(program: &str, mut build: Build<A, F>, mut settings: Settings) -> Result<(), String>
 where
     P: Phases,
     A: Fn(&mut Settings) -> Result<(), String> + Send + Sync + 'static,
-    F: Fn(&Settings) -> Result<P, String> + Send + Sync + 'static,
+    F: Fn(&Settings, Groups) -> Result<P, String> + Send + Sync + 'static,
 {
     // First, before any thread starts: every later thread inherits the blocked signals.
     let signals = Signals::block().map_err(|e| format!("cannot block signals: {e}"))?;
     let args = build.args.clone();
     let _demo = if args.demo {
-        let configured: Vec<_> = settings.upstream.servers.iter().map(|s| s.addr).collect();
-        let demo = cli::start_demo_for(&mut settings.upstream.servers)?;
-        let started = settings.upstream.servers.iter().map(|s| s.addr);
-        build.demo_addrs = configured.into_iter().zip(started).collect();
+        let configured = server_addrs(&settings);
+        let demo = if build.routed {
+            start_demos(&mut settings)?
+        } else {
+            cli::start_demo_for(&mut settings.upstream.servers)?
+        };
+        // Only the moved ones: an unmoved copy of an address (a group stage 6 leaves alone)
+        // must not overwrite the move of another.
+        let moved = configured.into_iter().zip(server_addrs(&settings));
+        build.demo_addrs = moved.filter(|(from, to)| from != to).collect();
         Some(demo)
     } else {
         None
     };
+    build.one_group_unless_routed(&mut settings);
     let configured_listen = settings.listen.clone();
     let listen = args.listen.as_deref().unwrap_or(&settings.listen);
     let listener = server::bind(listen).map_err(|e| e.to_string())?;
     let tuning = settings.tuning();
+    warn_about_shared_tuning(&settings);
     let pool = Pool::new(&tuning.pool).map_err(|e| format!("cannot start the pool: {e}"))?;
-    let addrs: Vec<_> = settings.upstream.servers.iter().map(|s| s.addr).collect();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for spec in settings.groups.iter().flat_map(|g| &g.servers) {
+        if !addrs.contains(&spec.addr) {
+            addrs.push(spec.addr);
+        }
+    }
     cli::announce(program, &listener, &addrs)?;
     start_access_log(&settings.access_log)?;
-    let upstream = MonitoredUpstream::start(&settings.upstream)
-        .map_err(|e| format!("cannot start health checks: {e}"))?;
+    let groups = start_groups(&settings)?;
+    let upstream = default_group(&groups, &settings)?;
     if let (true, Some(health)) = (args.debug, &upstream.health) {
         dashboard::spawn(
             settings.upstream.name.clone(),
@@ -170,12 +225,12 @@ where
         settings.listen = addr.to_string();
     }
     build.bound = settings.listen.clone();
-    let relay = build.relay(&settings, &upstream)?;
+    let relay = build.relay(&settings, &groups)?;
     let handler = Arc::new(Swappable::new(Arc::new(relay)));
     let running = Arc::new(Mutex::new(Running {
         settings,
         configured_listen,
-        upstream,
+        groups,
     }));
     let drain = build.drain.clone();
     let on_signal = {
@@ -200,7 +255,42 @@ where
     Ok(())
 }
 
-fn lock(running: &Mutex<Running>) -> std::sync::MutexGuard<'_, Running> {
+fn server_addrs(settings: &Settings) -> Vec<SocketAddr> {
+    let groups = settings.groups.iter().flat_map(|g| &g.servers);
+    settings
+        .upstream
+        .servers
+        .iter()
+        .chain(groups)
+        .map(|s| s.addr)
+        .collect()
+}
+
+/// Each group its own balancer and health checks; they run until dropped.
+fn start_groups(settings: &Settings) -> Result<Vec<(String, MonitoredUpstream)>, String> {
+    settings
+        .groups
+        .iter()
+        .map(|group| {
+            MonitoredUpstream::start(group)
+                .map(|monitored| (group.name.clone(), monitored))
+                .map_err(|e| format!("cannot start health checks of {}: {e}", group.name))
+        })
+        .collect()
+}
+
+fn default_group<'a>(
+    groups: &'a [(String, MonitoredUpstream)],
+    settings: &Settings,
+) -> Result<&'a MonitoredUpstream, String> {
+    groups
+        .iter()
+        .find(|(name, _)| *name == settings.upstream.name)
+        .map(|(_, monitored)| monitored)
+        .ok_or_else(|| format!("upstream {} is not running", settings.upstream.name))
+}
+
+fn lock(running: &Mutex<Running>) -> MutexGuard<'_, Running> {
     // A panic in a reload leaves the previous configuration, which is whole.
     running.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -218,20 +308,50 @@ impl<P, A, F> Build<A, F>
 where
     P: Phases,
     A: Fn(&mut Settings) -> Result<(), String>,
-    F: Fn(&Settings) -> Result<P, String>,
+    F: Fn(&Settings, Groups) -> Result<P, String>,
 {
-    /// A relay for `settings`, to the balancer of `upstream`.
-    fn relay(&self, settings: &Settings, upstream: &MonitoredUpstream) -> Result<Relay<P>, String> {
+    /// The file read and checked, with the stage's flags applied.
+    fn load(&self) -> Result<Settings, Refused> {
+        let mut settings =
+            config::load(&self.args.config).map_err(|e| Refused::Config(e.to_string()))?;
+        if !self.routed && !settings.routes.is_empty() {
+            return Err(Refused::Config(format!(
+                "{}: [[routes]] are followed by stage9 only",
+                self.args.config.display()
+            )));
+        }
+        (self.adjust)(&mut settings).map_err(Refused::Usage)?;
+        Ok(settings)
+    }
+
+    /// Stages 6 to 8 run only the serving group; the others are checked and left alone.
+    fn one_group_unless_routed(&self, settings: &mut Settings) {
+        if !self.routed {
+            settings.groups = vec![settings.upstream.clone()];
+        }
+    }
+
+    /// A relay for `settings`, to the default group of `groups`, through phases that get
+    /// every group.
+    fn relay(
+        &self,
+        settings: &Settings,
+        groups: &[(String, MonitoredUpstream)],
+    ) -> Result<Relay<P>, String> {
+        let upstream = default_group(groups, settings)?;
+        let by_name: Groups = groups
+            .iter()
+            .map(|(name, m)| (name.clone(), m.balancer.clone() as Arc<dyn Upstreams>))
+            .collect();
+        let phases = (self.phases)(settings, by_name)?;
         let tuning = settings.tuning();
-        let mut config = tuning.relay_config();
-        config.drain = self.drain.clone();
-        let phases = (self.phases)(settings)?;
         Ok(Relay::with_phases(
-            config,
+            tuning.relay_config(),
             upstream.balancer.clone(),
             Connector::new(tuning.upstream_timeouts()),
             phases,
-        ))
+        )
+        .with_drain(self.drain.clone()))
     }
 
     /// `SIGHUP`: the file read and built again, then swapped in; on any error the running
@@ -250,31 +370,34 @@ where
         handler: &Swappable<Relay<P>>,
         running: &Mutex<Running>,
     ) -> Result<String, String> {
-        let mut settings = config::load(&self.args.config).map_err(|e| e.to_string())?;
-        (self.adjust)(&mut settings)?;
-        for server in &mut settings.upstream.servers {
-            if let Some(&(_, demo)) = self.demo_addrs.iter().find(|(c, _)| *c == server.addr) {
+        let mut settings = self
+            .load()
+            .map_err(|(Refused::Config(e) | Refused::Usage(e))| e)?;
+        let groups = settings.groups.iter_mut().flat_map(|g| &mut g.servers);
+        for server in settings.upstream.servers.iter_mut().chain(groups) {
+            if let Some(&demo) = self.demo_addrs.get(&server.addr) {
                 server.addr = demo;
             }
         }
+        self.one_group_unless_routed(&mut settings);
         let mut running = lock(running);
         self.warn_about_restart_only(&running, &settings);
-        settings.listen = self.bound.clone();
-        let upstream = MonitoredUpstream::start(&settings.upstream)
-            .map_err(|e| format!("cannot start health checks: {e}"))?;
-        // On an error here the new upstream is dropped, and its health checks with it.
-        let relay = self.relay(&settings, &upstream)?;
+        warn_about_shared_tuning(&settings);
+        let configured_listen = std::mem::replace(&mut settings.listen, self.bound.clone());
+        // On an error from here on, the new groups are dropped, and their health checks with
+        // them.
+        let groups = start_groups(&settings)?;
+        let relay = self.relay(&settings, &groups)?;
         if settings.access_log != running.settings.access_log {
             reload_access_log(&running.settings.access_log, &settings.access_log)?;
         }
         // Requests from now on get the new relay; those in flight hold the old one.
         drop(handler.swap(Arc::new(relay)));
         let summary = settings.summary();
-        running.configured_listen = std::mem::take(&mut settings.listen);
-        settings.listen = self.bound.clone();
-        // Dropping the old upstream stops its health checks (the thread is joined).
-        drop(std::mem::replace(&mut running.upstream, upstream));
+        // Dropping the old groups stops their health checks (each thread is joined).
+        drop(std::mem::replace(&mut running.groups, groups));
         running.settings = settings;
+        running.configured_listen = configured_listen;
         Ok(summary)
     }
 
@@ -307,4 +430,64 @@ fn reload_access_log(old: &AccessLogSettings, new: &AccessLogSettings) -> Result
     }
     access_log::set_format(new.format);
     Ok(())
+}
+
+/// `--demo`: a demo backend on every configured server address of every running group (one
+/// for an address listed in several groups), each server pointed at the backend that took
+/// its place (a port 0 gets whatever free port the demo found).
+fn start_demos(settings: &mut Settings) -> Result<Vec<backends::Backend>, String> {
+    let mut started = Vec::new();
+    let mut moved: HashMap<SocketAddr, SocketAddr> = HashMap::new();
+    for group in &mut settings.groups {
+        for (i, spec) in group.servers.iter_mut().enumerate() {
+            if let Some(&actual) = moved.get(&spec.addr).filter(|_| spec.addr.port() != 0) {
+                spec.addr = actual;
+                continue;
+            }
+            let options = backends::Options {
+                name: format!("{}-{}", group.name, i + 1),
+                ..backends::Options::default()
+            };
+            let backend =
+                backends::Backend::start(&spec.addr.to_string(), options).map_err(|e| {
+                    format!(
+                        "cannot start a demo backend on {}: {e} (is something else using it?)",
+                        spec.addr
+                    )
+                })?;
+            moved.insert(spec.addr, backend.addr());
+            spec.addr = backend.addr();
+            started.push(backend);
+        }
+    }
+    if let Some(group) = settings
+        .groups
+        .iter()
+        .find(|g| g.name == settings.upstream.name)
+    {
+        settings.upstream = group.clone();
+    }
+    Ok(started)
+}
+
+/// The relay has one connector and one retry count, the default group's; a group that asks
+/// for others is told at start rather than silently overruled.
+fn warn_about_shared_tuning(settings: &Settings) {
+    let default = &settings.upstream;
+    for group in settings.groups.iter().filter(|g| g.name != default.name) {
+        if (group.connect_timeout, group.read_timeout, group.retries)
+            != (
+                default.connect_timeout,
+                default.read_timeout,
+                default.retries,
+            )
+        {
+            log::warn!(
+                "upstream {}: connect_timeout_ms, read_timeout_ms and retries of the default \
+                 group {} apply to every group",
+                group.name,
+                default.name
+            );
+        }
+    }
 }
