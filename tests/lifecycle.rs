@@ -586,3 +586,39 @@ fn twenty_reloads_under_load_fail_no_request() {
     );
     eprintln!("{sent} requests, all 200, through {RELOADS} reloads");
 }
+
+/// Stage 9 reloads through the same code: its routes and groups change, and the JSON log
+/// names the route that took each request.
+#[test]
+fn stage9_reloads_its_routes() {
+    let dir = Scratch::new("stage9");
+    let (a, b) = (backend("a"), backend("b"));
+    let file = dir.path("proxy.toml");
+    let log = dir.path("access.json");
+    let routes = |route: &str, group: &str| {
+        format!(
+            "[log]\naccess_log = {:?}\nformat = \"json\"\n\
+             [upstreams.one]\nservers = [\"{}\"]\n[upstreams.two]\nservers = [\"{}\"]\n\
+             [[routes]]\nname = \"{route}\"\npath = \"/\"\nupstream = \"{group}\"\n",
+            log.display().to_string(),
+            a.addr(),
+            b.addr()
+        )
+    };
+    fs::write(&file, routes("first", "one")).unwrap();
+    let config = file.display().to_string();
+    let args = ["--config", &config, "--log-level", "info"];
+    let stage = Stage::spawn(env!("CARGO_BIN_EXE_stage9"), &args, &dir.path("stderr"));
+    assert_eq!(stage.get("/").header("x-backend-server"), Some("a"));
+    fs::write(&file, routes("second", "two")).unwrap();
+    stage.signal(libc::SIGHUP);
+    assert!(stage.wait_stderr("reloaded", 1), "{}", stage.stderr());
+    assert_eq!(stage.get("/").header("x-backend-server"), Some("b"));
+    assert!(wait_for(|| lines(&log).len() == 2), "{:?}", lines(&log));
+    let mut routes: Vec<String> = lines(&log)
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["route"].to_string())
+        .collect();
+    routes.sort();
+    assert_eq!(routes, ["\"first\"", "\"second\""]);
+}
