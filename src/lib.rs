@@ -15,6 +15,7 @@
 //! - [`settings`]: what flags and config files both set, defaults named once, mapped to the parts.
 //! - [`launch`]: starting a stage from its configuration file (stage 6 and later).
 //! - [`cache`]: stage 7's shared HTTP cache (RFC 9111), as request phases.
+//! - [`compress`]: stage 9's response compression (gzip, deflate, br), as a response phase.
 //! - [`health`]: active and passive health checks of backends.
 //! - [`dashboard`]: the live server table of `--debug`.
 //! - [`access_log`]: one Combined Log Format line per request.
@@ -25,6 +26,7 @@ pub mod access_log;
 pub mod balancer;
 pub mod cache;
 pub mod cli;
+pub mod compress;
 pub mod config;
 pub mod dashboard;
 pub mod health;
