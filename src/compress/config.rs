@@ -225,32 +225,21 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
+    use std::path::Path;
 
-    #[derive(Deserialize)]
-    struct File {
-        compression: CompressionSection,
-    }
+    const UPSTREAM: &str = "[upstreams.app]\nservers = [\"127.0.0.1:8000\"]\n";
 
+    /// `text` after an upstream section, through the whole configuration checker.
     fn parse(text: &str) -> Result<CompressSettings, String> {
-        let err = |span: Option<std::ops::Range<usize>>, message: String| ConfigError {
-            path: PathBuf::from("p.toml"),
-            position: span.map(|s| {
-                let before = &text[..s.start];
-                (
-                    before.matches('\n').count() + 1,
-                    before.rsplit('\n').next().map_or(0, str::len) + 1,
-                )
-            }),
-            message,
-        };
-        let file: File = toml::from_str(text).map_err(|e| e.message().to_owned())?;
-        check(&file.compression, &err).map_err(|e| e.to_string())
+        crate::config::parse(&format!("{UPSTREAM}{text}"), Path::new("p.toml"))
+            .map(|s| s.compression)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn defaults_are_valid_and_the_section_is_off_unless_enabled() {
-        let s = parse("[compression]\n").unwrap();
+        let s = parse("").unwrap();
+        assert_eq!(s, parse("[compression]\n").unwrap());
         assert!(!s.enabled);
         assert_eq!(
             CompressSettings { enabled: true, ..s },
@@ -276,20 +265,20 @@ mod tests {
         for (bad, want) in [
             (
                 "prefer = [\"zstd\"]",
-                "p.toml:2:11: prefer: unknown coding 'zstd'",
+                "p.toml:4:11: prefer: unknown coding 'zstd'",
             ),
             (
                 "prefer = [\"gzip\", \"gzip\"]",
-                "p.toml:2:19: prefer: 'gzip' is listed twice",
+                "p.toml:4:19: prefer: 'gzip' is listed twice",
             ),
             (
                 "types = [\"html\"]",
-                "p.toml:2:10: types: 'html' is not a media type",
+                "p.toml:4:10: types: 'html' is not a media type",
             ),
             ("types = [\"text/\"]", "is not a media type"),
             (
                 "gzip_level = 0",
-                "p.toml:2:14: gzip_level must be from 1 to 9",
+                "p.toml:4:14: gzip_level must be from 1 to 9",
             ),
             ("brotli_quality = 12", "brotli_quality must be from 0 to 11"),
             ("brotli_window = 30", "brotli_window must be from 10 to 24"),

@@ -200,6 +200,41 @@ mod tests {
     }
 
     #[test]
+    fn every_level_and_quality_the_config_allows_round_trips() {
+        let body = &sample()[..4000];
+        let pieces: Vec<&[u8]> = body.chunks(500).collect();
+        for gzip in 1..=9 {
+            for coding in [Coding::Gzip, Coding::Deflate] {
+                let mut encoder = Encoder::new(coding, Levels { gzip, ..LEVELS });
+                let mut out = Vec::new();
+                for piece in &pieces {
+                    encoder.data(piece, &mut out).unwrap();
+                }
+                encoder.finish(&mut out).unwrap();
+                assert_eq!(
+                    decode(coding, &out).unwrap(),
+                    body,
+                    "{coding:?} level {gzip}"
+                );
+            }
+        }
+        for (brotli, brotli_window) in (0..=11).map(|q| (q, 19)).chain([(4, 10), (4, 24)]) {
+            let levels = Levels {
+                brotli,
+                brotli_window,
+                ..LEVELS
+            };
+            let mut encoder = Encoder::new(Coding::Brotli, levels);
+            let mut out = Vec::new();
+            for piece in &pieces {
+                encoder.data(piece, &mut out).unwrap();
+            }
+            encoder.finish(&mut out).unwrap();
+            assert_eq!(decode(Coding::Brotli, &out).unwrap(), body, "{levels:?}");
+        }
+    }
+
+    #[test]
     fn every_piece_comes_out_at_once_and_decodes_as_a_prefix() {
         let body = sample();
         let (first, rest) = body.split_at(1000);

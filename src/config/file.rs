@@ -25,6 +25,9 @@ pub struct Config {
     /// Stage 8; its types and checks live in `access::config`.
     #[serde(default)]
     pub access: Option<crate::access::config::AccessSection>,
+    /// Stage 9's response compression; its types and checks live in `compress::config`.
+    #[serde(default)]
+    pub compression: crate::compress::config::CompressionSection,
 }
 
 /// `[server]`: the listener, its workers, and what clients may do.

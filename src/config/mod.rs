@@ -58,6 +58,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// `[access]` (stage 8), when the file has one.
     pub access: Option<crate::access::AccessSettings>,
+    /// `[compression]` (stage 9); off unless `enabled = true`.
+    pub compression: crate::compress::CompressSettings,
 }
 
 /// `[server]`, resolved: what clients may do, and the pool that serves them.
