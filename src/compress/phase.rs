@@ -19,6 +19,10 @@ impl CompressPhases {
     pub fn new(settings: CompressSettings) -> CompressPhases {
         CompressPhases { settings }
     }
+
+    pub fn settings(&self) -> &CompressSettings {
+        &self.settings
+    }
 }
 
 impl Phases for CompressPhases {
