@@ -553,6 +553,23 @@ fn the_cache_keeps_identity_and_each_client_gets_its_coding_from_one_entry() {
         2,
         "two variants, each fetched once"
     );
+    // An HTTP/1.0 client of a hit: the stored body compressed, ended by close.
+    let mut old = connect(proxy);
+    old.send(b"GET /cached HTTP/1.0\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    let raw = old
+        .read_to_close()
+        .expect("the proxy closes after the body");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    assert!(
+        head.contains("x-cache: hit") && head.contains("content-encoding: gzip"),
+        "{head}"
+    );
+    assert!(
+        !head.contains("content-length") && !head.contains("transfer-encoding"),
+        "{head}"
+    );
+    assert_eq!(decode("gzip", &raw[split..]), body);
     // A HEAD served from the entry has the GET's headers.
     c.send(b"HEAD /cached HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
     let res = c.read_response("HEAD");
