@@ -14,6 +14,7 @@
 //! - [`config`]: the TOML configuration of stage 6 and later.
 //! - [`settings`]: what flags and config files both set, defaults named once, mapped to the parts.
 //! - [`launch`]: starting a stage from its configuration file (stage 6 and later).
+//! - [`route`]: stage 9's routing by Host and path (fixed pages, redirects, upstream groups).
 //! - [`cache`]: stage 7's shared HTTP cache (RFC 9111), as request phases.
 //! - [`compress`]: stage 9's response compression (gzip, deflate, br), as a response phase.
 //! - [`health`]: active and passive health checks of backends.
@@ -34,6 +35,7 @@ pub mod http;
 pub mod launch;
 pub mod loadtest;
 pub mod relay;
+pub mod route;
 pub mod server;
 pub mod settings;
 pub mod sys;

@@ -38,7 +38,18 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
                 "level must be one of off, error, warn, info, debug, trace".to_owned(),
             )
         })?;
-        let upstream = self.pick_upstream(&config.upstreams, server.upstream.as_ref())?;
+        let mut groups = Vec::new();
+        for (name, section) in &config.upstreams {
+            groups.push(self.upstream(name, section)?);
+        }
+        let upstream = self.pick_upstream(
+            &config.upstreams,
+            &groups,
+            server.upstream.as_ref(),
+            !config.routes.is_empty(),
+        )?;
+        let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        let routes = crate::route::config::check(config.routes, config.routing, &names, self.err)?;
         let server_listen = server.listen.clone().into_inner();
         let server = ServerSettings {
             header_timeout: self
@@ -60,23 +71,31 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
             listen: server_listen,
             log_level,
             upstream,
+            groups,
+            routes,
             server,
             access,
         })
     }
 
+    /// The group that serves requests no route sends elsewhere: the one named in `[server]`,
+    /// the only one, or (when routes choose the group of every request) the first by name.
     fn pick_upstream(
         &self,
         upstreams: &BTreeMap<String, Spanned<UpstreamSection>>,
+        groups: &[UpstreamSettings],
         wanted: Option<&Spanned<String>>,
+        routed: bool,
     ) -> Result<UpstreamSettings, ConfigError> {
-        let (name, section) = match wanted {
+        let name = match wanted {
             Some(name) => upstreams
                 .get_key_value(name.get_ref())
+                .map(|(key, _)| key)
                 .ok_or_else(|| self.at(name, format!("no [upstreams.{}] is defined", name.get_ref())))?,
-            None => match upstreams.len() {
-                1 => upstreams.iter().next().expect("one upstream"),
-                0 => return Err((self.err)(None, "no upstream: add an [upstreams.NAME] table with servers".to_owned())),
+            None => match (upstreams.keys().next(), upstreams.len()) {
+                (None, _) => return Err((self.err)(None, "no upstream: add an [upstreams.NAME] table with servers".to_owned())),
+                (Some(first), 1) => first,
+                (Some(first), _) if routed => first,
                 _ => {
                     return Err((self.err)(
                         None,
@@ -85,7 +104,11 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
                 }
             },
         };
-        self.upstream(name, section)
+        groups
+            .iter()
+            .find(|g| &g.name == name)
+            .cloned()
+            .ok_or_else(|| (self.err)(None, format!("[upstreams.{name}] was not checked")))
     }
 
     fn upstream(

@@ -25,6 +25,11 @@ pub struct Config {
     /// Stage 8; its types and checks live in `access::config`.
     #[serde(default)]
     pub access: Option<crate::access::config::AccessSection>,
+    /// Stage 9; types and checks in `route::config`.
+    #[serde(default)]
+    pub routes: Vec<Spanned<crate::route::config::RouteSection>>,
+    #[serde(default)]
+    pub routing: Option<Spanned<crate::route::config::RoutingSection>>,
     /// Stage 9's response compression; its types and checks live in `compress::config`.
     #[serde(default)]
     pub compression: crate::compress::config::CompressionSection,
@@ -42,7 +47,8 @@ pub struct ServerSection {
     pub header_timeout_ms: u64,
     pub idle_timeout_ms: u64,
     pub max_body_bytes: u64,
-    /// The upstream that serves requests; may be left out when there is only one.
+    /// The upstream that serves requests; may be left out when there is only one, or when
+    /// `[[routes]]` (stage 9) say which group takes each request.
     pub upstream: Option<Spanned<String>>,
 }
 
