@@ -578,3 +578,54 @@ fn the_cache_keeps_identity_and_each_client_gets_its_coding_from_one_entry() {
         (Some("gzip"), None)
     );
 }
+
+const STAGE9: &str = env!("CARGO_BIN_EXE_stage9");
+
+/// The `stage9` binary in front of `origin`, with the cache on and `[compression]` as given.
+fn stage9(name: &str, origin: SocketAddr, compression: &str) -> support::Proxy {
+    let text = format!(
+        "[upstreams.app]\nservers = [\"{origin}\"]\n[cache]\nenabled = true\n[compression]\n{compression}\n"
+    );
+    let path = std::env::temp_dir().join(format!(
+        "revproxy-compress-{}-{name}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, text).expect("write the config");
+    support::Proxy::start(STAGE9, &[], &["--config", path.to_str().unwrap()])
+}
+
+#[test]
+fn stage9_compresses_after_its_cache_when_the_section_enables_it() {
+    let (origin, seen) = origin();
+    let body = json_body();
+    let proxy = stage9("on", origin, "enabled = true\nprefer = [\"gzip\", \"br\"]");
+    let mut c = proxy.connect();
+    for (accept, coding) in [("gzip, br", Some("gzip")), ("", None), ("br", Some("br"))] {
+        c.send(&get("/cached", accept));
+        let res = c.read_response("GET");
+        assert_eq!(res.header("content-encoding"), coding, "{accept:?}");
+        assert_eq!(all(&res, "vary"), vec!["Accept-Encoding"], "{accept:?}");
+        let got = coding.map_or_else(|| res.body.clone(), |c| decode(c, &res.body));
+        assert_eq!(got, body, "{accept:?}");
+    }
+    let fetched = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| *p == "/cached")
+        .count();
+    assert_eq!(
+        fetched, 1,
+        "the cache served the identity body to every coding"
+    );
+
+    let off = stage9("off", origin, "enabled = false");
+    let mut c = off.connect();
+    c.send(&get("/length", "gzip"));
+    let res = c.read_response("GET");
+    assert_eq!(
+        (res.header("content-encoding"), res.header("vary")),
+        (None, None)
+    );
+    assert_eq!(res.body, body);
+}
