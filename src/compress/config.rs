@@ -164,6 +164,20 @@ impl Default for CompressSettings {
     }
 }
 
+impl CompressSettings {
+    /// One line for the startup log and `-t`: `compression br, gzip (gzip 6, br 4, min 256 bytes)`.
+    pub fn summary(&self) -> String {
+        let codings: Vec<&str> = self.prefer.iter().map(|c| c.token()).collect();
+        format!(
+            "compression {} (gzip {}, br {}, min {} bytes)",
+            codings.join(", "),
+            self.levels.gzip,
+            self.levels.brotli,
+            self.min_length
+        )
+    }
+}
+
 /// Checks `[compression]`; errors name the key's place in the file.
 pub fn check(
     section: &CompressionSection,
@@ -262,6 +276,10 @@ mod tests {
             ]
         );
         assert_eq!((s.min_length, s.levels.gzip, s.levels.brotli), (0, 1, 11));
+        assert_eq!(
+            s.summary(),
+            "compression gzip, br (gzip 1, br 11, min 0 bytes)"
+        );
         for (bad, want) in [
             (
                 "prefer = [\"zstd\"]",

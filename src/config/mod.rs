@@ -143,8 +143,13 @@ impl Settings {
             let others: String = others.iter().map(|o| format!("; {o}")).collect();
             format!("{others}; {}", self.routes.summary())
         };
+        let compression = if self.compression.enabled {
+            format!("; {}", self.compression.summary())
+        } else {
+            String::new()
+        };
         format!(
-            "upstream {}: {} servers, {}, {health}{access}{routes}",
+            "upstream {}: {} servers, {}, {health}{access}{routes}{compression}",
             up.name,
             up.servers.len(),
             up.strategy
