@@ -16,6 +16,7 @@
 //! - [`launch`]: starting a stage from its configuration file (stage 6 and later).
 //! - [`route`]: stage 9's routing by Host and path (fixed pages, redirects, upstream groups).
 //! - [`cache`]: stage 7's shared HTTP cache (RFC 9111), as request phases.
+//! - [`compress`]: stage 9's response compression (gzip, deflate, br), as a response phase.
 //! - [`health`]: active and passive health checks of backends.
 //! - [`dashboard`]: the live server table of `--debug`.
 //! - [`access_log`]: one Combined Log Format (or JSON) line per request, to stderr or a file.
@@ -27,6 +28,7 @@ pub mod access_log;
 pub mod balancer;
 pub mod cache;
 pub mod cli;
+pub mod compress;
 pub mod config;
 pub mod dashboard;
 pub mod health;

@@ -70,7 +70,9 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
         let access_log = self.access_log(&config.log)?;
         let cache = crate::cache::config::check(&config.cache).map_err(|e| (self.err)(None, e))?;
         let access = crate::access::config::check(config.access, self.err)?;
+        let compression = crate::compress::config::check(&config.compression, self.err)?;
         Ok(Settings {
+            compression,
             cache,
             listen: server_listen,
             log_level,

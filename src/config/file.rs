@@ -30,6 +30,9 @@ pub struct Config {
     pub routes: Vec<Spanned<crate::route::config::RouteSection>>,
     #[serde(default)]
     pub routing: Option<Spanned<crate::route::config::RoutingSection>>,
+    /// Stage 9's response compression; its types and checks live in `compress::config`.
+    #[serde(default)]
+    pub compression: crate::compress::config::CompressionSection,
 }
 
 /// `[server]`: the listener, its workers, and what clients may do.

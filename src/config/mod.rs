@@ -64,6 +64,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// `[access]` (stage 8), when the file has one.
     pub access: Option<crate::access::AccessSettings>,
+    /// `[compression]` (stage 9); off unless `enabled = true`.
+    pub compression: crate::compress::CompressSettings,
     /// `[log]`'s access log.
     pub access_log: AccessLogSettings,
 }
@@ -152,8 +154,13 @@ impl Settings {
             let others: String = others.iter().map(|o| format!("; {o}")).collect();
             format!("{others}; {}", self.routes.summary())
         };
+        let compression = if self.compression.enabled {
+            format!("; {}", self.compression.summary())
+        } else {
+            String::new()
+        };
         format!(
-            "upstream {}: {} servers, {}, {health}{access}{routes}",
+            "upstream {}: {} servers, {}, {health}{access}{routes}{compression}",
             up.name,
             up.servers.len(),
             up.strategy

@@ -11,7 +11,7 @@ use super::Relay;
 use crate::http::body::{copy_body, Encoding};
 use crate::http::framing::request_framing;
 use crate::http::head::Headers;
-use crate::http::{BodyFraming, BufStream, HttpError, RequestHead, Socket};
+use crate::http::{BodyFraming, BufStream, Header, HttpError, RequestHead, Socket};
 
 /// What the attempts and the response need to know about the request.
 #[derive(Clone, Copy)]
@@ -206,11 +206,21 @@ impl<P: Phases> Relay<P> {
             // next request starts where it should (nginx discards it the same way).
             keep_alive = keep_alive && !req.expects_continue && self.discard_body(client, req);
         }
+        let bodiless_status = matches!(reply.status(), 204 | 304);
+        if !bodiless_status && reply.head.header("content-length").is_none() {
+            // The response phases see a reply's length as they see a backend's (a
+            // compressor's minimum length holds for a cache hit as for the miss that stored
+            // it); the head written below states the framing itself, whatever this says.
+            let length = reply.body.as_bytes().len().to_string();
+            reply.head.headers.push(Header {
+                name: "Content-Length".to_owned(),
+                value: length.into_bytes(),
+            });
+        }
         let mut plan = BodyPlan::default();
         self.phases
             .response_head(ctx, req.head, &mut reply.head, &mut plan);
         let cache = cache_status(&reply.head);
-        let bodiless_status = matches!(reply.status(), 204 | 304);
         let head_only = req.head.method == "HEAD" || bodiless_status;
         let body = reply.body.as_bytes();
         // A 204 must not carry Content-Length (RFC 9110 section 8.6), and a 304's would
