@@ -16,9 +16,11 @@
 //! - [`launch`]: starting a stage from its configuration file (stage 6 and later).
 //! - [`route`]: stage 9's routing by Host and path (fixed pages, redirects, upstream groups).
 //! - [`cache`]: stage 7's shared HTTP cache (RFC 9111), as request phases.
+//! - [`compress`]: stage 9's response compression (gzip, deflate, br), as a response phase.
 //! - [`health`]: active and passive health checks of backends.
 //! - [`dashboard`]: the live server table of `--debug`.
-//! - [`access_log`]: one Combined Log Format line per request.
+//! - [`access_log`]: one Combined Log Format (or JSON) line per request, to stderr or a file.
+//! - [`lifecycle`]: signals of a running proxy: graceful shutdown, reload, log reopening.
 //! - [`loadtest`]: the load generator behind `src/bin/loadtest.rs` and its `compare` of the stages.
 
 pub mod access;
@@ -26,11 +28,13 @@ pub mod access_log;
 pub mod balancer;
 pub mod cache;
 pub mod cli;
+pub mod compress;
 pub mod config;
 pub mod dashboard;
 pub mod health;
 pub mod http;
 pub mod launch;
+pub mod lifecycle;
 pub mod loadtest;
 pub mod relay;
 pub mod route;

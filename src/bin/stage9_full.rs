@@ -11,9 +11,10 @@
 //! prefix, choose the `Host` sent upstream, and set or remove request and response headers.
 //! A request no route takes gets `[routing] default_status` (404) or `default_route`.
 //!
-//! The phases run access, then routing, then the cache: a refused request never reaches a
-//! route or the cache, and the cache keys by the route, so two routes that strip their
-//! prefixes to the same `/x` never share a stored body.
+//! The phases run access, then routing, then the cache, then compression: a refused request
+//! never reaches a route or the cache, the cache keys by the route, so two routes that strip
+//! their prefixes to the same `/x` never share a stored body, and it keeps the identity body,
+//! which `[compression]` (`src/compress/`) encodes for each client, hits included.
 //!
 //! Run: `cargo run --bin stage9 -- --config proxy.full.toml --demo` (a demo backend on every
 //! server address of every group), then `curl -H 'Host: a.test' localhost:8080/service1/`.
@@ -27,6 +28,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use revproxy::access::AccessPhases;
 use revproxy::cache::CachePhases;
+use revproxy::compress::CompressPhases;
 use revproxy::launch::{self, ConfigArgs};
 use revproxy::route::RoutePhases;
 
@@ -49,9 +51,10 @@ fn main() -> ExitCode {
             let routes = RoutePhases::new(&settings.routes, groups)?;
             let cache =
                 CachePhases::new(&settings.cache).refreshing_through(settings.listen.parse().ok());
+            let compress = CompressPhases::new(settings.compression.clone());
             // Access first (a refused request goes no further), then the route, whose name the
-            // cache puts in its key.
-            Ok((access, (routes, cache)))
+            // cache puts in its key; compression last, so the cache stores identity bodies.
+            Ok((access, (routes, (cache, compress))))
         },
     )
 }

@@ -3,12 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::file::{Config, HealthSection, ServerEntry, UpstreamSection};
-use super::{ConfigError, HealthSettings, ServerSettings, Settings, UpstreamSettings};
+use super::file::{Config, HealthSection, LogSection, ServerEntry, UpstreamSection};
+use super::{
+    AccessLogSettings, ConfigError, HealthSettings, ServerSettings, Settings, UpstreamSettings,
+};
 use crate::balancer::BackendSpec;
 use crate::server::pool::PoolConfig;
 use crate::upstream::resolve;
@@ -61,12 +64,17 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
                 queue: server.queue,
                 ..PoolConfig::default()
             },
+            shutdown_timeout: self
+                .duration("[server] shutdown_timeout_ms", server.shutdown_timeout_ms)?,
         };
+        let access_log = self.access_log(&config.log)?;
         let cache = crate::cache::config::check(&config.cache).map_err(|e| (self.err)(None, e))?;
         let upgrades =
             crate::relay::upgrade::check(&config.upgrades).map_err(|e| (self.err)(None, e))?;
         let access = crate::access::config::check(config.access, self.err)?;
+        let compression = crate::compress::config::check(&config.compression, self.err)?;
         Ok(Settings {
+            compression,
             cache,
             upgrades,
             listen: server_listen,
@@ -76,6 +84,21 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
             routes,
             server,
             access,
+            access_log,
+        })
+    }
+
+    fn access_log(&self, log: &LogSection) -> Result<AccessLogSettings, ConfigError> {
+        let file = match &log.access_log {
+            Some(path) if path.get_ref().trim().is_empty() => {
+                return Err(self.at(path, "access_log must name a file".to_owned()));
+            }
+            Some(path) => Some(PathBuf::from(path.get_ref())),
+            None => None,
+        };
+        Ok(AccessLogSettings {
+            file,
+            format: log.format,
         })
     }
 

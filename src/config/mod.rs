@@ -66,6 +66,18 @@ pub struct Settings {
     pub server: ServerSettings,
     /// `[access]` (stage 8), when the file has one.
     pub access: Option<crate::access::AccessSettings>,
+    /// `[compression]` (stage 9); off unless `enabled = true`.
+    pub compression: crate::compress::CompressSettings,
+    /// `[log]`'s access log.
+    pub access_log: AccessLogSettings,
+}
+
+/// Where access lines go, and how they are written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessLogSettings {
+    /// `None`: stderr, at `info` level.
+    pub file: Option<PathBuf>,
+    pub format: crate::access_log::Format,
 }
 
 /// `[server]`, resolved: what clients may do, and the pool that serves them.
@@ -75,6 +87,7 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     pub max_body: u64,
     pub pool: PoolConfig,
+    pub shutdown_timeout: Duration,
 }
 
 /// One upstream group, resolved.
@@ -143,8 +156,13 @@ impl Settings {
             let others: String = others.iter().map(|o| format!("; {o}")).collect();
             format!("{others}; {}", self.routes.summary())
         };
+        let compression = if self.compression.enabled {
+            format!("; {}", self.compression.summary())
+        } else {
+            String::new()
+        };
         format!(
-            "upstream {}: {} servers, {}, {health}{access}{routes}",
+            "upstream {}: {} servers, {}, {health}{access}{routes}{compression}",
             up.name,
             up.servers.len(),
             up.strategy
@@ -200,6 +218,27 @@ mod tests {
         assert_eq!(s.upstream.strategy, StrategyKind::RoundRobin);
         assert_eq!(s.upstream.retries, 2);
         assert!(s.upstream.health.is_none());
+        assert_eq!(s.server.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(s.access_log, AccessLogSettings::default());
+    }
+
+    #[test]
+    fn the_log_section_names_a_file_and_a_format() {
+        let text = format!(
+            "[server]\nshutdown_timeout_ms = 2500\n[log]\naccess_log = \"/var/log/p.log\"\nformat = \"json\"\n{MINIMAL}"
+        );
+        let s = check(&text).unwrap();
+        assert_eq!(s.server.shutdown_timeout, Duration::from_millis(2500));
+        assert_eq!(
+            s.access_log.file.as_deref(),
+            Some(Path::new("/var/log/p.log"))
+        );
+        assert_eq!(s.access_log.format, crate::access_log::Format::Json);
+        let err = check(&format!("[log]\nformat = \"xml\"\n{MINIMAL}")).unwrap_err();
+        assert_eq!(err.position, Some((2, 10)), "{err}");
+        assert!(err.to_string().contains("unknown variant `xml`"), "{err}");
+        let err = check(&format!("[log]\naccess_log = \"\"\n{MINIMAL}")).unwrap_err();
+        assert_eq!(err.position, Some((2, 14)), "{err}");
     }
 
     #[test]

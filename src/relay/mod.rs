@@ -43,6 +43,7 @@ use crate::access_log;
 use crate::http::head::Headers;
 use crate::http::head::{read_request_head, HeadTimeouts};
 use crate::http::{BufStream, Limits, RequestHead, Socket};
+use crate::lifecycle::drain::Drain;
 use crate::upstream::{Connector, Upstreams};
 use exchange::{Done, Refusal};
 
@@ -89,6 +90,9 @@ pub struct RelayConfig {
     pub proto: &'static str,
     /// WebSocket and other upgrades: off unless allowed (see [`upgrade`]).
     pub upgrades: UpgradeConfig,
+    /// Set when a graceful shutdown starts: from then on every response closes its
+    /// connection (`Connection: close`).
+    pub drain: Drain,
 }
 
 impl Default for RelayConfig {
@@ -100,6 +104,7 @@ impl Default for RelayConfig {
             via_name: "revproxy".to_owned(),
             proto: "http",
             upgrades: UpgradeConfig::default(),
+            drain: Drain::default(),
         }
     }
 }
@@ -158,6 +163,12 @@ impl<P: Phases> Relay<P> {
             phases: Arc::new(phases),
             tunnels,
         }
+    }
+
+    /// This relay with `drain` as its shutdown flag (see [`RelayConfig::drain`]).
+    pub fn with_drain(mut self, drain: Drain) -> Relay<P> {
+        self.config.drain = drain;
+        self
     }
 
     /// Serves an accepted TCP connection until it closes.
@@ -263,9 +274,10 @@ impl<P: Phases> Relay<P> {
                     self.refuse(client, peer, Some(&head), &mut ctx, &refusal, started);
                     return Served::Closed;
                 }
-                let reply = Reply::error(status).to_bytes(head.method == "HEAD", true);
+                let keep_alive = !self.draining();
+                let reply = Reply::error(status).to_bytes(head.method == "HEAD", keep_alive);
                 let sent = client.write_all(&reply).is_ok();
-                Done::proxy(status, sent, refusal.upstream)
+                Done::proxy(status, sent && keep_alive, refusal.upstream)
             }
         };
         self.log(&mut ctx, peer, Some(&head), &done, started);
@@ -274,6 +286,11 @@ impl<P: Phases> Relay<P> {
         } else {
             Served::Closed
         }
+    }
+
+    /// Whether a graceful shutdown has started: no connection is kept past its response.
+    pub(super) fn draining(&self) -> bool {
+        self.config.drain.is_draining()
     }
 
     /// The settings this relay was built with.
@@ -336,18 +353,23 @@ impl<P: Phases> Relay<P> {
             upstream: done.upstream,
             answered_by: done.answered_by,
         };
-        log_summary(&*self.phases, ctx, &summary);
+        log_summary(&*self.phases, ctx, &summary, done.cache.as_deref());
     }
 }
 
 /// Hands a summary to the logging phase and the access log: for the connection loop, and
 /// for a tunnel thread when its tunnel ends.
-fn log_summary<P: Phases>(phases: &P, ctx: &mut P::Ctx, summary: &Summary<'_>) {
+fn log_summary<P: Phases>(
+    phases: &P,
+    ctx: &mut P::Ctx,
+    summary: &Summary<'_>,
+    cache: Option<&str>,
+) {
     phases.logging(ctx, summary);
-    write_access_log(summary, phases.user(ctx));
+    write_access_log(summary, phases.user(ctx), cache);
 }
 
-fn write_access_log(summary: &Summary<'_>, user: Option<&str>) {
+fn write_access_log(summary: &Summary<'_>, user: Option<&str>, cache: Option<&str>) {
     if !access_log::enabled() {
         return; // skip formatting the request line on the hot path
     }
@@ -365,5 +387,11 @@ fn write_access_log(summary: &Summary<'_>, user: Option<&str>) {
         referer: head.and_then(|h| h.header("referer")),
         user_agent: head.and_then(|h| h.header("user-agent")),
         duration: summary.duration,
+        method: head.map(|h| h.method.as_str()),
+        target: head.map(|h| h.target.as_str()),
+        route: head.and_then(|h| h.route.as_deref()),
+        upstream: summary.upstream,
+        cache,
+        tls: None,
     });
 }

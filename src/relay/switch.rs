@@ -78,7 +78,8 @@ impl<P: Phases> Job<P> {
             upstream: Some(self.backend),
             answered_by: AnsweredBy::Upstream,
         };
-        log_summary(&*self.phases, &mut self.ctx, &summary);
+        // A switched exchange never comes from the cache.
+        log_summary(&*self.phases, &mut self.ctx, &summary, None);
     }
 }
 
@@ -107,6 +108,11 @@ impl<P: Phases> Relay<P> {
             .unwrap_or(self.config.upgrades.allow);
         if !allowed {
             log::debug!("{peer}: upgrade to {protocols} not allowed here; a plain request");
+            return Ok(None);
+        }
+        if self.draining() {
+            // A tunnel opened now would be cut when the drain ends and the process exits.
+            log::debug!("{peer}: shutting down, no new tunnels; a plain request");
             return Ok(None);
         }
         let Some(client_reader) = client.get_ref().duplicate() else {
@@ -245,6 +251,7 @@ impl<P: Phases> Relay<P> {
             upstream: Some(backend),
             answered_by: AnsweredBy::Upstream,
             tunnel: Some(thread),
+            cache: None,
         })
     }
 }
