@@ -70,6 +70,8 @@ pub struct Settings {
     pub compression: crate::compress::CompressSettings,
     /// `[log]`'s access log.
     pub access_log: AccessLogSettings,
+    /// `[tls]` (stage 9), when the file has one.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// Where access lines go, and how they are written.
@@ -100,6 +102,8 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub health: Option<HealthSettings>,
+    /// How to reach its `https://` servers; `None` when it has none.
+    pub tls: Option<crate::tls::config::UpstreamTls>,
 }
 
 /// Active health checks, resolved.

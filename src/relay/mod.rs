@@ -84,10 +84,9 @@ pub struct RelayConfig {
     /// Further backends to try when one cannot be reached, or drops a replayable request
     /// without answering.
     pub retries: usize,
-    /// This proxy's name in `Via`.
+    /// This proxy's name in `Via`. (`X-Forwarded-Proto` comes from each connection's
+    /// `Socket::scheme`, since one relay may serve a plain and a TLS listener.)
     pub via_name: String,
-    /// `http` or `https`, for `X-Forwarded-Proto`.
-    pub proto: &'static str,
     /// WebSocket and other upgrades: off unless allowed (see [`upgrade`]).
     pub upgrades: UpgradeConfig,
     /// Set when a graceful shutdown starts: from then on every response closes its
@@ -102,7 +101,6 @@ impl Default for RelayConfig {
             client: ClientTimeouts::default(),
             retries: 0,
             via_name: "revproxy".to_owned(),
-            proto: "http",
             upgrades: UpgradeConfig::default(),
             drain: Drain::default(),
         }
