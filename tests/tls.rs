@@ -814,3 +814,72 @@ fn tls_connect_over(tcp: TcpStream, pki: &Pki) -> TlsClient {
     }
     stream
 }
+
+#[test]
+fn a_kept_tls_backend_connection_that_the_backend_closed_is_not_reused() {
+    let pki = pki();
+    let config = server_config(vec![NamedCertificate {
+        names: vec!["backend.test".to_owned()],
+        chain: pki.backend.chain(),
+    }])
+    .unwrap();
+    // Answers one request per connection (without saying `Connection: close`), then sends
+    // close_notify and closes, and tells the test it did.
+    let (closed_tx, closed) = std::sync::mpsc::channel();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for (n, tcp) in listener.incoming().map_while(Result::ok).enumerate() {
+            tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let conn = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+            let mut stream = StreamOwned::new(conn, tcp);
+            let head = read_head(&mut stream);
+            let _ = stream.write_all(&echo_answer(&head, n + 1));
+            stream.conn.send_close_notify();
+            let _ = stream.conn.complete_io(&mut stream.sock);
+            drop(stream);
+            let _ = closed_tx.send(n + 1);
+        }
+    });
+    let ca = TempFile::new("ca.pem", &pki.ca_pem);
+    let addr = serve(
+        relay_to_tls_backend(backend, Verify::CaFile(ca.0.clone()), "backend.test"),
+        1,
+    );
+    let mut client = connect(addr);
+    for i in 1..=2 {
+        client.send(b"GET /c HTTP/1.1\r\nHost: a.test\r\n\r\n");
+        let res = client.read_response("GET");
+        assert_eq!(res.status, 200);
+        assert_eq!(res.text(), format!("proto=http path=/c conn={i}"));
+        assert_eq!(closed.recv_timeout(TIMEOUT), Ok(i), "the backend closed");
+    }
+}
+
+#[test]
+fn a_thread_per_connection_model_serves_tls_too() {
+    let pki = pki();
+    let handler: Arc<dyn ConnectionHandler> =
+        Arc::new(TlsHandler::new(echo_relay(), acceptor(&pki, TIMEOUT)));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let model = revproxy::server::threads::ThreadPerConnection::new(8);
+        server::serve(&listener, &model, handler)
+    });
+    let mut stream = tls_connect(addr, "x.b.test", &all_versions(&pki));
+    assert_eq!(stream.conn.peer_certificates().unwrap()[0], pki.b.cert);
+    for i in 0..2 {
+        let res = get(&mut stream, &format!("/t{i}"));
+        assert!(
+            res.body.starts_with(&format!("proto=https path=/t{i} ")),
+            "{}",
+            res.body
+        );
+    }
+    // Garbage there ends that connection's thread, not the server.
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    garbage.write_all(b"\x16\x03\x01\x00\x05hello").unwrap();
+    assert!(closed_within(&mut garbage, TIMEOUT));
+    assert_eq!(get(&mut stream, "/t2").status, 200);
+}
