@@ -18,7 +18,7 @@
 //! certificate goes) generates a CA and a certificate at start instead of reading files.
 //!
 //! Checking here is about the text only (addresses, names, ranges); reading the PEM files
-//! is [`server_config`](super::server_config)'s job, at start.
+//! is [`server_config`](super::server::server_config)'s job, at start.
 
 use std::ops::Range;
 use std::path::PathBuf;

@@ -6,7 +6,7 @@
 //! - `server.rs`: the `ServerConfig` (SNI certificate choice, TLS 1.2/1.3, ALPN http/1.1,
 //!   session tickets) and the [`TlsAcceptor`];
 //! - `handler.rs`: [`TlsHandler`], a relay's `ConnectionHandler` for a TLS listener;
-//! - `client.rs`: `ClientConfig`s for `https://` backends, and [`BackendTls`] for the
+//! - `client.rs`: `ClientConfig`s for `https://` backends, and [`BackendTls`](client::BackendTls) for the
 //!   `Connector`;
 //! - `certs.rs`: PEM files, and a generated development CA (`self_signed = true`);
 //! - `phases.rs`: [`HttpsRedirect`] (308 from http to https) and [`Hsts`];
