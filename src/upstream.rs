@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::http::stream::{BoxedTransport, Transport};
 use crate::http::BufStream;
-use crate::tls::client::BackendTls;
+use crate::tls::client::{self as tls_client, BackendTls};
+use crate::tls::config::UpstreamTls;
 
 /// Resolves `host:port` to one socket address (flags and config files name backends so).
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
@@ -158,6 +159,15 @@ impl Connector {
     pub fn with_tls(mut self, backend: SocketAddr, tls: BackendTls) -> Connector {
         self.tls.insert(backend, tls);
         self
+    }
+
+    /// Speaks TLS to every `https://` server of a group (`UpstreamSettings::tls`), verified
+    /// as the group says; fails when its `ca_file` cannot be read.
+    pub fn with_tls_group(mut self, group: &UpstreamTls) -> Result<Connector, String> {
+        for (backend, tls) in tls_client::backends(group)? {
+            self.tls.insert(backend, tls);
+        }
+        Ok(self)
     }
 
     pub fn timeouts(&self) -> UpstreamTimeouts {

@@ -21,10 +21,10 @@ use revproxy::relay::{Phases, Relay, RelayConfig};
 use revproxy::server::pool::{Pool, PoolConfig};
 use revproxy::server::{self, ConnectionHandler};
 use revproxy::tls::certs::KeyedChain;
-use revproxy::tls::client::{client_config, BackendTls, Verify};
-use revproxy::tls::config::{CertificateFiles, CertificateSource, TlsSettings};
+use revproxy::tls::client::{client_config, Verify};
+use revproxy::tls::config::{CertificateFiles, CertificateSource, TlsSettings, UpstreamTls};
 use revproxy::tls::server::{server_config, NamedCertificate};
-use revproxy::tls::{Hsts, HttpsRedirect, TlsAcceptor, TlsHandler};
+use revproxy::tls::{TlsAcceptor, TlsHandler, TlsPhases};
 use revproxy::upstream::{Connector, SingleUpstream, UpstreamTimeouts};
 use support::{connect, raw_backend, read_request_head, TIMEOUT};
 
@@ -546,29 +546,34 @@ fn plain_http_is_redirected_and_tls_responses_carry_hsts() {
     // The TLS listener's port must be known before the relay is built: bind first.
     let tls_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let tls_addr = tls_listener.local_addr().unwrap();
-    let phases = (
-        HttpsRedirect {
-            https_port: tls_addr.port(),
-        },
-        Hsts {
-            value: "max-age=600".to_owned(),
-        },
-    );
+    let settings = TlsSettings {
+        listen: tls_addr.to_string(),
+        certificates: CertificateSource::Files(Vec::new()), // unused: the acceptor is built here
+        redirect_http: true,
+        hsts: Some("max-age=600".to_owned()),
+        handshake_timeout: TIMEOUT,
+    };
     let relay = Arc::new(Relay::with_phases(
         relay_config(),
         Arc::new(SingleUpstream(echo_backend())),
         Connector::new(timeouts()),
-        phases,
+        TlsPhases::new(&settings, tls_addr.port()),
     ));
-    let handler: Arc<dyn ConnectionHandler> =
+    // One pool serves both listeners, as a stage would run them.
+    let pool = Arc::new(
+        Pool::new(&PoolConfig {
+            workers: 2,
+            ..PoolConfig::default()
+        })
+        .unwrap(),
+    );
+    let tls_handler: Arc<dyn ConnectionHandler> =
         Arc::new(TlsHandler::new(Arc::clone(&relay), acceptor(&pki, TIMEOUT)));
-    let pool = Pool::new(&PoolConfig {
-        workers: 2,
-        ..PoolConfig::default()
-    })
-    .unwrap();
-    thread::spawn(move || server::serve(&tls_listener, &pool, handler));
-    let plain_addr = serve(relay, 2);
+    let tls_pool = Arc::clone(&pool);
+    thread::spawn(move || server::serve(&tls_listener, &*tls_pool, tls_handler));
+    let plain_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain_addr = plain_listener.local_addr().unwrap();
+    thread::spawn(move || server::serve(&plain_listener, &*pool, relay));
 
     let mut plain = connect(plain_addr);
     plain.send(b"GET /login?next=%2F HTTP/1.1\r\nHost: a.test:8080\r\n\r\n");
@@ -582,6 +587,11 @@ fn plain_http_is_redirected_and_tls_responses_carry_hsts() {
     let res = get(&mut stream, "/login");
     assert_eq!(res.status, 200);
     assert_eq!(res.header("strict-transport-security"), Some("max-age=600"));
+    assert!(
+        res.body.starts_with("proto=https path=/login "),
+        "{}",
+        res.body
+    );
 }
 
 #[test]
@@ -649,12 +659,16 @@ fn read_head(stream: &mut impl Read) -> Vec<u8> {
     head
 }
 
+/// A relay to one TLS backend, set up as a config file's group would be.
 fn relay_to_tls_backend(backend: SocketAddr, verify: Verify, name: &str) -> Arc<Relay> {
-    let tls = BackendTls::new(client_config(&verify).unwrap(), name).unwrap();
+    let group = UpstreamTls {
+        servers: vec![(backend, name.to_owned())],
+        verify,
+    };
     Arc::new(Relay::new(
         relay_config(),
         Arc::new(SingleUpstream(backend)),
-        Connector::new(timeouts()).with_tls(backend, tls),
+        Connector::new(timeouts()).with_tls_group(&group).unwrap(),
     ))
 }
 

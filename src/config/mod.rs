@@ -71,7 +71,7 @@ pub struct Settings {
     /// `[log]`'s access log.
     pub access_log: AccessLogSettings,
     /// `[tls]` (stage 9), when the file has one.
-    pub tls: Option<crate::tls::TlsSettings>,
+    pub tls: Option<crate::tls::config::TlsSettings>,
 }
 
 /// Where access lines go, and how they are written.

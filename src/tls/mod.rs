@@ -9,7 +9,8 @@
 //! - `client.rs`: `ClientConfig`s for `https://` backends, and [`BackendTls`](client::BackendTls) for the
 //!   `Connector`;
 //! - `certs.rs`: PEM files, and a generated development CA (`self_signed = true`);
-//! - `phases.rs`: [`HttpsRedirect`] (308 from http to https) and [`Hsts`];
+//! - `phases.rs`: [`HttpsRedirect`] (308 from http to https) and [`Hsts`], together as
+//!   [`TlsPhases`];
 //! - `config.rs`: the `[tls]` section.
 //!
 //! The scheme is a property of each connection (`Socket::scheme`, `Socket::tls_version`), not
@@ -30,6 +31,6 @@ pub mod stream;
 
 pub use config::TlsSettings;
 pub use handler::TlsHandler;
-pub use phases::{Hsts, HttpsRedirect};
+pub use phases::{Hsts, HttpsRedirect, TlsPhases};
 pub use server::TlsAcceptor;
 pub use stream::TlsStream;

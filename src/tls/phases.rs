@@ -3,6 +3,7 @@
 //! on. Both read the scheme of the request's own connection (`Client::proto`), so one relay
 //! can serve the plain and the TLS listener with them in its chain.
 
+use super::config::TlsSettings;
 use crate::http::head::Headers;
 use crate::http::{Header, RequestHead, ResponseHead};
 use crate::relay::{BodyPlan, Client, Phases, Reply};
@@ -89,6 +90,53 @@ impl Phases for Hsts {
                 name: "Strict-Transport-Security".to_owned(),
                 value: self.value.as_bytes().to_vec(),
             });
+        }
+    }
+}
+
+/// Both, as `[tls]` asks (`redirect_http`, `hsts`): the one phase set a stage chains in
+/// front of its others, so that a redirected request goes no further.
+#[derive(Debug, Clone, Default)]
+pub struct TlsPhases {
+    pub redirect: Option<HttpsRedirect>,
+    pub hsts: Option<Hsts>,
+}
+
+impl TlsPhases {
+    /// From `[tls]`, given the port the TLS listener is bound to.
+    pub fn new(settings: &TlsSettings, https_port: u16) -> TlsPhases {
+        TlsPhases {
+            redirect: settings
+                .redirect_http
+                .then_some(HttpsRedirect { https_port }),
+            hsts: settings.hsts.clone().map(|value| Hsts { value }),
+        }
+    }
+}
+
+impl Phases for TlsPhases {
+    /// Whether the request came over TLS (for `Hsts`).
+    type Ctx = bool;
+
+    fn request(&self, ctx: &mut bool, head: &mut RequestHead, client: &Client) -> Option<Reply> {
+        if let Some(redirect) = &self.redirect {
+            if let Some(reply) = redirect.request(&mut (), head, client) {
+                return Some(reply);
+            }
+        }
+        *ctx = client.proto == "https";
+        None
+    }
+
+    fn response_head(
+        &self,
+        ctx: &mut bool,
+        request: &RequestHead,
+        response: &mut ResponseHead,
+        body: &mut BodyPlan,
+    ) {
+        if let Some(hsts) = &self.hsts {
+            hsts.response_head(ctx, request, response, body);
         }
     }
 }
