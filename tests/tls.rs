@@ -897,3 +897,69 @@ fn a_thread_per_connection_model_serves_tls_too() {
     assert!(closed_within(&mut garbage, TIMEOUT));
     assert_eq!(get(&mut stream, "/t2").status, 200);
 }
+
+#[test]
+fn a_full_pool_closes_new_tls_connections_without_plain_text() {
+    let pki = pki();
+    // A backend that holds each request until the test lets it answer.
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    let release = Arc::new(std::sync::Mutex::new(release));
+    let (arrived_tx, arrived) = std::sync::mpsc::channel::<()>();
+    let backend = raw_backend(move |mut stream| {
+        let head = read_request_head(&mut stream);
+        let _ = arrived_tx.send(());
+        let _ = release.lock().unwrap().recv_timeout(TIMEOUT);
+        let _ = stream.write_all(&echo_answer(&head, 1));
+    });
+    let relay = Arc::new(Relay::new(
+        relay_config(),
+        Arc::new(SingleUpstream(backend)),
+        Connector::new(timeouts()),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let pool = Pool::new(&PoolConfig {
+        workers: 1,
+        queue: 1,
+        ..PoolConfig::default()
+    })
+    .unwrap();
+    let handler: Arc<dyn ConnectionHandler> =
+        Arc::new(TlsHandler::new(relay, acceptor(&pki, TIMEOUT)));
+    thread::spawn(move || server::serve(&listener, &pool, handler));
+
+    // The only worker waits on the backend; then one connection fills the queue.
+    let mut busy = tls_connect(addr, "a.test", &all_versions(&pki));
+    busy.write_all(b"GET /hold HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    arrived
+        .recv_timeout(TIMEOUT)
+        .expect("the request reached the backend");
+    let _queued = TcpStream::connect(addr).unwrap();
+    // Past the queue: closed without a byte (a 503 in plain text would be garbage to TLS).
+    // The queued connection may need a moment to be counted: try a few times (bounded).
+    let mut refused = false;
+    for _ in 0..50 {
+        let mut extra = TcpStream::connect(addr).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut got = Vec::new();
+        match extra.read_to_end(&mut got) {
+            Ok(_) | Err(_) if !got.is_empty() => panic!("bytes sent: {got:?}"),
+            Ok(_) => {
+                refused = true;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                refused = true;
+                break;
+            }
+            Err(_) => {} // still open: it was queued; try another
+        }
+    }
+    assert!(refused, "no connection was refused at capacity");
+    release_tx.send(()).unwrap();
+    let res = read_response(&mut busy, &mut Vec::new());
+    assert_eq!(res.status, 200);
+}

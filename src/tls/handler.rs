@@ -68,4 +68,8 @@ impl<P: Phases> ConnectionHandler for TlsHandler<P> {
     fn refused(&self, peer: SocketAddr, status: u16, duration: Duration) {
         self.relay.log_refusal(peer, status, duration);
     }
+
+    fn refuses_in_plain_http(&self) -> bool {
+        false
+    }
 }
