@@ -963,3 +963,40 @@ fn a_full_pool_closes_new_tls_connections_without_plain_text() {
     let res = read_response(&mut busy, &mut Vec::new());
     assert_eq!(res.status, 200);
 }
+
+/// Sends the TLS version of every exchange it logs.
+struct VersionLog(std::sync::Mutex<std::sync::mpsc::Sender<Option<&'static str>>>);
+
+impl Phases for VersionLog {
+    type Ctx = ();
+
+    fn logging(&self, _: &mut (), summary: &revproxy::relay::Summary<'_>) {
+        let _ = self.0.lock().unwrap().send(summary.tls_version);
+    }
+}
+
+#[test]
+fn the_logging_phase_sees_the_tls_version_of_each_connection() {
+    let pki = pki();
+    let (logged_tx, logged) = std::sync::mpsc::channel();
+    let relay = Arc::new(Relay::with_phases(
+        relay_config(),
+        Arc::new(SingleUpstream(echo_backend())),
+        Connector::new(timeouts()),
+        VersionLog(std::sync::Mutex::new(logged_tx)),
+    ));
+    let tls_addr = tls_proxy(Arc::clone(&relay), acceptor(&pki, TIMEOUT), 2);
+    let plain_addr = serve(relay, 2);
+    for (version, name) in [
+        (&rustls::version::TLS12, "TLSv1.2"),
+        (&rustls::version::TLS13, "TLSv1.3"),
+    ] {
+        let mut stream = tls_connect(tls_addr, "a.test", &client_config_for(&pki, &[version]));
+        assert_eq!(get(&mut stream, "/l").status, 200);
+        assert_eq!(logged.recv_timeout(TIMEOUT), Ok(Some(name)));
+    }
+    let mut plain = connect(plain_addr);
+    plain.send(b"GET /l HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert_eq!(plain.read_response("GET").status, 200);
+    assert_eq!(logged.recv_timeout(TIMEOUT), Ok(None));
+}

@@ -265,7 +265,14 @@ impl<P: Phases> Relay<P> {
             Err(refusal) => {
                 let Some(status) = refusal.status else {
                     let done = Done::proxy(CLIENT_GONE, false, refusal.upstream);
-                    self.log(&mut ctx, peer, Some(&head), &done, started);
+                    self.log(
+                        &mut ctx,
+                        peer,
+                        Some(&head),
+                        &done,
+                        started,
+                        client.get_ref().tls_version(),
+                    );
                     return Served::Closed;
                 };
                 if !refusal.keep_alive {
@@ -278,7 +285,14 @@ impl<P: Phases> Relay<P> {
                 Done::proxy(status, sent && keep_alive, refusal.upstream)
             }
         };
-        self.log(&mut ctx, peer, Some(&head), &done, started);
+        self.log(
+            &mut ctx,
+            peer,
+            Some(&head),
+            &done,
+            started,
+            client.get_ref().tls_version(),
+        );
         if done.keep_alive {
             Served::Next
         } else {
@@ -308,7 +322,7 @@ impl<P: Phases> Relay<P> {
         let started = Instant::now()
             .checked_sub(duration)
             .unwrap_or_else(Instant::now);
-        self.log(&mut P::Ctx::default(), peer, None, &done, started);
+        self.log(&mut P::Ctx::default(), peer, None, &done, started, None);
     }
 
     /// Answers with the refusal's status and closes, giving the client time to read it.
@@ -327,7 +341,14 @@ impl<P: Phases> Relay<P> {
         let sent = client.write_all(&reply).is_ok();
         // Logged before the lingering close: its second of draining is not the exchange's.
         let done = Done::proxy(status, false, refusal.upstream);
-        self.log(ctx, peer, head, &done, started);
+        self.log(
+            ctx,
+            peer,
+            head,
+            &done,
+            started,
+            client.get_ref().tls_version(),
+        );
         if sent {
             reply::linger(client);
         }
@@ -341,8 +362,10 @@ impl<P: Phases> Relay<P> {
         head: Option<&RequestHead>,
         done: &Done,
         started: Instant,
+        tls_version: Option<&'static str>,
     ) {
         let summary = Summary {
+            tls_version,
             peer,
             request: head,
             status: done.status,

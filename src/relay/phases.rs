@@ -294,4 +294,7 @@ pub struct Summary<'a> {
     /// The backend that answered (or was last tried).
     pub upstream: Option<SocketAddr>,
     pub answered_by: AnsweredBy,
+    /// The TLS version of the client connection (`TLSv1.3`), `None` over plain TCP (see
+    /// `Socket::tls_version`).
+    pub tls_version: Option<&'static str>,
 }

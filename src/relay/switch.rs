@@ -77,6 +77,8 @@ impl<P: Phases> Job<P> {
             duration: self.started.elapsed(),
             upstream: Some(self.backend),
             answered_by: AnsweredBy::Upstream,
+            // Only plain TCP switches (a TLS stream cannot be `duplicate`d).
+            tls_version: None,
         };
         // A switched exchange never comes from the cache.
         log_summary(&*self.phases, &mut self.ctx, &summary, None);
