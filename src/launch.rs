@@ -19,7 +19,7 @@
 //! the `--debug` table keeps showing the health of the group it started with.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,6 +33,7 @@ use crate::lifecycle::graceful;
 use crate::lifecycle::signals::{Event, Signals};
 use crate::relay::{Phases, Relay, RelayConfig};
 use crate::server::{self, pool::Pool, Swappable};
+use crate::tls::{TlsAcceptor, TlsHandler};
 use crate::upstream::{Connector, Upstreams};
 use crate::{access_log, cli, dashboard};
 
@@ -109,6 +110,7 @@ where
         drain: Drain::new(),
         demo_addrs: HashMap::new(),
         bound: String::new(),
+        bound_tls: None,
     };
     let settings = match build.load() {
         Ok(settings) => settings,
@@ -158,6 +160,8 @@ struct Build<A, F> {
     demo_addrs: HashMap<SocketAddr, SocketAddr>,
     /// The address actually listened on (port 0 resolved), which the phases see.
     bound: String,
+    /// The same for `[tls] listen`: a reload keeps the listener and its certificates.
+    bound_tls: Option<String>,
 }
 
 /// The running configuration, replaced as a whole by a successful reload.
@@ -225,6 +229,8 @@ where
         settings.listen = addr.to_string();
     }
     build.bound = settings.listen.clone();
+    let tls = start_tls(program, &mut settings)?;
+    build.bound_tls = settings.tls.as_ref().map(|t| t.listen.clone());
     let relay = build.relay(&settings, &groups)?;
     let handler = Arc::new(Swappable::new(Arc::new(relay)));
     let running = Arc::new(Mutex::new(Running {
@@ -239,8 +245,21 @@ where
             .map_err(|e| format!("cannot share the listening socket: {e}"))?;
         let handler = Arc::clone(&handler);
         let running = Arc::clone(&running);
+        let tls_listener = match &tls {
+            Some((listener, _)) => Some(
+                listener
+                    .try_clone()
+                    .map_err(|e| format!("cannot share the TLS listening socket: {e}"))?,
+            ),
+            None => None,
+        };
         move |event| match event {
-            Event::Shutdown => graceful::stop(&listener, &build.drain),
+            Event::Shutdown => {
+                if let Some(tls_listener) = &tls_listener {
+                    crate::server::stop_listening(tls_listener, &build.drain);
+                }
+                graceful::stop(&listener, &build.drain)
+            }
             Event::Reload => build.reload(&handler, &running),
             Event::ReopenLog => access_log::reopen(),
         }
@@ -250,9 +269,45 @@ where
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     // The timeout of the configuration running when the signal came (a reload may change it).
     let timeout = || lock(&running).settings.server.shutdown_timeout;
-    graceful::serve_then_drain(listener, &pool, handler, &drain, timeout);
+    std::thread::scope(|scope| {
+        // The TLS listener shares the pool and the (reloadable) relay with the plain one; a
+        // stop signal shuts both, and the pool is drained once, below.
+        if let Some((tls_listener, acceptor)) = tls {
+            let tls_handler = Arc::new(TlsHandler::new(Arc::clone(&handler), acceptor));
+            let (pool, drain) = (&pool, &drain);
+            let accepting = std::thread::Builder::new()
+                .name("accept-tls".to_owned())
+                .spawn_scoped(scope, move || {
+                    server::serve_until(&tls_listener, pool, tls_handler, drain)
+                });
+            if let Err(err) = accepting {
+                log::error!("cannot start the TLS accept thread: {err}");
+            }
+        }
+        graceful::serve_then_drain(listener, &pool, handler, &drain, timeout);
+    });
     access_log::finish();
     Ok(())
+}
+
+/// `[tls]`: the listener bound and the certificates loaded (or made), before any request is
+/// served; `settings.tls.listen` then names the address bound (a port 0 resolved), which the
+/// https redirect needs.
+fn start_tls(
+    program: &str,
+    settings: &mut Settings,
+) -> Result<Option<(TcpListener, TlsAcceptor)>, String> {
+    let Some(tls) = settings.tls.as_mut() else {
+        return Ok(None);
+    };
+    let listener = server::bind(&tls.listen).map_err(|e| e.to_string())?;
+    if let Ok(addr) = listener.local_addr() {
+        tls.listen = addr.to_string();
+    }
+    let acceptor = TlsAcceptor::from_settings(tls)?;
+    // On stdout beside `listening on`, for scripts and tests that start it on port 0.
+    println!("{program} TLS on {}", tls.listen);
+    Ok(Some((listener, acceptor)))
 }
 
 fn server_addrs(settings: &Settings) -> Vec<SocketAddr> {
@@ -320,6 +375,12 @@ where
                 self.args.config.display()
             )));
         }
+        if !self.routed && settings.tls.is_some() {
+            return Err(Refused::Config(format!(
+                "{}: [tls] is served by stage9 only",
+                self.args.config.display()
+            )));
+        }
         (self.adjust)(&mut settings).map_err(Refused::Usage)?;
         Ok(settings)
     }
@@ -349,13 +410,14 @@ where
             upgrades: settings.upgrades.clone(),
             ..tuning.relay_config()
         };
-        Ok(Relay::with_phases(
-            relay_config,
-            upstream.balancer.clone(),
-            Connector::new(tuning.upstream_timeouts()),
-            phases,
+        let mut connector = Connector::new(tuning.upstream_timeouts());
+        for tls in settings.groups.iter().filter_map(|g| g.tls.as_ref()) {
+            connector = connector.with_tls_group(tls)?;
+        }
+        Ok(
+            Relay::with_phases(relay_config, upstream.balancer.clone(), connector, phases)
+                .with_drain(self.drain.clone()),
         )
-        .with_drain(self.drain.clone()))
     }
 
     /// `SIGHUP`: the file read and built again, then swapped in; on any error the running
@@ -388,6 +450,23 @@ where
         self.warn_about_restart_only(&running, &settings);
         warn_about_shared_tuning(&settings);
         let configured_listen = std::mem::replace(&mut settings.listen, self.bound.clone());
+        // The TLS listener and its certificates stay as started (a restart changes them);
+        // the phases see the address bound, as at start.
+        if running
+            .settings
+            .tls
+            .as_ref()
+            .map(|t| (&t.certificates, t.handshake_timeout))
+            != settings
+                .tls
+                .as_ref()
+                .map(|t| (&t.certificates, t.handshake_timeout))
+        {
+            log::warn!("reload: [tls] listen, certificates and timeouts need a restart to change");
+        }
+        if let (Some(tls), Some(bound)) = (settings.tls.as_mut(), &self.bound_tls) {
+            tls.listen = bound.clone();
+        }
         // On an error from here on, the new groups are dropped, and their health checks with
         // them.
         let groups = start_groups(&settings)?;

@@ -31,6 +31,7 @@ use revproxy::cache::CachePhases;
 use revproxy::compress::CompressPhases;
 use revproxy::launch::{self, ConfigArgs};
 use revproxy::route::RoutePhases;
+use revproxy::tls::TlsPhases;
 
 /// Stage 9 of revproxy: stage 8 plus routing by Host and path to several upstream groups.
 #[derive(Debug, Parser)]
@@ -52,9 +53,18 @@ fn main() -> ExitCode {
             let cache =
                 CachePhases::new(&settings.cache).refreshing_through(settings.listen.parse().ok());
             let compress = CompressPhases::new(settings.compression.clone());
-            // Access first (a refused request goes no further), then the route, whose name the
+            // `[tls]`'s redirect of plain http and its HSTS header come first: a redirected
+            // request needs nothing else. The TLS listener is bound by now (its port known).
+            let tls = settings
+                .tls
+                .as_ref()
+                .map_or_else(TlsPhases::default, |tls| {
+                    let port = tls.listen.rsplit(':').next().and_then(|p| p.parse().ok());
+                    TlsPhases::new(tls, port.unwrap_or(443))
+                });
+            // Access next (a refused request goes no further), then the route, whose name the
             // cache puts in its key; compression last, so the cache stores identity bodies.
-            Ok((access, (routes, (cache, compress))))
+            Ok((tls, (access, (routes, (cache, compress)))))
         },
     )
 }

@@ -66,11 +66,21 @@ pub trait ConnectionHandler: Send + Sync + 'static {
     fn refuses_in_plain_http(&self) -> bool {
         true
     }
+
+    /// The socket options a freshly accepted connection gets before any byte is read or
+    /// written on it, for a handler that wraps this one in another stream (TLS).
+    fn prepare(&self, _stream: &TcpStream) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl<P: Phases> ConnectionHandler for Relay<P> {
     fn handle(&self, stream: TcpStream, peer: SocketAddr) {
         self.serve_tcp(stream, peer);
+    }
+
+    fn prepare(&self, stream: &TcpStream) -> io::Result<()> {
+        self.prepare_tcp(stream)
     }
 
     fn transport(&self, stream: TcpStream) -> io::Result<BoxedTransport> {

@@ -89,6 +89,14 @@ impl<H: ConnectionHandler> ConnectionHandler for Swappable<H> {
     fn refused(&self, peer: SocketAddr, status: u16, duration: Duration) {
         self.load().refused(peer, status, duration);
     }
+
+    fn refuses_in_plain_http(&self) -> bool {
+        self.load().refuses_in_plain_http()
+    }
+
+    fn prepare(&self, stream: &TcpStream) -> io::Result<()> {
+        self.load().prepare(stream)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! [`TlsHandler`]: a relay's connection handler for a TLS listener. Every model works with
-//! it; under stage 4's pool the handshake is driven by the gather step and the parker, never
-//! by a worker waiting on a client (see `stream.rs`).
+//! [`TlsHandler`]: the connection handler of a TLS listener, wrapped around the handler that
+//! serves the plain one (a relay, or the reloadable [`Swappable`](crate::server::Swappable)
+//! around it). Every model works with it; under stage 4's pool the handshake is driven by the
+//! gather step and the parker, never by a worker waiting on a client (see `stream.rs`).
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -10,41 +11,51 @@ use std::time::Duration;
 use super::server::TlsAcceptor;
 use crate::http::stream::{BoxedTransport, Socket};
 use crate::http::BufStream;
-use crate::relay::{ClientTimeouts, Phases, Relay};
+use crate::relay::ClientTimeouts;
 use crate::server::ConnectionHandler;
 
-/// Serves https with a relay that may also serve a plain listener: both hold the same
-/// `Arc<Relay>`, so they share its backends, cache and limits, and each request tells its
-/// phases which scheme it came with (`Client::proto`).
-pub struct TlsHandler<P: Phases> {
-    relay: Arc<Relay<P>>,
+/// Serves https through the handler `H` that may also serve a plain listener: both hold the
+/// same `Arc`, so they share its backends, cache and limits (and a reload swaps both), and
+/// each request tells its phases which scheme it came with (`Client::proto`).
+pub struct TlsHandler<H: ConnectionHandler> {
+    inner: Arc<H>,
     acceptor: TlsAcceptor,
 }
 
-impl<P: Phases> TlsHandler<P> {
-    pub fn new(relay: Arc<Relay<P>>, acceptor: TlsAcceptor) -> TlsHandler<P> {
-        TlsHandler { relay, acceptor }
+impl<H: ConnectionHandler> TlsHandler<H> {
+    pub fn new(inner: Arc<H>, acceptor: TlsAcceptor) -> TlsHandler<H> {
+        TlsHandler { inner, acceptor }
     }
 }
 
-impl<P: Phases> ConnectionHandler for TlsHandler<P> {
+impl<H: ConnectionHandler> ConnectionHandler for TlsHandler<H> {
     fn handle(&self, stream: TcpStream, peer: SocketAddr) {
         // The blocking models (a thread per connection): the handshake first, within its own
         // timeout, then requests as on plain TCP.
-        let tls = self.relay.prepare_tcp(&stream).and_then(|()| {
+        let tls = self.inner.prepare(&stream).and_then(|()| {
             let mut tls = self.acceptor.accept(stream)?;
             tls.set_read_timeout(Some(self.acceptor.handshake_timeout()))?;
             tls.complete_handshake()?;
             Ok(tls)
         });
-        match tls {
-            Ok(tls) => self.relay.serve(tls, peer),
-            Err(err) => log::debug!("{peer}: TLS handshake failed: {err}"),
-        }
+        let tls = match tls {
+            Ok(tls) => tls,
+            Err(err) => {
+                log::debug!("{peer}: TLS handshake failed: {err}");
+                return;
+            }
+        };
+        let mut conn = BufStream::new(Box::new(tls) as BoxedTransport);
+        // Bounded by the client: each round serves one request or ends the connection.
+        while self
+            .inner
+            .serve_next(&mut conn, peer, self.inner.timeouts().idle)
+        {}
+        conn.finish();
     }
 
     fn transport(&self, stream: TcpStream) -> io::Result<BoxedTransport> {
-        self.relay.prepare_tcp(&stream)?;
+        self.inner.prepare(&stream)?;
         Ok(Box::new(self.acceptor.accept(stream)?))
     }
 
@@ -54,22 +65,26 @@ impl<P: Phases> ConnectionHandler for TlsHandler<P> {
         peer: SocketAddr,
         idle: Duration,
     ) -> bool {
-        self.relay.serve_next(conn, peer, idle)
+        self.inner.serve_next(conn, peer, idle)
     }
 
     fn request_ready(&self, buffered: &[u8]) -> bool {
-        ConnectionHandler::request_ready(&*self.relay, buffered)
+        self.inner.request_ready(buffered)
     }
 
     fn timeouts(&self) -> ClientTimeouts {
-        self.relay.config().client
+        self.inner.timeouts()
     }
 
     fn refused(&self, peer: SocketAddr, status: u16, duration: Duration) {
-        self.relay.log_refusal(peer, status, duration);
+        self.inner.refused(peer, status, duration);
     }
 
     fn refuses_in_plain_http(&self) -> bool {
         false
+    }
+
+    fn prepare(&self, stream: &TcpStream) -> io::Result<()> {
+        self.inner.prepare(stream)
     }
 }

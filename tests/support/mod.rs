@@ -20,6 +20,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Proxy {
     child: Child,
     pub addr: SocketAddr,
+    /// Every line the stage printed on stdout so far (its announcements).
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Proxy {
@@ -48,11 +50,14 @@ impl Proxy {
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&lines);
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("listening on ").nth(1) {
                     let _ = tx.send(addr.trim().to_owned());
                 }
+                seen.lock().unwrap().push(line);
             }
         });
         let addr = match rx.recv_timeout(TIMEOUT) {
@@ -63,7 +68,32 @@ impl Proxy {
                 panic!("{bin} did not print its listening line within {TIMEOUT:?}");
             }
         };
-        Proxy { child, addr }
+        Proxy {
+            child,
+            addr,
+            stdout: lines,
+        }
+    }
+
+    /// The address on the first stdout line that holds `marker` followed by an address
+    /// (`"TLS on "` for stage 9's TLS listener), waiting for it at most `TIMEOUT`.
+    pub fn announced(&self, marker: &str) -> SocketAddr {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let found = self.stdout.lock().unwrap().iter().find_map(|line| {
+                line.split(marker)
+                    .nth(1)
+                    .and_then(|a| a.trim().parse().ok())
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {marker:?} line within {TIMEOUT:?}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn connect(&self) -> Client {
