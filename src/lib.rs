@@ -17,11 +17,14 @@
 //! - [`cache`]: stage 7's shared HTTP cache (RFC 9111), as request phases.
 //! - [`health`]: active and passive health checks of backends.
 //! - [`dashboard`]: the live server table of `--debug`.
+//! - [`metrics`]: request counters and the Prometheus text format (stage 9's `/metrics`).
+//! - [`admin`]: the admin listener: `/metrics`, the status page and `/status.json`.
 //! - [`access_log`]: one Combined Log Format line per request.
 //! - [`loadtest`]: the load generator behind `src/bin/loadtest.rs` and its `compare` of the stages.
 
 pub mod access;
 pub mod access_log;
+pub mod admin;
 pub mod balancer;
 pub mod cache;
 pub mod cli;
@@ -31,6 +34,7 @@ pub mod health;
 pub mod http;
 pub mod launch;
 pub mod loadtest;
+pub mod metrics;
 pub mod relay;
 pub mod server;
 pub mod settings;
