@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use clap::Args;
 
+use crate::admin::{self, GroupSource, Sources};
 use crate::config::{self, Settings};
 use crate::health::MonitoredUpstream;
+use crate::metrics::{Layout, MetricsPhases, PhaseReport, Registry};
 use crate::relay::{Phases, Relay};
 use crate::server::{self, pool::Pool};
 use crate::upstream::Connector;
@@ -117,12 +119,46 @@ fn run<P: Phases, F: FnOnce(&Settings) -> Result<P, String>>(
         settings.listen = addr.to_string();
     }
     let phases = phases(&settings)?;
-    let relay = Relay::with_phases(
+    // Counted only when `[admin]` is there to show the numbers.
+    let registry = (settings.admin.is_some()).then(|| {
+        Arc::new(Registry::new(Layout::single(
+            &settings.upstream.name,
+            addrs,
+        )))
+    });
+    let metrics = registry
+        .clone()
+        .map_or_else(MetricsPhases::off, MetricsPhases::new);
+    let relay = Arc::new(Relay::with_phases(
         tuning.relay_config(),
         upstream.balancer.clone(),
         Connector::new(tuning.upstream_timeouts()),
-        phases,
-    );
-    server::serve(&listener, &pool, Arc::new(relay));
+        (metrics, phases),
+    ));
+    if let (Some(admin), Some(registry)) = (&settings.admin, registry) {
+        let sources = Sources {
+            registry,
+            groups: vec![GroupSource::new(&settings.upstream.name, &upstream)],
+            pool: Some(pool.status()),
+            phases: phase_report(&relay),
+            listen: settings.listen.clone(),
+            started: std::time::Instant::now(),
+        };
+        let addr = admin::start(admin, sources).map_err(|e| e.to_string())?;
+        println!("{program} admin on http://{addr} (/metrics, /status, /status.json)");
+    }
+    server::serve(&listener, &pool, relay);
     Ok(())
+}
+
+/// What the phases count themselves, read on the admin listener's thread.
+pub fn phase_report<P: Phases>(
+    relay: &Arc<Relay<P>>,
+) -> Box<dyn Fn() -> PhaseReport + Send + Sync> {
+    let relay = Arc::clone(relay);
+    Box::new(move || {
+        let mut report = PhaseReport::default();
+        relay.phases().report(&mut report);
+        report
+    })
 }

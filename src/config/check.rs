@@ -53,7 +53,9 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
         };
         let cache = crate::cache::config::check(&config.cache).map_err(|e| (self.err)(None, e))?;
         let access = crate::access::config::check(config.access, self.err)?;
+        let admin = crate::admin::config::check(config.admin, self.err)?;
         Ok(Settings {
+            admin,
             cache,
             listen: server_listen,
             log_level,

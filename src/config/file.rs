@@ -25,6 +25,9 @@ pub struct Config {
     /// Stage 8; its types and checks live in `access::config`.
     #[serde(default)]
     pub access: Option<crate::access::config::AccessSection>,
+    /// The admin listener (`/metrics`, `/status`); its types and checks live in `admin::config`.
+    #[serde(default)]
+    pub admin: Option<crate::admin::AdminSection>,
 }
 
 /// `[server]`: the listener, its workers, and what clients may do.

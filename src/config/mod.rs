@@ -58,6 +58,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// `[access]` (stage 8), when the file has one.
     pub access: Option<crate::access::AccessSettings>,
+    /// `[admin]`: the admin listener, when the file has one.
+    pub admin: Option<crate::admin::AdminSettings>,
 }
 
 /// `[server]`, resolved: what clients may do, and the pool that serves them.

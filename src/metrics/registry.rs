@@ -113,6 +113,9 @@ pub struct Observation<'a> {
     pub duration: Duration,
 }
 
+/// Writes one server's samples, given its `upstream` and `server` labels.
+type ServerWriter = dyn Fn(&mut Exposition, &[(&str, &str)], &ServerCounts);
+
 /// Every request counter of the process.
 #[derive(Debug)]
 pub struct Registry {
@@ -344,16 +347,15 @@ impl Registry {
     }
 
     fn write_servers(&self, e: &mut Exposition) {
-        let each =
-            |e: &mut Exposition, f: &dyn Fn(&mut Exposition, &[(&str, &str)], &ServerCounts)| {
-                for (g, group) in self.layout.groups.iter().enumerate() {
-                    for (s, addr) in group.servers.iter().enumerate() {
-                        let addr = addr.to_string();
-                        let labels = [("upstream", group.name.as_str()), ("server", addr.as_str())];
-                        f(e, &labels, &self.server(g, s));
-                    }
+        let each = |e: &mut Exposition, f: &ServerWriter| {
+            for (g, group) in self.layout.groups.iter().enumerate() {
+                for (s, addr) in group.servers.iter().enumerate() {
+                    let addr = addr.to_string();
+                    let labels = [("upstream", group.name.as_str()), ("server", addr.as_str())];
+                    f(e, &labels, &self.server(g, s));
                 }
-            };
+            }
+        };
         e.family(
             "revproxy_upstream_requests_total",
             Kind::Counter,

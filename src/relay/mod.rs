@@ -220,6 +220,12 @@ impl<P: Phases> Relay<P> {
         &self.config
     }
 
+    /// The phases every exchange runs through (the admin listener asks them for their
+    /// counters).
+    pub fn phases(&self) -> &P {
+        &self.phases
+    }
+
     /// Records a refusal made outside [`serve_next`](Self::serve_next), where no request was
     /// read: the accept loop's or the pool's 503, the parker's 408.
     pub fn log_refusal(&self, peer: SocketAddr, status: u16, duration: Duration) {
