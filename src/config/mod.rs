@@ -237,6 +237,51 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_listener_is_loopback_unless_a_key_is_set() {
+        // (the [admin] table, whether it is accepted, a piece of the error)
+        let table = [
+            ("[admin]\n", true, ""),
+            ("[admin]\nlisten = \"127.0.0.1:0\"\n", true, ""),
+            (
+                "[admin]\nlisten = \"0.0.0.0:9901\"\n",
+                false,
+                "proxy.toml:4:10: [admin] listen = \"0.0.0.0:9901\" is not a loopback address",
+            ),
+            (
+                "[admin]\nlisten = \"0.0.0.0:9901\"\napi_key = \"k\"\n",
+                true,
+                "",
+            ),
+            (
+                "[admin]\napi_key = \"\"\n",
+                false,
+                "proxy.toml:4:11: [admin] api_key: a key must not be empty",
+            ),
+            (
+                "[admin]\nlisten = \"nowhere\"\n",
+                false,
+                "[admin] listen: cannot resolve 'nowhere'",
+            ),
+            ("[admin]\nport = 1\n", false, "unknown field `port`"),
+        ];
+        for (admin, ok, want) in table {
+            let text = format!("{MINIMAL}{admin}");
+            match check(&text) {
+                Ok(s) => {
+                    assert!(ok, "{admin:?} was accepted");
+                    let a = s.admin.expect("[admin] is there");
+                    assert!(a.listen.contains(':'));
+                }
+                Err(e) => {
+                    assert!(!ok, "{admin:?}: {e}");
+                    assert!(e.to_string().contains(want), "{admin:?}: {e}");
+                }
+            }
+        }
+        assert!(check(MINIMAL).unwrap().admin.is_none());
+    }
+
+    #[test]
     fn line_and_column_count_characters() {
         assert_eq!(line_and_column("ab\ncd", 0), (1, 1));
         assert_eq!(line_and_column("ab\ncd", 4), (2, 2));
