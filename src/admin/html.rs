@@ -20,8 +20,8 @@ header span { color: #c4cbd6; }
 main { padding: 8px 24px 24px; }
 h2 { font-size: 15px; margin: 20px 0 6px; }
 h2 small { font-weight: normal; color: #5b6575; }
-table { border-collapse: collapse; background: #fff; box-shadow: 0 1px 2px rgba(0,0,0,.08); margin-bottom: 4px; }
-th, td { padding: 5px 10px; border-bottom: 1px solid #e3e7ee; text-align: right; white-space: nowrap; }
+table { border-collapse: collapse; font-size: 13px; background: #fff; box-shadow: 0 1px 2px rgba(0,0,0,.08); margin-bottom: 4px; }
+th, td { padding: 5px 8px; border-bottom: 1px solid #e3e7ee; text-align: right; white-space: nowrap; }
 th { background: #e9edf3; font-weight: 600; font-size: 12px; text-transform: uppercase; letter-spacing: .03em; color: #3a4352; }
 th:first-child, td:first-child { text-align: left; font-family: ui-monospace, 'SFMono-Regular', Menlo, monospace; }
 td.left { text-align: left; }
@@ -35,6 +35,8 @@ tr.down { background: #fff0f0; }
 .state.unknown { background: #868e96; }
 .fail { color: #c92a2a; }
 .muted { color: #868e96; }
+th.check, td.check { text-align: left; max-width: 200px; overflow: hidden; text-overflow: ellipsis; }
+.grid td:first-child { font-family: inherit; }
 .grid { display: flex; gap: 24px; flex-wrap: wrap; align-items: flex-start; }
 ";
 
@@ -119,7 +121,7 @@ fn upstream(page: &mut String, up: &super::status::UpstreamStatus) {
         "<h2>upstream {} <small>{} servers, {down} down, {checks}</small></h2>\
          <table><tr><th>server</th><th>state</th><th>weight</th><th>active</th>\
          <th>requests</th><th>errors</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th>\
-         <th>mean</th><th>p95</th><th>last check</th><th>checks ok / failed</th></tr>",
+         <th>mean</th><th>p95</th><th class=\"check\">last check</th><th>checks ok/fail</th></tr>",
         escape(&up.name),
         up.servers.len()
     );
@@ -131,20 +133,24 @@ fn upstream(page: &mut String, up: &super::status::UpstreamStatus) {
 
 fn server_row(page: &mut String, s: &ServerStatus) {
     let class = s.state.to_ascii_lowercase();
-    let last = match &s.last_check {
-        None => "<span class=\"muted\">never</span>".to_owned(),
-        Some(c) if c.passed => format!("{} ({})", escape(&c.detail), age(c.age_seconds)),
-        Some(c) => format!(
-            "<span class=\"fail\">{}</span> ({})",
-            escape(&c.detail),
-            age(c.age_seconds)
+    // The age first: a long probe error is cut by the column (whole in the tooltip).
+    let (last, title) = match &s.last_check {
+        None => (
+            "<span class=\"muted\">never</span>".to_owned(),
+            String::new(),
         ),
+        Some(c) => {
+            let detail = escape(&c.detail);
+            let class = if c.passed { "" } else { " class=\"fail\"" };
+            let text = format!("{} <span{class}>{detail}</span>", age(c.age_seconds));
+            (text, detail)
+        }
     };
     let _ = write!(
         page,
         "<tr class=\"{class}\"><td>{}</td><td><span class=\"state {class}\">{}</span></td>\
          <td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}<td>{}</td><td>{}</td>\
-         <td class=\"left\">{last}</td><td>{} / {}</td></tr>",
+         <td class=\"check\" title=\"{title}\">{last}</td><td>{} / {}</td></tr>",
         escape(&s.addr),
         s.state,
         s.weight,
