@@ -390,6 +390,19 @@ mod tests {
     }
 
     #[test]
+    fn probes_are_counted_and_the_last_one_kept() {
+        let t = table(1, 1);
+        t.record_probe(0, &Ok(200));
+        t.record_probe(0, &Err("connect: refused".to_owned()));
+        let s = &t.snapshot()[0];
+        assert_eq!((s.checks_passed, s.checks_failed), (1, 1));
+        let last = s.last_check.as_ref().expect("a probe was recorded");
+        assert!(!last.passed);
+        assert_eq!(last.detail, "connect: refused");
+        assert_eq!(s.state, State::Unhealthy, "the probe counted toward fall");
+    }
+
+    #[test]
     fn a_server_that_never_answers_does_not_stay_unknown() {
         let t = table(2, 3);
         for _ in 0..3 {

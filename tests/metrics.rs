@@ -523,6 +523,28 @@ fn metrics_count_a_known_sequence_and_every_line_parses() {
     let bytes = total(&samples, "revproxy_response_bytes_total", &[]);
     assert!(bytes >= (3 * 2 + 4 + 3 * 6) as f64, "{bytes}");
 
+    // A kept-alive connection between requests: open, parked and idle.
+    let mut kept = connect(stage.addr);
+    kept.send(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(kept.read_response("GET").status, 200);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let res = get(stage.admin, "GET", "/metrics", &key_header());
+        let (_, now) = parse_exposition(&res.text());
+        let gauge = |name: &str| total(&now, name, &[]);
+        if gauge("revproxy_connections_parked") >= 1.0 {
+            assert!(gauge("revproxy_connections_open") >= 1.0);
+            assert!(gauge("revproxy_connections_idle") >= 1.0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the kept connection never showed as parked"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    drop(kept);
+
     // /status.json: every server, with the same numbers.
     let status = status_json(&stage);
     let servers = status["upstreams"][0]["servers"]
@@ -546,9 +568,10 @@ fn metrics_count_a_known_sequence_and_every_line_parses() {
         (d["state"].as_str(), d["up"].as_u64()),
         (Some("DOWN"), Some(0))
     );
+    // The 5 counted above and the kept connection's request.
     assert_eq!(
         (l["requests"].as_u64(), l["errors"].as_u64()),
-        (Some(5), Some(0))
+        (Some(6), Some(0))
     );
     assert_eq!(l["by_status"]["4xx"], 1);
     assert_eq!(l["weight"], 1);
@@ -567,7 +590,7 @@ fn metrics_count_a_known_sequence_and_every_line_parses() {
     assert_eq!(status["access"]["unauthorized"], 1);
     assert_eq!(status["pool"]["workers"], 4);
     assert_eq!(status["routes"][0]["name"], "default");
-    assert_eq!(status["routes"][0]["requests"], 8);
+    assert_eq!(status["routes"][0]["requests"], 9);
     assert!(status["uptime_seconds"].as_f64() > Some(0.0));
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
 }

@@ -102,6 +102,7 @@ impl Parker {
         let mut parked: Vec<Conn> = Vec::new();
         while !self.stop.load(Ordering::SeqCst) {
             self.take_arrivals(&mut parked, &ready);
+            self.show(&parked);
             let now = Instant::now();
             let timeout = parked
                 .iter()
@@ -169,7 +170,7 @@ impl Parker {
         }
     }
 
-    /// Updates the gauges once per round (a connection parked a moment ago shows next round).
+    /// Updates the gauges: after new arrivals, and after each `poll` round.
     fn show(&self, parked: &[Conn]) {
         let idle = parked.iter().filter(|c| c.head_since.is_none()).count();
         self.gauges.parked.store(parked.len(), Ordering::Relaxed);
