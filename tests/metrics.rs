@@ -441,6 +441,8 @@ fn metrics_count_a_known_sequence_and_every_line_parses() {
         3.0,
         "the 401 and 2 hits"
     );
+    let live_s = live.to_string();
+    let dead_s = dead.to_string();
     let duration = "revproxy_request_duration_seconds";
     assert_eq!(types[duration], "histogram");
     assert_eq!(
@@ -456,8 +458,6 @@ fn metrics_count_a_known_sequence_and_every_line_parses() {
         "route and per-server histograms"
     );
 
-    let live_s = live.to_string();
-    let dead_s = dead.to_string();
     fn at(server: &str) -> Vec<(&str, &str)> {
         vec![("upstream", "app"), ("server", server)]
     }

@@ -121,7 +121,7 @@ fn upstream(page: &mut String, up: &super::status::UpstreamStatus) {
         "<h2>upstream {} <small>{} servers, {down} down, {checks}</small></h2>\
          <table><tr><th>server</th><th>state</th><th>weight</th><th>active</th>\
          <th>requests</th><th>errors</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th>\
-         <th>mean</th><th>p95</th><th class=\"check\">last check</th><th>checks ok/fail</th></tr>",
+         <th title=\"time to the response head\">mean</th><th>p95</th><th class=\"check\">last check</th><th title=\"probes passed / failed\">checks</th></tr>",
         escape(&up.name),
         up.servers.len()
     );

@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::balancer::Balancer;
 use crate::health::{HealthTable, MonitoredUpstream, State};
-use crate::metrics::histogram::HistogramSnapshot;
 use crate::metrics::registry::{Registry, ServerCounts, STATUS_CLASSES};
 use crate::metrics::report::{AccessReport, CacheReport, PhaseReport};
 use crate::metrics::tls::TlsSnapshot;
@@ -92,14 +91,13 @@ pub struct ServerStatus {
     pub errors: u64,
     pub by_status: StatusClasses,
     pub bytes_out: u64,
+    /// Time to the response head, mean and 95th percentile (from the histogram's buckets).
     pub mean_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub consecutive_failures: u32,
     pub checks_passed: u64,
     pub checks_failed: u64,
     pub last_check: Option<LastCheck>,
-    #[serde(skip)]
-    pub duration: HistogramSnapshot,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -222,8 +220,8 @@ impl Sources {
                     errors: counts.errors(),
                     by_status: counts.by_status.into(),
                     bytes_out: counts.bytes_out,
-                    mean_ms: millis(counts.duration.mean_seconds()),
-                    p95_ms: millis(counts.duration.quantile_seconds(0.95)),
+                    mean_ms: millis(counts.response.mean_seconds()),
+                    p95_ms: millis(counts.response.quantile_seconds(0.95)),
                     consecutive_failures: record.map_or(0, |r| r.consecutive_failures),
                     checks_passed: record.map_or(0, |r| r.checks_passed),
                     checks_failed: record.map_or(0, |r| r.checks_failed),
@@ -234,7 +232,6 @@ impl Sources {
                             detail: c.detail.clone(),
                             age_seconds: now.duration_since(c.at).unwrap_or_default().as_secs_f64(),
                         }),
-                    duration: counts.duration,
                 }
             })
             .collect();

@@ -40,6 +40,7 @@ impl Phases for MetricsPhases {
             upstream: summary.upstream,
             body_bytes: summary.body_bytes,
             duration: summary.duration,
+            upstream_time: summary.upstream_time,
         });
     }
 }

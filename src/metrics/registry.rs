@@ -99,7 +99,8 @@ struct RouteCells {
 struct ServerCells {
     by_status: [AtomicU64; STATUS_CLASSES.len()],
     bytes_out: AtomicU64,
-    duration: Histogram,
+    /// Time to the response head (exchanges where the server answered).
+    response: Histogram,
 }
 
 /// What is counted of one exchange (a [`Summary`](crate::relay::Summary), less what is not).
@@ -111,6 +112,8 @@ pub struct Observation<'a> {
     pub upstream: Option<SocketAddr>,
     pub body_bytes: u64,
     pub duration: Duration,
+    /// From sending the request to the server's response head.
+    pub upstream_time: Option<Duration>,
 }
 
 /// Writes one server's samples, given its `upstream` and `server` labels.
@@ -132,7 +135,8 @@ pub struct Registry {
 pub struct ServerCounts {
     pub by_status: [u64; STATUS_CLASSES.len()],
     pub bytes_out: u64,
-    pub duration: HistogramSnapshot,
+    /// Time from sending a request to the server's response head.
+    pub response: HistogramSnapshot,
 }
 
 impl ServerCounts {
@@ -227,7 +231,9 @@ impl Registry {
             cells
                 .bytes_out
                 .fetch_add(seen.body_bytes, Ordering::Relaxed);
-            cells.duration.observe(seen.duration);
+            if let Some(waited) = seen.upstream_time {
+                cells.response.observe(waited);
+            }
         }
     }
 
@@ -258,7 +264,7 @@ impl Registry {
         ServerCounts {
             by_status,
             bytes_out: cells.bytes_out.load(Ordering::Relaxed),
-            duration: cells.duration.snapshot(),
+            response: cells.response.snapshot(),
         }
     }
 
@@ -369,15 +375,15 @@ impl Registry {
             }
         });
         e.family(
-            "revproxy_upstream_request_duration_seconds",
+            "revproxy_upstream_response_seconds",
             Kind::Histogram,
-            "Time of the exchanges each upstream server answered, from request head to last byte.",
+            "Time from sending a request to each upstream server to its response head.",
         );
         each(e, &|e, labels, counts| {
             e.histogram(
-                "revproxy_upstream_request_duration_seconds",
+                "revproxy_upstream_response_seconds",
                 labels,
-                &counts.duration,
+                &counts.response,
             );
         });
         e.family(
@@ -432,6 +438,7 @@ mod tests {
             upstream,
             body_bytes: 10,
             duration: Duration::from_millis(3),
+            upstream_time: upstream.map(|_| Duration::from_millis(2)),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::phases::{AnsweredBy, BodyPlan, Client, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
@@ -30,6 +31,8 @@ pub(super) struct Done {
     pub(super) bytes: u64,
     pub(super) keep_alive: bool,
     pub(super) upstream: Option<SocketAddr>,
+    /// From sending the request to the backend that answered to its response head.
+    pub(super) upstream_time: Option<Duration>,
     pub(super) answered_by: AnsweredBy,
 }
 
@@ -41,6 +44,7 @@ impl Done {
             bytes: 0,
             keep_alive,
             upstream,
+            upstream_time: None,
             answered_by: AnsweredBy::Proxy,
         }
     }
@@ -252,6 +256,7 @@ impl<P: Phases> Relay<P> {
             bytes,
             keep_alive,
             upstream: None,
+            upstream_time: None,
             answered_by: AnsweredBy::Phase,
         }
     }

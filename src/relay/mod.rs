@@ -274,6 +274,7 @@ impl<P: Phases> Relay<P> {
             body_bytes: done.bytes,
             duration: started.elapsed(),
             upstream: done.upstream,
+            upstream_time: done.upstream_time,
             answered_by: done.answered_by,
         };
         self.phases.logging(ctx, &summary);

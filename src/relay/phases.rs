@@ -286,5 +286,8 @@ pub struct Summary<'a> {
     pub duration: Duration,
     /// The backend that answered (or was last tried).
     pub upstream: Option<SocketAddr>,
+    /// From sending the request to the backend that answered to its response head (the
+    /// backend's own time, plus the request body's upload); `None` when none answered.
+    pub upstream_time: Option<Duration>,
     pub answered_by: AnsweredBy,
 }

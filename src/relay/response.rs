@@ -27,6 +27,7 @@ impl<P: Phases> Relay<P> {
             mut lease,
             mut response,
             request_body_cut,
+            waited,
         } = answer;
         let backend = lease.backend();
         // Both decided on the head as the origin sent it, before a phase changes headers.
@@ -81,6 +82,7 @@ impl<P: Phases> Relay<P> {
             bytes,
             keep_alive,
             upstream: Some(backend),
+            upstream_time: Some(waited),
             answered_by: AnsweredBy::Upstream,
         };
         if std::io::Write::write_all(client, &reply_head).is_err() {
