@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use crate::admin::{self, GroupSource, Sources};
+use crate::admin::{self, AdminSettings, GroupSource, Sources};
 use crate::config::{self, Settings};
 use crate::health::MonitoredUpstream;
 use crate::metrics::{Layout, MetricsPhases, PhaseReport, Registry};
@@ -136,18 +136,42 @@ fn run<P: Phases, F: FnOnce(&Settings) -> Result<P, String>>(
         (metrics, phases),
     ));
     if let (Some(admin), Some(registry)) = (&settings.admin, registry) {
-        let sources = Sources {
+        let groups = vec![GroupSource::new(&settings.upstream.name, &upstream)];
+        start_admin(
+            program,
+            admin,
             registry,
-            groups: vec![GroupSource::new(&settings.upstream.name, &upstream)],
-            pool: Some(pool.status()),
-            phases: phase_report(&relay),
-            listen: settings.listen.clone(),
-            started: std::time::Instant::now(),
-        };
-        let addr = admin::start(admin, sources).map_err(|e| e.to_string())?;
-        println!("{program} admin on http://{addr} (/metrics, /status, /status.json)");
+            groups,
+            &pool,
+            &relay,
+            &settings.listen,
+        )?;
     }
     server::serve(&listener, &pool, relay);
+    Ok(())
+}
+
+/// Starts the admin listener for `relay`, whose phases count into `registry` through a
+/// [`MetricsPhases`]; `groups` are the upstream groups in the order of the registry's layout.
+pub fn start_admin<P: Phases>(
+    program: &str,
+    admin: &AdminSettings,
+    registry: Arc<Registry>,
+    groups: Vec<GroupSource>,
+    pool: &Pool,
+    relay: &Arc<Relay<P>>,
+    listen: &str,
+) -> Result<(), String> {
+    let sources = Sources {
+        registry,
+        groups,
+        pool: Some(pool.status()),
+        phases: phase_report(relay),
+        listen: listen.to_owned(),
+        started: std::time::Instant::now(),
+    };
+    let addr = admin::start(admin, sources).map_err(|e| e.to_string())?;
+    println!("{program} admin on http://{addr} (/metrics, /status, /status.json)");
     Ok(())
 }
 

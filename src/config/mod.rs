@@ -125,8 +125,16 @@ impl Settings {
             .access
             .as_ref()
             .map_or(String::new(), |a| format!("; {}", a.summary()));
+        let admin = self.admin.as_ref().map_or(String::new(), |a| {
+            let key = if a.api_key.is_some() {
+                ", with a key"
+            } else {
+                ""
+            };
+            format!("; admin on {}{key}", a.listen)
+        });
         format!(
-            "upstream {}: {} servers, {}, {health}{access}",
+            "upstream {}: {} servers, {}, {health}{access}{admin}",
             up.name,
             up.servers.len(),
             up.strategy
