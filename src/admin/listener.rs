@@ -235,3 +235,49 @@ fn linger(mut stream: TcpStream) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::keys::ApiKey;
+    use crate::http::Header;
+
+    fn head(headers: &[(&str, &str)]) -> RequestHead {
+        RequestHead {
+            method: "GET".into(),
+            target: "/metrics".into(),
+            minor_version: 1,
+            headers: headers
+                .iter()
+                .map(|(n, v)| Header {
+                    name: (*n).into(),
+                    value: v.as_bytes().to_vec(),
+                })
+                .collect(),
+            route: None,
+        }
+    }
+
+    #[test]
+    fn the_key_is_taken_from_either_header() {
+        let key = KeyStore::new(vec![ApiKey::from_value("admin", "s3cret")]);
+        // (headers, accepted)
+        let table: &[(&[(&str, &str)], bool)] = &[
+            (&[], false),
+            (&[("X-API-Key", "s3cret")], true),
+            (&[("x-api-key", "s3cre")], false),
+            (&[("Authorization", "Bearer s3cret")], true),
+            (&[("Authorization", "bearer   s3cret ")], true),
+            (&[("Authorization", "Basic s3cret")], false),
+            (&[("Authorization", "Bearer")], false),
+            (&[("Authorization", "s3cret")], false),
+            (
+                &[("X-API-Key", "wrong"), ("Authorization", "Bearer s3cret")],
+                true,
+            ),
+        ];
+        for (headers, accepted) in table {
+            assert_eq!(authorized(&head(headers), &key), *accepted, "{headers:?}");
+        }
+    }
+}
