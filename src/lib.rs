@@ -14,12 +14,15 @@
 //! - [`config`]: the TOML configuration of stage 6 and later.
 //! - [`settings`]: what flags and config files both set, defaults named once, mapped to the parts.
 //! - [`launch`]: starting a stage from its configuration file (stage 6 and later).
+//! - [`route`]: stage 9's routing by Host and path (fixed pages, redirects, upstream groups).
 //! - [`cache`]: stage 7's shared HTTP cache (RFC 9111), as request phases.
+//! - [`compress`]: stage 9's response compression (gzip, deflate, br), as a response phase.
 //! - [`health`]: active and passive health checks of backends.
 //! - [`dashboard`]: the live server table of `--debug`.
 //! - [`metrics`]: request counters and the Prometheus text format (stage 9's `/metrics`).
 //! - [`admin`]: the admin listener: `/metrics`, the status page and `/status.json`.
-//! - [`access_log`]: one Combined Log Format line per request.
+//! - [`access_log`]: one Combined Log Format (or JSON) line per request, to stderr or a file.
+//! - [`lifecycle`]: signals of a running proxy: graceful shutdown, reload, log reopening.
 //! - [`loadtest`]: the load generator behind `src/bin/loadtest.rs` and its `compare` of the stages.
 
 pub mod access;
@@ -28,14 +31,17 @@ pub mod admin;
 pub mod balancer;
 pub mod cache;
 pub mod cli;
+pub mod compress;
 pub mod config;
 pub mod dashboard;
 pub mod health;
 pub mod http;
 pub mod launch;
+pub mod lifecycle;
 pub mod loadtest;
 pub mod metrics;
 pub mod relay;
+pub mod route;
 pub mod server;
 pub mod settings;
 pub mod sys;

@@ -19,6 +19,10 @@ pub use crate::server::pool::{DEFAULT_QUEUE, DEFAULT_WORKERS};
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for each read from a backend (nginx `proxy_read_timeout`).
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a graceful shutdown waits for requests in flight (`[server] shutdown_timeout_ms`):
+/// long enough for an ordinary response, short enough for an orchestrator's own grace period
+/// (Kubernetes waits 30 s before it kills).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Further backends tried when one cannot be reached (nginx tries every server; two more is
 /// enough to ride out one dead server without tripling a client's wait).
 pub const DEFAULT_RETRIES: usize = 2;

@@ -1,6 +1,7 @@
 //! The few POSIX calls `std` does not offer, each behind a small safe function: `fork` and
 //! `_exit` (stage 2), a `SIGCHLD` handler that reaps children and counts the live ones
-//! (stage 2), and `poll` (stage 4's parker).
+//! (stage 2), `poll` (stage 4's parker), and the signals of a running proxy (shutdown,
+//! reload, log reopening: `lifecycle`).
 //!
 //! This is the only module with `unsafe` code, so every way it can go wrong is in one place.
 //! Each `unsafe` block says why it is sound.
@@ -263,6 +264,71 @@ pub fn poll_now(fd: BorrowedFd<'_>) -> io::Result<bool> {
         }
     }
     Err(io::Error::from(io::ErrorKind::Interrupted))
+}
+
+/// A set of signals that the process takes synchronously, with [`wait_signal`], instead of
+/// through a handler.
+#[derive(Clone, Copy)]
+pub struct SignalSet {
+    set: libc::sigset_t,
+}
+
+impl std::fmt::Debug for SignalSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignalSet")
+    }
+}
+
+/// Blocks `signals` in the calling thread, and so in every thread it starts afterwards (a new
+/// thread inherits its creator's mask). Called first thing in `main`, before any thread
+/// exists, it makes the signals reach the process only through [`wait_signal`]: no handler
+/// ever interrupts a request thread's `read` with `EINTR` (which `SA_RESTART` does not prevent
+/// on a socket with a timeout), and no async-signal-safety rules apply to what is done about
+/// a signal.
+pub fn block_signals(signals: &[libc::c_int]) -> io::Result<SignalSet> {
+    // SAFETY: `set` is initialised by sigemptyset before sigaddset and pthread_sigmask read
+    // it; it lives on this stack for the duration of the calls.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &signal in signals {
+            if libc::sigaddset(&mut set, signal) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let failed = libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut());
+        if failed != 0 {
+            return Err(io::Error::from_raw_os_error(failed));
+        }
+        Ok(SignalSet { set })
+    }
+}
+
+/// Waits until one of the signals of `set` (blocked with [`block_signals`]) is pending and
+/// takes it; returns its number.
+pub fn wait_signal(set: &SignalSet) -> io::Result<libc::c_int> {
+    let mut signal: libc::c_int = 0;
+    // SAFETY: `set.set` is an initialised sigset_t and `signal` a writable c_int, both alive
+    // for the whole call.
+    let failed = unsafe { libc::sigwait(&set.set, &mut signal) };
+    if failed != 0 {
+        return Err(io::Error::from_raw_os_error(failed));
+    }
+    Ok(signal)
+}
+
+/// Stops a listening socket: a thread blocked in `accept` on it wakes at once (with `EINVAL`),
+/// connections waiting in its backlog are reset, and new ones are refused, while the
+/// descriptor stays open (so no other thread can be handed the same number by a racing
+/// `open`). This is Linux's behaviour for `shutdown(2)` on a listener; the BSDs answer
+/// `ENOTCONN` and leave `accept` blocked.
+pub fn shutdown_listener(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: the descriptor is borrowed, so it is open for the whole call; shutdown takes no
+    // pointers.
+    if unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,11 +29,17 @@ fn start_server(max_connections: usize) -> String {
 }
 
 fn serve_connection(mut stream: TcpStream, served: &AtomicU64) {
-    if stream.set_read_timeout(Some(TIMEOUT)).is_err()
-        || stream.set_write_timeout(Some(TIMEOUT)).is_err()
-    {
-        return;
+    if set_timeouts(&stream) {
+        serve_requests(&mut stream, served);
     }
+}
+
+fn set_timeouts(stream: &TcpStream) -> bool {
+    stream.set_read_timeout(Some(TIMEOUT)).is_ok()
+        && stream.set_write_timeout(Some(TIMEOUT)).is_ok()
+}
+
+fn serve_requests(stream: &mut (impl Read + Write), served: &AtomicU64) {
     let mut pending = Vec::new();
     let mut chunk = [0u8; 4096];
     // Bounded: by the client (it closes) and by the read timeout.
@@ -61,6 +67,105 @@ fn serve_connection(mut stream: TcpStream, served: &AtomicU64) {
         };
         if stream.write_all(response.as_bytes()).is_err() || close {
             return;
+        }
+    }
+}
+
+/// What the TLS server of [`start_tls_server`] counted.
+#[derive(Default)]
+struct Handshakes {
+    full: AtomicU64,
+    resumed: AtomicU64,
+}
+
+/// The same server over TLS, with a certificate for `localhost` signed by a CA made here;
+/// returns the base URL, the CA's PEM file and the handshake counts.
+fn start_tls_server(max_connections: usize) -> (String, tempfile_path::TempPem, Arc<Handshakes>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().expect("CA key");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf certificate");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(leaf.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .expect("server config");
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let port = listener.local_addr().expect("local addr").port();
+    let served = Arc::new(AtomicU64::new(0));
+    let handshakes = Arc::new(Handshakes::default());
+    let counts = Arc::clone(&handshakes);
+    thread::spawn(move || {
+        for stream in listener.incoming().take(max_connections) {
+            let Ok(stream) = stream else { continue };
+            let (served, counts, config) = (
+                Arc::clone(&served),
+                Arc::clone(&counts),
+                Arc::clone(&config),
+            );
+            thread::spawn(move || {
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                if !set_timeouts(&stream) {
+                    return;
+                }
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                while tls.conn.is_handshaking() {
+                    if tls.conn.complete_io(&mut tls.sock).is_err() {
+                        return;
+                    }
+                }
+                let counter = match tls.conn.handshake_kind() {
+                    Some(rustls::HandshakeKind::Resumed) => &counts.resumed,
+                    _ => &counts.full,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                serve_requests(&mut tls, &served);
+            });
+        }
+    });
+    let ca = tempfile_path::TempPem::write(&ca_cert.pem());
+    (format!("https://localhost:{port}/"), ca, handshakes)
+}
+
+/// A PEM file in the temp directory, removed when dropped.
+mod tempfile_path {
+    pub struct TempPem(pub std::path::PathBuf);
+
+    impl TempPem {
+        pub fn write(pem: &str) -> TempPem {
+            let path = std::env::temp_dir().join(format!(
+                "loadtest-ca-{}-{:?}.pem",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            std::fs::write(&path, pem).expect("write the CA file");
+            TempPem(path)
+        }
+
+        pub fn arg(&self) -> &str {
+            self.0.to_str().expect("a UTF-8 temp path")
+        }
+    }
+
+    impl Drop for TempPem {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
         }
     }
 }
@@ -117,6 +222,101 @@ fn no_keepalive_opens_a_connection_per_request() {
     assert_eq!(report["responses"], 12);
     assert_eq!(report["connections"], 12);
     assert_eq!(report["keepalive"], false);
+}
+
+#[test]
+fn https_keepalive_reuses_one_tls_connection_per_worker() {
+    let (url, ca, handshakes) = start_tls_server(16);
+    let report = json(&loadtest(&[
+        "-n",
+        "40",
+        "-c",
+        "4",
+        "--cacert",
+        ca.arg(),
+        "--json",
+        &url,
+    ]));
+    assert_eq!(report["responses"], 40);
+    assert_eq!(report["errors_total"], 0);
+    assert_eq!(report["body_bytes"], 80);
+    let connections = report["connections"].as_u64().expect("a count");
+    assert!((1..=4).contains(&connections), "{connections}");
+    // One more handshake than the workers' connections: the reachability check's.
+    let total =
+        handshakes.full.load(Ordering::Relaxed) + handshakes.resumed.load(Ordering::Relaxed);
+    assert_eq!(total, connections + 1);
+}
+
+#[test]
+fn https_handshakes_resume_unless_told_not_to() {
+    let (url, ca, handshakes) = start_tls_server(64);
+    let args = [
+        "-n",
+        "12",
+        "-c",
+        "1",
+        "--no-keepalive",
+        "--cacert",
+        ca.arg(),
+        "--json",
+    ];
+    let report = json(&loadtest(&[&args[..], &[url.as_str()]].concat()));
+    assert_eq!(
+        (report["responses"].as_u64(), report["connections"].as_u64()),
+        (Some(12), Some(12))
+    );
+    // One client config for the run: after the first full handshake, sessions resume.
+    assert!(
+        handshakes.resumed.load(Ordering::Relaxed) >= 10,
+        "resumed {}",
+        handshakes.resumed.load(Ordering::Relaxed)
+    );
+
+    let (url, ca, handshakes) = start_tls_server(64);
+    let args = [
+        "-n",
+        "12",
+        "-c",
+        "1",
+        "--no-keepalive",
+        "--no-resume",
+        "--cacert",
+        ca.arg(),
+        "--json",
+    ];
+    let report = json(&loadtest(&[&args[..], &[url.as_str()]].concat()));
+    assert_eq!(report["connections"], 12);
+    assert_eq!(handshakes.resumed.load(Ordering::Relaxed), 0);
+    assert_eq!(handshakes.full.load(Ordering::Relaxed), 13);
+}
+
+#[test]
+fn https_without_a_trusted_ca_says_what_to_pass() {
+    let (url, _ca, _) = start_tls_server(4);
+    let output = loadtest(&["-n", "1", &url]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--cacert"));
+    // A CA that did not sign the server's certificate: the handshake fails, exit 1.
+    let (_, other_ca, _) = start_tls_server(1);
+    let output = loadtest(&[
+        "-n",
+        "1",
+        "--timeout",
+        "2s",
+        "--cacert",
+        other_ca.arg(),
+        &url,
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("TLS handshake") && stderr.contains("certificate"),
+        "{stderr}"
+    );
+    // --insecure takes it anyway.
+    let report = json(&loadtest(&["-n", "3", "-c", "1", "-k", "--json", &url]));
+    assert_eq!(report["responses"], 3, "{report}");
 }
 
 #[test]

@@ -62,7 +62,24 @@ impl Cidr {
         if cidr.mask(addr) != bits(addr) {
             return Err(CidrError::HostBitsSet(text.to_owned()));
         }
-        Ok(cidr)
+        Ok(cidr.as_ipv4_when_mapped())
+    }
+
+    /// `::ffff:10.0.0.0/104` is `10.0.0.0/8`: client addresses are compared in their IPv4
+    /// form (see [`canonical`]), so a range inside `::ffff:0:0/96` must be kept in that form
+    /// too, or it would match nobody. (Found by the `cidr` fuzz target.) A shorter IPv6
+    /// prefix such as `::/0` stays IPv6: it is not read as also covering IPv4 clients.
+    fn as_ipv4_when_mapped(self) -> Cidr {
+        match self.net {
+            IpAddr::V6(v6) if self.prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => Cidr {
+                    net: IpAddr::V4(v4),
+                    prefix: self.prefix - 96,
+                },
+                None => self,
+            },
+            _ => self,
+        }
     }
 
     /// Whether `addr` is in the range. An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, what
@@ -348,6 +365,15 @@ mod tests {
         let everything = Cidr::parse("::/0").unwrap();
         assert!(everything.contains(ip("ffff::1")));
         assert!(!everything.contains(ip("10.0.0.1")));
+        // A range written in the IPv4-mapped form matches the clients it names, both
+        // spellings, in a rule list too.
+        let mapped = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
+        assert_eq!(mapped, Cidr::parse("10.0.0.0/8").unwrap());
+        assert!(mapped.contains(ip("10.1.2.3")) && mapped.contains(ip("::ffff:10.1.2.3")));
+        let mut rules = IpRules::default();
+        rules.push_line("deny ::ffff:10.0.0.0/104").unwrap();
+        assert_eq!(rules.verdict(ip("10.9.9.9")), Verdict::Deny);
+        assert_eq!(rules.verdict(ip("11.0.0.1")), Verdict::Allow);
     }
 
     /// The blocks give what walking the list in order gives, on lists that mix verdicts,

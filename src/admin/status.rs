@@ -32,10 +32,11 @@ impl GroupSource {
     }
 }
 
-/// Everything the admin listener reads. `groups` are in the order of the registry's layout.
+/// Everything the admin listener reads. Groups and phases are read anew at each request,
+/// since a reload replaces them.
 pub struct Sources {
     pub registry: Arc<Registry>,
-    pub groups: Vec<GroupSource>,
+    pub groups: Box<dyn Fn() -> Vec<GroupSource> + Send + Sync>,
     pub pool: Option<PoolStatus>,
     /// The phases' own counters (`Phases::report` of the stage's phase set).
     pub phases: Box<dyn Fn() -> PhaseReport + Send + Sync>,
@@ -154,11 +155,9 @@ impl Sources {
     /// Reads everything now.
     pub fn status(&self) -> Status {
         let now = SystemTime::now();
-        let upstreams = self
-            .groups
+        let upstreams = (self.groups)()
             .iter()
-            .enumerate()
-            .map(|(g, group)| self.upstream(g, group, now))
+            .map(|group| self.upstream(group, now))
             .collect();
         let routes = self
             .registry
@@ -192,19 +191,17 @@ impl Sources {
         }
     }
 
-    fn upstream(&self, g: usize, group: &GroupSource, now: SystemTime) -> UpstreamStatus {
+    fn upstream(&self, group: &GroupSource, now: SystemTime) -> UpstreamStatus {
         let health = group.health.as_ref().map(|h| h.snapshot());
         let servers = group
             .balancer
             .backends()
             .iter()
-            .enumerate()
-            .map(|(s, backend)| {
+            .map(|backend| {
                 let record = health
                     .as_ref()
                     .and_then(|h| h.iter().find(|r| r.addr == backend.addr));
-                // The registry's layout lists the same servers in the same order.
-                let counts: ServerCounts = self.registry.server(g, s);
+                let counts: ServerCounts = self.registry.server_named(&group.name, backend.addr);
                 let state = record.map(|r| r.state);
                 ServerStatus {
                     addr: backend.addr.to_string(),

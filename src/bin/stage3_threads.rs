@@ -12,15 +12,19 @@
 //!
 //! Known limits: each connection costs a thread (a stack, a scheduler entry) for its whole
 //! life, idle keep-alive time included, so `--max-connections` idle clients are enough to
-//! refuse everyone else. Stage 4 serves from a fixed pool instead.
+//! refuse everyone else. Stage 4 serves from a fixed pool instead. On `SIGTERM`/`SIGINT`
+//! (graceful, as from stage 3 on) an idle keep-alive connection's thread sits in a blocking
+//! read, so the drain waits for it up to its 10 s deadline.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
 use revproxy::cli::{self, ServerArgs, SingleBackendArgs, TuningArgs};
+use revproxy::lifecycle::graceful::Graceful;
 use revproxy::server;
 use revproxy::server::threads::{ThreadPerConnection, DEFAULT_MAX_CONNECTIONS};
+use revproxy::settings::DEFAULT_SHUTDOWN_TIMEOUT;
 use revproxy::upstream::SingleUpstream;
 
 /// Stage 3 of revproxy: a thread per connection, one backend.
@@ -49,14 +53,16 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
+    // First, before any thread starts: SIGTERM and SIGINT then drain rather than kill.
+    let graceful = Graceful::start()?;
     let (backend, _demo) = args.backend.start()?;
     let listener = server::bind(&args.server.listen).map_err(|e| e.to_string())?;
     cli::announce("stage3", &listener, &[backend])?;
     let relay = args
         .tuning
         .tuning()
-        .relay(Arc::new(SingleUpstream(backend)));
+        .relay(Arc::new(SingleUpstream(backend)))
+        .with_drain(graceful.drain());
     let model = ThreadPerConnection::new(args.max_connections);
-    server::serve(&listener, &model, Arc::new(relay));
-    Ok(())
+    graceful.serve(listener, &model, Arc::new(relay), DEFAULT_SHUTDOWN_TIMEOUT)
 }

@@ -19,8 +19,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 use revproxy::cli::{self, PoolArgs, ServerArgs, SingleBackendArgs, TuningArgs};
+use revproxy::lifecycle::graceful::Graceful;
 use revproxy::server;
 use revproxy::server::pool::Pool;
+use revproxy::settings::DEFAULT_SHUTDOWN_TIMEOUT;
 use revproxy::upstream::SingleUpstream;
 
 /// Stage 4 of revproxy: a fixed thread pool with a bounded queue, one backend.
@@ -47,13 +49,16 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
+    // First, before any thread starts: SIGTERM and SIGINT then drain rather than kill.
+    let graceful = Graceful::start()?;
     let (backend, _demo) = args.backend.start()?;
     let listener = server::bind(&args.server.listen).map_err(|e| e.to_string())?;
     let mut tuning = args.tuning.tuning();
     args.pool.apply(&mut tuning);
     let model = Pool::new(&tuning.pool).map_err(|e| format!("cannot start the pool: {e}"))?;
     cli::announce("stage4", &listener, &[backend])?;
-    let relay = tuning.relay(Arc::new(SingleUpstream(backend)));
-    server::serve(&listener, &model, Arc::new(relay));
-    Ok(())
+    let relay = tuning
+        .relay(Arc::new(SingleUpstream(backend)))
+        .with_drain(graceful.drain());
+    graceful.serve(listener, &model, Arc::new(relay), DEFAULT_SHUTDOWN_TIMEOUT)
 }

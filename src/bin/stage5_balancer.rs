@@ -21,8 +21,9 @@ use std::sync::Arc;
 use clap::Parser;
 use revproxy::balancer::{BackendSpec, Balancer, StrategyKind};
 use revproxy::cli::{self, PoolArgs, ServerArgs, TuningArgs};
+use revproxy::lifecycle::graceful::Graceful;
 use revproxy::server::{self, pool::Pool};
-use revproxy::settings::DEFAULT_RETRIES;
+use revproxy::settings::{DEFAULT_RETRIES, DEFAULT_SHUTDOWN_TIMEOUT};
 
 /// Stage 5 of revproxy: several backends, chosen by a load-balancing strategy.
 #[derive(Debug, Parser)]
@@ -66,6 +67,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
+    // First, before any thread starts: SIGTERM and SIGINT then drain rather than kill.
+    let graceful = Graceful::start()?;
     let mut specs = args.backends.clone();
     cli::reject_duplicate_backends(&specs)?;
     let _demo = if args.demo {
@@ -81,7 +84,8 @@ fn run(args: &Args) -> Result<(), String> {
     let addrs: Vec<_> = specs.iter().map(|s| s.addr).collect();
     cli::announce("stage5", &listener, &addrs)?;
     let balancer = Balancer::new(&specs, args.strategy.build(specs.len(), args.seed));
-    let relay = tuning.relay(Arc::new(balancer));
-    server::serve(&listener, &model, Arc::new(relay));
-    Ok(())
+    let relay = tuning
+        .relay(Arc::new(balancer))
+        .with_drain(graceful.drain());
+    graceful.serve(listener, &model, Arc::new(relay), DEFAULT_SHUTDOWN_TIMEOUT)
 }

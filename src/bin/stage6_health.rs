@@ -11,6 +11,9 @@
 //! --debug`; or add `--demo` to start the backends inside the proxy. Check a file without
 //! starting anything: `cargo run --bin stage6 -- -t --config proxy.example.toml`.
 //!
+//! Signals (stage 6 on): `SIGTERM`/`SIGINT` drain and exit 0, `SIGHUP` reloads the file,
+//! `SIGUSR1` reopens `[log] access_log` (see `revproxy::lifecycle`).
+//!
 //! Known limits: one upstream (routing by host and path comes in stage 9). Once a request
 //! reached a backend, it goes to another only if it is replayable (an idempotent method, no
 //! body) and the backend closed without a byte of answer; a timeout is a 504, never a retry.

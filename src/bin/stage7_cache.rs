@@ -51,7 +51,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let debug = args.config.debug;
-    let adjust = |settings: &mut revproxy::config::Settings| {
+    let adjust = move |settings: &mut revproxy::config::Settings| {
         let cache = &mut settings.cache;
         cache.enabled |= args.cache || args.cache_size.is_some() || args.cache_ttl.is_some();
         if let Some(size) = args.cache_size {
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         }
         Ok(())
     };
-    launch::main("stage7", &args.config, adjust, |settings| {
+    launch::main("stage7", &args.config, adjust, move |settings| {
         let phases =
             CachePhases::new(&settings.cache).refreshing_through(settings.listen.parse().ok());
         if debug {

@@ -3,12 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::file::{Config, HealthSection, ServerEntry, UpstreamSection};
-use super::{ConfigError, HealthSettings, ServerSettings, Settings, UpstreamSettings};
+use super::file::{Config, HealthSection, LogSection, ServerEntry, UpstreamSection};
+use super::{
+    AccessLogSettings, ConfigError, HealthSettings, ServerSettings, Settings, UpstreamSettings,
+};
 use crate::balancer::BackendSpec;
 use crate::server::pool::PoolConfig;
 use crate::upstream::resolve;
@@ -38,7 +41,18 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
                 "level must be one of off, error, warn, info, debug, trace".to_owned(),
             )
         })?;
-        let upstream = self.pick_upstream(&config.upstreams, server.upstream.as_ref())?;
+        let mut groups = Vec::new();
+        for (name, section) in &config.upstreams {
+            groups.push(self.upstream(name, section)?);
+        }
+        let upstream = self.pick_upstream(
+            &config.upstreams,
+            &groups,
+            server.upstream.as_ref(),
+            !config.routes.is_empty(),
+        )?;
+        let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        let routes = crate::route::config::check(config.routes, config.routing, &names, self.err)?;
         let server_listen = server.listen.clone().into_inner();
         let server = ServerSettings {
             header_timeout: self
@@ -50,33 +64,61 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
                 queue: server.queue,
                 ..PoolConfig::default()
             },
+            shutdown_timeout: self
+                .duration("[server] shutdown_timeout_ms", server.shutdown_timeout_ms)?,
         };
+        let access_log = self.access_log(&config.log)?;
         let cache = crate::cache::config::check(&config.cache).map_err(|e| (self.err)(None, e))?;
         let access = crate::access::config::check(config.access, self.err)?;
         let admin = crate::admin::config::check(config.admin, self.err)?;
+        let compression = crate::compress::config::check(&config.compression, self.err)?;
         Ok(Settings {
             admin,
+            compression,
             cache,
             listen: server_listen,
             log_level,
             upstream,
+            groups,
+            routes,
             server,
             access,
+            access_log,
         })
     }
 
+    fn access_log(&self, log: &LogSection) -> Result<AccessLogSettings, ConfigError> {
+        let file = match &log.access_log {
+            Some(path) if path.get_ref().trim().is_empty() => {
+                return Err(self.at(path, "access_log must name a file".to_owned()));
+            }
+            Some(path) => Some(PathBuf::from(path.get_ref())),
+            None => None,
+        };
+        Ok(AccessLogSettings {
+            file,
+            format: log.format,
+        })
+    }
+
+    /// The group that serves requests no route sends elsewhere: the one named in `[server]`,
+    /// the only one, or (when routes choose the group of every request) the first by name.
     fn pick_upstream(
         &self,
         upstreams: &BTreeMap<String, Spanned<UpstreamSection>>,
+        groups: &[UpstreamSettings],
         wanted: Option<&Spanned<String>>,
+        routed: bool,
     ) -> Result<UpstreamSettings, ConfigError> {
-        let (name, section) = match wanted {
+        let name = match wanted {
             Some(name) => upstreams
                 .get_key_value(name.get_ref())
+                .map(|(key, _)| key)
                 .ok_or_else(|| self.at(name, format!("no [upstreams.{}] is defined", name.get_ref())))?,
-            None => match upstreams.len() {
-                1 => upstreams.iter().next().expect("one upstream"),
-                0 => return Err((self.err)(None, "no upstream: add an [upstreams.NAME] table with servers".to_owned())),
+            None => match (upstreams.keys().next(), upstreams.len()) {
+                (None, _) => return Err((self.err)(None, "no upstream: add an [upstreams.NAME] table with servers".to_owned())),
+                (Some(first), 1) => first,
+                (Some(first), _) if routed => first,
                 _ => {
                     return Err((self.err)(
                         None,
@@ -85,7 +127,11 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
                 }
             },
         };
-        self.upstream(name, section)
+        groups
+            .iter()
+            .find(|g| &g.name == name)
+            .cloned()
+            .ok_or_else(|| (self.err)(None, format!("[upstreams.{name}] was not checked")))
     }
 
     fn upstream(

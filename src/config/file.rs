@@ -28,6 +28,14 @@ pub struct Config {
     /// The admin listener (`/metrics`, `/status`); its types and checks live in `admin::config`.
     #[serde(default)]
     pub admin: Option<crate::admin::AdminSection>,
+    /// Stage 9; types and checks in `route::config`.
+    #[serde(default)]
+    pub routes: Vec<Spanned<crate::route::config::RouteSection>>,
+    #[serde(default)]
+    pub routing: Option<Spanned<crate::route::config::RoutingSection>>,
+    /// Stage 9's response compression; its types and checks live in `compress::config`.
+    #[serde(default)]
+    pub compression: crate::compress::config::CompressionSection,
 }
 
 /// `[server]`: the listener, its workers, and what clients may do.
@@ -42,8 +50,11 @@ pub struct ServerSection {
     pub header_timeout_ms: u64,
     pub idle_timeout_ms: u64,
     pub max_body_bytes: u64,
-    /// The upstream that serves requests; may be left out when there is only one.
+    /// The upstream that serves requests; may be left out when there is only one, or when
+    /// `[[routes]]` (stage 9) say which group takes each request.
     pub upstream: Option<Spanned<String>>,
+    /// How long a graceful shutdown (SIGTERM, SIGINT) waits for requests in flight.
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for ServerSection {
@@ -56,6 +67,7 @@ impl Default for ServerSection {
             idle_timeout_ms: millis(settings::DEFAULT_IDLE_TIMEOUT),
             max_body_bytes: settings::DEFAULT_MAX_BODY,
             upstream: None,
+            shutdown_timeout_ms: millis(settings::DEFAULT_SHUTDOWN_TIMEOUT),
         }
     }
 }
@@ -143,12 +155,19 @@ impl Default for HealthSection {
 pub struct LogSection {
     /// error, warn, info (with the access log), debug, trace, off.
     pub level: Spanned<String>,
+    /// A file for the access log (reopened on SIGUSR1); without it, access lines go to stderr
+    /// at `info` level.
+    pub access_log: Option<Spanned<String>>,
+    /// `combined` (nginx's and Apache's) or `json` (one object per line).
+    pub format: crate::access_log::Format,
 }
 
 impl Default for LogSection {
     fn default() -> LogSection {
         LogSection {
             level: Spanned::new(0..0, "info".to_owned()),
+            access_log: None,
+            format: crate::access_log::Format::default(),
         }
     }
 }

@@ -52,7 +52,13 @@ impl std::error::Error for ConfigError {}
 pub struct Settings {
     pub listen: String,
     pub log_level: log::LevelFilter,
+    /// The upstream that serves requests (stages 6 to 8), and in stage 9 those no route
+    /// sends elsewhere; also one of `groups`.
     pub upstream: UpstreamSettings,
+    /// Every `[upstreams.NAME]` group, checked, in name order (stage 9 runs them all).
+    pub groups: Vec<UpstreamSettings>,
+    /// `[[routes]]` and `[routing]` (stage 9); empty when the file has no routes.
+    pub routes: crate::route::RouteSettings,
     /// `[cache]` (stage 7 on).
     pub cache: crate::cache::config::CacheSettings,
     pub server: ServerSettings,
@@ -60,6 +66,18 @@ pub struct Settings {
     pub access: Option<crate::access::AccessSettings>,
     /// `[admin]`: the admin listener, when the file has one.
     pub admin: Option<crate::admin::AdminSettings>,
+    /// `[compression]` (stage 9); off unless `enabled = true`.
+    pub compression: crate::compress::CompressSettings,
+    /// `[log]`'s access log.
+    pub access_log: AccessLogSettings,
+}
+
+/// Where access lines go, and how they are written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessLogSettings {
+    /// `None`: stderr, at `info` level.
+    pub file: Option<PathBuf>,
+    pub format: crate::access_log::Format,
 }
 
 /// `[server]`, resolved: what clients may do, and the pool that serves them.
@@ -69,6 +87,7 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     pub max_body: u64,
     pub pool: PoolConfig,
+    pub shutdown_timeout: Duration,
 }
 
 /// One upstream group, resolved.
@@ -133,8 +152,25 @@ impl Settings {
             };
             format!("; admin on {}{key}", a.listen)
         });
+        let routes = if self.routes.is_empty() {
+            String::new()
+        } else {
+            let others: Vec<String> = self
+                .groups
+                .iter()
+                .filter(|g| g.name != up.name)
+                .map(|g| format!("upstream {}: {} servers", g.name, g.servers.len()))
+                .collect();
+            let others: String = others.iter().map(|o| format!("; {o}")).collect();
+            format!("{others}; {}", self.routes.summary())
+        };
+        let compression = if self.compression.enabled {
+            format!("; {}", self.compression.summary())
+        } else {
+            String::new()
+        };
         format!(
-            "upstream {}: {} servers, {}, {health}{access}{admin}",
+            "upstream {}: {} servers, {}, {health}{access}{routes}{compression}{admin}",
             up.name,
             up.servers.len(),
             up.strategy
@@ -190,6 +226,27 @@ mod tests {
         assert_eq!(s.upstream.strategy, StrategyKind::RoundRobin);
         assert_eq!(s.upstream.retries, 2);
         assert!(s.upstream.health.is_none());
+        assert_eq!(s.server.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(s.access_log, AccessLogSettings::default());
+    }
+
+    #[test]
+    fn the_log_section_names_a_file_and_a_format() {
+        let text = format!(
+            "[server]\nshutdown_timeout_ms = 2500\n[log]\naccess_log = \"/var/log/p.log\"\nformat = \"json\"\n{MINIMAL}"
+        );
+        let s = check(&text).unwrap();
+        assert_eq!(s.server.shutdown_timeout, Duration::from_millis(2500));
+        assert_eq!(
+            s.access_log.file.as_deref(),
+            Some(Path::new("/var/log/p.log"))
+        );
+        assert_eq!(s.access_log.format, crate::access_log::Format::Json);
+        let err = check(&format!("[log]\nformat = \"xml\"\n{MINIMAL}")).unwrap_err();
+        assert_eq!(err.position, Some((2, 10)), "{err}");
+        assert!(err.to_string().contains("unknown variant `xml`"), "{err}");
+        let err = check(&format!("[log]\naccess_log = \"\"\n{MINIMAL}")).unwrap_err();
+        assert_eq!(err.position, Some((2, 14)), "{err}");
     }
 
     #[test]
@@ -287,6 +344,71 @@ mod tests {
             }
         }
         assert!(check(MINIMAL).unwrap().admin.is_none());
+    }
+
+    #[test]
+    fn the_full_example_file_is_valid_with_two_groups_and_routes() {
+        let text = include_str!("../../proxy.full.toml");
+        let s = check(text).expect("proxy.full.toml must stay valid");
+        let names: Vec<&str> = s.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["service1", "service2"]);
+        assert_eq!(s.upstream.name, "service1");
+        assert_eq!(s.routes.routes.len(), 5);
+        assert!(s.groups.iter().all(|g| g.health.is_some()));
+    }
+
+    /// `[[routes]]` and `[routing]` errors, each at the line and column of its cause.
+    #[test]
+    fn route_errors_name_line_and_column() {
+        const UP: &str = "[upstreams.app]\nservers = [\"127.0.0.1:8000\"]\n";
+        // (routes part of the file, after UP's two lines; message; line and column)
+        let table: &[(&str, &str, (usize, usize))] = &[
+            ("[[routes]]\npath = \"/\"\nupstream = \"web\"\n", "no [upstreams.web] is defined", (5, 12)),
+            ("[[routes]]\nupstream = \"app\"\nreturn = { status = 200 }\n", "more than one action", (5, 10)),
+            ("[[routes]]\npath = \"/x\"\n", "needs one action", (3, 1)),
+            ("[[routes]]\nreturn = { status = 99 }\n", "return status 99", (4, 10)),
+            ("[[routes]]\nreturn = { status = 204 }\n", "not 204 or 304", (4, 10)),
+            ("[[routes]]\nredirect = { to = \"/y\", status = 200 }\n", "redirect status 200", (4, 12)),
+            ("[[routes]]\nhosts = [\"ok.test\", \"a.*.test\"]\nupstream = \"app\"\n", "host \"a.*.test\" must be", (4, 21)),
+            ("[[routes]]\nhosts = [\"a.test:80\"]\nupstream = \"app\"\n", "has a port", (4, 10)),
+            ("[[routes]]\nname = \"x\"\nupstream = \"app\"\n[[routes]]\nname = \"x\"\npath = \"/y\"\nupstream = \"app\"\n", "route name \"x\" is used twice", (6, 1)),
+            ("[[routes]]\nupstream = \"app\"\n[[routes]]\nreturn = {}\n", "same hosts and path as route route1", (5, 1)),
+            ("[[routes]]\npath = \"/a/../b\"\nupstream = \"app\"\n", "write \"/b\"", (4, 8)),
+            ("[[routes]]\npath = \"x\"\nupstream = \"app\"\n", "must start with '/'", (4, 8)),
+            ("[[routes]]\nreturn = {}\nupstream_host = \"upstream\"\n", "upstream_host applies only", (5, 17)),
+            ("[[routes]]\nupstream = \"app\"\nrequest_headers = { set = { \"Content-Length\" = \"1\" } }\n", "Content-Length is the proxy's", (5, 19)),
+            ("[[routes]]\nupstream = \"app\"\nresponse_headers = { remove = [\"bad name\"] }\n", "not a header name", (5, 20)),
+            ("[[routes]]\nupstream = \"app\"\nstrip = true\n", "unknown field `strip`", (5, 1)),
+            ("[[routes]]\nupstream = \"app\"\n[routing]\ndefault_route = \"nope\"\n", "no route is named \"nope\"", (6, 17)),
+            ("[[routes]]\nupstream = \"app\"\n[routing]\ndefault_status = 200\n", "default_status 200 must be", (6, 18)),
+        ];
+        for (routes, want, position) in table {
+            let text = format!("{UP}{routes}");
+            let err = check(&text).expect_err(routes);
+            let shown = err.to_string();
+            assert!(
+                shown.contains(want),
+                "{routes:?}\n gave {shown:?}\n want {want:?}"
+            );
+            assert_eq!(err.position, Some(*position), "{routes:?}: {shown}");
+        }
+    }
+
+    #[test]
+    fn routes_let_several_groups_go_without_a_default_named() {
+        let text = "[upstreams.b]\nservers = [\"127.0.0.1:8001\"]\n\
+                    [upstreams.a]\nservers = [\"127.0.0.1:8000\"]\n\
+                    [[routes]]\nupstream = \"b\"\n";
+        let s = check(text).unwrap();
+        assert_eq!(s.upstream.name, "a");
+        assert_eq!(s.groups.len(), 2);
+        assert_eq!(s.routes.routes[0].name.as_ref(), "route1");
+        let without = "[upstreams.b]\nservers = [\"127.0.0.1:8001\"]\n\
+                       [upstreams.a]\nservers = [\"127.0.0.1:8000\"]\n";
+        assert!(check(without)
+            .unwrap_err()
+            .to_string()
+            .contains("several upstreams"));
     }
 
     #[test]

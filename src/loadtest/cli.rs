@@ -14,6 +14,9 @@ Examples:
   loadtest -n 10000 -c 64 --no-keepalive http://127.0.0.1:8080/
   loadtest --rate 2000 -z 30s -c 128 http://127.0.0.1:8080/   (open loop)
   loadtest -m POST -H 'Content-Type: application/json' -d '{\"a\":1}' http://localhost:8080/api
+  loadtest -c 64 -z 10s --cacert ca.pem https://localhost:8443/      (keep-alive over TLS)
+  loadtest -c 16 -z 10s -k --no-keepalive --no-resume https://127.0.0.1:8443/
+                                                  (full TLS handshakes per second)
   loadtest compare                                           (all stages side by side)
 
 Only loopback targets (127.0.0.0/8, ::1, localhost) are accepted without --allow-remote.
@@ -114,6 +117,26 @@ pub struct RunArgs {
     /// Allow targets that are not on this machine (only hosts you own)
     #[arg(long)]
     pub allow_remote: bool,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// For `https://` targets.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// https: trust the CA in this PEM file (e.g. the one `stage9 --demo` writes)
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// https: accept any server certificate (loopback benchmarks only)
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
+
+    /// https: a full handshake on every new connection instead of resuming a session; with
+    /// --no-keepalive, this measures handshakes per second
+    #[arg(long)]
+    pub no_resume: bool,
 }
 
 #[derive(Debug, Clone, Args)]

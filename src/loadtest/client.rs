@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::error::ClientError;
 use super::response::{read_response, Buf, ResponseMeta};
+use super::tls::{Conn, TlsClient};
 
 /// What [`Client::send`] returns; `backend` borrows the client's buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,7 +28,9 @@ pub struct Client<'r> {
     request: &'r [u8],
     head_request: bool,
     keepalive: bool,
-    stream: Option<TcpStream>,
+    /// Set for an `https://` target: every connection starts with a handshake.
+    tls: Option<&'r TlsClient>,
+    stream: Option<Conn>,
     buf: Buf,
     backend: Vec<u8>,
     connections: u64,
@@ -47,11 +50,18 @@ impl<'r> Client<'r> {
             request,
             head_request,
             keepalive,
+            tls: None,
             stream: None,
             buf: Buf::default(),
             backend: Vec::new(),
             connections: 0,
         }
+    }
+
+    /// Speaks TLS on every connection (an `https://` target).
+    pub fn with_tls(mut self, tls: Option<&'r TlsClient>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Connections opened so far.
@@ -91,7 +101,11 @@ impl<'r> Client<'r> {
         let stream = match &mut self.stream {
             Some(stream) => stream,
             None => {
-                let stream = connect(self.addr, self.timeout)?;
+                let socket = connect(self.addr, self.timeout)?;
+                let stream = match self.tls {
+                    Some(tls) => tls.connect(socket).map_err(ClientError::Connect)?,
+                    None => Conn::Plain(socket),
+                };
                 self.connections += 1;
                 self.stream.insert(stream)
             }

@@ -331,6 +331,7 @@ fn measure(
         rate: None,
         timeout: args.timeout,
         progress: false,
+        tls: None,
     };
     let mut cell = match run::run(&config, stop) {
         Ok(outcome) => {
@@ -611,6 +612,7 @@ mod tests {
             rate: None,
             timeout: Duration::from_secs(1),
             progress: false,
+            tls: None,
         };
         let outcome = RunOutcome {
             stats,

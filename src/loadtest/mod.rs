@@ -36,6 +36,7 @@ pub mod schedule;
 pub mod stats;
 pub mod svg;
 pub mod target;
+pub mod tls;
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -46,6 +47,7 @@ use report::Report;
 use request::build_request;
 use run::{RunConfig, RunError};
 use target::TargetError;
+use tls::TlsClient;
 
 /// When neither `-n` nor `-z` is given (as in hey).
 pub const DEFAULT_REQUESTS: u64 = 200;
@@ -58,6 +60,8 @@ pub enum LoadtestError {
         path: String,
         source: std::io::Error,
     },
+    /// The TLS client cannot be set up (`--cacert` unreadable, neither it nor `--insecure`).
+    Tls(String),
     Run(RunError),
     Compare(compare::CompareError),
 }
@@ -66,7 +70,7 @@ impl LoadtestError {
     /// 2 for arguments that cannot work, 1 for everything that went wrong while trying.
     pub fn exit_code(&self) -> u8 {
         match self {
-            LoadtestError::Target(_) | LoadtestError::BodyFile { .. } => 2,
+            LoadtestError::Target(_) | LoadtestError::BodyFile { .. } | LoadtestError::Tls(_) => 2,
             LoadtestError::Run(_) | LoadtestError::Compare(_) => 1,
         }
     }
@@ -79,6 +83,7 @@ impl fmt::Display for LoadtestError {
             LoadtestError::BodyFile { path, source } => {
                 write!(f, "cannot read --body-file {path}: {source}")
             }
+            LoadtestError::Tls(why) => f.write_str(why),
             LoadtestError::Run(e) => e.fmt(f),
             LoadtestError::Compare(e) => e.fmt(f),
         }
@@ -141,6 +146,10 @@ pub fn run_command(args: &RunArgs, stop: &AtomicBool) -> Result<String, Loadtest
         rate: args.rate,
         timeout: args.timeout,
         progress: std::io::stderr().is_terminal(),
+        tls: match target.tls {
+            true => Some(TlsClient::new(&target.host, &args.tls).map_err(LoadtestError::Tls)?),
+            false => None,
+        },
     };
     let outcome = run::run(&config, stop)?;
     let report = Report::new(&target.url, &args.method, &config, &outcome);

@@ -307,6 +307,7 @@ mod tests {
             rate: Some(100.0),
             timeout: Duration::from_secs(1),
             progress: false,
+            tls: None,
         };
         let mut stats = Stats::new().expect("histogram");
         if responses {

@@ -18,6 +18,7 @@ use super::client::Client;
 use super::progress::{self, Counters};
 use super::schedule::{latency_from_due, Schedule};
 use super::stats::{Stats, StatsError, LATE_START};
+use super::tls::TlsClient;
 
 /// Small stacks: a worker needs a few KiB, and `-c 1000` should not reserve 2 GiB.
 const WORKER_STACK: usize = 256 * 1024;
@@ -41,6 +42,8 @@ pub struct RunConfig {
     pub rate: Option<f64>,
     pub timeout: Duration,
     pub progress: bool,
+    /// For an `https://` target.
+    pub tls: Option<TlsClient>,
 }
 
 #[derive(Debug)]
@@ -59,6 +62,12 @@ pub enum RunError {
         addr: SocketAddr,
         source: io::Error,
     },
+    /// The target answered, but a TLS handshake with it failed (a certificate the client
+    /// does not trust, a plain HTTP port).
+    Handshake {
+        addr: SocketAddr,
+        source: io::Error,
+    },
     Stats(StatsError),
     Spawn(io::Error),
     WorkerPanicked,
@@ -70,6 +79,11 @@ impl fmt::Display for RunError {
             RunError::Unreachable { addr, source } => {
                 write!(f, "target {addr} is not reachable: {source}")
             }
+            RunError::Handshake { addr, source } => write!(
+                f,
+                "TLS handshake with {addr} failed: {source} (is it a TLS port? does --cacert \
+                 name the CA that signed its certificate?)"
+            ),
             RunError::Stats(e) => e.fmt(f),
             RunError::Spawn(e) => write!(f, "cannot start a worker thread: {e}"),
             RunError::WorkerPanicked => f.write_str("a worker thread panicked"),
@@ -104,16 +118,28 @@ impl Shared<'_> {
     }
 }
 
-/// Fails fast (exit code 1) when nothing listens, instead of reporting a run of errors.
-pub fn check_reachable(addr: SocketAddr, timeout: Duration) -> Result<(), RunError> {
-    TcpStream::connect_timeout(&addr, timeout)
-        .map(drop)
-        .map_err(|source| RunError::Unreachable { addr, source })
+/// Fails fast (exit code 1) when nothing listens, or when a TLS target's handshake fails,
+/// instead of reporting a run of errors.
+pub fn check_reachable(
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<&TlsClient>,
+) -> Result<(), RunError> {
+    let socket = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|source| RunError::Unreachable { addr, source })?;
+    if let Some(tls) = tls {
+        socket
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| socket.set_write_timeout(Some(timeout)))
+            .and_then(|()| tls.connect(socket).map(drop))
+            .map_err(|source| RunError::Handshake { addr, source })?;
+    }
+    Ok(())
 }
 
 /// Runs the load. `stop` (set by Ctrl-C) ends it early; what was measured is still returned.
 pub fn run(config: &RunConfig, stop: &AtomicBool) -> Result<RunOutcome, RunError> {
-    check_reachable(config.addr, config.timeout)?;
+    check_reachable(config.addr, config.timeout, config.tls.as_ref())?;
     let start = Instant::now();
     let schedule = config.rate.map(|rate| Schedule::new(start, rate));
     let mut limit = config.requests.unwrap_or(u64::MAX);
@@ -189,7 +215,8 @@ fn worker(shared: &Shared<'_>, mut stats: Stats) -> Stats {
         &config.request,
         config.head_request,
         config.keepalive,
-    );
+    )
+    .with_tls(config.tls.as_ref());
     // Bounded: by the request limit and/or the deadline; each request by the timeout.
     loop {
         if shared.stopped() || shared.deadline.is_some_and(|d| Instant::now() >= d) {

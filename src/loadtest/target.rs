@@ -1,4 +1,4 @@
-//! The target URL (`http://HOST[:PORT][/PATH]`) and the loopback-only rule.
+//! The target URL (`http[s]://HOST[:PORT][/PATH]`) and the loopback-only rule.
 //!
 //! A load tester is a traffic cannon; pointed at the wrong address it is an attack. So only
 //! 127.0.0.0/8, ::1 and `localhost` are accepted unless `--allow-remote` says otherwise, and
@@ -12,10 +12,15 @@ pub struct Target {
     /// The URL as given, for the report.
     pub url: String,
     pub addr: SocketAddr,
-    /// Value of the `Host` header: host as written, plus the port when it is not 80.
+    /// Value of the `Host` header: host as written, plus the port when it is not the
+    /// scheme's default.
     pub host_header: String,
+    /// The host as written (brackets kept for IPv6): the TLS server name of an https target.
+    pub host: String,
     /// Path and query, at least `/`.
     pub path: String,
+    /// `https://`: every connection is TLS.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +36,8 @@ impl fmt::Display for TargetError {
             TargetError::Syntax { url, why } => {
                 write!(
                     f,
-                    "invalid target URL {url:?}: {why} (expected http://127.0.0.1:8080/path)"
+                    "invalid target URL {url:?}: {why} (expected http://127.0.0.1:8080/path \
+                     or https://localhost:8443/path)"
                 )
             }
             TargetError::NotLoopback { host } => write!(
@@ -66,15 +72,13 @@ pub fn parse(url: &str, allow_remote: bool) -> Result<Target, TargetError> {
         url: url.to_string(),
         why,
     };
-    let scheme_len = "http://".len();
-    let rest = match url.get(..scheme_len) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("http://") => &url[scheme_len..],
-        _ if url.to_ascii_lowercase().starts_with("https://") => {
-            return Err(syntax(
-                "https is not supported; the proxy stages speak plain HTTP",
-            ))
-        }
-        _ => return Err(syntax("it must start with http://")),
+    let lower = url.to_ascii_lowercase();
+    let (rest, tls) = if lower.starts_with("http://") {
+        (&url["http://".len()..], false)
+    } else if lower.starts_with("https://") {
+        (&url["https://".len()..], true)
+    } else {
+        return Err(syntax("it must start with http:// or https://"));
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
@@ -88,7 +92,9 @@ pub fn parse(url: &str, allow_remote: bool) -> Result<Target, TargetError> {
     if authority.contains('@') {
         return Err(syntax("user info is not supported"));
     }
-    let (host, port) = split_host_port(authority).ok_or_else(|| syntax("bad host or port"))?;
+    let default_port = if tls { 443 } else { 80 };
+    let (host, port) =
+        split_host_port(authority, default_port).ok_or_else(|| syntax("bad host or port"))?;
     if host.is_empty() {
         return Err(syntax("no host"));
     }
@@ -98,7 +104,7 @@ pub fn parse(url: &str, allow_remote: bool) -> Result<Target, TargetError> {
         });
     }
     let addr = resolve(host, port)?;
-    let host_header = if port == 80 {
+    let host_header = if port == default_port {
         host.to_string()
     } else {
         format!("{host}:{port}")
@@ -107,12 +113,14 @@ pub fn parse(url: &str, allow_remote: bool) -> Result<Target, TargetError> {
         url: url.to_string(),
         addr,
         host_header,
+        host: host.to_string(),
         path,
+        tls,
     })
 }
 
 /// Splits `host[:port]` or `[v6][:port]`; the host keeps its brackets (for the Host header).
-fn split_host_port(authority: &str) -> Option<(&str, u16)> {
+fn split_host_port(authority: &str, default_port: u16) -> Option<(&str, u16)> {
     let (host, port) = if authority.starts_with('[') {
         let close = authority.find(']')?;
         let (host, after) = authority.split_at(close + 1);
@@ -129,7 +137,7 @@ fn split_host_port(authority: &str) -> Option<(&str, u16)> {
     };
     let port = match port {
         Some(p) => p.parse().ok().filter(|&p| p != 0)?,
-        None => 80,
+        None => default_port,
     };
     Some((host, port))
 }
@@ -199,6 +207,15 @@ mod tests {
             ("localhost", "/")
         );
 
+        let t = parse("https://localhost/x", false).expect("valid");
+        assert_eq!(t.addr, SocketAddr::from(([127, 0, 0, 1], 443)));
+        assert_eq!((t.host_header.as_str(), t.tls), ("localhost", true));
+        let t = parse("HTTPS://localhost:8443", false).expect("valid");
+        assert_eq!(
+            (t.host_header.as_str(), t.host.as_str()),
+            ("localhost:8443", "localhost")
+        );
+
         let t = parse("HTTP://[::1]:9000?q", false).expect("valid");
         assert_eq!(t.addr, "[::1]:9000".parse().expect("addr"));
         assert_eq!(
@@ -227,7 +244,7 @@ mod tests {
     fn rejects_bad_syntax() {
         for url in [
             "127.0.0.1:8080",
-            "https://127.0.0.1/",
+            "ftp://127.0.0.1/",
             "http://:8080/",
             "http://127.0.0.1:0/",
             "http://127.0.0.1:99999/",

@@ -23,6 +23,11 @@ impl MetricsPhases {
     pub fn off() -> MetricsPhases {
         MetricsPhases { registry: None }
     }
+
+    /// Counts into `registry` if there is one.
+    pub fn counting(registry: Option<Arc<Registry>>) -> MetricsPhases {
+        MetricsPhases { registry }
+    }
 }
 
 impl Phases for MetricsPhases {

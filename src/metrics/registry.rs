@@ -19,8 +19,9 @@ use super::text::{Exposition, Kind};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Layout {
     pub groups: Vec<GroupLayout>,
-    /// Each route's name and the index in `groups` of the group it sends to.
-    pub routes: Vec<(String, usize)>,
+    /// Each route's name and the index in `groups` of the group it sends to (`None`: a
+    /// fixed page or a redirect).
+    pub routes: Vec<(String, Option<usize>)>,
     /// The group that serves requests no route took.
     pub default_group: usize,
 }
@@ -177,7 +178,7 @@ impl Registry {
         let mut routes: Vec<RouteCells> = layout
             .routes
             .iter()
-            .map(|(name, group)| cells(name, Some(*group).filter(|g| *g < groups)))
+            .map(|(name, group)| cells(name, group.filter(|g| *g < groups)))
             .collect();
         let default_group = Some(layout.default_group).filter(|g| *g < groups);
         routes.push(cells(DEFAULT_ROUTE, default_group));
@@ -266,6 +267,21 @@ impl Registry {
             bytes_out: cells.bytes_out.load(Ordering::Relaxed),
             response: cells.response.snapshot(),
         }
+    }
+
+    /// Server `addr` of the group named `group`: zeros for one the layout does not have (a
+    /// server a reload added).
+    pub fn server_named(&self, group: &str, addr: SocketAddr) -> ServerCounts {
+        let found = self
+            .layout
+            .groups
+            .iter()
+            .enumerate()
+            .find_map(|(g, layout)| {
+                let s = layout.servers.iter().position(|&a| a == addr)?;
+                (layout.name == group).then_some((g, s))
+            });
+        found.map_or_else(ServerCounts::default, |(g, s)| self.server(g, s))
     }
 
     /// Every route's totals, `default` and `other` last.
@@ -421,7 +437,7 @@ mod tests {
                     servers: vec![addr(2), addr(3)],
                 },
             ],
-            routes: vec![("site".into(), 0), ("api".into(), 1)],
+            routes: vec![("site".into(), Some(0)), ("api".into(), Some(1))],
             default_group: 0,
         })
     }

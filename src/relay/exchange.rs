@@ -12,7 +12,7 @@ use super::Relay;
 use crate::http::body::{copy_body, Encoding};
 use crate::http::framing::request_framing;
 use crate::http::head::Headers;
-use crate::http::{BodyFraming, BufStream, HttpError, RequestHead, Socket};
+use crate::http::{BodyFraming, BufStream, Header, HttpError, RequestHead, Socket};
 
 /// What the attempts and the response need to know about the request.
 #[derive(Clone, Copy)]
@@ -34,6 +34,8 @@ pub(super) struct Done {
     /// From sending the request to the backend that answered to its response head.
     pub(super) upstream_time: Option<Duration>,
     pub(super) answered_by: AnsweredBy,
+    /// What the response's `X-Cache` said (the cache phase's verdict), for the access log.
+    pub(super) cache: Option<String>,
 }
 
 impl Done {
@@ -46,6 +48,7 @@ impl Done {
             upstream,
             upstream_time: None,
             answered_by: AnsweredBy::Proxy,
+            cache: None,
         }
     }
 }
@@ -118,7 +121,7 @@ impl<P: Phases> Relay<P> {
             return Err(Refusal::close(413));
         }
         let expects_continue = expects_continue(head)?;
-        let client_keep_alive = wants_keep_alive(head);
+        let client_keep_alive = wants_keep_alive(head) && !self.draining();
         let body_pending = matches!(framing, BodyFraming::Chunked)
             || matches!(framing, BodyFraming::Length(n) if n > 0);
 
@@ -200,17 +203,28 @@ impl<P: Phases> Relay<P> {
         ctx: &mut P::Ctx,
         mut reply: Reply,
     ) -> Done {
-        let mut keep_alive = req.client_keep_alive && !reply.close;
+        let mut keep_alive = req.client_keep_alive && !reply.close && !self.draining();
         if req.body_pending {
             // The body was never read. A client waiting for `100 Continue` may never send it,
             // so the connection cannot be kept; otherwise it is read and dropped, so that the
             // next request starts where it should (nginx discards it the same way).
             keep_alive = keep_alive && !req.expects_continue && self.discard_body(client, req);
         }
+        let bodiless_status = matches!(reply.status(), 204 | 304);
+        if !bodiless_status && reply.head.header("content-length").is_none() {
+            // The response phases see a reply's length as they see a backend's (a
+            // compressor's minimum length holds for a cache hit as for the miss that stored
+            // it); the head written below states the framing itself, whatever this says.
+            let length = reply.body.as_bytes().len().to_string();
+            reply.head.headers.push(Header {
+                name: "Content-Length".to_owned(),
+                value: length.into_bytes(),
+            });
+        }
         let mut plan = BodyPlan::default();
         self.phases
             .response_head(ctx, req.head, &mut reply.head, &mut plan);
-        let bodiless_status = matches!(reply.status(), 204 | 304);
+        let cache = cache_status(&reply.head);
         let head_only = req.head.method == "HEAD" || bodiless_status;
         let body = reply.body.as_bytes();
         // A 204 must not carry Content-Length (RFC 9110 section 8.6), and a 304's would
@@ -258,6 +272,7 @@ impl<P: Phases> Relay<P> {
             upstream: None,
             upstream_time: None,
             answered_by: AnsweredBy::Phase,
+            cache,
         }
     }
 
@@ -307,6 +322,13 @@ fn expects_continue(head: &RequestHead) -> Result<bool, Refusal> {
         }
         Some(_) => Err(Refusal::from_client(&HttpError::ExpectationFailed)),
     }
+}
+
+/// The `X-Cache` header that the cache phase put on a response, if any.
+pub(super) fn cache_status(response: &crate::http::ResponseHead) -> Option<String> {
+    response
+        .header("x-cache")
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 closes unless asked to keep it.

@@ -36,6 +36,7 @@ use crate::access_log;
 use crate::http::head::Headers;
 use crate::http::head::{read_request_head, HeadTimeouts};
 use crate::http::{BufStream, Limits, RequestHead, Socket};
+use crate::lifecycle::drain::Drain;
 use crate::upstream::{Connector, Upstreams};
 use exchange::{Done, Refusal};
 
@@ -80,6 +81,9 @@ pub struct RelayConfig {
     pub via_name: String,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: &'static str,
+    /// Set when a graceful shutdown starts: from then on every response closes its
+    /// connection (`Connection: close`).
+    pub drain: Drain,
 }
 
 impl Default for RelayConfig {
@@ -90,6 +94,7 @@ impl Default for RelayConfig {
             retries: 0,
             via_name: "revproxy".to_owned(),
             proto: "http",
+            drain: Drain::default(),
         }
     }
 }
@@ -134,6 +139,12 @@ impl<P: Phases> Relay<P> {
             connector,
             phases,
         }
+    }
+
+    /// This relay with `drain` as its shutdown flag (see [`RelayConfig::drain`]).
+    pub fn with_drain(mut self, drain: Drain) -> Relay<P> {
+        self.config.drain = drain;
+        self
     }
 
     /// Serves an accepted TCP connection until it closes.
@@ -206,13 +217,19 @@ impl<P: Phases> Relay<P> {
                     self.refuse(client, peer, Some(&head), &mut ctx, &refusal, started);
                     return false;
                 }
-                let reply = Reply::error(status).to_bytes(head.method == "HEAD", true);
+                let keep_alive = !self.draining();
+                let reply = Reply::error(status).to_bytes(head.method == "HEAD", keep_alive);
                 let sent = client.write_all(&reply).is_ok();
-                Done::proxy(status, sent, refusal.upstream)
+                Done::proxy(status, sent && keep_alive, refusal.upstream)
             }
         };
         self.log(&mut ctx, peer, Some(&head), &done, started);
         done.keep_alive
+    }
+
+    /// Whether a graceful shutdown has started: no connection is kept past its response.
+    pub(super) fn draining(&self) -> bool {
+        self.config.drain.is_draining()
     }
 
     /// The settings this relay was built with.
@@ -278,11 +295,11 @@ impl<P: Phases> Relay<P> {
             answered_by: done.answered_by,
         };
         self.phases.logging(ctx, &summary);
-        write_access_log(&summary, self.phases.user(ctx));
+        write_access_log(&summary, self.phases.user(ctx), done.cache.as_deref());
     }
 }
 
-fn write_access_log(summary: &Summary<'_>, user: Option<&str>) {
+fn write_access_log(summary: &Summary<'_>, user: Option<&str>, cache: Option<&str>) {
     if !access_log::enabled() {
         return; // skip formatting the request line on the hot path
     }
@@ -300,5 +317,11 @@ fn write_access_log(summary: &Summary<'_>, user: Option<&str>) {
         referer: head.and_then(|h| h.header("referer")),
         user_agent: head.and_then(|h| h.header("user-agent")),
         duration: summary.duration,
+        method: head.map(|h| h.method.as_str()),
+        target: head.map(|h| h.target.as_str()),
+        route: head.and_then(|h| h.route.as_deref()),
+        upstream: summary.upstream,
+        cache,
+        tls: None,
     });
 }

@@ -76,7 +76,8 @@ pub trait Phases: Send + Sync + 'static {
 
     /// The response head is known and nothing is sent yet: change headers, plan the body.
     /// Also called for replies that the request phase made, so that a cache hit is compressed
-    /// like a miss; never for the proxy's own error replies.
+    /// like a miss (such a reply's head carries its body's `Content-Length` here, as a
+    /// backend's does); never for the proxy's own error replies.
     fn response_head(
         &self,
         _ctx: &mut Self::Ctx,

@@ -2,7 +2,7 @@
 //! the response-head phase, the head, then the body, straight or through the phases' plan.
 
 use super::attempt::Answer;
-use super::exchange::{Done, Refusal, Request};
+use super::exchange::{cache_status, Done, Refusal, Request};
 use super::phases::{AnsweredBy, BodyPlan, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
 use super::Relay;
@@ -68,8 +68,12 @@ impl<P: Phases> Relay<P> {
                 .headers
                 .retain(|h| !h.name.eq_ignore_ascii_case("content-length"));
         }
-        let keep_alive =
-            req.client_keep_alive && out_framing != OutFraming::Close && !request_body_cut;
+        // Asked again here, not only when the request arrived: a response that a slow backend
+        // sends after a shutdown started must close its connection too.
+        let keep_alive = req.client_keep_alive
+            && out_framing != OutFraming::Close
+            && !request_body_cut
+            && !self.draining();
         let reply_head = client_response(
             &response,
             out_framing,
@@ -77,6 +81,7 @@ impl<P: Phases> Relay<P> {
             req.head.minor_version,
             &self.config.via_name,
         );
+        let cache = cache_status(&response);
         let done = |bytes, keep_alive| Done {
             status: response.status,
             bytes,
@@ -84,6 +89,7 @@ impl<P: Phases> Relay<P> {
             upstream: Some(backend),
             upstream_time: Some(waited),
             answered_by: AnsweredBy::Upstream,
+            cache: cache.clone(),
         };
         if std::io::Write::write_all(client, &reply_head).is_err() {
             return Err(Refusal::silent());

@@ -4,12 +4,19 @@
 //! accepting the next ([`Sequential`], here), stage 2 forks a process for it ([`fork`]),
 //! stage 3 spawns a thread ([`threads`]), stage 4 hands it to a fixed pool of threads that
 //! serve one request at a time and park idle connections with a `poll` loop ([`pool`]).
+//!
+//! [`serve_until`] is the accept loop with a way out: a graceful shutdown stops it, and then
+//! each model's [`ConnectionModel::drain`] lets the requests in flight finish. [`Swappable`]
+//! is the handler a reload replaces (`swap.rs`).
 
 mod conn;
 pub mod fork;
 mod parker;
 pub mod pool;
+mod swap;
 pub mod threads;
+
+pub use swap::Swappable;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,6 +26,7 @@ use std::time::{Duration, Instant};
 use crate::http::head::request_head_ready;
 use crate::http::stream::{BoxedTransport, Transport};
 use crate::http::BufStream;
+use crate::lifecycle::drain::Drain;
 use crate::relay::{ClientTimeouts, Phases, Relay, Reply};
 
 /// Serves client connections: a whole connection at once, or one request at a time.
@@ -88,6 +96,30 @@ impl<P: Phases> ConnectionHandler for Relay<P> {
 /// Decides where an accepted connection is served.
 pub trait ConnectionModel {
     fn dispatch(&self, stream: TcpStream, peer: SocketAddr, handler: &Arc<dyn ConnectionHandler>);
+
+    /// A graceful shutdown: the accept loop has stopped; close the idle connections now and
+    /// wait, until `deadline` at most, for the busy ones to finish (the relay closes each
+    /// after its current response). Returns whether all finished in time. The default is for
+    /// a model that serves on the accept loop's own thread, where nothing is left by then.
+    fn drain(&self, _deadline: Instant) -> bool {
+        true
+    }
+}
+
+/// Polls `done` until it holds or `deadline` passes; returns whether it held. For a model's
+/// [`ConnectionModel::drain`], which counts what is still busy: a shutdown happens once, so a
+/// few milliseconds of polling cost nothing, where a notification would cost every request.
+pub(crate) fn wait_until(deadline: Instant, done: impl Fn() -> bool) -> bool {
+    const STEP: Duration = Duration::from_millis(10);
+    // Bounded by the deadline.
+    while !done() {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        std::thread::sleep(STEP.min(deadline - now));
+    }
+    true
 }
 
 /// Stage 1: the accept loop itself serves the connection, so the next client waits until this
@@ -157,11 +189,24 @@ pub fn serve(
     model: &dyn ConnectionModel,
     handler: Arc<dyn ConnectionHandler>,
 ) {
+    serve_until(listener, model, handler, &Drain::new());
+}
+
+/// Accepts connections and dispatches each through `model` until `drain` is set. Whoever sets
+/// it must also wake a blocked `accept`: [`stop_listening`] does both.
+pub fn serve_until(
+    listener: &TcpListener,
+    model: &dyn ConnectionModel,
+    handler: Arc<dyn ConnectionHandler>,
+    drain: &Drain,
+) {
     // Set while `accept` keeps failing: the outage is logged when it starts and when it ends,
     // not every 100 ms in between (a log that floods is one nobody reads).
     let mut failing_since: Option<Instant> = None;
-    loop {
+    while !drain.is_draining() {
         match listener.accept() {
+            // Accepted in the instant the listener was shut down: it gets a response (with
+            // `Connection: close`) rather than a reset.
             Ok((stream, peer)) => {
                 if let Some(since) = failing_since.take() {
                     log::warn!("accepting connections again after {:.1?}", since.elapsed());
@@ -169,6 +214,7 @@ pub fn serve(
                 model.dispatch(stream, peer, &handler);
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) if drain.is_draining() => {} // the listener was shut down to wake us
             Err(err) => {
                 // Out of file descriptors, mostly. Spinning on the error would burn a core;
                 // pause so connections can finish and free some. Waiting clients stay in the
@@ -183,4 +229,21 @@ pub fn serve(
             }
         }
     }
+}
+
+/// Starts a graceful shutdown of the accept loop that serves `listener` with `drain`: sets the
+/// flag, then shuts the listening socket down, which wakes the `accept` blocked on it, and
+/// makes the kernel refuse new connections from that moment (see
+/// [`sys::shutdown_listener`](crate::sys::shutdown_listener): Linux's behaviour). Chosen over
+/// a connection to ourselves (which fails when the backlog is full, or the address is a
+/// wildcard that a firewall guards) and over polling the listener with a timeout (a system
+/// call more per connection, and a shutdown late by up to the timeout).
+/// Returns whether this call started the shutdown.
+pub fn stop_listening(listener: &TcpListener, drain: &Drain) -> bool {
+    use std::os::fd::AsFd;
+    let started = drain.start();
+    if let Err(err) = crate::sys::shutdown_listener(listener.as_fd()) {
+        log::warn!("cannot shut the listening socket down: {err}");
+    }
+    started
 }

@@ -30,7 +30,7 @@ use threadpool::ThreadPool;
 
 use super::conn::{Conn, ConnGauges, Open};
 use super::parker::{Parker, ParkerHandle};
-use super::{refuse_busy, ConnectionHandler, ConnectionModel};
+use super::{refuse_busy, wait_until, ConnectionHandler, ConnectionModel};
 use crate::http::BufStream;
 
 /// Default for `--workers`. A worker blocks while its backend answers, so the pool bounds
@@ -224,6 +224,17 @@ impl ConnectionModel for Pool {
                 });
             }
         }
+    }
+
+    /// Stopping the parker closes every parked connection (idle, or with a head still
+    /// arriving) at once, and any parked later, since nobody takes them any more; a worker's
+    /// connection closes after its response, which says `Connection: close` while draining.
+    fn drain(&self, deadline: Instant) -> bool {
+        self.shared.parker.stop();
+        let workers = &self.shared.workers;
+        wait_until(deadline, || {
+            workers.active_count() == 0 && workers.queued_count() == 0
+        })
     }
 }
 

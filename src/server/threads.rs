@@ -11,8 +11,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::Instant;
 
-use super::{refuse_busy, ConnectionHandler, ConnectionModel};
+use super::{refuse_busy, wait_until, ConnectionHandler, ConnectionModel};
 
 /// Default for `--max-connections`: far above what one small machine serves well, low
 /// enough that a flood is refused before it exhausts memory or file descriptors.
@@ -63,6 +64,12 @@ impl ConnectionModel for ThreadPerConnection {
             // The closure was dropped unrun: the slot is released and the socket closed.
             log::error!("{peer}: cannot start a thread: {err}");
         }
+    }
+
+    /// Waits for the connection threads. One that idles between keep-alive requests waits in a
+    /// blocking read and ends only at its idle timeout, or at the deadline with the process.
+    fn drain(&self, deadline: Instant) -> bool {
+        wait_until(deadline, || self.live() == 0)
     }
 }
 

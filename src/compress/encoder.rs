@@ -1,0 +1,281 @@
+//! The compressors as body transforms: each piece of payload goes in, is flushed at once
+//! (zlib's `Z_SYNC_FLUSH`, brotli's `BROTLI_OPERATION_FLUSH`), and what came out goes on to
+//! the client, so a response produced slowly reaches the client as it is produced. The only
+//! buffers are the encoder's own state and the output of one piece, drained every time.
+//!
+//! A flush after every piece costs a few bytes each time (an empty stored block for
+//! deflate) and some ratio on tiny pieces; the relay reads in blocks of several KiB, so
+//! a fast origin's pieces are large and the cost is small.
+
+use std::io::{self, Write};
+
+use brotli::CompressorWriter;
+use flate2::write::{GzEncoder, ZlibEncoder};
+use flate2::Compression;
+
+use crate::relay::BodyTransform;
+
+/// A content coding this proxy can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Brotli,
+    Gzip,
+    /// HTTP's `deflate` is the zlib format (RFC 9110 section 8.4.1.2), not raw deflate.
+    Deflate,
+}
+
+impl Coding {
+    /// The token in `Accept-Encoding` and `Content-Encoding`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Coding::Brotli => "br",
+            Coding::Gzip => "gzip",
+            Coding::Deflate => "deflate",
+        }
+    }
+
+    pub fn from_token(token: &str) -> Option<Coding> {
+        [Coding::Brotli, Coding::Gzip, Coding::Deflate]
+            .into_iter()
+            .find(|c| c.token() == token)
+    }
+}
+
+/// How hard each coding works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Levels {
+    /// zlib level 1 to 9, for gzip and deflate.
+    pub gzip: u32,
+    /// brotli quality 0 to 11.
+    pub brotli: u32,
+    /// brotli window, log2 of its size in bytes (10 to 24).
+    pub brotli_window: u32,
+}
+
+/// brotli's internal input buffer; the output is drained after every piece anyway.
+const BROTLI_BUFFER: usize = 4096;
+
+/// One response's compressor.
+pub struct Encoder {
+    inner: Inner,
+}
+
+enum Inner {
+    Gzip(GzEncoder<Vec<u8>>),
+    Deflate(ZlibEncoder<Vec<u8>>),
+    /// `None` once finished: brotli writes its last block only when given up.
+    Brotli(Option<Box<CompressorWriter<Vec<u8>>>>),
+}
+
+impl Encoder {
+    pub fn new(coding: Coding, levels: Levels) -> Encoder {
+        let inner = match coding {
+            Coding::Gzip => Inner::Gzip(GzEncoder::new(Vec::new(), Compression::new(levels.gzip))),
+            Coding::Deflate => {
+                Inner::Deflate(ZlibEncoder::new(Vec::new(), Compression::new(levels.gzip)))
+            }
+            Coding::Brotli => Inner::Brotli(Some(Box::new(CompressorWriter::new(
+                Vec::new(),
+                BROTLI_BUFFER,
+                levels.brotli,
+                levels.brotli_window,
+            )))),
+        };
+        Encoder { inner }
+    }
+}
+
+/// Writes `input`, flushes, and moves what the encoder produced to `out`.
+fn feed<W: Write>(
+    encoder: &mut W,
+    output: impl FnOnce(&mut W) -> &mut Vec<u8>,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    encoder.write_all(input)?;
+    encoder.flush()?;
+    out.append(output(encoder));
+    Ok(())
+}
+
+impl BodyTransform for Encoder {
+    fn data(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        if input.is_empty() {
+            return Ok(()); // nothing to flush: an empty sync flush would still cost bytes
+        }
+        match &mut self.inner {
+            Inner::Gzip(e) => feed(e, GzEncoder::get_mut, input, out),
+            Inner::Deflate(e) => feed(e, ZlibEncoder::get_mut, input, out),
+            Inner::Brotli(Some(e)) => feed(e.as_mut(), CompressorWriter::get_mut, input, out),
+            Inner::Brotli(None) => Err(io::Error::other("brotli: data after the end")),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Gzip(e) => {
+                e.try_finish()?;
+                out.append(e.get_mut());
+            }
+            Inner::Deflate(e) => {
+                e.try_finish()?;
+                out.append(e.get_mut());
+            }
+            Inner::Brotli(e) => {
+                if let Some(e) = e.take() {
+                    out.append(&mut e.into_inner());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    const LEVELS: Levels = Levels {
+        gzip: 6,
+        brotli: 4,
+        brotli_window: 19,
+    };
+
+    pub(crate) fn decode(coding: Coding, bytes: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        match coding {
+            Coding::Gzip => flate2::read::GzDecoder::new(bytes).read_to_end(&mut out)?,
+            Coding::Deflate => flate2::read::ZlibDecoder::new(bytes).read_to_end(&mut out)?,
+            Coding::Brotli => brotli::Decompressor::new(bytes, 4096).read_to_end(&mut out)?,
+        };
+        Ok(out)
+    }
+
+    fn sample() -> Vec<u8> {
+        (0..2000)
+            .flat_map(|i| format!("{{\"id\":{i},\"name\":\"item {}\"}},", i % 37).into_bytes())
+            .collect()
+    }
+
+    fn encode(coding: Coding, pieces: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
+        let mut encoder = Encoder::new(coding, LEVELS);
+        let mut all = Vec::new();
+        let mut sizes = Vec::new();
+        for piece in pieces {
+            let mut out = Vec::new();
+            encoder.data(piece, &mut out).unwrap();
+            sizes.push(out.len());
+            all.extend(out);
+        }
+        encoder.finish(&mut all).unwrap();
+        (all, sizes)
+    }
+
+    #[test]
+    fn each_coding_round_trips_whole_and_in_many_small_pieces() {
+        let body = sample();
+        for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli] {
+            let (whole, _) = encode(coding, &[&body]);
+            assert!(
+                whole.len() < body.len() / 4,
+                "{coding:?} compresses: {}",
+                whole.len()
+            );
+            assert_eq!(decode(coding, &whole).unwrap(), body, "{coding:?} whole");
+            let pieces: Vec<&[u8]> = body.chunks(7).collect();
+            let (small, _) = encode(coding, &pieces);
+            assert_eq!(
+                decode(coding, &small).unwrap(),
+                body,
+                "{coding:?} in 7-byte pieces"
+            );
+            let (empty, _) = encode(coding, &[]);
+            assert_eq!(
+                decode(coding, &empty).unwrap(),
+                b"",
+                "{coding:?} empty body"
+            );
+        }
+    }
+
+    #[test]
+    fn every_level_and_quality_the_config_allows_round_trips() {
+        let body = &sample()[..4000];
+        let pieces: Vec<&[u8]> = body.chunks(500).collect();
+        for gzip in 1..=9 {
+            for coding in [Coding::Gzip, Coding::Deflate] {
+                let mut encoder = Encoder::new(coding, Levels { gzip, ..LEVELS });
+                let mut out = Vec::new();
+                for piece in &pieces {
+                    encoder.data(piece, &mut out).unwrap();
+                }
+                encoder.finish(&mut out).unwrap();
+                assert_eq!(
+                    decode(coding, &out).unwrap(),
+                    body,
+                    "{coding:?} level {gzip}"
+                );
+            }
+        }
+        for (brotli, brotli_window) in (0..=11).map(|q| (q, 19)).chain([(4, 10), (4, 24)]) {
+            let levels = Levels {
+                brotli,
+                brotli_window,
+                ..LEVELS
+            };
+            let mut encoder = Encoder::new(Coding::Brotli, levels);
+            let mut out = Vec::new();
+            for piece in &pieces {
+                encoder.data(piece, &mut out).unwrap();
+            }
+            encoder.finish(&mut out).unwrap();
+            assert_eq!(decode(Coding::Brotli, &out).unwrap(), body, "{levels:?}");
+        }
+    }
+
+    #[test]
+    fn every_piece_comes_out_at_once_and_decodes_as_a_prefix() {
+        let body = sample();
+        let (first, rest) = body.split_at(1000);
+        for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli] {
+            let mut encoder = Encoder::new(coding, LEVELS);
+            let mut out = Vec::new();
+            encoder.data(first, &mut out).unwrap();
+            assert!(
+                !out.is_empty(),
+                "{coding:?} gave nothing for the first piece"
+            );
+            assert_eq!(decode_prefix(coding, &out), first, "{coding:?} prefix");
+            encoder.data(rest, &mut out).unwrap();
+            encoder.finish(&mut out).unwrap();
+            assert_eq!(decode(coding, &out).unwrap(), body);
+        }
+    }
+
+    /// Decodes a stream that has not ended: everything that was flushed.
+    pub(crate) fn decode_prefix(coding: Coding, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut read = |r: &mut dyn Read| loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        };
+        match coding {
+            Coding::Gzip => read(&mut flate2::read::GzDecoder::new(bytes)),
+            Coding::Deflate => read(&mut flate2::read::ZlibDecoder::new(bytes)),
+            Coding::Brotli => read(&mut brotli::Decompressor::new(bytes, 4096)),
+        }
+        out
+    }
+
+    #[test]
+    fn tokens_name_the_codings() {
+        for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli] {
+            assert_eq!(Coding::from_token(coding.token()), Some(coding));
+        }
+        assert_eq!(Coding::from_token("zstd"), None);
+    }
+}
