@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use support::{connect, dead_addr, raw_backend, read_request_head, Response, TIMEOUT};
 
 const STAGE8: &str = env!("CARGO_BIN_EXE_stage8");
+const STAGE9: &str = env!("CARGO_BIN_EXE_stage9");
 const ADMIN_KEY: &str = "admin-secret-1";
 
 /// A backend: `/missing` is 404, `/cached` may be cached for a minute, the rest is `200 ok`.
@@ -68,17 +69,22 @@ fn start(name: &str, servers: &[SocketAddr], admin: &str) -> Stage {
          [admin]\nlisten = \"127.0.0.1:0\"\n{admin}",
         servers.join(", ")
     );
+    start_with(STAGE8, name, &text)
+}
+
+/// `bin` with the configuration `text`, and the addresses it announces.
+fn start_with(bin: &str, name: &str, text: &str) -> Stage {
     let path: PathBuf = std::env::temp_dir().join(format!(
         "revproxy-metrics-{}-{name}.toml",
         std::process::id()
     ));
     std::fs::write(&path, text).expect("write the config");
-    let mut child = Command::new(STAGE8)
+    let mut child = Command::new(bin)
         .args(["--config", path.to_str().unwrap()])
         .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
         .stdout(Stdio::piped())
         .spawn()
-        .expect("start stage8");
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -92,7 +98,7 @@ fn start(name: &str, servers: &[SocketAddr], admin: &str) -> Stage {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(line) = rx.recv_timeout(left) else {
             let _ = child.kill();
-            panic!("stage8 did not announce its listener and its admin listener");
+            panic!("{bin} did not announce its listener and its admin listener");
         };
         if let Some(a) = line.split("listening on ").nth(1) {
             addr = a.trim().parse().ok();
@@ -806,4 +812,106 @@ fn the_parser_refuses_malformed_lines() {
     let (_, samples) = parse_exposition(&format!("{head}x_total{{a=\"q\\\"\\\\\\n\"}} 1.5\n"));
     assert_eq!(samples[0].labels["a"], "q\"\\\n");
     assert_eq!(samples[0].value, 1.5);
+}
+
+/// Stage 9: requests count by route name, a fixed page under `upstream="none"`, and every
+/// group with its servers on the status.
+#[test]
+fn stage9_counts_by_route_and_shows_every_group() {
+    let (web, api) = (backend(), backend());
+    let text = format!(
+        "[upstreams.web]\nservers = [\"{web}\"]\n\
+         [upstreams.api]\nservers = [\"{api}\"]\n\
+         [[routes]]\nname = \"api\"\npath = \"/api\"\nupstream = \"api\"\nstrip_prefix = true\n\
+         [[routes]]\nname = \"site\"\npath = \"/site\"\nupstream = \"web\"\n\
+         [[routes]]\nname = \"home\"\npath = \"/\"\nreturn = {{ status = 200, body = \"hi\" }}\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n"
+    );
+    let stage = start_with(STAGE9, "stage9", &text);
+    for (path, status) in [
+        ("/api/x", 200),
+        ("/api/missing", 404),
+        ("/api/y", 200),
+        ("/site/z", 200),
+        ("/", 200),
+    ] {
+        assert_eq!(get(stage.addr, "GET", path, "").status, status, "{path}");
+    }
+    let res = get(stage.admin, "GET", "/metrics", "");
+    assert_eq!(res.status, 200);
+    let (types, samples) = parse_exposition(&res.text());
+    check_histograms(&types, &samples);
+    let requests = "revproxy_requests_total";
+    assert_eq!(
+        total(&samples, requests, &[("route", "api"), ("upstream", "api")]),
+        3.0
+    );
+    assert_eq!(
+        total(&samples, requests, &[("route", "api"), ("status", "4xx")]),
+        1.0
+    );
+    assert_eq!(
+        total(
+            &samples,
+            requests,
+            &[("route", "site"), ("upstream", "web")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        total(
+            &samples,
+            requests,
+            &[("route", "home"), ("upstream", "none")]
+        ),
+        1.0
+    );
+    assert_eq!(total(&samples, requests, &[]), 5.0);
+    let api_s = api.to_string();
+    let at_api = [("upstream", "api"), ("server", api_s.as_str())];
+    assert_eq!(
+        total(&samples, "revproxy_upstream_requests_total", &at_api),
+        3.0
+    );
+    assert_eq!(
+        total(&samples, "revproxy_upstream_server_up", &at_api),
+        1.0,
+        "no checks: takes traffic"
+    );
+
+    let res = get(stage.admin, "GET", "/status.json", "");
+    let status: serde_json::Value = serde_json::from_slice(&res.body).expect("JSON");
+    let mut servers: Vec<(String, String, String)> = Vec::new();
+    for g in status["upstreams"].as_array().expect("upstreams") {
+        for s in g["servers"].as_array().expect("servers") {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+            servers.push((text(&g["name"]), text(&s["addr"]), text(&s["state"])));
+        }
+    }
+    servers.sort();
+    let mut want = vec![
+        ("api".to_owned(), api_s.clone(), "UNKNOWN".to_owned()),
+        ("web".to_owned(), web.to_string(), "UNKNOWN".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(servers, want);
+    let routes: Vec<(String, u64)> = status["routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or("").to_owned(),
+                r["requests"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    for (name, count) in [("api", 3), ("site", 1), ("home", 1), ("default", 0)] {
+        assert!(
+            routes.contains(&(name.to_owned(), count)),
+            "{name} {count} in {routes:?}"
+        );
+    }
+    let page = get(stage.admin, "GET", "/status", "").text();
+    assert!(page.contains("upstream api") && page.contains("upstream web"));
 }
