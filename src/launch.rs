@@ -20,7 +20,8 @@
 //!
 //! With `[admin]` in the file, every exchange is counted (a [`MetricsPhases`] first in the
 //! chain) into one registry laid out at start from the groups and routes, which outlives
-//! reloads; the admin listener reads the running groups and phases at each request.
+//! reloads; the admin listener reads the running groups and phases at each request. The
+//! admin listener itself (its address and key) is kept until a restart.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -497,6 +498,10 @@ where
         }
         if new.server.pool != running.settings.server.pool {
             log::warn!("reload: [server] workers and queue need a restart to change");
+        }
+        let admin_listen = |s: &Settings| s.admin.as_ref().map(|a| a.listen.clone());
+        if admin_listen(new) != admin_listen(&running.settings) {
+            log::warn!("reload: [admin] needs a restart to change (its listener keeps running)");
         }
         if new.log_level != running.settings.log_level {
             log::warn!("reload: [log] level needs a restart to change");
