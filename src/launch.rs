@@ -38,7 +38,7 @@ use crate::lifecycle::drain::Drain;
 use crate::lifecycle::graceful;
 use crate::lifecycle::signals::{Event, Signals};
 use crate::metrics::{GroupLayout, Layout, MetricsPhases, PhaseReport, Registry};
-use crate::relay::{Phases, Relay};
+use crate::relay::{Phases, Relay, RelayConfig};
 use crate::route::config::Action;
 use crate::server::{self, pool::Pool, Swappable};
 use crate::upstream::{Connector, Upstreams};
@@ -430,8 +430,12 @@ where
             .collect();
         let phases = (self.phases)(settings, by_name)?;
         let tuning = settings.tuning();
+        let relay_config = RelayConfig {
+            upgrades: settings.upgrades.clone(),
+            ..tuning.relay_config()
+        };
         Ok(Relay::with_phases(
-            tuning.relay_config(),
+            relay_config,
             upstream.balancer.clone(),
             Connector::new(tuning.upstream_timeouts()),
             (MetricsPhases::counting(self.registry.clone()), phases),

@@ -3,7 +3,7 @@
 //! A [`Backend`] is a small HTTP/1.1 server with endpoints made for testing a reverse proxy:
 //! `/echo` shows what the proxy forwarded, `/chunked` and `/bytes/N` exercise body framing,
 //! `/slow` and `/drop` imitate a sick upstream, `/cacheable` lets a cache test tell a cached
-//! answer from a fresh one. Every response names the backend in `X-Backend-Server`, so a
+//! answer from a fresh one, `/ws` is a WebSocket echo. Every response names the backend in `X-Backend-Server`, so a
 //! balancing test can see where each request went.
 //!
 //! It is built on [hyper] (on a tokio runtime the `Backend` owns), not on the proxy's own HTTP
@@ -21,6 +21,7 @@
 
 mod body;
 mod routes;
+mod websocket;
 mod wire;
 
 use std::convert::Infallible;
@@ -238,6 +239,8 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         .title_case_headers(true)
         .max_buf_size(wire::MAX_BUF)
         .serve_connection(io, service)
+        // `/ws` takes the connection over after its 101.
+        .with_upgrades()
         .await;
 }
 

@@ -14,7 +14,7 @@ use backends::{Backend, Options};
 use clap::Parser;
 
 /// Demo origin server for revproxy: /, /health, /echo, /status/N, /bytes/N, /chunked, /slow,
-/// /cacheable, /drop. Every response carries X-Backend-Server: NAME.
+/// /cacheable, /drop, /ws (WebSocket echo). Every response carries X-Backend-Server: NAME.
 #[derive(Parser, Debug)]
 #[command(name = "backends", version)]
 struct Args {

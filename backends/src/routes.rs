@@ -79,7 +79,11 @@ pub(crate) async fn handle(
     request: Request<Incoming>,
     raw: Option<RawHead>,
 ) -> Response<Out> {
-    let mut response = answer(shared, request, raw).await;
+    let mut response = if request.uri().path() == crate::websocket::PATH {
+        crate::websocket::accept(request)
+    } else {
+        answer(shared, request, raw).await
+    };
     response
         .headers_mut()
         .insert(X_BACKEND_SERVER, shared.header.clone());

@@ -749,3 +749,67 @@ fn echo_shows_a_long_header_as_sent() {
     let headers = echoed_headers(&r);
     assert_eq!(headers[1], ("X-Long".to_string(), long));
 }
+
+#[test]
+fn ws_without_a_handshake_is_426_and_names_the_protocol() {
+    let b = start("b1");
+    let r = get(b.addr(), "/ws");
+    assert_eq!(r.status, 426);
+    assert_eq!(r.header("Upgrade"), Some("websocket"));
+}
+
+#[test]
+fn ws_with_a_bad_handshake_is_400() {
+    let b = start("b1");
+    // No Sec-WebSocket-Key.
+    let bytes = exchange(
+        b.addr(),
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert_eq!(parse(&bytes).status, 400);
+}
+
+/// A client frame (masked, as RFC 6455 section 5.3 requires) with a short payload.
+fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+#[test]
+fn ws_switches_and_echoes_frames_then_answers_a_close() {
+    let b = start("b1");
+    let mut s = connect(b.addr());
+    // The key and accept value of RFC 6455 section 1.3; a first frame in the same packet.
+    let mut packet =
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            .to_vec();
+    packet.extend(masked_frame(0x1, b"hi"));
+    s.write_all(&packet).unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let r = read_response(&mut reader, false);
+    assert_eq!(r.status, 101);
+    assert_eq!(
+        r.header("Sec-WebSocket-Accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+    let mut echo = [0u8; 4];
+    reader.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, &[0x81, 2, b'h', b'i'], "an unmasked text frame");
+    s.write_all(&masked_frame(0x9, b"p")).unwrap();
+    let mut pong = [0u8; 3];
+    reader.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, &[0x8A, 1, b'p']);
+    s.write_all(&masked_frame(0x8, &[0x03, 0xE8])).unwrap();
+    let rest = read_until_closed(&mut reader);
+    assert_eq!(
+        rest,
+        [0x88, 2, 0x03, 0xE8],
+        "the close is answered, then the end"
+    );
+}

@@ -69,6 +69,8 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
         };
         let access_log = self.access_log(&config.log)?;
         let cache = crate::cache::config::check(&config.cache).map_err(|e| (self.err)(None, e))?;
+        let upgrades =
+            crate::relay::upgrade::check(&config.upgrades).map_err(|e| (self.err)(None, e))?;
         let access = crate::access::config::check(config.access, self.err)?;
         let admin = crate::admin::config::check(config.admin, self.err)?;
         let compression = crate::compress::config::check(&config.compression, self.err)?;
@@ -76,6 +78,7 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
             admin,
             compression,
             cache,
+            upgrades,
             listen: server_listen,
             log_level,
             upstream,

@@ -22,6 +22,9 @@ pub struct Config {
     pub log: LogSection,
     #[serde(default)]
     pub cache: crate::cache::config::CacheSection,
+    /// WebSocket and other upgrades (stage 6 on); see `relay::upgrade`.
+    #[serde(default)]
+    pub upgrades: crate::relay::upgrade::UpgradeSection,
     /// Stage 8; its types and checks live in `access::config`.
     #[serde(default)]
     pub access: Option<crate::access::config::AccessSection>,

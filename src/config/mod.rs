@@ -61,6 +61,8 @@ pub struct Settings {
     pub routes: crate::route::RouteSettings,
     /// `[cache]` (stage 7 on).
     pub cache: crate::cache::config::CacheSettings,
+    /// `[upgrades]`: WebSocket through the relay (off unless enabled).
+    pub upgrades: crate::relay::UpgradeConfig,
     pub server: ServerSettings,
     /// `[access]` (stage 8), when the file has one.
     pub access: Option<crate::access::AccessSettings>,
@@ -247,6 +249,30 @@ mod tests {
         assert!(err.to_string().contains("unknown variant `xml`"), "{err}");
         let err = check(&format!("[log]\naccess_log = \"\"\n{MINIMAL}")).unwrap_err();
         assert_eq!(err.position, Some((2, 14)), "{err}");
+    }
+
+    #[test]
+    fn upgrades_are_off_unless_the_file_enables_them() {
+        assert_eq!(
+            check(MINIMAL).unwrap().upgrades,
+            crate::relay::UpgradeConfig::default()
+        );
+        let text = format!(
+            "{MINIMAL}[upgrades]\nenabled = true\nmax_tunnels = 8\nidle_timeout_ms = 1500\n"
+        );
+        let upgrades = check(&text).unwrap().upgrades;
+        assert!(upgrades.allow);
+        assert_eq!(upgrades.max_tunnels, 8);
+        assert_eq!(
+            upgrades.idle_timeout,
+            std::time::Duration::from_millis(1500)
+        );
+        let typo = format!("{MINIMAL}[upgrades]\nenable = true\n");
+        let err = check(&typo).unwrap_err().to_string();
+        assert!(
+            err.contains("proxy.toml:4:1: unknown field `enable`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -29,6 +29,15 @@ pub trait Socket: Read + Write {
     /// descriptor sends the FIN); a TLS stream sends `close_notify`, without which the peer
     /// cannot tell a complete close-delimited body from a cut-off one.
     fn finish(&mut self) {}
+
+    /// Another handle on the same connection that a thread of its own can own, for a tunnel
+    /// after a `101 Switching Protocols` (`relay::tunnel`): one thread reads while another
+    /// writes. A TCP socket gives a duplicated descriptor; a stream whose state cannot be
+    /// shared between two handles (TLS keeps one cipher state per direction in one object)
+    /// gives `None`, and the relay then does not offer the upgrade.
+    fn duplicate(&self) -> Option<BoxedTransport> {
+        None
+    }
 }
 
 /// A stream that a thread watching many connections (stage 4's parker) can wait on without
@@ -62,6 +71,13 @@ impl Socket for TcpStream {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
+    }
+
+    fn duplicate(&self) -> Option<BoxedTransport> {
+        // The clone shares the socket (and its timeouts); closing one handle leaves the
+        // connection open for the other.
+        let clone = self.try_clone().ok()?;
+        Some(Box::new(clone))
     }
 }
 
@@ -98,6 +114,10 @@ impl<S: Socket + ?Sized> Socket for &mut S {
     fn finish(&mut self) {
         (**self).finish()
     }
+
+    fn duplicate(&self) -> Option<BoxedTransport> {
+        (**self).duplicate()
+    }
 }
 
 impl<S: Socket + ?Sized> Socket for Box<S> {
@@ -111,6 +131,10 @@ impl<S: Socket + ?Sized> Socket for Box<S> {
 
     fn finish(&mut self) {
         (**self).finish()
+    }
+
+    fn duplicate(&self) -> Option<BoxedTransport> {
+        (**self).duplicate()
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::exchange::{Refusal, Request};
 use super::phases::Phases;
+use super::upgrade;
 use super::Relay;
 use crate::http::body::{copy_body, BodyError, Encoding};
 use crate::http::head::read_response_head;
@@ -123,7 +124,10 @@ impl<P: Phases> Relay<P> {
             BodyFraming::Chunked => OutFraming::Chunked,
             BodyFraming::Empty | BodyFraming::UntilClose => OutFraming::NoBody,
         };
-        let request_head = upstream_request(req.head, &info, out_framing);
+        let mut request_head = upstream_request(req.head, &info, out_framing);
+        if let Some(protocols) = req.upgrade {
+            request_head = upgrade::with_upgrade_headers(request_head, protocols.as_bytes());
+        }
         let (mut conn, mut reused) = self
             .connector
             .checkout(backend)
@@ -355,8 +359,9 @@ impl<P: Phases> Relay<P> {
     /// Reads response heads until a final one. Interim responses (RFC 9110 section 15.2) go
     /// on to an HTTP/1.1 client as they come (a `103 Early Hints` lets a browser start
     /// fetching before the page is ready); an HTTP/1.0 client cannot read them, and gets none.
-    /// `100 Continue` is never forwarded: the proxy answered `Expect` itself. `101` is
-    /// refused, as this proxy opens no tunnels.
+    /// `100 Continue` is never forwarded: the proxy answered `Expect` itself. `101` ends the
+    /// wait when the request offered an upgrade (see `switch.rs`), and is a bad response
+    /// otherwise.
     fn read_final_head<S: Socket>(
         &self,
         client: &mut BufStream<S>,
@@ -371,6 +376,8 @@ impl<P: Phases> Relay<P> {
             let head = read_response_head(conn, &self.upstream_limits, Some(timeout))?;
             *interim_seen |= head.status < 200;
             match head.status {
+                // The switch the request offered: final for this exchange, the tunnel's start.
+                101 if req.upgrade.is_some() => return Ok(head),
                 101 => return Err(HttpError::BadSyntax("upgrade not requested")),
                 100 => continue,
                 102..=199 => {

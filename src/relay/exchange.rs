@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::phases::{AnsweredBy, BodyPlan, Client, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
@@ -23,6 +23,8 @@ pub(super) struct Request<'a> {
     pub(super) body_pending: bool,
     pub(super) client_keep_alive: bool,
     pub(super) peer: SocketAddr,
+    /// The protocols to offer the origin (`Upgrade`), when the request may switch.
+    pub(super) upgrade: Option<&'a str>,
 }
 
 /// How one exchange ended, for the log and the connection loop.
@@ -34,6 +36,8 @@ pub(super) struct Done {
     /// From sending the request to the backend that answered to its response head.
     pub(super) upstream_time: Option<Duration>,
     pub(super) answered_by: AnsweredBy,
+    /// The connection went to this tunnel thread, which logs the exchange itself.
+    pub(super) tunnel: Option<std::thread::JoinHandle<()>>,
     /// What the response's `X-Cache` said (the cache phase's verdict), for the access log.
     pub(super) cache: Option<String>,
 }
@@ -48,6 +52,7 @@ impl Done {
             upstream,
             upstream_time: None,
             answered_by: AnsweredBy::Proxy,
+            tunnel: None,
             cache: None,
         }
     }
@@ -106,6 +111,7 @@ impl<P: Phases> Relay<P> {
         head: &mut RequestHead,
         peer: SocketAddr,
         ctx: &mut P::Ctx,
+        started: Instant,
     ) -> Result<Done, Refusal> {
         let limits = &self.config.limits;
         if head.method == "CONNECT" {
@@ -138,15 +144,26 @@ impl<P: Phases> Relay<P> {
             body_pending,
             client_keep_alive,
             peer,
+            upgrade: None,
         };
         if let Some(reply) = answer {
             return Ok(self.answer(client, &request, ctx, reply));
         }
         let upstreams = self.phases.route(ctx, head).unwrap_or(&*self.upstreams);
+        let (protocols, offer) = self.upgrade_offer(client, &request, ctx)?.unzip();
+        let request = Request {
+            upgrade: protocols.as_deref(),
+            ..request
+        };
         let answer = match self.attempts(client, &request, upstreams) {
             Ok(answer) => answer,
             Err(refusal) => return self.failed(client, &request, ctx, refusal),
         };
+        if let Some(offer) = offer {
+            if answer.response.status == 101 {
+                return self.switch(client, &request, ctx, answer, offer, started);
+            }
+        }
         self.relay_response(client, &request, ctx, answer)
     }
 
@@ -272,6 +289,7 @@ impl<P: Phases> Relay<P> {
             upstream: None,
             upstream_time: None,
             answered_by: AnsweredBy::Phase,
+            tunnel: None,
             cache,
         }
     }

@@ -12,6 +12,9 @@
 //! - `response.rs`: the response head and body on their way to the client;
 //! - `pipeline.rs`: the body through observers and transforms;
 //! - `reply.rs`: what the proxy answers itself;
+//! - `upgrade.rs`: which requests may switch protocols (WebSocket), and how many tunnels;
+//! - `switch.rs`: a `101 Switching Protocols` handed to a tunnel thread;
+//! - `tunnel.rs`: the bytes of a switched connection, both ways;
 //! - `phases.rs`: the hooks.
 
 mod attempt;
@@ -20,6 +23,9 @@ pub mod phases;
 mod pipeline;
 pub mod reply;
 mod response;
+mod switch;
+mod tunnel;
+pub mod upgrade;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -31,6 +37,7 @@ pub use phases::{
     UpstreamAnswer,
 };
 pub use reply::{Reply, ReplyBody};
+pub use upgrade::UpgradeConfig;
 
 use crate::access_log;
 use crate::http::head::Headers;
@@ -81,6 +88,8 @@ pub struct RelayConfig {
     pub via_name: String,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: &'static str,
+    /// WebSocket and other upgrades: off unless allowed (see [`upgrade`]).
+    pub upgrades: UpgradeConfig,
     /// Set when a graceful shutdown starts: from then on every response closes its
     /// connection (`Connection: close`).
     pub drain: Drain,
@@ -94,6 +103,7 @@ impl Default for RelayConfig {
             retries: 0,
             via_name: "revproxy".to_owned(),
             proto: "http",
+            upgrades: UpgradeConfig::default(),
             drain: Drain::default(),
         }
     }
@@ -105,7 +115,19 @@ pub struct Relay<P: Phases = NoPhases> {
     upstream_limits: Limits,
     upstreams: Arc<dyn Upstreams>,
     connector: Connector,
-    phases: P,
+    /// Shared with tunnel threads, which log their exchange when the tunnel ends.
+    phases: Arc<P>,
+    tunnels: upgrade::Tunnels,
+}
+
+/// How a request left its connection.
+enum Served {
+    /// Ready for the next request.
+    Next,
+    /// Closed, by either side.
+    Closed,
+    /// Switched protocols: this thread relays its bytes now.
+    Tunnel(std::thread::JoinHandle<()>),
 }
 
 /// nginx's code for "the client closed the connection before a response was sent".
@@ -132,12 +154,14 @@ impl<P: Phases> Relay<P> {
             max_head: config.limits.max_head.max(64 * 1024),
             ..config.limits
         };
+        let tunnels = upgrade::Tunnels::new(config.upgrades.max_tunnels);
         Relay {
             config,
             upstream_limits,
             upstreams,
             connector,
-            phases,
+            phases: Arc::new(phases),
+            tunnels,
         }
     }
 
@@ -164,9 +188,24 @@ impl<P: Phases> Relay<P> {
     }
 
     /// Serves one client connection: every request on it, in order, until either side closes.
+    ///
+    /// A connection switched to a tunnel (WebSocket) keeps this call until the tunnel ends:
+    /// the models that give a connection its own thread or process (stages 1 to 3, the pool's
+    /// `hold` mode) account for it there, and a forked child must not exit under its tunnel.
     pub fn serve<S: Socket>(&self, client: S, peer: SocketAddr) {
         let mut client = BufStream::new(client);
-        while self.serve_next(&mut client, peer, self.config.client.idle) {}
+        // Bounded by the connection: each turn serves one request, or ends it.
+        loop {
+            match self.serve_one(&mut client, peer, self.config.client.idle) {
+                Served::Next => {}
+                Served::Closed => break,
+                Served::Tunnel(tunnel) => {
+                    // The tunnel has its own handles; this one is closed with it.
+                    let _ = tunnel.join();
+                    return;
+                }
+            }
+        }
         client.finish();
     }
 
@@ -175,12 +214,25 @@ impl<P: Phases> Relay<P> {
     ///
     /// This is the unit of work for models that do not dedicate a thread to a connection for
     /// its whole life (a pool can serve one request, then park the connection while it idles).
+    ///
+    /// A connection switched to a tunnel (WebSocket) returns `false` at once: a tunnel
+    /// thread owns it now, so a pool's worker is free for the next request.
     pub fn serve_next<S: Socket>(
         &self,
         client: &mut BufStream<S>,
         peer: SocketAddr,
         idle: Duration,
     ) -> bool {
+        matches!(self.serve_one(client, peer, idle), Served::Next)
+    }
+
+    /// Serves the next request on a connection; see [`serve_next`](Self::serve_next).
+    fn serve_one<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        peer: SocketAddr,
+        idle: Duration,
+    ) -> Served {
         let timeouts = HeadTimeouts {
             idle: Some(idle),
             whole: Some(self.config.client.head),
@@ -200,22 +252,27 @@ impl<P: Phases> Relay<P> {
                         Instant::now(),
                     );
                 }
-                return false;
+                return Served::Closed;
             }
         };
         let started = Instant::now();
         let mut ctx = P::Ctx::default();
-        let done = match self.exchange(client, &mut head, peer, &mut ctx) {
+        let done = match self.exchange(client, &mut head, peer, &mut ctx, started) {
+            // A tunnel thread owns the connection now, and logs the exchange when it ends.
+            Ok(Done {
+                tunnel: Some(tunnel),
+                ..
+            }) => return Served::Tunnel(tunnel),
             Ok(done) => done,
             Err(refusal) => {
                 let Some(status) = refusal.status else {
                     let done = Done::proxy(CLIENT_GONE, false, refusal.upstream);
                     self.log(&mut ctx, peer, Some(&head), &done, started);
-                    return false;
+                    return Served::Closed;
                 };
                 if !refusal.keep_alive {
                     self.refuse(client, peer, Some(&head), &mut ctx, &refusal, started);
-                    return false;
+                    return Served::Closed;
                 }
                 let keep_alive = !self.draining();
                 let reply = Reply::error(status).to_bytes(head.method == "HEAD", keep_alive);
@@ -224,7 +281,11 @@ impl<P: Phases> Relay<P> {
             }
         };
         self.log(&mut ctx, peer, Some(&head), &done, started);
-        done.keep_alive
+        if done.keep_alive {
+            Served::Next
+        } else {
+            Served::Closed
+        }
     }
 
     /// Whether a graceful shutdown has started: no connection is kept past its response.
@@ -241,6 +302,11 @@ impl<P: Phases> Relay<P> {
     /// counters).
     pub fn phases(&self) -> &P {
         &self.phases
+    }
+
+    /// Tunnels (switched connections, WebSocket) open right now.
+    pub fn open_tunnels(&self) -> usize {
+        self.tunnels.live()
     }
 
     /// Records a refusal made outside [`serve_next`](Self::serve_next), where no request was
@@ -294,9 +360,20 @@ impl<P: Phases> Relay<P> {
             upstream_time: done.upstream_time,
             answered_by: done.answered_by,
         };
-        self.phases.logging(ctx, &summary);
-        write_access_log(&summary, self.phases.user(ctx), done.cache.as_deref());
+        log_summary(&*self.phases, ctx, &summary, done.cache.as_deref());
     }
+}
+
+/// Hands a summary to the logging phase and the access log: for the connection loop, and
+/// for a tunnel thread when its tunnel ends.
+fn log_summary<P: Phases>(
+    phases: &P,
+    ctx: &mut P::Ctx,
+    summary: &Summary<'_>,
+    cache: Option<&str>,
+) {
+    phases.logging(ctx, summary);
+    write_access_log(summary, phases.user(ctx), cache);
 }
 
 fn write_access_log(summary: &Summary<'_>, user: Option<&str>, cache: Option<&str>) {

@@ -9,6 +9,8 @@
 //! - *request* sees the parsed head and the client; it may rewrite the head or answer itself
 //!   with a [`Reply`] (access control's 401, a fixed page, a cache hit);
 //! - *route* picks the upstream group from Host and path;
+//! - *upgrade* (only for a request with `Connection: upgrade`) decides whether it may switch
+//!   protocols, when the relay's own setting should not (a route that allows WebSocket);
 //! - *upstream answer* sees what came back from the upstream (a response head, or the
 //!   proxy's own 502/503/504 when none came) before anything is sent, and may answer the
 //!   client with a [`Reply`] instead (a cache's stored body after a `304` to its own
@@ -58,6 +60,15 @@ pub trait Phases: Send + Sync + 'static {
 
     /// The upstream group for this request; `None` leaves it to the relay's default.
     fn route<'a>(&'a self, _ctx: &mut Self::Ctx, _head: &RequestHead) -> Option<&'a dyn Upstreams> {
+        None
+    }
+
+    /// Whether a request asking to switch protocols (`Upgrade: websocket`) may: `Some`
+    /// decides, `None` leaves it to the relay's `upgrades.allow`. Runs after `route`, so what
+    /// the route phase kept in `Ctx` can decide. `protocols` is what the request asks for,
+    /// refused ones (h2c) already taken out; a request refused here goes upstream without its
+    /// upgrade headers, as a plain request.
+    fn upgrade(&self, _ctx: &mut Self::Ctx, _head: &RequestHead, _protocols: &str) -> Option<bool> {
         None
     }
 
@@ -134,6 +145,12 @@ impl<A: Phases, B: Phases> Phases for (A, B) {
             Some(upstreams) => Some(upstreams),
             None => self.1.route(&mut ctx.1, head),
         }
+    }
+
+    fn upgrade(&self, ctx: &mut Self::Ctx, head: &RequestHead, protocols: &str) -> Option<bool> {
+        self.0
+            .upgrade(&mut ctx.0, head, protocols)
+            .or_else(|| self.1.upgrade(&mut ctx.1, head, protocols))
     }
 
     fn upstream_answer(

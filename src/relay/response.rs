@@ -89,6 +89,7 @@ impl<P: Phases> Relay<P> {
             upstream: Some(backend),
             upstream_time: Some(waited),
             answered_by: AnsweredBy::Upstream,
+            tunnel: None,
             cache: cache.clone(),
         };
         if std::io::Write::write_all(client, &reply_head).is_err() {

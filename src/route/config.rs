@@ -12,6 +12,7 @@
 //! upstream_host = "client"        # Host sent upstream: client, upstream, or a literal name
 //! request_headers = { set = { "X-Route" = "service1" }, remove = ["Cookie"] }
 //! response_headers = { set = { "X-Served-By" = "revproxy" }, remove = ["Server"] }
+//! websocket = true                # pass upgrades (WebSocket) here; default: [upgrades] enabled
 //!
 //! [routing]
 //! default_status = 404            # what a request no route takes gets, or:
@@ -47,6 +48,7 @@ pub struct RouteSection {
     pub upstream_host: Option<Spanned<String>>,
     pub request_headers: Option<Spanned<HeaderEditsSection>>,
     pub response_headers: Option<Spanned<HeaderEditsSection>>,
+    pub websocket: Option<Spanned<bool>>,
 }
 
 /// `return = { status = 200, body = "...", headers = { ... } }`: nginx's `return`.
@@ -138,6 +140,9 @@ pub struct Route {
     pub upstream_host: UpstreamHost,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
+    /// Whether upgrade requests (WebSocket) may switch protocols on this route; `None`
+    /// follows `[upgrades] enabled`.
+    pub websocket: Option<bool>,
 }
 
 /// What a route does with the requests it takes.
@@ -394,6 +399,14 @@ fn check_route(
         None => HeaderEdits::default(),
         Some(edits) => check_edits(edits, "response_headers", FIXED_RESPONSE_HEADERS, at)?,
     };
+    if let Some(websocket) = &section.websocket {
+        if !matches!(action, Action::Upstream(_)) {
+            return Err(at(
+                websocket.span(),
+                "websocket applies only to a route with upstream = \"NAME\"".to_owned(),
+            ));
+        }
+    }
     Ok(Route {
         name,
         hosts,
@@ -403,6 +416,7 @@ fn check_route(
         upstream_host,
         request_headers,
         response_headers,
+        websocket: section.websocket.as_ref().map(|w| *w.get_ref()),
     })
 }
 

@@ -1,8 +1,9 @@
 //! Routing as request phases: the request phase finds the route (Host, then the normalised
 //! path), names it in the head, and either answers (a fixed page, a redirect, the default for
 //! unmatched requests) or rewrites the head for its upstream (prefix stripped, `Host`,
-//! request headers); the route phase hands the relay that route's upstream group; the
-//! response-head phase edits the response headers.
+//! request headers); the route phase hands the relay that route's upstream group; the upgrade
+//! phase applies the route's `websocket` setting; the response-head phase edits the response
+//! headers.
 //!
 //! The decision uses the normalised path of `access::path` (`/%73ervice1/x` is
 //! `/service1/x`, `/service1/../service2` is `/service2`), never the raw bytes, so a route
@@ -154,6 +155,11 @@ impl Phases for RoutePhases {
     fn route<'a>(&'a self, ctx: &mut RouteCtx, _head: &RequestHead) -> Option<&'a dyn Upstreams> {
         let group = self.routes.get(ctx.route?)?.group?;
         Some(&*self.groups[group].1)
+    }
+
+    /// A route's `websocket` setting, when it has one, decides over `[upgrades] enabled`.
+    fn upgrade(&self, ctx: &mut RouteCtx, _head: &RequestHead, _protocols: &str) -> Option<bool> {
+        self.routes.get(ctx.route?)?.route.websocket
     }
 
     fn response_head(
