@@ -158,6 +158,28 @@ fn wait_for_verdicts(stage: &Stage, servers: usize) {
     }
 }
 
+/// `/metrics` once `want` requests are counted. An exchange is counted when it is logged,
+/// just after its last byte went out, so the client may read it a moment before: wait
+/// (bounded) for the count rather than race it.
+fn scrape_when_counted(stage: &Stage, extra: &str, want: f64) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let res = get(stage.admin, "GET", "/metrics", extra);
+        assert_eq!(res.status, 200, "{}", res.text());
+        let text = res.text();
+        let (_, samples) = parse_exposition(&text);
+        let counted = total(&samples, "revproxy_requests_total", &[]);
+        if counted >= want {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {counted} of {want} requests were counted"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// One sample line, parsed.
 #[derive(Debug, Clone)]
 struct Sample {
@@ -416,6 +438,7 @@ fn metrics_count_a_known_sequence_and_every_line_parses() {
         assert_eq!((res.status, res.header("x-cache")), (200, Some(want)));
     }
     drop(conn);
+    scrape_when_counted(&stage, &key_header(), 8.0);
 
     // The scrape itself is sent in fragments, as a slow client would.
     let mut admin = connect(stage.admin);
@@ -837,14 +860,18 @@ fn stage9_counts_by_route_and_shows_every_group() {
     ] {
         assert_eq!(get(stage.addr, "GET", path, "").status, status, "{path}");
     }
-    let res = get(stage.admin, "GET", "/metrics", "");
-    assert_eq!(res.status, 200);
-    let (types, samples) = parse_exposition(&res.text());
+    let text = scrape_when_counted(&stage, "", 5.0);
+    let (types, samples) = parse_exposition(&text);
     check_histograms(&types, &samples);
     let requests = "revproxy_requests_total";
     assert_eq!(
         total(&samples, requests, &[("route", "api"), ("upstream", "api")]),
-        3.0
+        3.0,
+        "{}",
+        text.lines()
+            .filter(|l| l.starts_with(requests) && !l.ends_with(" 0"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert_eq!(
         total(&samples, requests, &[("route", "api"), ("status", "4xx")]),
