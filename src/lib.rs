@@ -45,4 +45,5 @@ pub mod route;
 pub mod server;
 pub mod settings;
 pub mod sys;
+pub mod tls;
 pub mod upstream;

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::http::stream::{BoxedTransport, Transport};
 use crate::http::BufStream;
-use crate::sys;
+use crate::tls::client::{self as tls_client, BackendTls};
+use crate::tls::config::UpstreamTls;
 
 /// Resolves `host:port` to one socket address (flags and config files name backends so).
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
@@ -139,6 +140,8 @@ pub struct Connector {
     max_idle_time: Duration,
     max_idle_per_backend: usize,
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    /// Backends spoken to over TLS (`https://` servers), with their SNI name and verifier.
+    tls: HashMap<SocketAddr, BackendTls>,
 }
 
 impl Connector {
@@ -148,7 +151,23 @@ impl Connector {
             max_idle_time: Duration::from_secs(4),
             max_idle_per_backend: 64,
             idle: Mutex::new(HashMap::new()),
+            tls: HashMap::new(),
         }
+    }
+
+    /// Speaks TLS to `backend` from now on (an `https://` server of an upstream).
+    pub fn with_tls(mut self, backend: SocketAddr, tls: BackendTls) -> Connector {
+        self.tls.insert(backend, tls);
+        self
+    }
+
+    /// Speaks TLS to every `https://` server of a group (`UpstreamSettings::tls`), verified
+    /// as the group says; fails when its `ca_file` cannot be read.
+    pub fn with_tls_group(mut self, group: &UpstreamTls) -> Result<Connector, String> {
+        for (backend, tls) in tls_client::backends(group)? {
+            self.tls.insert(backend, tls);
+        }
+        Ok(self)
     }
 
     pub fn timeouts(&self) -> UpstreamTimeouts {
@@ -157,8 +176,8 @@ impl Connector {
 
     /// An idle connection to `backend` if a live one is kept (`true` = reused), else a new one.
     pub fn checkout(&self, backend: SocketAddr) -> io::Result<(UpstreamConn, bool)> {
-        while let Some(idle) = self.take_idle(backend) {
-            if idle.since.elapsed() < self.max_idle_time && still_idle(idle.conn.get_ref()) {
+        while let Some(mut idle) = self.take_idle(backend) {
+            if idle.since.elapsed() < self.max_idle_time && still_idle(idle.conn.get_mut()) {
                 return Ok((idle.conn, true));
             }
         }
@@ -171,7 +190,11 @@ impl Connector {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(self.timeouts.read))?;
         stream.set_write_timeout(Some(self.timeouts.write))?;
-        Ok(BufStream::new(Box::new(stream)))
+        let transport: BoxedTransport = match self.tls.get(&backend) {
+            Some(tls) => tls.connect(stream)?,
+            None => Box::new(stream),
+        };
+        Ok(BufStream::new(transport))
     }
 
     /// Keeps a connection whose last exchange ended cleanly, for the next request.
@@ -201,14 +224,17 @@ impl Connector {
     }
 }
 
-/// Whether an idle connection is still usable: a backend that closed it has sent a FIN, which
-/// shows up as a readable socket, and a backend that sent anything at all while the
-/// connection idled is confused. Either way it must not carry the next request. One `poll`
-/// with no wait answers it (rather than toggling non-blocking mode around a `peek`: three
-/// system calls).
-fn still_idle(transport: &dyn Transport) -> bool {
-    // A failed `poll` says nothing good about the connection: not reused.
-    !transport.has_buffered() && matches!(sys::poll_now(transport.as_fd()), Ok(false))
+/// Whether an idle connection is still usable: a backend that closed it has sent a FIN (or a
+/// TLS `close_notify`), and a backend that sent any payload at all while the connection idled
+/// is confused. Either way it must not carry the next request.
+///
+/// A read without waiting answers it: on TCP one `poll` that finds nothing (rather than
+/// toggling non-blocking mode around a `peek`: three system calls); over TLS it also consumes
+/// records that carry no payload (a late session ticket), which must not count against the
+/// connection. Whatever it reads belongs to a connection that is dropped anyway.
+fn still_idle(transport: &mut dyn Transport) -> bool {
+    // A failed read says nothing good about the connection: not reused.
+    !transport.has_buffered() && matches!(transport.read_now(&mut [0u8; 1]), Ok(None))
 }
 
 #[cfg(test)]

@@ -74,9 +74,16 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
         let access = crate::access::config::check(config.access, self.err)?;
         let admin = crate::admin::config::check(config.admin, self.err)?;
         let compression = crate::compress::config::check(&config.compression, self.err)?;
+        let tls = match &config.tls {
+            None => None,
+            Some(section) => {
+                Some(crate::tls::config::check(section).map_err(|(span, e)| (self.err)(span, e))?)
+            }
+        };
         Ok(Settings {
             admin,
             compression,
+            tls,
             cache,
             upgrades,
             listen: server_listen,
@@ -147,12 +154,18 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
             return Err(self.at(section, format!("[upstreams.{name}] has no servers")));
         }
         let mut servers: Vec<BackendSpec> = Vec::new();
+        let mut tls_names = Vec::new();
         for entry in &group.servers {
             let (addr, weight) = match entry.get_ref() {
                 ServerEntry::Addr(addr) => (addr.as_str(), 1),
                 ServerEntry::Full(full) => (full.addr.as_str(), full.weight),
             };
-            let addr = resolve(addr).map_err(|e| self.at(entry, e))?;
+            let https = crate::tls::config::https_server(addr);
+            let addr = resolve(https.map_or(addr, |(host_port, _)| host_port))
+                .map_err(|e| self.at(entry, e))?;
+            if let Some((_, name)) = https {
+                tls_names.push((addr, name.to_owned()));
+            }
             if !(1..=1000).contains(&weight) {
                 return Err(self.at(entry, format!("weight {weight} must be from 1 to 1000")));
             }
@@ -165,7 +178,14 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
             None => None,
             Some(h) => Some(self.health(name, h)?),
         };
+        let tls = crate::tls::config::upstream_tls(
+            tls_names,
+            group.ca_file.as_ref(),
+            group.tls_verify.as_ref(),
+        )
+        .map_err(|(span, e)| (self.err)(span, format!("[upstreams.{name}] {e}")))?;
         Ok(UpstreamSettings {
+            tls,
             name: name.to_owned(),
             servers,
             strategy: group.strategy,

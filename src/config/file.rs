@@ -39,6 +39,9 @@ pub struct Config {
     /// Stage 9's response compression; its types and checks live in `compress::config`.
     #[serde(default)]
     pub compression: crate::compress::config::CompressionSection,
+    /// Stage 9; its types and checks live in `tls::config`.
+    #[serde(default)]
+    pub tls: Option<crate::tls::config::TlsSection>,
 }
 
 /// `[server]`: the listener, its workers, and what clients may do.
@@ -90,6 +93,13 @@ pub struct UpstreamSection {
     #[serde(default = "default_read_timeout_ms")]
     pub read_timeout_ms: u64,
     pub health: Option<HealthSection>,
+    /// For `https://` servers: the PEM file of the CA their certificates must chain to
+    /// (the system's roots when left out).
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
+    /// `false` accepts any certificate from `https://` servers (warned about at start).
+    #[serde(default)]
+    pub tls_verify: Option<Spanned<bool>>,
 }
 
 fn default_strategy() -> StrategyKind {
@@ -108,7 +118,8 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A server: `"127.0.0.1:8000"`, or `{ addr = "127.0.0.1:8000", weight = 2 }`.
+/// A server: `"127.0.0.1:8000"`, or `{ addr = "127.0.0.1:8000", weight = 2 }`; an address
+/// written `https://host:port` is spoken to over TLS, with `host` as the SNI name.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum ServerEntry {

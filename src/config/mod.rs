@@ -72,6 +72,8 @@ pub struct Settings {
     pub compression: crate::compress::CompressSettings,
     /// `[log]`'s access log.
     pub access_log: AccessLogSettings,
+    /// `[tls]` (stage 9), when the file has one.
+    pub tls: Option<crate::tls::config::TlsSettings>,
 }
 
 /// Where access lines go, and how they are written.
@@ -102,6 +104,8 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub health: Option<HealthSettings>,
+    /// How to reach its `https://` servers; `None` when it has none.
+    pub tls: Option<crate::tls::config::UpstreamTls>,
 }
 
 /// Active health checks, resolved.
@@ -219,6 +223,34 @@ mod tests {
     }
 
     const MINIMAL: &str = "[upstreams.app]\nservers = [\"127.0.0.1:8000\"]\n";
+
+    #[test]
+    fn tls_and_https_servers_are_read() {
+        let text =
+            "[tls]\nlisten = \"127.0.0.1:8443\"\nself_signed = true\nhsts = \"max-age=60\"\n\
+                    [upstreams.app]\nservers = [\"https://localhost:9443\", \"127.0.0.1:8000\"]\n\
+                    ca_file = \"ca.pem\"\n";
+        let s = check(text).unwrap();
+        let tls = s.tls.expect("[tls] is read");
+        assert_eq!(tls.listen, "127.0.0.1:8443");
+        assert_eq!(tls.hsts.as_deref(), Some("max-age=60"));
+        let up = s.upstream.tls.expect("an https server");
+        assert_eq!(up.servers.len(), 1);
+        assert_eq!(up.servers[0].1, "localhost");
+        assert_eq!(up.servers[0].0, s.upstream.servers[0].addr);
+        assert!(check(MINIMAL).unwrap().tls.is_none());
+        // Errors point at the key.
+        let tls = "[tls]\nlisten = \"127.0.0.1:8443\"\nself_signed = true\nhsts = \"forever\"\n";
+        let err = check(&format!("{tls}{MINIMAL}")).unwrap_err();
+        assert_eq!(err.position, Some((4, 8)), "{err}");
+        let err = check("[upstreams.app]\nservers = [\"127.0.0.1:8000\"]\ntls_verify = false\n")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("proxy.toml:3:14: [upstreams.app] tls_verify: no server is https://"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_minimal_file_gets_the_defaults() {

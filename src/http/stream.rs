@@ -30,6 +30,18 @@ pub trait Socket: Read + Write {
     /// cannot tell a complete close-delimited body from a cut-off one.
     fn finish(&mut self) {}
 
+    /// The scheme requests on this stream arrived with: `http`, or `https` over TLS. Per
+    /// connection, because one proxy may listen for both.
+    fn scheme(&self) -> &'static str {
+        "http"
+    }
+
+    /// The TLS version negotiated (`TLSv1.2`, `TLSv1.3`, as nginx's `$ssl_protocol` names
+    /// them), `None` for a stream without TLS or before its handshake is done.
+    fn tls_version(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Another handle on the same connection that a thread of its own can own, for a tunnel
     /// after a `101 Switching Protocols` (`relay::tunnel`): one thread reads while another
     /// writes. A TCP socket gives a duplicated descriptor; a stream whose state cannot be
@@ -62,6 +74,13 @@ pub trait Transport: Socket + AsFd + Send {
     /// Switches reads and writes between blocking and non-blocking, for a thread that must
     /// never wait on one peer (the parker answering a `408`).
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()>;
+
+    /// While a TLS handshake is still in progress, the moment it must be done by; `None` once
+    /// it is (or for a stream without one). The parker closes a connection past it, so a
+    /// client that connects and never finishes its handshake is dropped early.
+    fn handshake_deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
 }
 
 impl Socket for TcpStream {
@@ -115,6 +134,14 @@ impl<S: Socket + ?Sized> Socket for &mut S {
         (**self).finish()
     }
 
+    fn scheme(&self) -> &'static str {
+        (**self).scheme()
+    }
+
+    fn tls_version(&self) -> Option<&'static str> {
+        (**self).tls_version()
+    }
+
     fn duplicate(&self) -> Option<BoxedTransport> {
         (**self).duplicate()
     }
@@ -133,6 +160,14 @@ impl<S: Socket + ?Sized> Socket for Box<S> {
         (**self).finish()
     }
 
+    fn scheme(&self) -> &'static str {
+        (**self).scheme()
+    }
+
+    fn tls_version(&self) -> Option<&'static str> {
+        (**self).tls_version()
+    }
+
     fn duplicate(&self) -> Option<BoxedTransport> {
         (**self).duplicate()
     }
@@ -149,6 +184,10 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         (**self).set_nonblocking(nonblocking)
+    }
+
+    fn handshake_deadline(&self) -> Option<std::time::Instant> {
+        (**self).handshake_deadline()
     }
 }
 

@@ -114,7 +114,7 @@ impl<P: Phases> Relay<P> {
         let backend = lease.backend();
         let info = ForwardInfo {
             client_ip: req.peer.ip(),
-            proto: self.config.proto,
+            proto: req.proto,
             via_name: &self.config.via_name,
             // Formatted only when the client sent no Host: no allocation per request.
             fallback_host: backend,

@@ -25,6 +25,8 @@ pub(super) struct Request<'a> {
     pub(super) peer: SocketAddr,
     /// The protocols to offer the origin (`Upgrade`), when the request may switch.
     pub(super) upgrade: Option<&'a str>,
+    /// `http` or `https`: how this connection reached us (for `X-Forwarded-Proto`).
+    pub(super) proto: &'static str,
 }
 
 /// How one exchange ended, for the log and the connection loop.
@@ -131,10 +133,8 @@ impl<P: Phases> Relay<P> {
         let body_pending = matches!(framing, BodyFraming::Chunked)
             || matches!(framing, BodyFraming::Length(n) if n > 0);
 
-        let client_info = Client {
-            peer,
-            proto: self.config.proto,
-        };
+        let proto = client.get_ref().scheme();
+        let client_info = Client { peer, proto };
         let answer = self.phases.request(ctx, head, &client_info);
         let head: &RequestHead = head;
         let request = Request {
@@ -145,6 +145,7 @@ impl<P: Phases> Relay<P> {
             client_keep_alive,
             peer,
             upgrade: None,
+            proto,
         };
         if let Some(reply) = answer {
             return Ok(self.answer(client, &request, ctx, reply));

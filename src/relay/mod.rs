@@ -84,10 +84,9 @@ pub struct RelayConfig {
     /// Further backends to try when one cannot be reached, or drops a replayable request
     /// without answering.
     pub retries: usize,
-    /// This proxy's name in `Via`.
+    /// This proxy's name in `Via`. (`X-Forwarded-Proto` comes from each connection's
+    /// `Socket::scheme`, since one relay may serve a plain and a TLS listener.)
     pub via_name: String,
-    /// `http` or `https`, for `X-Forwarded-Proto`.
-    pub proto: &'static str,
     /// WebSocket and other upgrades: off unless allowed (see [`upgrade`]).
     pub upgrades: UpgradeConfig,
     /// Set when a graceful shutdown starts: from then on every response closes its
@@ -102,7 +101,6 @@ impl Default for RelayConfig {
             client: ClientTimeouts::default(),
             retries: 0,
             via_name: "revproxy".to_owned(),
-            proto: "http",
             upgrades: UpgradeConfig::default(),
             drain: Drain::default(),
         }
@@ -267,7 +265,14 @@ impl<P: Phases> Relay<P> {
             Err(refusal) => {
                 let Some(status) = refusal.status else {
                     let done = Done::proxy(CLIENT_GONE, false, refusal.upstream);
-                    self.log(&mut ctx, peer, Some(&head), &done, started);
+                    self.log(
+                        &mut ctx,
+                        peer,
+                        Some(&head),
+                        &done,
+                        started,
+                        client.get_ref().tls_version(),
+                    );
                     return Served::Closed;
                 };
                 if !refusal.keep_alive {
@@ -280,7 +285,14 @@ impl<P: Phases> Relay<P> {
                 Done::proxy(status, sent && keep_alive, refusal.upstream)
             }
         };
-        self.log(&mut ctx, peer, Some(&head), &done, started);
+        self.log(
+            &mut ctx,
+            peer,
+            Some(&head),
+            &done,
+            started,
+            client.get_ref().tls_version(),
+        );
         if done.keep_alive {
             Served::Next
         } else {
@@ -316,7 +328,7 @@ impl<P: Phases> Relay<P> {
         let started = Instant::now()
             .checked_sub(duration)
             .unwrap_or_else(Instant::now);
-        self.log(&mut P::Ctx::default(), peer, None, &done, started);
+        self.log(&mut P::Ctx::default(), peer, None, &done, started, None);
     }
 
     /// Answers with the refusal's status and closes, giving the client time to read it.
@@ -335,7 +347,14 @@ impl<P: Phases> Relay<P> {
         let sent = client.write_all(&reply).is_ok();
         // Logged before the lingering close: its second of draining is not the exchange's.
         let done = Done::proxy(status, false, refusal.upstream);
-        self.log(ctx, peer, head, &done, started);
+        self.log(
+            ctx,
+            peer,
+            head,
+            &done,
+            started,
+            client.get_ref().tls_version(),
+        );
         if sent {
             reply::linger(client);
         }
@@ -349,8 +368,10 @@ impl<P: Phases> Relay<P> {
         head: Option<&RequestHead>,
         done: &Done,
         started: Instant,
+        tls_version: Option<&'static str>,
     ) {
         let summary = Summary {
+            tls_version,
             peer,
             request: head,
             status: done.status,

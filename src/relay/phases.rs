@@ -308,4 +308,7 @@ pub struct Summary<'a> {
     /// backend's own time, plus the request body's upload); `None` when none answered.
     pub upstream_time: Option<Duration>,
     pub answered_by: AnsweredBy,
+    /// The TLS version of the client connection (`TLSv1.3`), `None` over plain TCP (see
+    /// `Socket::tls_version`).
+    pub tls_version: Option<&'static str>,
 }

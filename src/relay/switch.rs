@@ -79,6 +79,8 @@ impl<P: Phases> Job<P> {
             // The tunnel's lifetime says nothing about the backend's response time.
             upstream_time: None,
             answered_by: AnsweredBy::Upstream,
+            // Only plain TCP switches (a TLS stream cannot be `duplicate`d).
+            tls_version: None,
         };
         // A switched exchange never comes from the cache.
         log_summary(&*self.phases, &mut self.ctx, &summary, None);

@@ -53,12 +53,19 @@ impl Drop for Open {
 impl Conn {
     /// When the parker should give up: the idle timeout between requests, or the header
     /// timeout once a head has started (the same rules as a worker reading it would apply).
+    /// A TLS handshake still in progress has its own, shorter deadline.
     pub(super) fn deadline(&self) -> Instant {
         let timeouts = self.handler.timeouts();
-        match self.head_since {
+        let wait = match self.head_since {
             Some(started) => started + timeouts.head,
             None => self.idle_since + timeouts.idle,
-        }
+        };
+        self.handshake_deadline().map_or(wait, |d| d.min(wait))
+    }
+
+    /// When the TLS handshake must be done by, while it is in progress.
+    pub(super) fn handshake_deadline(&self) -> Option<Instant> {
+        self.stream.get_ref().handshake_deadline()
     }
 
     /// Whether bytes wait inside the stream where `poll` cannot see them (see `Transport`).

@@ -59,6 +59,13 @@ pub trait ConnectionHandler: Send + Sync + 'static {
     /// A connection was answered `status` before a request could be served (a model at
     /// capacity, a head that never finished), so that the logging phase counts it too.
     fn refused(&self, peer: SocketAddr, status: u16, duration: Duration);
+
+    /// Whether a model at capacity may answer a fresh connection in plain HTTP (its `503`).
+    /// Not on a TLS listener: the client waits for a ServerHello, and `HTTP/1.1 503` would be
+    /// garbage to it, so the connection is just closed.
+    fn refuses_in_plain_http(&self) -> bool {
+        true
+    }
 }
 
 impl<P: Phases> ConnectionHandler for Relay<P> {
@@ -137,6 +144,11 @@ impl ConnectionModel for Sequential {
 /// that is full. Never blocks, because the caller is the accept loop, which must stay free to
 /// refuse the next client too.
 pub fn refuse_busy(stream: TcpStream, peer: SocketAddr, handler: &dyn ConnectionHandler) {
+    if !handler.refuses_in_plain_http() {
+        drop(stream); // closes: a TLS client sees the connection end during its handshake
+        handler.refused(peer, 503, Duration::ZERO);
+        return;
+    }
     // Content-Type first, then Retry-After: the same bytes as before replies were `Reply`s.
     let reply = Reply::new(503)
         .text("503 Service Unavailable: the proxy is at capacity, retry shortly\n")

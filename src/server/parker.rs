@@ -189,10 +189,15 @@ impl Parker {
     }
 }
 
-/// Ends a connection whose wait is over: an idle one is just closed (as nginx does); one that
-/// started a head and did not finish it in time gets `408`, as from a worker reading it.
+/// Ends a connection whose wait is over: an idle one, or one still in its TLS handshake, is
+/// just closed (as nginx does); one that started a head and did not finish it in time gets
+/// `408`, as from a worker reading it.
 fn expire(conn: Conn) {
     let peer = conn.peer;
+    if conn.handshake_deadline().is_some() {
+        log::debug!("{peer}: TLS handshake not finished in time, closed");
+        return close_quietly(conn);
+    }
     if conn.head_since.is_none() {
         log::debug!("{peer}: idle keep-alive connection closed");
         return close_quietly(conn);
