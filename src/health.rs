@@ -49,6 +49,20 @@ pub struct ServerHealth {
     pub consecutive_failures: u32,
     /// When it was last seen healthy (wall clock, for people reading the table).
     pub last_healthy: Option<SystemTime>,
+    /// The last active probe, for the status page.
+    pub last_check: Option<Check>,
+    /// Active probes that passed and failed since start, for `/metrics`.
+    pub checks_passed: u64,
+    pub checks_failed: u64,
+}
+
+/// What one active probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub at: SystemTime,
+    pub passed: bool,
+    /// The status it got (`200`), or why it failed (`connect: Connection refused`).
+    pub detail: String,
 }
 
 /// The health of every server of one upstream.
@@ -75,6 +89,9 @@ impl HealthTable {
                         consecutive_successes: 0,
                         consecutive_failures: 0,
                         last_healthy: None,
+                        last_check: None,
+                        checks_passed: 0,
+                        checks_failed: 0,
                     })
                     .collect(),
             ),
@@ -126,6 +143,32 @@ impl HealthTable {
                 _ => log::info!("upstream {upstream}: server {addr} is now {after} ({source})"),
             }
         }
+    }
+
+    /// Records an active probe's result, then counts it like any success or failure.
+    pub fn record_probe(&self, index: usize, result: &Result<u16, String>) {
+        {
+            let mut servers = self.lock();
+            let server = &mut servers[index];
+            match result {
+                Ok(_) => server.checks_passed += 1,
+                Err(_) => server.checks_failed += 1,
+            }
+            server.last_check = Some(Check {
+                at: SystemTime::now(),
+                passed: result.is_ok(),
+                detail: match result {
+                    Ok(status) => status.to_string(),
+                    Err(why) => why.clone(),
+                },
+            });
+        }
+        self.record(index, result.is_ok(), "probe");
+    }
+
+    /// The upstream group's name.
+    pub fn upstream(&self) -> &str {
+        &self.upstream
     }
 
     /// A real request's success only breaks a failure streak: an unhealthy server is brought
@@ -196,7 +239,7 @@ fn probe_loop(table: &HealthTable, settings: &HealthSettings, stop: &(Mutex<bool
             if let Err(why) = &result {
                 log::debug!("health probe of {addr}: {why}");
             }
-            table.record(index, result.is_ok(), "probe");
+            table.record_probe(index, &result);
         }
         // Sleep out the rest of the interval, waking at once when asked to stop.
         let (flag, wake) = stop;
@@ -347,6 +390,19 @@ mod tests {
     }
 
     #[test]
+    fn probes_are_counted_and_the_last_one_kept() {
+        let t = table(1, 1);
+        t.record_probe(0, &Ok(200));
+        t.record_probe(0, &Err("connect: refused".to_owned()));
+        let s = &t.snapshot()[0];
+        assert_eq!((s.checks_passed, s.checks_failed), (1, 1));
+        let last = s.last_check.as_ref().expect("a probe was recorded");
+        assert!(!last.passed);
+        assert_eq!(last.detail, "connect: refused");
+        assert_eq!(s.state, State::Unhealthy, "the probe counted toward fall");
+    }
+
+    #[test]
     fn a_server_that_never_answers_does_not_stay_unknown() {
         let t = table(2, 3);
         for _ in 0..3 {
@@ -387,6 +443,9 @@ mod tests {
             consecutive_successes: 5,
             consecutive_failures: 0,
             last_healthy: Some(SystemTime::UNIX_EPOCH),
+            last_check: None,
+            checks_passed: 5,
+            checks_failed: 0,
         };
         let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1500);
         let text = format_table("app", &[(server, 3)], now);

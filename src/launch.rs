@@ -17,6 +17,11 @@
 //! between stderr and a file for the access log, the log level) is kept, with a warning. A
 //! reload starts the phases afresh: the cache and the rate-limit counters begin empty, and
 //! the `--debug` table keeps showing the health of the group it started with.
+//!
+//! With `[admin]` in the file, every exchange is counted (a [`MetricsPhases`] first in the
+//! chain) into one registry laid out at start from the groups and routes, which outlives
+//! reloads; the admin listener reads the running groups and phases at each request. The
+//! admin listener itself (its address and key) is kept until a restart.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -26,12 +31,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use clap::Args;
 
+use crate::admin::{self, AdminSettings, GroupSource, Sources};
 use crate::config::{self, AccessLogSettings, Settings};
 use crate::health::MonitoredUpstream;
 use crate::lifecycle::drain::Drain;
 use crate::lifecycle::graceful;
 use crate::lifecycle::signals::{Event, Signals};
+use crate::metrics::{GroupLayout, Layout, MetricsPhases, PhaseReport, Registry};
 use crate::relay::{Phases, Relay, RelayConfig};
+use crate::route::config::Action;
 use crate::server::{self, pool::Pool, Swappable};
 use crate::tls::{TlsAcceptor, TlsHandler};
 use crate::upstream::{Connector, Upstreams};
@@ -111,6 +119,7 @@ where
         demo_addrs: HashMap::new(),
         bound: String::new(),
         bound_tls: None,
+        registry: None,
     };
     let settings = match build.load() {
         Ok(settings) => settings,
@@ -162,7 +171,12 @@ struct Build<A, F> {
     bound: String,
     /// The same for `[tls] listen`: a reload keeps the listener and its certificates.
     bound_tls: Option<String>,
+    /// The request counters, when `[admin]` is there to show them; kept across reloads.
+    registry: Option<Arc<Registry>>,
 }
+
+/// A stage's phases behind the one that counts.
+type Counted<P> = (MetricsPhases, P);
 
 /// The running configuration, replaced as a whole by a successful reload.
 struct Running {
@@ -231,6 +245,7 @@ where
     build.bound = settings.listen.clone();
     let tls = start_tls(program, &mut settings)?;
     build.bound_tls = settings.tls.as_ref().map(|t| t.listen.clone());
+    build.registry = (settings.admin.is_some()).then(|| Arc::new(Registry::new(layout(&settings))));
     let relay = build.relay(&settings, &groups)?;
     let handler = Arc::new(Swappable::new(Arc::new(relay)));
     let running = Arc::new(Mutex::new(Running {
@@ -238,6 +253,10 @@ where
         configured_listen,
         groups,
     }));
+    let admin = lock(&running).settings.admin.clone();
+    if let (Some(admin), Some(registry)) = (admin, &build.registry) {
+        start_admin(program, &admin, registry, &pool, &handler, &running)?;
+    }
     let drain = build.drain.clone();
     let on_signal = {
         let listener = listener
@@ -308,6 +327,72 @@ fn start_tls(
     // On stdout beside `listening on`, for scripts and tests that start it on port 0.
     println!("{program} TLS on {}", tls.listen);
     Ok(Some((listener, acceptor)))
+}
+
+/// What the registry counts: every group and its servers, every route and its group.
+fn layout(settings: &Settings) -> Layout {
+    let groups: Vec<GroupLayout> = settings
+        .groups
+        .iter()
+        .map(|g| GroupLayout {
+            name: g.name.clone(),
+            servers: g.servers.iter().map(|s| s.addr).collect(),
+        })
+        .collect();
+    let index = |name: &str| groups.iter().position(|g| g.name == name);
+    let routes = settings
+        .routes
+        .routes
+        .iter()
+        .map(|r| {
+            let group = match &r.action {
+                Action::Upstream(name) => index(name),
+                Action::Fixed(_) | Action::Redirect(_) => None,
+            };
+            (r.name.to_string(), group)
+        })
+        .collect();
+    Layout {
+        default_group: index(&settings.upstream.name).unwrap_or(0),
+        groups,
+        routes,
+    }
+}
+
+/// Starts the admin listener: it reads the running groups and the running relay's phases
+/// (both replaced by a reload) at each request.
+fn start_admin<P: Phases>(
+    program: &str,
+    admin: &AdminSettings,
+    registry: &Arc<Registry>,
+    pool: &Pool,
+    handler: &Arc<Swappable<Relay<Counted<P>>>>,
+    running: &Arc<Mutex<Running>>,
+) -> Result<(), String> {
+    let listen = lock(running).settings.listen.clone();
+    let (handler, running) = (Arc::clone(handler), Arc::clone(running));
+    let sources = Sources {
+        registry: Arc::clone(registry),
+        groups: Box::new(move || {
+            let running = lock(&running);
+            running
+                .groups
+                .iter()
+                .map(|(name, monitored)| GroupSource::new(name, monitored))
+                .collect()
+        }),
+        pool: Some(pool.status()),
+        phases: Box::new(move || {
+            let mut report = PhaseReport::default();
+            handler.load().phases().report(&mut report);
+            report
+        }),
+        listen,
+        started: std::time::Instant::now(),
+    };
+    let addr = admin::start(admin, sources).map_err(|e| e.to_string())?;
+    println!("{program} admin on http://{addr} (/metrics, /status, /status.json)");
+    Ok(())
 }
 
 fn server_addrs(settings: &Settings) -> Vec<SocketAddr> {
@@ -398,7 +483,7 @@ where
         &self,
         settings: &Settings,
         groups: &[(String, MonitoredUpstream)],
-    ) -> Result<Relay<P>, String> {
+    ) -> Result<Relay<Counted<P>>, String> {
         let upstream = default_group(groups, settings)?;
         let by_name: Groups = groups
             .iter()
@@ -414,15 +499,18 @@ where
         for tls in settings.groups.iter().filter_map(|g| g.tls.as_ref()) {
             connector = connector.with_tls_group(tls)?;
         }
-        Ok(
-            Relay::with_phases(relay_config, upstream.balancer.clone(), connector, phases)
-                .with_drain(self.drain.clone()),
+        Ok(Relay::with_phases(
+            relay_config,
+            upstream.balancer.clone(),
+            connector,
+            (MetricsPhases::counting(self.registry.clone()), phases),
         )
+        .with_drain(self.drain.clone()))
     }
 
     /// `SIGHUP`: the file read and built again, then swapped in; on any error the running
     /// configuration stays and the error is logged.
-    fn reload(&self, handler: &Swappable<Relay<P>>, running: &Mutex<Running>) {
+    fn reload(&self, handler: &Swappable<Relay<Counted<P>>>, running: &Mutex<Running>) {
         let path = &self.args.config;
         log::info!("reloading {}", path.display());
         match self.reloaded(handler, running) {
@@ -433,7 +521,7 @@ where
 
     fn reloaded(
         &self,
-        handler: &Swappable<Relay<P>>,
+        handler: &Swappable<Relay<Counted<P>>>,
         running: &Mutex<Running>,
     ) -> Result<String, String> {
         let mut settings = self
@@ -496,6 +584,10 @@ where
         }
         if new.server.pool != running.settings.server.pool {
             log::warn!("reload: [server] workers and queue need a restart to change");
+        }
+        let admin_listen = |s: &Settings| s.admin.as_ref().map(|a| a.listen.clone());
+        if admin_listen(new) != admin_listen(&running.settings) {
+            log::warn!("reload: [admin] needs a restart to change (its listener keeps running)");
         }
         if new.log_level != running.settings.log_level {
             log::warn!("reload: [log] level needs a restart to change");

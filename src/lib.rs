@@ -19,12 +19,15 @@
 //! - [`compress`]: stage 9's response compression (gzip, deflate, br), as a response phase.
 //! - [`health`]: active and passive health checks of backends.
 //! - [`dashboard`]: the live server table of `--debug`.
+//! - [`metrics`]: request counters and the Prometheus text format (stage 9's `/metrics`).
+//! - [`admin`]: the admin listener: `/metrics`, the status page and `/status.json`.
 //! - [`access_log`]: one Combined Log Format (or JSON) line per request, to stderr or a file.
 //! - [`lifecycle`]: signals of a running proxy: graceful shutdown, reload, log reopening.
 //! - [`loadtest`]: the load generator behind `src/bin/loadtest.rs` and its `compare` of the stages.
 
 pub mod access;
 pub mod access_log;
+pub mod admin;
 pub mod balancer;
 pub mod cache;
 pub mod cli;
@@ -36,6 +39,7 @@ pub mod http;
 pub mod launch;
 pub mod lifecycle;
 pub mod loadtest;
+pub mod metrics;
 pub mod relay;
 pub mod route;
 pub mod server;

@@ -22,6 +22,7 @@ use super::path::{covers, normalise};
 use super::store::{Fallback, RedisStore, Shared};
 use crate::http::head::{Header, Headers};
 use crate::http::{RequestHead, ResponseHead};
+use crate::metrics::report::{AccessReport, PhaseReport};
 use crate::relay::{BodyPlan, Client, Phases, Reply, Summary};
 
 /// Whose budget: the rule (by index; the default rule is `usize::MAX`) and the client.
@@ -375,6 +376,18 @@ impl Phases for AccessPhases {
 
     fn user<'c>(&self, ctx: &'c AccessCtx) -> Option<&'c str> {
         ctx.identity.as_deref()
+    }
+
+    fn report(&self, report: &mut PhaseReport) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let c = &self.counters;
+        report.add_access(AccessReport {
+            allowed: get(&c.allowed),
+            bad_path: get(&c.bad_path),
+            unauthorized: get(&c.unauthorized),
+            forbidden: get(&c.forbidden),
+            limited: get(&c.limited),
+        });
     }
 
     fn logging(&self, ctx: &mut AccessCtx, summary: &Summary<'_>) {

@@ -17,6 +17,7 @@ use super::store::{vary_key, CacheStats, Entry, Flights, Joined, Lead, Limits, S
 use crate::http::date::parse_http_date;
 use crate::http::head::Headers;
 use crate::http::{Header, RequestHead, ResponseHead};
+use crate::metrics::report::{CacheReport, PhaseReport};
 use crate::relay::{
     BodyObserver, BodyPlan, Client, Phases, Reply, ReplyBody, Summary, UpstreamAnswer,
 };
@@ -495,6 +496,18 @@ impl Phases for CachePhases {
         }
         // Whatever happened, waiters must not wait for a leader that is gone.
         ctx.lead = None;
+    }
+
+    fn report(&self, report: &mut PhaseReport) {
+        let s = self.stats();
+        report.add_cache(CacheReport {
+            hits: s.hits,
+            misses: s.misses,
+            stores: s.stores,
+            evictions: s.evictions,
+            bytes: s.bytes,
+            entries: s.entries,
+        });
     }
 }
 

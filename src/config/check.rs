@@ -72,6 +72,7 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
         let upgrades =
             crate::relay::upgrade::check(&config.upgrades).map_err(|e| (self.err)(None, e))?;
         let access = crate::access::config::check(config.access, self.err)?;
+        let admin = crate::admin::config::check(config.admin, self.err)?;
         let compression = crate::compress::config::check(&config.compression, self.err)?;
         let tls = match &config.tls {
             None => None,
@@ -80,6 +81,7 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
             }
         };
         Ok(Settings {
+            admin,
             compression,
             tls,
             cache,

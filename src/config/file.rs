@@ -28,6 +28,9 @@ pub struct Config {
     /// Stage 8; its types and checks live in `access::config`.
     #[serde(default)]
     pub access: Option<crate::access::config::AccessSection>,
+    /// The admin listener (`/metrics`, `/status`); its types and checks live in `admin::config`.
+    #[serde(default)]
+    pub admin: Option<crate::admin::AdminSection>,
     /// Stage 9; types and checks in `route::config`.
     #[serde(default)]
     pub routes: Vec<Spanned<crate::route::config::RouteSection>>,

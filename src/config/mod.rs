@@ -66,6 +66,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// `[access]` (stage 8), when the file has one.
     pub access: Option<crate::access::AccessSettings>,
+    /// `[admin]`: the admin listener, when the file has one.
+    pub admin: Option<crate::admin::AdminSettings>,
     /// `[compression]` (stage 9); off unless `enabled = true`.
     pub compression: crate::compress::CompressSettings,
     /// `[log]`'s access log.
@@ -148,6 +150,14 @@ impl Settings {
             .access
             .as_ref()
             .map_or(String::new(), |a| format!("; {}", a.summary()));
+        let admin = self.admin.as_ref().map_or(String::new(), |a| {
+            let key = if a.api_key.is_some() {
+                ", with a key"
+            } else {
+                ""
+            };
+            format!("; admin on {}{key}", a.listen)
+        });
         let routes = if self.routes.is_empty() {
             String::new()
         } else {
@@ -166,7 +176,7 @@ impl Settings {
             String::new()
         };
         format!(
-            "upstream {}: {} servers, {}, {health}{access}{routes}{compression}",
+            "upstream {}: {} servers, {}, {health}{access}{routes}{compression}{admin}",
             up.name,
             up.servers.len(),
             up.strategy
@@ -347,6 +357,51 @@ mod tests {
                 assert_eq!(err.position, *position, "{shown}");
             }
         }
+    }
+
+    #[test]
+    fn the_admin_listener_is_loopback_unless_a_key_is_set() {
+        // (the [admin] table, whether it is accepted, a piece of the error)
+        let table = [
+            ("[admin]\n", true, ""),
+            ("[admin]\nlisten = \"127.0.0.1:0\"\n", true, ""),
+            (
+                "[admin]\nlisten = \"0.0.0.0:9901\"\n",
+                false,
+                "proxy.toml:4:10: [admin] listen = \"0.0.0.0:9901\" is not a loopback address",
+            ),
+            (
+                "[admin]\nlisten = \"0.0.0.0:9901\"\napi_key = \"k\"\n",
+                true,
+                "",
+            ),
+            (
+                "[admin]\napi_key = \"\"\n",
+                false,
+                "proxy.toml:4:11: [admin] api_key: a key must not be empty",
+            ),
+            (
+                "[admin]\nlisten = \"nowhere\"\n",
+                false,
+                "[admin] listen: cannot resolve 'nowhere'",
+            ),
+            ("[admin]\nport = 1\n", false, "unknown field `port`"),
+        ];
+        for (admin, ok, want) in table {
+            let text = format!("{MINIMAL}{admin}");
+            match check(&text) {
+                Ok(s) => {
+                    assert!(ok, "{admin:?} was accepted");
+                    let a = s.admin.expect("[admin] is there");
+                    assert!(a.listen.contains(':'));
+                }
+                Err(e) => {
+                    assert!(!ok, "{admin:?}: {e}");
+                    assert!(e.to_string().contains(want), "{admin:?}: {e}");
+                }
+            }
+        }
+        assert!(check(MINIMAL).unwrap().admin.is_none());
     }
 
     #[test]

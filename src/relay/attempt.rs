@@ -9,7 +9,7 @@
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::exchange::{Refusal, Request};
 use super::phases::Phases;
@@ -31,6 +31,8 @@ pub(super) struct Answer<'u> {
     /// upload): the rest of the body is still on the client connection, and the upstream
     /// connection is out of step. Neither may carry another request (RFC 9112 section 9.6).
     pub(super) request_body_cut: bool,
+    /// From the start of this attempt to the final response head.
+    pub(super) waited: Duration,
 }
 
 /// Why one attempt at a backend failed.
@@ -69,6 +71,7 @@ impl<P: Phases> Relay<P> {
             };
             let backend = lease.backend();
             tried.push(backend);
+            let started = Instant::now();
             match self.send_request(client, req, &mut lease) {
                 Ok((conn, response, request_body_cut)) => {
                     return Ok(Answer {
@@ -76,6 +79,7 @@ impl<P: Phases> Relay<P> {
                         lease,
                         response,
                         request_body_cut,
+                        waited: started.elapsed(),
                     })
                 }
                 Err(Attempt::Retry(reason)) => {

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::phases::{AnsweredBy, BodyPlan, Client, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
@@ -35,6 +35,8 @@ pub(super) struct Done {
     pub(super) bytes: u64,
     pub(super) keep_alive: bool,
     pub(super) upstream: Option<SocketAddr>,
+    /// From sending the request to the backend that answered to its response head.
+    pub(super) upstream_time: Option<Duration>,
     pub(super) answered_by: AnsweredBy,
     /// The connection went to this tunnel thread, which logs the exchange itself.
     pub(super) tunnel: Option<std::thread::JoinHandle<()>>,
@@ -50,6 +52,7 @@ impl Done {
             bytes: 0,
             keep_alive,
             upstream,
+            upstream_time: None,
             answered_by: AnsweredBy::Proxy,
             tunnel: None,
             cache: None,
@@ -285,6 +288,7 @@ impl<P: Phases> Relay<P> {
             bytes,
             keep_alive,
             upstream: None,
+            upstream_time: None,
             answered_by: AnsweredBy::Phase,
             tunnel: None,
             cache,

@@ -310,6 +310,12 @@ impl<P: Phases> Relay<P> {
         &self.config
     }
 
+    /// The phases every exchange runs through (the admin listener asks them for their
+    /// counters).
+    pub fn phases(&self) -> &P {
+        &self.phases
+    }
+
     /// Tunnels (switched connections, WebSocket) open right now.
     pub fn open_tunnels(&self) -> usize {
         self.tunnels.live()
@@ -372,6 +378,7 @@ impl<P: Phases> Relay<P> {
             body_bytes: done.bytes,
             duration: started.elapsed(),
             upstream: done.upstream,
+            upstream_time: done.upstream_time,
             answered_by: done.answered_by,
         };
         log_summary(&*self.phases, ctx, &summary, done.cache.as_deref());

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use super::Reply;
 use crate::http::{RequestHead, ResponseHead};
+use crate::metrics::report::PhaseReport;
 use crate::upstream::Upstreams;
 
 /// What a phase knows about the client connection.
@@ -107,6 +108,11 @@ pub trait Phases: Send + Sync + 'static {
     fn user<'c>(&self, _ctx: &'c Self::Ctx) -> Option<&'c str> {
         None
     }
+
+    /// Adds what this phase set counts itself (a cache's hits, access decisions) to `report`,
+    /// for `/metrics` and the status page. Called by the admin listener's thread, never on
+    /// the request path.
+    fn report(&self, _report: &mut PhaseReport) {}
 }
 
 /// The phases of stages 1 to 6: none.
@@ -176,6 +182,11 @@ impl<A: Phases, B: Phases> Phases for (A, B) {
 
     fn user<'c>(&self, ctx: &'c Self::Ctx) -> Option<&'c str> {
         self.0.user(&ctx.0).or_else(|| self.1.user(&ctx.1))
+    }
+
+    fn report(&self, report: &mut PhaseReport) {
+        self.0.report(report);
+        self.1.report(report);
     }
 }
 
@@ -293,6 +304,9 @@ pub struct Summary<'a> {
     pub duration: Duration,
     /// The backend that answered (or was last tried).
     pub upstream: Option<SocketAddr>,
+    /// From sending the request to the backend that answered to its response head (the
+    /// backend's own time, plus the request body's upload); `None` when none answered.
+    pub upstream_time: Option<Duration>,
     pub answered_by: AnsweredBy,
     /// The TLS version of the client connection (`TLSv1.3`), `None` over plain TCP (see
     /// `Socket::tls_version`).

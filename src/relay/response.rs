@@ -27,6 +27,7 @@ impl<P: Phases> Relay<P> {
             mut lease,
             mut response,
             request_body_cut,
+            waited,
         } = answer;
         let backend = lease.backend();
         // Both decided on the head as the origin sent it, before a phase changes headers.
@@ -86,6 +87,7 @@ impl<P: Phases> Relay<P> {
             bytes,
             keep_alive,
             upstream: Some(backend),
+            upstream_time: Some(waited),
             answered_by: AnsweredBy::Upstream,
             tunnel: None,
             cache: cache.clone(),

@@ -76,6 +76,8 @@ impl<P: Phases> Job<P> {
             body_bytes: relayed.to_client,
             duration: self.started.elapsed(),
             upstream: Some(self.backend),
+            // The tunnel's lifetime says nothing about the backend's response time.
+            upstream_time: None,
             answered_by: AnsweredBy::Upstream,
             // Only plain TCP switches (a TLS stream cannot be `duplicate`d).
             tls_version: None,
@@ -251,6 +253,7 @@ impl<P: Phases> Relay<P> {
             bytes: 0,
             keep_alive: false,
             upstream: Some(backend),
+            upstream_time: None,
             answered_by: AnsweredBy::Upstream,
             tunnel: Some(thread),
             cache: None,

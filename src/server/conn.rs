@@ -2,6 +2,7 @@
 //! parker. Its own module so that neither of those two imports the other.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +18,36 @@ pub(super) struct Conn {
     /// When the first byte of a request head arrived, while the head is incomplete.
     pub(super) head_since: Option<Instant>,
     pub(super) handler: Arc<dyn ConnectionHandler>,
+    /// Counts the connection as open until it is dropped, however it ends.
+    pub(super) _open: Open,
+}
+
+/// Gauges of the pool's client connections, read by `/metrics` (relaxed atomics: a scrape
+/// may see one connection in two states for an instant, never a lock on the request path).
+#[derive(Debug, Default)]
+pub(super) struct ConnGauges {
+    /// Accepted and not closed yet.
+    pub(super) open: AtomicUsize,
+    /// Watched by the parker (idle, or with part of a head).
+    pub(super) parked: AtomicUsize,
+    /// Parked with no byte of a next request yet.
+    pub(super) idle: AtomicUsize,
+}
+
+/// One open connection in [`ConnGauges::open`], for as long as it lives.
+pub(super) struct Open(Arc<ConnGauges>);
+
+impl Open {
+    pub(super) fn new(gauges: &Arc<ConnGauges>) -> Open {
+        gauges.open.fetch_add(1, Ordering::Relaxed);
+        Open(Arc::clone(gauges))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Conn {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::conn::Conn;
+use super::conn::{Conn, ConnGauges};
 use super::refuse_now;
 use crate::relay::Reply;
 use crate::sys;
@@ -57,11 +57,15 @@ pub(super) struct Parker {
     wake: UnixStream,
     stop: Arc<AtomicBool>,
     max_parked: usize,
+    gauges: Arc<ConnGauges>,
 }
 
 impl Parker {
     /// A parker and the handle that feeds it; nothing runs until [`Parker::spawn`].
-    pub(super) fn new(max_parked: usize) -> io::Result<(ParkerHandle, Parker)> {
+    pub(super) fn new(
+        max_parked: usize,
+        gauges: Arc<ConnGauges>,
+    ) -> io::Result<(ParkerHandle, Parker)> {
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
@@ -77,6 +81,7 @@ impl Parker {
             wake: wake_rx,
             stop,
             max_parked: max_parked.max(1),
+            gauges,
         };
         Ok((handle, parker))
     }
@@ -97,6 +102,7 @@ impl Parker {
         let mut parked: Vec<Conn> = Vec::new();
         while !self.stop.load(Ordering::SeqCst) {
             self.take_arrivals(&mut parked, &ready);
+            self.show(&parked);
             let now = Instant::now();
             let timeout = parked
                 .iter()
@@ -134,6 +140,7 @@ impl Parker {
                 }
             }
             parked = still_idle;
+            self.show(&parked);
         }
     }
 
@@ -161,6 +168,13 @@ impl Parker {
                 close_quietly(conn);
             }
         }
+    }
+
+    /// Updates the gauges: after new arrivals, and after each `poll` round.
+    fn show(&self, parked: &[Conn]) {
+        let idle = parked.iter().filter(|c| c.head_since.is_none()).count();
+        self.gauges.parked.store(parked.len(), Ordering::Relaxed);
+        self.gauges.idle.store(idle, Ordering::Relaxed);
     }
 
     fn drain_wake(&self) {

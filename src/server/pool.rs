@@ -22,12 +22,13 @@
 //! only for the waits before a request, and leaves bodies and responses blocking.
 
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use threadpool::ThreadPool;
 
-use super::conn::Conn;
+use super::conn::{Conn, ConnGauges, Open};
 use super::parker::{Parker, ParkerHandle};
 use super::{refuse_busy, wait_until, ConnectionHandler, ConnectionModel};
 use crate::http::BufStream;
@@ -101,6 +102,43 @@ pub struct Pool {
 struct Shared {
     workers: ThreadPool,
     parker: ParkerHandle,
+    gauges: Arc<ConnGauges>,
+}
+
+/// The pool's load at one moment, for `/metrics` and the status page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PoolSnapshot {
+    pub workers: usize,
+    /// Workers serving a request (or a turn of one connection) right now.
+    pub busy: usize,
+    /// Connections waiting for a worker.
+    pub queued: usize,
+    /// Client connections accepted and not closed.
+    pub open: usize,
+    /// Connections the parker watches, and of those, the ones with no request started.
+    pub parked: usize,
+    pub idle: usize,
+}
+
+/// A handle that reads the pool's gauges from another thread (the admin listener's).
+#[derive(Clone)]
+pub struct PoolStatus {
+    shared: Arc<Shared>,
+}
+
+impl PoolStatus {
+    pub fn snapshot(&self) -> PoolSnapshot {
+        let gauges = &self.shared.gauges;
+        let workers = &self.shared.workers;
+        PoolSnapshot {
+            workers: workers.max_count(),
+            busy: workers.active_count(),
+            queued: workers.queued_count(),
+            open: gauges.open.load(Ordering::Relaxed),
+            parked: gauges.parked.load(Ordering::Relaxed),
+            idle: gauges.idle.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl Pool {
@@ -110,10 +148,12 @@ impl Pool {
             .num_threads(config.workers.max(1))
             .thread_name("worker".to_owned())
             .build();
-        let (handle, parker) = Parker::new(config.max_parked)?;
+        let gauges = Arc::new(ConnGauges::default());
+        let (handle, parker) = Parker::new(config.max_parked, Arc::clone(&gauges))?;
         let shared = Arc::new(Shared {
             workers,
             parker: handle,
+            gauges,
         });
         let requeue = Arc::clone(&shared);
         parker.spawn(move |conn| requeue.run(conn))?;
@@ -127,6 +167,13 @@ impl Pool {
     /// Connections waiting for a worker right now.
     pub fn queued(&self) -> usize {
         self.shared.workers.queued_count()
+    }
+
+    /// A reader of the pool's gauges (workers busy, queue, connections open and parked).
+    pub fn status(&self) -> PoolStatus {
+        PoolStatus {
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 
@@ -153,9 +200,11 @@ impl ConnectionModel for Pool {
         match self.keep_alive {
             KeepAlive::Hold => {
                 let handler = Arc::clone(handler);
-                self.shared
-                    .workers
-                    .execute(move || handler.handle(stream, peer));
+                let open = Open::new(&self.shared.gauges);
+                self.shared.workers.execute(move || {
+                    let _open = open;
+                    handler.handle(stream, peer);
+                });
             }
             KeepAlive::Park => {
                 let transport = match handler.transport(stream) {
@@ -171,6 +220,7 @@ impl ConnectionModel for Pool {
                     idle_since: Instant::now(),
                     head_since: None,
                     handler: Arc::clone(handler),
+                    _open: Open::new(&self.shared.gauges),
                 });
             }
         }

@@ -152,8 +152,9 @@ impl TlsStream {
         match self.tls.process_new_packets() {
             Ok(state) => {
                 self.pending = state.plaintext_bytes_to_read() > 0 || state.peer_has_closed();
-                if !self.tls.is_handshaking() {
-                    self.deadline = None;
+                // A server-side handshake is counted once, when it completes.
+                if !self.tls.is_handshaking() && self.deadline.take().is_some() {
+                    crate::metrics::tls().handshake_done();
                 }
                 Ok(())
             }
@@ -291,6 +292,16 @@ impl Transport for TlsStream {
 
     fn handshake_deadline(&self) -> Option<Instant> {
         self.deadline
+    }
+}
+
+/// A server-side stream dropped with its handshake unfinished (a TLS error, the handshake
+/// timeout, a client that closed or never spoke TLS) is a failed handshake for `/metrics`.
+impl Drop for TlsStream {
+    fn drop(&mut self) {
+        if self.deadline.is_some() {
+            crate::metrics::tls().handshake_failed();
+        }
     }
 }
 
