@@ -111,6 +111,18 @@ impl Proxy {
         let _ = self.child.wait();
     }
 
+    /// Waits (bounded) for the process to exit by itself, e.g. after a signal.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
     /// Whether the process is still running (it must never die on bad input).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
