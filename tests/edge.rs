@@ -200,3 +200,27 @@ fn stage9_redirects_plain_http_to_its_tls_port_and_stops_both_on_sigterm() {
     assert!(TcpStream::connect(proxy.addr).is_err(), "the plain one too");
     let _ = std::fs::remove_file(&ca);
 }
+
+/// `stage9 --demo` without `--config` runs a built-in file (the README's first command); `-t`
+/// checks it, so the demo can never ship a configuration that does not start.
+#[test]
+fn the_built_in_demo_configuration_is_valid() {
+    let output = std::process::Command::new(STAGE9)
+        .args(["--demo", "-t"])
+        .output()
+        .expect("run stage9");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for part in [
+        "configuration is valid",
+        "5 routes",
+        "admin on 127.0.0.1:9901",
+        "compression",
+    ] {
+        assert!(stdout.contains(part), "{part:?} missing in: {stdout}");
+    }
+}

@@ -16,16 +16,21 @@
 //! their prefixes to the same `/x` never share a stored body, and it keeps the identity body,
 //! which `[compression]` (`src/compress/`) encodes for each client, hits included.
 //!
-//! Run: `cargo run --bin stage9 -- --config proxy.full.toml --demo` (a demo backend on every
-//! server address of every group), then `curl -H 'Host: a.test' localhost:8080/service1/`.
+//! Run: `cargo run --release --bin stage9 -- --demo`: a built-in configuration
+//! (`src/bin/stage9_demo.toml`) with three demo backends, routes, a cache, an API key,
+//! compression, a self-signed TLS listener and the admin listener; it prints what to try.
+//! `--config proxy.full.toml --demo` runs that file with a demo backend on every server
+//! address of every group.
 //! `-t` checks the file and exits (0, or 78 with file:line:column).
 //!
 //! Known limits: the connect and read timeouts and the retries of the default group apply to
 //! every group; `--debug` shows the default group's table only.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use revproxy::access::AccessPhases;
 use revproxy::cache::CachePhases;
 use revproxy::compress::CompressPhases;
@@ -33,16 +38,56 @@ use revproxy::launch::{self, ConfigArgs};
 use revproxy::route::RoutePhases;
 use revproxy::tls::TlsPhases;
 
-/// Stage 9 of revproxy: stage 8 plus routing by Host and path to several upstream groups.
+/// Stage 9 of revproxy: routing by Host and path to several upstream groups, TLS,
+/// compression, WebSocket, metrics and a status page, in front of real services.
 #[derive(Debug, Parser)]
-#[command(name = "stage9", version)]
+#[command(
+    name = "stage9",
+    version,
+    after_help = "With --demo and no --config, stage 9 runs a built-in configuration \
+                  (src/bin/stage9_demo.toml): three demo backends on 127.0.0.1:8000-8002, \
+                  plain http on :8080, https on :8443 with a certificate made at start, and \
+                  the admin listener on :9901; it prints what to try."
+)]
 struct Args {
     #[command(flatten)]
     config: ConfigArgs,
 }
 
+/// `--demo` without `--config`: every stage 9 feature switched on once.
+const DEMO_CONFIG: &str = include_str!("stage9_demo.toml");
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let mut args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(err) => err.exit(),
+    };
+    let config_given = matches.value_source("config") == Some(ValueSource::CommandLine);
+    let mut demo_file = None;
+    if args.config.demo && !config_given {
+        match write_demo_config() {
+            Ok((path, ca)) => {
+                if !args.config.check {
+                    print_demo_guide(&ca);
+                }
+                args.config.config = path.clone();
+                demo_file = Some(path);
+            }
+            Err(err) => {
+                eprintln!("stage9: cannot write the demo configuration: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let code = run(&args);
+    if let Some(path) = demo_file {
+        let _ = std::fs::remove_file(path);
+    }
+    code
+}
+
+fn run(args: &Args) -> ExitCode {
     launch::main_routed(
         "stage9",
         &args.config,
@@ -67,4 +112,38 @@ fn main() -> ExitCode {
             Ok((tls, (access, (routes, (cache, compress)))))
         },
     )
+}
+
+/// The built-in configuration in the temporary directory (a file, so that `SIGHUP` can
+/// re-read it like any other), with the place the demo CA certificate goes.
+fn write_demo_config() -> std::io::Result<(PathBuf, PathBuf)> {
+    let dir = std::env::temp_dir();
+    let ca = dir.join("revproxy-demo-ca.pem");
+    let text = DEMO_CONFIG.replace(
+        "self_signed = true ",
+        &format!(
+            "self_signed_ca = {:?}\nself_signed = true ",
+            ca.display().to_string()
+        ),
+    );
+    let path = dir.join(format!("revproxy-demo-{}.toml", std::process::id()));
+    std::fs::write(&path, text)?;
+    Ok((path, ca))
+}
+
+fn print_demo_guide(ca: &Path) {
+    let ca = ca.display();
+    println!(
+        "stage9 demo: three demo backends, routes, a cache, an API key, compression, TLS and \
+         the admin listener. Try, in another terminal:
+  curl -i http://127.0.0.1:8080/                          the fixed welcome page
+  curl -i http://127.0.0.1:8080/service1/                 to service1 (:8001), its prefix stripped
+  curl -i http://127.0.0.1:8080/service2/echo             to service2 (:8002): what it received
+  curl -si http://127.0.0.1:8080/cached/cacheable | grep -i x-cache   MISS, then HIT
+  curl -i http://127.0.0.1:8080/api/                      401; with -H 'X-API-Key: demo-key': 200
+  curl -s --compressed -D - -o /dev/null http://127.0.0.1:8080/service2/echo   br or gzip
+  curl -i --cacert {ca} https://localhost:8443/service1/   over TLS (the CA made at start)
+  open http://127.0.0.1:9901/status                       the status page (/metrics, /status.json)
+Stop with Ctrl-C (a second Ctrl-C stops at once)."
+    );
 }
