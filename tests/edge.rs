@@ -51,7 +51,11 @@ fn proto_backend() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 }
 
 fn stage9(backend: SocketAddr, ca: &PathBuf, redirect: bool) -> Proxy {
-    let config = temp(&format!("config-{redirect}.toml"));
+    stage9_with(backend, ca, redirect, "")
+}
+
+fn stage9_with(backend: SocketAddr, ca: &PathBuf, redirect: bool, extra: &str) -> Proxy {
+    let config = temp(&format!("config-{redirect}-{}.toml", extra.len()));
     std::fs::write(
         &config,
         format!(
@@ -61,7 +65,7 @@ fn stage9(backend: SocketAddr, ca: &PathBuf, redirect: bool) -> Proxy {
              [[routes]]\npath = \"/\"\nreturn = {{ status = 200, body = \"welcome\" }}\n\
              [tls]\nlisten = \"127.0.0.1:0\"\nself_signed = true\n\
              self_signed_names = [\"localhost\"]\nself_signed_ca = \"{}\"\n\
-             redirect_http = {redirect}\nhsts = \"max-age=600\"\n",
+             redirect_http = {redirect}\nhsts = \"max-age=600\"\n{extra}",
             ca.display()
         ),
     )
@@ -223,4 +227,55 @@ fn the_built_in_demo_configuration_is_valid() {
     ] {
         assert!(stdout.contains(part), "{part:?} missing in: {stdout}");
     }
+}
+
+/// The JSON access log names the TLS version of each request that came over TLS, and how long
+/// the backend took to answer.
+#[test]
+fn the_json_access_log_has_the_tls_version_and_the_upstream_time() {
+    let (backend, _) = proto_backend();
+    let ca = temp("ca-log.pem");
+    let log = temp("access.json");
+    let extra = format!(
+        "[log]\nlevel = \"warn\"\naccess_log = \"{}\"\nformat = \"json\"\n",
+        log.display()
+    );
+    let proxy = stage9_with(backend, &ca, false, &extra);
+    let https = proxy.announced("TLS on ");
+    let mut stream = tls(https, &client(&ca));
+    let answer = exchange(
+        &mut stream,
+        "GET /app/a HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.ends_with("seen https"), "{answer}");
+    let mut plain = TcpStream::connect(proxy.addr).unwrap();
+    plain.set_read_timeout(Some(TIMEOUT)).unwrap();
+    exchange(
+        &mut plain,
+        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    // The writer thread writes behind the requests: wait (bounded) for both lines.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let lines: Vec<serde_json::Value> = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<_> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= 2 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["tls"], "TLSv1.3");
+    assert_eq!(lines[0]["route"], "route1");
+    assert!(lines[0]["upstream_ms"].as_f64().is_some(), "{}", lines[0]);
+    assert!(
+        lines[1]["tls"].is_null() && lines[1]["upstream_ms"].is_null(),
+        "{}",
+        lines[1]
+    );
+    let _ = std::fs::remove_file(&ca);
+    let _ = std::fs::remove_file(&log);
 }

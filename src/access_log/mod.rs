@@ -105,6 +105,9 @@ pub struct Entry<'a> {
     pub cache: Option<&'a str>,
     /// The client's TLS version, on a TLS listener.
     pub tls: Option<&'a str>,
+    /// From the request sent upstream to the response head back (nginx's
+    /// `$upstream_header_time`); `None` when no backend answered.
+    pub upstream_time: Option<Duration>,
 }
 
 /// Whether access log lines are wanted: a file is configured, or stderr's log level is
@@ -147,6 +150,7 @@ pub fn json_line(entry: &Entry<'_>, now: SystemTime) -> String {
         "duration_ms": (millis * 1000.0).round() / 1000.0,
         "route": entry.route,
         "upstream": entry.upstream.map(|a| a.to_string()),
+        "upstream_ms": entry.upstream_time.map(|t| (t.as_secs_f64() * 1_000_000.0).round() / 1000.0),
         "cache": entry.cache,
         "tls": entry.tls,
         "referer": text(entry.referer),
@@ -257,6 +261,7 @@ mod tests {
             upstream: None,
             cache: None,
             tls: None,
+            upstream_time: None,
         };
         let now = UNIX_EPOCH + Duration::from_secs(20_414 * 86_400 + 3_723);
         assert_eq!(
@@ -287,6 +292,7 @@ mod tests {
             upstream: Some("127.0.0.1:8000".parse().unwrap()),
             cache: None,
             tls: None,
+            upstream_time: None,
         };
         let now = UNIX_EPOCH + Duration::from_millis((20_414 * 86_400 + 3_723) * 1000 + 45);
         let line = json_line(&entry, now);

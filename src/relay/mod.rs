@@ -420,6 +420,7 @@ fn write_access_log(summary: &Summary<'_>, user: Option<&str>, cache: Option<&st
         route: head.and_then(|h| h.route.as_deref()),
         upstream: summary.upstream,
         cache,
-        tls: None,
+        tls: summary.tls_version,
+        upstream_time: summary.upstream_time,
     });
 }
