@@ -81,7 +81,11 @@ fn x_cache(res: &Response) -> String {
 #[ignore = "exercise (chapter 07): [cache] ignore_query"]
 fn ignored_query_parameters_share_one_entry() {
     let o = origin();
-    let p = stage7("ignore", &o, "ignore_query = [\"utm_source\", \"utm_medium\"]\n");
+    let p = stage7(
+        "ignore",
+        &o,
+        "ignore_query = [\"utm_source\", \"utm_medium\"]\n",
+    );
     let first = get(&p, "/page?utm_source=mail&id=7");
     assert_eq!((first.status, x_cache(&first)), (200, "MISS".into()));
     // Another value, another order, one more ignored parameter: the same key.

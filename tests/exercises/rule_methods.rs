@@ -66,8 +66,10 @@ fn send(proxy: &Proxy, method: &str, target: &str, headers: &str) -> Response {
         ""
     };
     c.send(
-        format!("{method} {target} HTTP/1.1\r\nHost: t\r\n{headers}{body}Connection: close\r\n\r\n")
-            .as_bytes(),
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: t\r\n{headers}{body}Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
     );
     c.read_response(method)
 }
