@@ -13,5 +13,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cache_ignore_query;
 mod first_strategy;
 mod hide_backend_headers;
+mod rule_methods;
