@@ -46,7 +46,7 @@ pub trait Socket: Read + Write {
     /// after a `101 Switching Protocols` (`relay::tunnel`): one thread reads while another
     /// writes. A TCP socket gives a duplicated descriptor; a stream whose state cannot be
     /// shared between two handles (TLS keeps one cipher state per direction in one object)
-    /// gives `None`, and the relay then does not offer the upgrade.
+    /// gives `None`, and its tunnel runs on one polling thread instead (`relay::poll_tunnel`).
     fn duplicate(&self) -> Option<BoxedTransport> {
         None
     }

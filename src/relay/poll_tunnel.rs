@@ -231,8 +231,15 @@ pub(super) fn run(ends: Ends, idle: Duration) -> Relayed {
             break;
         }
     }
-    // Leave the streams as a blocking caller expects them, for their last words (a TLS
-    // close_notify on drop of the tunnel, if any).
+    if idle_closed {
+        // As the two-thread tunnel does: each peer is told the end (TLS: close_notify), if
+        // its socket takes it now; dropping the streams closes them either way.
+        for (direction, destination) in [(&up, &mut upstream), (&down, &mut client)] {
+            if !direction.closed {
+                let _ = destination.shutdown_write();
+            }
+        }
+    }
     let _ = client.set_nonblocking(false);
     let _ = upstream.set_nonblocking(false);
     Relayed {

@@ -58,8 +58,12 @@ impl Carrier {
         from_client: Vec<u8>,
         from_upstream: Vec<u8>,
     ) -> Carrier {
-        match (client.duplicate(), upstream.duplicate()) {
-            (Some(client_writer), Some(upstream_writer)) => Carrier::Split(Ends {
+        // The upstream first: a TLS backend makes the client's duplicate useless.
+        let writers = upstream
+            .duplicate()
+            .and_then(|upstream_writer| Some((client.duplicate()?, upstream_writer)));
+        match writers {
+            Some((client_writer, upstream_writer)) => Carrier::Split(Ends {
                 client_reader: client,
                 client_writer,
                 upstream_reader: upstream,
@@ -67,7 +71,7 @@ impl Carrier {
                 from_client,
                 from_upstream,
             }),
-            _ => Carrier::Whole(poll_tunnel::Ends {
+            None => Carrier::Whole(poll_tunnel::Ends {
                 client,
                 upstream,
                 from_client,
