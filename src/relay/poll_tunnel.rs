@@ -325,6 +325,39 @@ mod tests {
         assert!(tunnel.join().unwrap().idle_closed);
     }
 
+    /// CPU time this thread has used, in clock ticks (utime + stime of /proc/thread-self/stat).
+    fn thread_cpu_ticks() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 from the state.
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    #[test]
+    fn a_stalled_tunnel_waits_in_poll_without_spinning() {
+        // The client sends far more than the upstream peer ever reads: both buffers and the
+        // sockets fill, nothing can move, and the tunnel must sleep in poll until the idle
+        // timeout rather than retry in a loop.
+        let (client_side, mut client) = pair();
+        let (upstream_side, upstream) = pair();
+        let writer = thread::spawn(move || {
+            let chunk = vec![7u8; 64 * 1024];
+            // Bounded: ends when the tunnel closes the connection (or the write timeout).
+            while client.write_all(&chunk).is_ok() {}
+        });
+        let before = thread_cpu_ticks();
+        let relayed = run(ends(client_side, upstream_side), Duration::from_millis(600));
+        let used = thread_cpu_ticks() - before;
+        assert!(relayed.idle_closed);
+        assert!(relayed.to_upstream > 0);
+        // A spinning loop would use about 60 ticks (600 ms at 100 Hz).
+        assert!(used < 20, "{used} ticks of CPU while stalled");
+        drop(upstream);
+        writer.join().unwrap();
+    }
+
     #[test]
     fn a_reader_that_lags_gets_everything_through_the_bounded_buffer() {
         // 4 MiB one way, far more than BUFFER and the sockets' buffers: the tunnel must stop
