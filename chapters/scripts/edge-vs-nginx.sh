@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stage 9's edge work beside nginx doing the same, each proxy alone on CPU 1, the load
 # generator and the backend on CPU 0:
-#   - TLS keep-alive requests per second (small body, wrk over TLS, c=64);
+#   - TLS keep-alive requests per second (small body, wrk over TLS, c=64), and the same over
+#     plain http for scale;
 #   - new TLS connections per second (full TLS 1.3 ECDSA P-256 handshakes, no resumption,
 #     one request each: `loadtest --no-keepalive --no-resume`, c=16);
 #   - gzip level 1 and 6 on a 100 KiB JSON body (wrk with Accept-Encoding: gzip, c=16).
@@ -139,6 +140,9 @@ for round in $(seq "$ROUNDS"); do
       n=$(wrk_rps -t1 -c64 -d"${DURATION}s" https://localhost:18443/)
       o=$(wrk_rps -t1 -c64 -d"${DURATION}s" https://localhost:18453/)
       row "TLS keep-alive, 13 B, c=64" "$n" "$o" "taskset -c 0 wrk -t1 -c64 -d${DURATION}s https://localhost:PORT/"
+      n=$(wrk_rps -t1 -c64 -d"${DURATION}s" http://127.0.0.1:18444/)
+      o=$(wrk_rps -t1 -c64 -d"${DURATION}s" http://127.0.0.1:18454/)
+      row "plain keep-alive, 13 B, c=64 (for scale)" "$n" "$o" "taskset -c 0 wrk -t1 -c64 -d${DURATION}s http://127.0.0.1:PORT/"
     fi
     if [[ " $TESTS " == *" handshakes "* ]]; then
       hs() { taskset -c 0 "$BIN/loadtest" -c16 -z "${DURATION}s" --no-keepalive --no-resume --cacert "$tmp/ca.pem" --json "https://localhost:$1/" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["connections"]/r["total_secs"] if r["errors_total"]==0 else 0)'; }
