@@ -235,6 +235,66 @@ pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<Ve
     Ok(polled.iter().map(|p| p.revents & ready != 0).collect())
 }
 
+/// What [`wait_ready`] is to wait for on one descriptor; `None` leaves it out of the wait
+/// (poll then reports nothing for it, not even a hang-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Interest {
+    pub read: bool,
+    pub write: bool,
+}
+
+/// What [`wait_ready`] found on one descriptor: `readable` includes the end of the stream
+/// and errors (a read reports them), `writable` includes errors (a write reports them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ready {
+    pub readable: bool,
+    pub writable: bool,
+}
+
+/// Waits until one of `fds` is ready for what its [`Interest`] asks, or `timeout` passes; one
+/// answer per descriptor, in order. A descriptor with no interest is not watched at all. A
+/// signal that interrupts the wait counts as a timeout: callers loop anyway.
+pub fn wait_ready(fds: &[(BorrowedFd<'_>, Interest)], timeout: Duration) -> io::Result<Vec<Ready>> {
+    let mut polled: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|(fd, interest)| {
+            let mut events = 0;
+            if interest.read {
+                events |= libc::POLLIN;
+            }
+            if interest.write {
+                events |= libc::POLLOUT;
+            }
+            libc::pollfd {
+                // A negative descriptor is skipped by poll (POSIX).
+                fd: if events == 0 { -1 } else { fd.as_raw_fd() },
+                events,
+                revents: 0,
+            }
+        })
+        .collect();
+    let millis = timeout.as_micros().div_ceil(1000);
+    let millis = libc::c_int::try_from(millis).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `polled` is a valid array of `polled.len()` pollfd structs for the whole call;
+    // the descriptors are borrowed, so they stay open until it returns.
+    let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, millis) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![Ready::default(); fds.len()]);
+        }
+        return Err(err);
+    }
+    let failed = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+    Ok(polled
+        .iter()
+        .map(|p| Ready {
+            readable: p.revents & (libc::POLLIN | failed) != 0,
+            writable: p.revents & (libc::POLLOUT | failed) != 0,
+        })
+        .collect())
+}
+
 /// Whether `fd` has something to read right now, without waiting.
 pub fn readable_now(fd: BorrowedFd<'_>) -> bool {
     poll_now(fd).is_ok_and(|ready| ready)

@@ -7,7 +7,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rustls::pki_types::pem::PemObject;
@@ -50,11 +50,11 @@ fn proto_backend() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     (addr, seen)
 }
 
-fn stage9(backend: SocketAddr, ca: &PathBuf, redirect: bool) -> Proxy {
+fn stage9(backend: SocketAddr, ca: &Path, redirect: bool) -> Proxy {
     stage9_with(backend, ca, redirect, "")
 }
 
-fn stage9_with(backend: SocketAddr, ca: &PathBuf, redirect: bool, extra: &str) -> Proxy {
+fn stage9_with(backend: SocketAddr, ca: &Path, redirect: bool, extra: &str) -> Proxy {
     let config = temp(&format!("config-{redirect}-{}.toml", extra.len()));
     std::fs::write(
         &config,
@@ -74,7 +74,7 @@ fn stage9_with(backend: SocketAddr, ca: &PathBuf, redirect: bool, extra: &str) -
     Proxy::start(STAGE9, &[], &["--config", &path])
 }
 
-fn client(ca: &PathBuf) -> Arc<ClientConfig> {
+fn client(ca: &Path) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("the CA file stage 9 wrote") {
         roots.add(cert.unwrap()).unwrap();

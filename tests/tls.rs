@@ -1000,3 +1000,333 @@ fn the_logging_phase_sees_the_tls_version_of_each_connection() {
     assert_eq!(plain.read_response("GET").status, 200);
     assert_eq!(logged.recv_timeout(TIMEOUT), Ok(None));
 }
+
+// --- wss: WebSocket upgrades from TLS clients, and to TLS backends -------------------------
+//
+// A TLS stream cannot be split between two threads, so these tunnels run on the relay's
+// single polling thread (`relay/poll_tunnel.rs`); the client is tungstenite over a rustls
+// client stream.
+
+/// Sends (status, body bytes, TLS version) of every exchange it logs.
+struct TunnelLog(std::sync::Mutex<std::sync::mpsc::Sender<(u16, u64, Option<&'static str>)>>);
+
+impl Phases for TunnelLog {
+    type Ctx = ();
+
+    fn logging(&self, _: &mut (), summary: &revproxy::relay::Summary<'_>) {
+        let _ =
+            self.0
+                .lock()
+                .unwrap()
+                .send((summary.status, summary.body_bytes, summary.tls_version));
+    }
+}
+
+type TunnelLogs = std::sync::mpsc::Receiver<(u16, u64, Option<&'static str>)>;
+
+/// A relay allowing upgrades (tunnels idle at most `idle`) to `upstream` through `connector`.
+fn upgrading_relay(
+    upstream: SocketAddr,
+    connector: Connector,
+    idle: Duration,
+) -> (Arc<Relay<TunnelLog>>, TunnelLogs) {
+    let (logged_tx, logged) = std::sync::mpsc::channel();
+    let mut config = relay_config();
+    config.upgrades = revproxy::relay::UpgradeConfig {
+        allow: true,
+        idle_timeout: idle,
+        ..revproxy::relay::UpgradeConfig::default()
+    };
+    let relay = Arc::new(Relay::with_phases(
+        config,
+        Arc::new(SingleUpstream(upstream)),
+        connector,
+        TunnelLog(std::sync::Mutex::new(logged_tx)),
+    ));
+    (relay, logged)
+}
+
+/// The summary of the first tunnel that ends (plain exchanges logged before it skipped).
+fn tunnel_logged(logged: &TunnelLogs) -> (u64, Option<&'static str>) {
+    // Bounded: each wait is TIMEOUT, and a test logs a handful of exchanges.
+    for _ in 0..16 {
+        let (status, bytes, version) = logged.recv_timeout(TIMEOUT).expect("a summary");
+        if status == 101 {
+            return (bytes, version);
+        }
+    }
+    panic!("no tunnel was logged");
+}
+
+type Wss = tungstenite::WebSocket<TlsClient>;
+
+/// A WebSocket over TLS to the proxy at `addr`, handshake done.
+fn open_wss(addr: SocketAddr, pki: &Pki) -> Wss {
+    let stream = tls_connect(addr, "a.test", &all_versions(pki));
+    let (ws, response) = tungstenite::client("wss://a.test/ws", stream)
+        .expect("the WebSocket handshake through the proxy");
+    assert_eq!(response.status(), 101);
+    assert!(response.headers().contains_key("sec-websocket-accept"));
+    ws
+}
+
+/// Text, binary, a ping, and a 1 MiB message both ways come back unchanged.
+fn assert_wss_echoes<S: Read + Write>(ws: &mut tungstenite::WebSocket<S>) {
+    use tungstenite::Message;
+    ws.send(Message::text("hello over wss")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("hello over wss"));
+    let binary: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    ws.send(Message::binary(binary.clone())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(binary));
+    ws.send(Message::Ping(b"there?".to_vec().into())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Pong(b"there?".to_vec().into()));
+    // Far larger than the tunnel's buffers (64 KiB a direction): they fill and drain
+    // many times over, and every byte arrives in order.
+    let large: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    ws.send(Message::binary(large.clone())).unwrap();
+    match ws.read().unwrap() {
+        Message::Binary(got) => assert!(got[..] == large[..], "1 MiB intact"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Runs the close handshake from the client; true once the connection ended after it.
+fn close_wss<S: Read + Write>(ws: &mut tungstenite::WebSocket<S>) -> bool {
+    ws.close(None).unwrap();
+    // Bounded: the close reply comes after at most what was in flight.
+    for _ in 0..8 {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(_)) => {}
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(tungstenite::Error::ConnectionClosed) => return true,
+            Err(err) => panic!("close handshake failed: {err}"),
+        }
+    }
+    false
+}
+
+#[test]
+fn wss_to_a_plain_backend_echoes_text_binary_ping_and_a_large_message_and_closes() {
+    let pki = pki();
+    let origin = support::backend("wss1");
+    let (relay, logged) = upgrading_relay(
+        origin.addr(),
+        Connector::new(timeouts()),
+        Duration::from_secs(30),
+    );
+    let addr = tls_proxy(Arc::clone(&relay), acceptor(&pki, TIMEOUT), 2);
+    let mut ws = open_wss(addr, &pki);
+    assert_eq!(relay.open_tunnels(), 1);
+    assert_wss_echoes(&mut ws);
+    assert!(close_wss(&mut ws), "the close handshake completed");
+    drop(ws);
+    let (to_client, version) = tunnel_logged(&logged);
+    assert!(to_client > 1024 * 1024, "bytes to the client: {to_client}");
+    assert!(version.is_some(), "a TLS tunnel logs its TLS version");
+    // The slot is given back as the tunnel thread ends, just before it logs.
+    assert_eq!(relay.open_tunnels(), 0);
+}
+
+#[test]
+fn a_wss_tunnel_holds_no_worker_of_a_one_worker_pool() {
+    let pki = pki();
+    let origin = support::backend("wss2");
+    let (relay, _logged) = upgrading_relay(
+        origin.addr(),
+        Connector::new(timeouts()),
+        Duration::from_secs(30),
+    );
+    let addr = tls_proxy(Arc::clone(&relay), acceptor(&pki, TIMEOUT), 1);
+    let mut ws = open_wss(addr, &pki);
+    ws.send(tungstenite::Message::text("first")).unwrap();
+    assert_eq!(ws.read().unwrap(), tungstenite::Message::text("first"));
+    for _ in 0..3 {
+        let mut https = tls_connect(addr, "a.test", &all_versions(&pki));
+        let res = get(&mut https, "/");
+        assert_eq!(res.status, 200);
+        assert_eq!(res.body, "hello from wss2\n");
+    }
+    assert_eq!(relay.open_tunnels(), 1);
+    ws.send(tungstenite::Message::text("still open")).unwrap();
+    assert_eq!(ws.read().unwrap(), tungstenite::Message::text("still open"));
+}
+
+/// A plain backend that answers an upgrade with a 101 and `first` in one write, then echoes
+/// until the proxy half-closes, and closes.
+fn switching_backend(first: &'static [u8]) -> SocketAddr {
+    raw_backend(move |mut stream| {
+        read_request_head(&mut stream);
+        let mut out =
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: raw\r\nConnection: Upgrade\r\n\r\n"
+                .to_vec();
+        out.extend_from_slice(first);
+        if stream.write_all(&out).is_err() {
+            return;
+        }
+        let mut buf = [0u8; 4096];
+        // Bounded by the connection: it ends at the half-close or the socket's timeout.
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Reads from `stream` until `want` bytes came (or the stream ended).
+fn read_exactly(stream: &mut impl Read, buf: &mut Vec<u8>, want: usize) {
+    let mut chunk = [0u8; 4096];
+    // Bounded: each read brings a byte, or ends the loop (end, error, socket timeout).
+    while buf.len() < want {
+        match stream.read(&mut chunk) {
+            Ok(n @ 1..) => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+}
+
+#[test]
+fn bytes_behind_the_101_pass_both_ways_and_half_closes_end_the_wss_tunnel() {
+    let pki = pki();
+    let origin = switching_backend(b"origin-first");
+    let (relay, logged) =
+        upgrading_relay(origin, Connector::new(timeouts()), Duration::from_secs(30));
+    let addr = tls_proxy(Arc::clone(&relay), acceptor(&pki, TIMEOUT), 2);
+    let mut client = tls_connect(addr, "a.test", &all_versions(&pki));
+    // The request and the first tunnel bytes in one TLS write.
+    client
+        .write_all(
+            b"GET /raw HTTP/1.1\r\nHost: a.test\r\nConnection: upgrade\r\nUpgrade: raw\r\n\r\n\
+              client-first",
+        )
+        .unwrap();
+    let mut buf = Vec::new();
+    let head = b"HTTP/1.1 101";
+    read_exactly(&mut client, &mut buf, head.len());
+    assert!(buf.starts_with(head), "{:?}", String::from_utf8_lossy(&buf));
+    let end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+        let before = buf.len();
+        read_exactly(&mut client, &mut buf, before + 1);
+        assert!(buf.len() > before, "the 101 head ends");
+    };
+    // The origin's bytes behind its 101, then the echo of the client's bytes behind its
+    // request.
+    let want = b"origin-firstclient-first";
+    read_exactly(&mut client, &mut buf, end + want.len());
+    assert_eq!(&buf[end..], want);
+    client.write_all(b" more").unwrap();
+    buf.clear();
+    read_exactly(&mut client, &mut buf, 5);
+    assert_eq!(buf, b" more");
+    // The client's close_notify is a half-close: the origin sees its end and closes, and
+    // the proxy passes that back as its own close_notify.
+    client.conn.send_close_notify();
+    client.flush().unwrap();
+    let mut rest = Vec::new();
+    assert!(client.read_to_end(&mut rest).is_ok(), "a clean TLS close");
+    assert!(rest.is_empty(), "{rest:?}");
+    let (to_client, _) = tunnel_logged(&logged);
+    assert_eq!(to_client, (want.len() + 5) as u64);
+    assert_eq!(relay.open_tunnels(), 0);
+}
+
+#[test]
+fn a_silent_wss_tunnel_is_closed_by_the_idle_timeout() {
+    let pki = pki();
+    let origin = switching_backend(b"");
+    let (relay, logged) = upgrading_relay(
+        origin,
+        Connector::new(timeouts()),
+        Duration::from_millis(300),
+    );
+    let addr = tls_proxy(Arc::clone(&relay), acceptor(&pki, TIMEOUT), 2);
+    let mut client = tls_connect(addr, "a.test", &all_versions(&pki));
+    client
+        .write_all(
+            b"GET /raw HTTP/1.1\r\nHost: a.test\r\nConnection: upgrade\r\nUpgrade: raw\r\n\r\n",
+        )
+        .unwrap();
+    let opened = Instant::now();
+    let res = read_response(&mut client, &mut Vec::new());
+    assert_eq!(res.status, 101);
+    // Nothing moves: the tunnel ends on its own, well before the client's read timeout.
+    let mut rest = Vec::new();
+    let end = client.read_to_end(&mut rest);
+    assert!(end.is_ok(), "closed with a close_notify: {end:?}");
+    assert!(rest.is_empty());
+    let waited = opened.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < TIMEOUT,
+        "closed after {waited:?}"
+    );
+    assert_eq!(tunnel_logged(&logged).0, 0);
+    assert_eq!(relay.open_tunnels(), 0);
+}
+
+/// A TLS backend (`backend.test`) that accepts WebSocket handshakes (tungstenite's server
+/// side) and echoes data messages.
+fn wss_backend(pki: &Pki) -> SocketAddr {
+    let config = server_config(vec![NamedCertificate {
+        names: vec!["backend.test".to_owned()],
+        chain: pki.backend.chain(),
+    }])
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for tcp in listener.incoming().map_while(Result::ok) {
+            tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+            tcp.set_write_timeout(Some(TIMEOUT)).unwrap();
+            let conn = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+            thread::spawn(move || {
+                let Ok(mut ws) = tungstenite::accept(StreamOwned::new(conn, tcp)) else {
+                    return;
+                };
+                // Bounded by the connection: it ends at the close handshake or the timeout.
+                while let Ok(message) = ws.read() {
+                    if (message.is_text() || message.is_binary()) && ws.send(message).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn wss_and_ws_clients_reach_an_https_backend() {
+    let pki = pki();
+    let backend = wss_backend(&pki);
+    let ca = TempFile::new("wss-ca.pem", &pki.ca_pem);
+    let group = UpstreamTls {
+        servers: vec![(backend, "backend.test".to_owned())],
+        verify: Verify::CaFile(ca.0.clone()),
+    };
+    let connector = Connector::new(timeouts()).with_tls_group(&group).unwrap();
+    let (relay, logged) = upgrading_relay(backend, connector, Duration::from_secs(30));
+    // TLS on both sides of the tunnel.
+    let tls_addr = tls_proxy(Arc::clone(&relay), acceptor(&pki, TIMEOUT), 2);
+    let mut ws = open_wss(tls_addr, &pki);
+    assert_wss_echoes(&mut ws);
+    assert!(close_wss(&mut ws));
+    drop(ws);
+    assert!(tunnel_logged(&logged).0 > 1024 * 1024);
+    // A plain client, TLS only towards the backend.
+    let plain_addr = serve(relay.clone(), 2);
+    let tcp = TcpStream::connect_timeout(&plain_addr, TIMEOUT).unwrap();
+    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    tcp.set_write_timeout(Some(TIMEOUT)).unwrap();
+    let (mut ws, response) =
+        tungstenite::client(format!("ws://{plain_addr}/ws"), tcp).expect("ws handshake");
+    assert_eq!(response.status(), 101);
+    assert_wss_echoes(&mut ws);
+    assert!(close_wss(&mut ws));
+    drop(ws);
+    let (_, version) = tunnel_logged(&logged);
+    assert_eq!(version, None, "the client side was plain");
+    assert_eq!(relay.open_tunnels(), 0);
+}

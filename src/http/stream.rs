@@ -46,8 +46,18 @@ pub trait Socket: Read + Write {
     /// after a `101 Switching Protocols` (`relay::tunnel`): one thread reads while another
     /// writes. A TCP socket gives a duplicated descriptor; a stream whose state cannot be
     /// shared between two handles (TLS keeps one cipher state per direction in one object)
-    /// gives `None`, and the relay then does not offer the upgrade.
+    /// gives `None`, and its tunnel runs on one polling thread instead (`relay::poll_tunnel`).
     fn duplicate(&self) -> Option<BoxedTransport> {
+        None
+    }
+
+    /// The connection itself, for a tunnel thread that will own it from now on (after a
+    /// `101 Switching Protocols`), leaving this handle unusable: reads end, writes fail,
+    /// `finish` does nothing. What works where `duplicate` cannot: a TLS stream moves
+    /// whole, with its cipher state, instead of being shared. A TCP socket gives a
+    /// duplicated descriptor; a boxed transport gives its box (see `Detached`); `None`
+    /// when the stream cannot be handed over (test doubles).
+    fn take_over(&mut self) -> Option<BoxedTransport> {
         None
     }
 }
@@ -81,6 +91,26 @@ pub trait Transport: Socket + AsFd + Send {
     fn handshake_deadline(&self) -> Option<std::time::Instant> {
         None
     }
+
+    /// Writes what the stream takes without blocking, on a stream made non-blocking with
+    /// [`set_nonblocking`](Self::set_nonblocking): `Err(WouldBlock)` (or `Ok(0)`) when it
+    /// takes nothing now. A TLS stream accepts plaintext while its queue of records is not
+    /// full, and sends what it can of them. For the single-thread tunnel (`relay::poll_tunnel`).
+    fn write_now(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.write(data)
+    }
+
+    /// Sends bytes the stream holds inside (TLS records) without blocking; `Ok(true)` once
+    /// nothing is left. A plain socket holds nothing.
+    fn flush_now(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    /// Whether bytes wait inside the stream to be sent (see [`flush_now`](Self::flush_now)),
+    /// so a poller must wait for the socket to be writable.
+    fn has_unsent(&self) -> bool {
+        false
+    }
 }
 
 impl Socket for TcpStream {
@@ -97,6 +127,12 @@ impl Socket for TcpStream {
         // connection open for the other.
         let clone = self.try_clone().ok()?;
         Some(Box::new(clone))
+    }
+
+    fn take_over(&mut self) -> Option<BoxedTransport> {
+        // This handle stays open until its owner drops it; that does not close the
+        // connection, which the duplicate keeps.
+        self.duplicate()
     }
 }
 
@@ -145,9 +181,15 @@ impl<S: Socket + ?Sized> Socket for &mut S {
     fn duplicate(&self) -> Option<BoxedTransport> {
         (**self).duplicate()
     }
+
+    fn take_over(&mut self) -> Option<BoxedTransport> {
+        (**self).take_over()
+    }
 }
 
-impl<S: Socket + ?Sized> Socket for Box<S> {
+/// Only for `BoxedTransport` (the one box the project uses): taking it over swaps the box for
+/// a [`Detached`] one, which a generic `Box<S>` could not do.
+impl Socket for BoxedTransport {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         (**self).set_read_timeout(timeout)
     }
@@ -171,9 +213,14 @@ impl<S: Socket + ?Sized> Socket for Box<S> {
     fn duplicate(&self) -> Option<BoxedTransport> {
         (**self).duplicate()
     }
+
+    fn take_over(&mut self) -> Option<BoxedTransport> {
+        let husk = Detached::of(&**self)?;
+        Some(std::mem::replace(self, Box::new(husk)))
+    }
 }
 
-impl<T: Transport + ?Sized> Transport for Box<T> {
+impl Transport for BoxedTransport {
     fn has_buffered(&self) -> bool {
         (**self).has_buffered()
     }
@@ -188,6 +235,84 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
     fn handshake_deadline(&self) -> Option<std::time::Instant> {
         (**self).handshake_deadline()
+    }
+
+    fn write_now(&mut self, data: &[u8]) -> io::Result<usize> {
+        (**self).write_now(data)
+    }
+
+    fn flush_now(&mut self) -> io::Result<bool> {
+        (**self).flush_now()
+    }
+
+    fn has_unsent(&self) -> bool {
+        (**self).has_unsent()
+    }
+}
+
+/// What is left in a worker's hands once a tunnel took its connection over
+/// ([`Socket::take_over`]): reads see the end of the stream, writes fail, `finish` does
+/// nothing, so the connection loop that served the upgrade request ends without touching the
+/// tunnel's bytes. It keeps a duplicate of the socket's descriptor only because a
+/// `Transport` must have one to poll; closing it does not close the connection.
+#[derive(Debug)]
+pub struct Detached {
+    fd: std::os::fd::OwnedFd,
+    scheme: &'static str,
+}
+
+impl Detached {
+    /// The husk of `live`; `None` when no descriptor is left to duplicate.
+    fn of(live: &dyn Transport) -> Option<Detached> {
+        Some(Detached {
+            fd: live.as_fd().try_clone_to_owned().ok()?,
+            scheme: live.scheme(),
+        })
+    }
+}
+
+impl Read for Detached {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Ok(0)
+    }
+}
+
+impl Write for Detached {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the connection belongs to a tunnel",
+        ))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Socket for Detached {
+    fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+}
+
+impl Transport for Detached {
+    fn read_now(&mut self, _: &mut [u8]) -> io::Result<Option<usize>> {
+        Ok(Some(0))
+    }
+
+    fn set_nonblocking(&self, _: bool) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for Detached {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -337,7 +462,7 @@ impl<S: Socket> BufStream<S> {
     }
 }
 
-impl<T: Transport + ?Sized> BufStream<Box<T>> {
+impl BufStream<BoxedTransport> {
     /// Whether bytes wait to be served anywhere: in this buffer, or inside the transport.
     pub fn has_pending(&self) -> bool {
         !self.buffered().is_empty() || self.inner.has_buffered()

@@ -167,7 +167,7 @@ impl<P: Phases> Relay<P> {
             return Ok(self.answer(client, &request, ctx, reply));
         }
         let upstreams = self.phases.route(ctx, head).unwrap_or(&*self.upstreams);
-        let (protocols, offer) = self.upgrade_offer(client, &request, ctx)?.unzip();
+        let (protocols, offer) = self.upgrade_offer(&request, ctx)?.unzip();
         let request = Request {
             upgrade: protocols.as_deref(),
             ..request

@@ -14,13 +14,15 @@
 //! - `reply.rs`: what the proxy answers itself;
 //! - `upgrade.rs`: which requests may switch protocols (WebSocket), and how many tunnels;
 //! - `switch.rs`: a `101 Switching Protocols` handed to a tunnel thread;
-//! - `tunnel.rs`: the bytes of a switched connection, both ways;
+//! - `tunnel.rs`: the bytes of a switched connection, both ways, a thread per direction;
+//! - `poll_tunnel.rs`: the same for connections that cannot be split (TLS), one thread;
 //! - `phases.rs`: the hooks.
 
 mod attempt;
 mod exchange;
 pub mod phases;
 mod pipeline;
+mod poll_tunnel;
 pub mod reply;
 mod response;
 mod switch;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use super::attempt::Answer;
 use super::exchange::{Done, Refusal, Request};
 use super::phases::{AnsweredBy, BodyPlan, Phases, Summary};
+use super::poll_tunnel;
 use super::tunnel::{self, Ends};
 use super::upgrade::{self, TunnelSlot};
 use super::{log_summary, Relay};
@@ -35,16 +36,61 @@ static NEXT_TUNNEL: AtomicU64 = AtomicU64::new(1);
 
 /// What an upgrade request holds while it waits for the origin's answer.
 pub(super) struct Offer {
-    /// A second handle on the client connection, taken now so that a transport that cannot
-    /// give one (TLS) is known before anything goes upstream.
-    client_reader: BoxedTransport,
     /// Its place under `max_tunnels`, taken before anything goes upstream.
     slot: TunnelSlot,
 }
 
+/// The two connections of a tunnel, as the tunnel that relays them takes them.
+enum Carrier {
+    /// Both plain TCP: two handles on each socket, one thread per direction (`tunnel.rs`),
+    /// the simplest copy loop there is, kept for the common case.
+    Split(Ends),
+    /// A side that cannot be split (TLS): both streams whole, one polling thread
+    /// (`poll_tunnel.rs`).
+    Whole(poll_tunnel::Ends),
+}
+
+impl Carrier {
+    /// Splits the connections when both sockets can be shared by two threads.
+    fn new(
+        client: BoxedTransport,
+        upstream: BoxedTransport,
+        from_client: Vec<u8>,
+        from_upstream: Vec<u8>,
+    ) -> Carrier {
+        // The upstream first: a TLS backend makes the client's duplicate useless.
+        let writers = upstream
+            .duplicate()
+            .and_then(|upstream_writer| Some((client.duplicate()?, upstream_writer)));
+        match writers {
+            Some((client_writer, upstream_writer)) => Carrier::Split(Ends {
+                client_reader: client,
+                client_writer,
+                upstream_reader: upstream,
+                upstream_writer,
+                from_client,
+                from_upstream,
+            }),
+            None => Carrier::Whole(poll_tunnel::Ends {
+                client,
+                upstream,
+                from_client,
+                from_upstream,
+            }),
+        }
+    }
+
+    fn run(self, idle: Duration, name: &str) -> tunnel::Relayed {
+        match self {
+            Carrier::Split(ends) => tunnel::run(ends, idle, name),
+            Carrier::Whole(ends) => poll_tunnel::run(ends, idle),
+        }
+    }
+}
+
 /// A tunnel and what its thread needs to log the exchange when it ends.
 struct Job<P: Phases> {
-    ends: Ends,
+    carrier: Carrier,
     slot: TunnelSlot,
     phases: Arc<P>,
     ctx: P::Ctx,
@@ -54,11 +100,13 @@ struct Job<P: Phases> {
     started: Instant,
     idle: Duration,
     name: String,
+    /// The client connection's TLS version, for the log.
+    tls_version: Option<&'static str>,
 }
 
 impl<P: Phases> Job<P> {
     fn run(mut self) {
-        let relayed = tunnel::run(self.ends, self.idle, &self.name);
+        let relayed = self.carrier.run(self.idle, &self.name);
         drop(self.slot);
         log::debug!(
             "{}: tunnel {} to {} closed{}: {} bytes to the origin, {} to the client",
@@ -81,8 +129,7 @@ impl<P: Phases> Job<P> {
             // The tunnel's lifetime says nothing about the backend's response time.
             upstream_time: None,
             answered_by: AnsweredBy::Upstream,
-            // Only plain TCP switches (a TLS stream cannot be `duplicate`d).
-            tls_version: None,
+            tls_version: self.tls_version,
         };
         // A switched exchange never comes from the cache.
         log_summary(&*self.phases, &mut self.ctx, &summary, None);
@@ -94,9 +141,8 @@ impl<P: Phases> Relay<P> {
     /// upstream and the offer. `Err` is the `503` of a
     /// proxy with every tunnel taken; a request that may not switch (not allowed, a body, a
     /// transport that cannot be shared) gets `Ok(None)` and goes on as a plain request.
-    pub(super) fn upgrade_offer<S: Socket>(
+    pub(super) fn upgrade_offer(
         &self,
-        client: &BufStream<S>,
         req: &Request<'_>,
         ctx: &mut P::Ctx,
     ) -> Result<Option<(String, Offer)>, Refusal> {
@@ -121,10 +167,6 @@ impl<P: Phases> Relay<P> {
             log::debug!("{peer}: shutting down, no new tunnels; a plain request");
             return Ok(None);
         }
-        let Some(client_reader) = client.get_ref().duplicate() else {
-            log::debug!("{peer}: this transport cannot carry a tunnel; a plain request");
-            return Ok(None);
-        };
         let Some(slot) = self.tunnels.take() else {
             log::warn!(
                 "{peer}: {} tunnels open already, refusing an upgrade",
@@ -136,13 +178,7 @@ impl<P: Phases> Relay<P> {
                 upstream: None,
             });
         };
-        Ok(Some((
-            protocols,
-            Offer {
-                client_reader,
-                slot,
-            },
-        )))
+        Ok(Some((protocols, Offer { slot })))
     }
 
     /// The origin switched protocols: sends the `101` on, and gives both connections to a
@@ -171,13 +207,7 @@ impl<P: Phases> Relay<P> {
         let Some(protocol) = upgrade::switched_to(&response) else {
             return broken("a 101 without Upgrade");
         };
-        let (upstream_reader, from_upstream) = conn.into_parts();
-        let Some(upstream_writer) = upstream_reader.duplicate() else {
-            return broken("its transport cannot be shared by two threads (TLS)");
-        };
-        let Some(client_writer) = client.get_ref().duplicate() else {
-            return broken("no second handle on the client connection");
-        };
+        let (upstream, from_upstream) = conn.into_parts();
         lease.set(Outcome::Answered);
         drop(lease);
 
@@ -220,22 +250,26 @@ impl<P: Phases> Relay<P> {
                 });
             }
         };
-        if std::io::Write::write_all(client, &head).is_err() {
-            // The thread sees the channel close and ends.
+        let tls_version = client.get_ref().tls_version();
+        // The connection is the tunnel's from here on; the worker keeps a husk that reads
+        // nothing and writes nothing (a TLS stream moves whole, cipher state and all).
+        let Some(mut tunnel_client) = client.get_mut().take_over() else {
+            // Only when out of descriptors; the thread sees the channel close and ends.
+            log::error!("{}: cannot hand the connection to a tunnel", req.peer);
+            return Err(Refusal {
+                status: Some(503),
+                keep_alive: false,
+                upstream: Some(backend),
+            });
+        };
+        if std::io::Write::write_all(&mut tunnel_client, &head).is_err() {
             return Err(Refusal::silent());
         }
         // What the client sent behind its request (a first frame) is the tunnel's now.
         let from_client = client.buffered().to_vec();
         client.consume(from_client.len());
         let job = Job {
-            ends: Ends {
-                client_reader: offer.client_reader,
-                client_writer,
-                upstream_reader,
-                upstream_writer,
-                from_client,
-                from_upstream,
-            },
+            carrier: Carrier::new(tunnel_client, upstream, from_client, from_upstream),
             slot: offer.slot,
             phases: Arc::clone(&self.phases),
             ctx: std::mem::take(ctx),
@@ -245,6 +279,7 @@ impl<P: Phases> Relay<P> {
             started,
             idle: self.config.upgrades.idle_timeout,
             name,
+            tls_version,
         };
         if jobs.send(job).is_err() {
             // Only if the thread died before receiving; the tunnel's handles went with it.

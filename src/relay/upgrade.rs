@@ -16,11 +16,14 @@
 //!   never relayed: RFC 9113 section 3.1 dropped the h2c upgrade, and a switched connection
 //!   is opaque, so every later request on it would bypass routing and access control. The
 //!   request is forwarded as a plain HTTP/1.1 request, which is what nginx does with it too,
-//!   and the origin answers it in HTTP/1.1;
-//! - the client's transport can be shared by two threads (plain TCP; see
-//!   `Socket::duplicate`); over TLS the request goes on without the upgrade headers.
+//!   and the origin answers it in HTTP/1.1.
 //!
-//! A tunnel holds two threads of its own (`tunnel.rs`), never a worker of stage 4's pool: the
+//! Either side may be TLS (wss:// from a client, an `https://` backend): on the `101` the
+//! connection is taken from the worker whole (`Socket::take_over`). Two plain TCP sockets get
+//! a thread per direction (`tunnel.rs`); a TLS stream cannot be split between two threads,
+//! so such a tunnel gets one thread polling both sides (`poll_tunnel.rs`).
+//!
+//! A tunnel holds one or two threads of its own, never a worker of stage 4's pool: the
 //! worker that read the upgrade request returns as soon as the `101` is sent, so a pool of
 //! `workers` serves plain requests at full strength whatever the number of open tunnels. The
 //! tunnels' own bound is [`UpgradeConfig::max_tunnels`] (256 by default, independent of
@@ -42,8 +45,8 @@ use serde::Deserialize;
 use crate::http::head::Headers;
 use crate::http::{RequestHead, ResponseHead};
 
-/// Default for [`UpgradeConfig::max_tunnels`]: each tunnel costs two threads (small stacks)
-/// and two descriptors, so 256 is 512 threads, a bounded amount on any machine.
+/// Default for [`UpgradeConfig::max_tunnels`]: each tunnel costs at most two threads (small
+/// stacks) and two descriptors, so 256 is 512 threads, a bounded amount on any machine.
 pub const DEFAULT_MAX_TUNNELS: usize = 256;
 
 /// Default for [`UpgradeConfig::idle_timeout`]: nginx closes a tunnel after

@@ -271,7 +271,9 @@ impl Transport for TlsStream {
                 return got.map(Some);
             }
             // Our handshake flight is a few KiB into an empty send buffer: it does not wait.
-            self.flush_tls()?;
+            // On a non-blocking socket (a tunnel) records that do not fit stay queued for
+            // `flush_now`: a full send buffer must not stop us reading.
+            self.flush_now()?;
             if !sys::poll_now(self.tcp.as_fd())? {
                 return Ok(None);
             }
@@ -281,7 +283,7 @@ impl Transport for TlsStream {
                 Err(err) => return Err(err),
             }
             self.process()?;
-            self.flush_tls()?;
+            self.flush_now()?;
         }
         Ok(None)
     }
@@ -292,6 +294,43 @@ impl Transport for TlsStream {
 
     fn handshake_deadline(&self) -> Option<Instant> {
         self.deadline
+    }
+
+    fn write_now(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        if self.tls.is_handshaking() {
+            // A tunnel starts after a request and its answer, so never here; a blocking
+            // handshake would be wrong on a non-blocking socket.
+            return Err(io::Error::other("TLS handshake not done"));
+        }
+        // rustls takes plaintext only while its queue of records is under its buffer limit
+        // (64 KiB by default): that queue is what bounds this side's memory.
+        let taken = self.tls.writer().write(data)?;
+        self.flush_now()?;
+        if taken == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(taken)
+    }
+
+    fn flush_now(&mut self) -> io::Result<bool> {
+        // Bounded: each round writes at least one byte, or stops.
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut self.tcp) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(true)
+    }
+
+    fn has_unsent(&self) -> bool {
+        self.tls.wants_write()
     }
 }
 
