@@ -263,8 +263,23 @@ fn json_access_lines_parse_and_name_the_upstream_and_the_cache_verdict() {
         conn.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
         assert_eq!(conn.read_response("GET").status, 200);
     }
-    assert!(wait_for(|| lines(&log).len() == 4), "{:?}", lines(&log));
-    let seen: Vec<(String, serde_json::Value)> = lines(&log)
+    // An upload, chunked and in fragments: its line counts the 11 body bytes received.
+    conn.send_in_fragments(
+        b"POST /echo/upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+          6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n",
+        5,
+    );
+    assert_eq!(conn.read_response("POST").status, 200);
+    assert!(wait_for(|| lines(&log).len() == 5), "{:?}", lines(&log));
+    let mut all = lines(&log);
+    let upload: serde_json::Value =
+        serde_json::from_str(&all.pop().expect("five lines")).expect("a JSON line");
+    assert_eq!(
+        (&upload["method"], &upload["request_bytes"]),
+        (&serde_json::json!("POST"), &serde_json::json!(11)),
+        "{upload}"
+    );
+    let seen: Vec<(String, serde_json::Value)> = all
         .iter()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
@@ -282,6 +297,7 @@ fn json_access_lines_parse_and_name_the_upstream_and_the_cache_verdict() {
             for key in ["user", "route", "tls", "bytes", "referer", "user_agent"] {
                 assert!(v.get(key).is_some(), "{key} present in {line}");
             }
+            assert_eq!(v["request_bytes"], 0, "a GET has no body: {line}");
             (v["target"].as_str().unwrap().to_owned(), v.clone())
         })
         .collect();

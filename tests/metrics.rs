@@ -942,3 +942,214 @@ fn stage9_counts_by_route_and_shows_every_group() {
     let page = get(stage.admin, "GET", "/status", "").text();
     assert!(page.contains("upstream api") && page.contains("upstream web"));
 }
+
+/// Reads one CRLF-ended line (without its CRLF) from a raw backend's connection.
+fn read_line(stream: &mut std::net::TcpStream) -> Option<String> {
+    use std::io::Read;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        // Bounded: a line longer than any this test sends is a failure, as is a timeout.
+        if line.len() > 1024 || stream.read(&mut byte).ok()? != 1 {
+            return None;
+        }
+        line.push(byte[0]);
+    }
+    line.truncate(line.len() - 2);
+    String::from_utf8(line).ok()
+}
+
+/// Reads a request body by its framing and returns how many body bytes it had.
+fn read_body(stream: &mut std::net::TcpStream, head: &str) -> Option<u64> {
+    use std::io::Read;
+    let exact = |stream: &mut std::net::TcpStream, n: u64| -> Option<()> {
+        let mut buf = vec![0u8; usize::try_from(n).ok()?];
+        stream.read_exact(&mut buf).ok()
+    };
+    if head.contains("\r\ntransfer-encoding: chunked\r\n") {
+        let mut total = 0;
+        // Bounded: every chunk this test sends is at least one byte, and the body is short.
+        for _ in 0..64 {
+            let line = read_line(stream)?;
+            let size = u64::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+            if size == 0 {
+                // The trailer section, up to its empty line.
+                for _ in 0..16 {
+                    if read_line(stream)?.is_empty() {
+                        return Some(total);
+                    }
+                }
+                return None;
+            }
+            exact(stream, size + 2)?; // the data and its CRLF
+            total += size;
+        }
+        return None;
+    }
+    let length = head
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(Some(0), |v| v.trim().parse().ok())?;
+    exact(stream, length)?;
+    Some(length)
+}
+
+/// A backend that reads every request's body (by `Content-Length` or chunked) and answers
+/// with the number of body bytes it received, so the test knows what reached it.
+fn counting_backend() -> SocketAddr {
+    raw_backend(|mut stream| loop {
+        let head = read_request_head(&mut stream);
+        if !head.ends_with(b"\r\n\r\n") {
+            return;
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let Some(received) = read_body(&mut stream, &head) else {
+            return;
+        };
+        let body = received.to_string();
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    })
+}
+
+/// Bytes in: request bodies of known sizes, by `Content-Length` and chunked, sent in
+/// fragments. What counts is the body read from the client (decoded: a chunked body's data,
+/// not its framing): sent to the backend, or read and dropped before a fixed route's reply on
+/// a kept connection. A body refused unread (413 on its `Content-Length`), or left unread
+/// because the connection closes after the reply, does not count.
+#[test]
+fn request_body_bytes_count_by_route_and_by_server() {
+    let (api, web) = (counting_backend(), counting_backend());
+    let text = format!(
+        "[server]\nmax_body_bytes = 100\n\
+         [upstreams.api]\nservers = [\"{api}\"]\n\
+         [upstreams.web]\nservers = [\"{web}\"]\n\
+         [[routes]]\nname = \"api\"\npath = \"/api\"\nupstream = \"api\"\n\
+         [[routes]]\nname = \"fixed\"\npath = \"/fixed\"\nreturn = {{ status = 200, body = \"hi\" }}\n\
+         [[routes]]\nname = \"site\"\npath = \"/\"\nupstream = \"web\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n"
+    );
+    let stage = start_with(STAGE9, "bytes-in", &text);
+
+    // One kept connection: 10 bytes by length, 12 chunked, 7 dropped by the fixed route, and
+    // a GET after them that proves the dropped body was read (the connection is in step).
+    let mut conn = connect(stage.addr);
+    conn.send_in_fragments(
+        b"POST /api/a HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789",
+        3,
+    );
+    let res = conn.read_response("POST");
+    assert_eq!((res.status, res.text()), (200, "10".to_owned()));
+    conn.send_in_fragments(
+        b"POST /api/b HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n7\r\nworld!!\r\n0\r\n\r\n",
+        4,
+    );
+    let res = conn.read_response("POST");
+    assert_eq!((res.status, res.text()), (200, "12".to_owned()), "chunked");
+    conn.send(b"POST /fixed HTTP/1.1\r\nHost: t\r\nContent-Length: 7\r\n\r\ndiscard");
+    let res = conn.read_response("POST");
+    assert_eq!((res.status, res.text()), (200, "hi".to_owned()));
+    conn.send(b"GET /api/after HTTP/1.1\r\nHost: t\r\n\r\n");
+    let res = conn.read_response("GET");
+    assert_eq!((res.status, res.text()), (200, "0".to_owned()), "in step");
+    drop(conn);
+
+    // Refused on its length before a byte of body is read: nothing counts.
+    let mut big = connect(stage.addr);
+    big.send(b"POST /api/big HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n");
+    assert_eq!(big.read_response("POST").status, 413);
+    drop(big);
+    // A fixed reply on a connection that closes: the body is never read as one.
+    let mut closing = connect(stage.addr);
+    closing.send(
+        b"POST /fixed HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 5\r\n\r\nabcde",
+    );
+    assert_eq!(closing.read_response("POST").status, 200);
+    drop(closing);
+
+    let text = scrape_when_counted(&stage, "", 6.0);
+    let (types, samples) = parse_exposition(&text);
+    let by_route = "revproxy_request_bytes_total";
+    assert_eq!(types[by_route], "counter");
+    for (route, want) in [
+        ("api", 22.0),
+        ("fixed", 7.0),
+        ("site", 0.0),
+        ("default", 0.0),
+    ] {
+        assert_eq!(
+            total(&samples, by_route, &[("route", route)]),
+            want,
+            "{route}"
+        );
+    }
+    assert_eq!(total(&samples, by_route, &[]), 29.0, "{text}");
+    let by_server = "revproxy_upstream_request_bytes_total";
+    assert_eq!(types[by_server], "counter");
+    let (api_s, web_s) = (api.to_string(), web.to_string());
+    let at_api = [("upstream", "api"), ("server", api_s.as_str())];
+    let at_web = [("upstream", "web"), ("server", web_s.as_str())];
+    assert_eq!(total(&samples, by_server, &at_api), 22.0);
+    assert_eq!(total(&samples, by_server, &at_web), 0.0, "written at zero");
+    // Bytes out beside it: "10", "12", "0" from the backend, "hi" twice from the route.
+    assert_eq!(
+        total(
+            &samples,
+            "revproxy_response_bytes_total",
+            &[("route", "api")]
+        ),
+        5.0
+    );
+
+    let status = status_json_open(&stage);
+    let route = |name: &str| {
+        status["routes"]
+            .as_array()
+            .expect("routes")
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("route {name} in {status}"))
+            .clone()
+    };
+    assert_eq!(
+        (
+            route("api")["bytes_in"].as_u64(),
+            route("api")["bytes_out"].as_u64()
+        ),
+        (Some(22), Some(5))
+    );
+    assert_eq!(route("fixed")["bytes_in"], 7);
+    let api_server = status["upstreams"]
+        .as_array()
+        .expect("upstreams")
+        .iter()
+        .find(|g| g["name"] == "api")
+        .expect("api group")["servers"][0]
+        .clone();
+    assert_eq!(api_server["addr"], api_s.as_str());
+    assert_eq!(api_server["bytes_in"], 22);
+
+    let page = get(stage.admin, "GET", "/status", "").text();
+    assert!(page.contains("bytes in</th><th>bytes out</th>"), "{page}");
+    assert!(
+        // api's 3 requests (the 413 came before routing: `default`), all 2xx, 22 in, 5 out.
+        page.contains(
+            "<tr><td>api</td><td class=\"left\">api</td><td>3</td><td>3</td><td>0</td>\
+             <td>0</td><td>0</td><td>22</td><td>5</td>"
+        ),
+        "{page}"
+    );
+}
+
+/// `/status.json` of an admin listener without a key.
+fn status_json_open(stage: &Stage) -> serde_json::Value {
+    let res = get(stage.admin, "GET", "/status.json", "");
+    assert_eq!(res.status, 200, "{}", res.text());
+    serde_json::from_slice(&res.body).expect("/status.json is JSON")
+}

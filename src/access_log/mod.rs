@@ -90,6 +90,9 @@ pub struct Entry<'a> {
     pub status: u16,
     /// Body bytes sent to the client.
     pub bytes: u64,
+    /// Request body bytes read from the client (JSON only: the combined format has no field
+    /// for them, and log tools expect its fields where they are).
+    pub request_bytes: u64,
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
     pub duration: Duration,
@@ -147,6 +150,7 @@ pub fn json_line(entry: &Entry<'_>, now: SystemTime) -> String {
         "request": entry.request_line,
         "status": entry.status,
         "bytes": entry.bytes,
+        "request_bytes": entry.request_bytes,
         "duration_ms": (millis * 1000.0).round() / 1000.0,
         "route": entry.route,
         "upstream": entry.upstream.map(|a| a.to_string()),
@@ -252,6 +256,7 @@ mod tests {
             request_line: "GET /a?b=\"c\" HTTP/1.1",
             status: 200,
             bytes: 13,
+            request_bytes: 5,
             referer: None,
             user_agent: Some(b"curl/8\n"),
             duration: Duration::from_millis(12),
@@ -276,6 +281,42 @@ mod tests {
     }
 
     #[test]
+    fn json_counts_request_bytes_even_when_none_came() {
+        let entry = Entry {
+            client: "10.0.0.1".parse().unwrap(),
+            user: None,
+            request_line: "-",
+            status: 400,
+            bytes: 0,
+            request_bytes: 0,
+            referer: None,
+            user_agent: None,
+            duration: Duration::ZERO,
+            method: None,
+            target: None,
+            route: None,
+            upstream: None,
+            cache: None,
+            tls: None,
+            upstream_time: None,
+        };
+        let line = json_line(&entry, UNIX_EPOCH);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        // A number, never null: every line has the same keys, and sums need no special case.
+        assert_eq!(v["request_bytes"], 0);
+        let uploaded = Entry {
+            request_bytes: 7,
+            status: 201,
+            ..entry
+        };
+        let v: serde_json::Value = serde_json::from_str(&json_line(&uploaded, UNIX_EPOCH)).unwrap();
+        assert_eq!(v["request_bytes"], 7);
+        assert_eq!(v["bytes"], 0);
+        // The combined line does not change: its fields stay where log tools expect them.
+        assert!(!format_line(&uploaded, UNIX_EPOCH).contains(" 7 "));
+    }
+
+    #[test]
     fn a_line_in_json() {
         let entry = Entry {
             client: "10.0.0.1".parse().unwrap(),
@@ -283,6 +324,7 @@ mod tests {
             request_line: "GET /a\"b HTTP/1.1",
             status: 502,
             bytes: 0,
+            request_bytes: 1_048_576,
             referer: None,
             user_agent: Some(b"curl/8\n"),
             duration: Duration::from_micros(12_345),
@@ -305,6 +347,7 @@ mod tests {
         assert_eq!(v["target"], "/a\"b");
         assert_eq!(v["status"], 502);
         assert_eq!(v["bytes"], 0);
+        assert_eq!(v["request_bytes"], 1_048_576);
         assert_eq!(v["duration_ms"], 12.345);
         assert_eq!(v["route"], "api");
         assert_eq!(v["upstream"], "127.0.0.1:8000");

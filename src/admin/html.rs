@@ -168,8 +168,9 @@ fn server_row(page: &mut String, s: &ServerStatus) {
 fn routes(page: &mut String, status: &Status) {
     page.push_str(
         "<h2>routes</h2><table><tr><th>route</th><th>upstream</th><th>requests</th>\
-         <th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>bytes out</th><th>mean</th>\
-         <th>p95</th></tr>",
+         <th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th>\
+         <th title=\"request body bytes read from clients\">bytes in</th><th>bytes out</th>\
+         <th>mean</th><th>p95</th></tr>",
     );
     // `other` (routes added by a reload) only once it counted something.
     for r in status
@@ -179,11 +180,12 @@ fn routes(page: &mut String, status: &Status) {
     {
         let _ = write!(
             page,
-            "<tr><td>{}</td><td class=\"left\">{}</td><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td class=\"left\">{}</td><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&r.name),
             escape(r.upstream.as_deref().unwrap_or("-")),
             r.requests,
             classes(&r.by_status),
+            r.bytes_in,
             r.bytes_out,
             ms(r.mean_ms),
             ms(r.p95_ms),

@@ -92,6 +92,8 @@ pub struct ServerStatus {
     pub errors: u64,
     pub by_status: StatusClasses,
     pub bytes_out: u64,
+    /// Request body bytes sent to this server.
+    pub bytes_in: u64,
     /// Time to the response head, mean and 95th percentile (from the histogram's buckets).
     pub mean_ms: Option<f64>,
     pub p95_ms: Option<f64>,
@@ -142,6 +144,8 @@ pub struct RouteStatus {
     pub requests: u64,
     pub by_status: StatusClasses,
     pub bytes_out: u64,
+    /// Request body bytes read from clients.
+    pub bytes_in: u64,
     pub mean_ms: Option<f64>,
     pub p95_ms: Option<f64>,
 }
@@ -171,6 +175,7 @@ impl Sources {
                 requests: r.requests,
                 by_status: r.by_status.into(),
                 bytes_out: r.bytes_out,
+                bytes_in: r.bytes_in,
             })
             .collect();
         let phases = (self.phases)();
@@ -217,6 +222,7 @@ impl Sources {
                     errors: counts.errors(),
                     by_status: counts.by_status.into(),
                     bytes_out: counts.bytes_out,
+                    bytes_in: counts.bytes_in,
                     mean_ms: millis(counts.response.mean_seconds()),
                     p95_ms: millis(counts.response.quantile_seconds(0.95)),
                     consecutive_failures: record.map_or(0, |r| r.consecutive_failures),

@@ -44,6 +44,7 @@ impl Phases for MetricsPhases {
             status: summary.status,
             upstream: summary.upstream,
             body_bytes: summary.body_bytes,
+            request_bytes: summary.request_bytes,
             duration: summary.duration,
             upstream_time: summary.upstream_time,
         });

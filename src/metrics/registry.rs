@@ -93,6 +93,7 @@ struct RouteCells {
     requests: Vec<AtomicU64>,
     duration: Histogram,
     bytes_out: AtomicU64,
+    bytes_in: AtomicU64,
 }
 
 /// One upstream server's cells.
@@ -100,6 +101,9 @@ struct RouteCells {
 struct ServerCells {
     by_status: [AtomicU64; STATUS_CLASSES.len()],
     bytes_out: AtomicU64,
+    /// Request body bytes sent to this server (as it was the one that answered, or was last
+    /// tried).
+    bytes_in: AtomicU64,
     /// Time to the response head (exchanges where the server answered).
     response: Histogram,
 }
@@ -112,6 +116,8 @@ pub struct Observation<'a> {
     pub status: u16,
     pub upstream: Option<SocketAddr>,
     pub body_bytes: u64,
+    /// Request body bytes read from the client (see `Summary::request_bytes`).
+    pub request_bytes: u64,
     pub duration: Duration,
     /// From sending the request to the server's response head.
     pub upstream_time: Option<Duration>,
@@ -136,6 +142,8 @@ pub struct Registry {
 pub struct ServerCounts {
     pub by_status: [u64; STATUS_CLASSES.len()],
     pub bytes_out: u64,
+    /// Request body bytes of the exchanges counted here.
+    pub bytes_in: u64,
     /// Time from sending a request to the server's response head.
     pub response: HistogramSnapshot,
 }
@@ -160,6 +168,8 @@ pub struct RouteCounts {
     pub requests: u64,
     pub by_status: [u64; STATUS_CLASSES.len()],
     pub bytes_out: u64,
+    /// Request body bytes read from clients.
+    pub bytes_in: u64,
     pub duration: HistogramSnapshot,
 }
 
@@ -174,6 +184,7 @@ impl Registry {
                 .collect(),
             duration: Histogram::default(),
             bytes_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
         };
         let mut routes: Vec<RouteCells> = layout
             .routes
@@ -226,12 +237,18 @@ impl Registry {
         cells
             .bytes_out
             .fetch_add(seen.body_bytes, Ordering::Relaxed);
+        cells
+            .bytes_in
+            .fetch_add(seen.request_bytes, Ordering::Relaxed);
         if let Some((g, s)) = server {
             let cells = &self.servers[g][s];
             cells.by_status[status].fetch_add(1, Ordering::Relaxed);
             cells
                 .bytes_out
                 .fetch_add(seen.body_bytes, Ordering::Relaxed);
+            cells
+                .bytes_in
+                .fetch_add(seen.request_bytes, Ordering::Relaxed);
             if let Some(waited) = seen.upstream_time {
                 cells.response.observe(waited);
             }
@@ -265,6 +282,7 @@ impl Registry {
         ServerCounts {
             by_status,
             bytes_out: cells.bytes_out.load(Ordering::Relaxed),
+            bytes_in: cells.bytes_in.load(Ordering::Relaxed),
             response: cells.response.snapshot(),
         }
     }
@@ -299,6 +317,7 @@ impl Registry {
                     requests: by_status.iter().sum(),
                     by_status,
                     bytes_out: cells.bytes_out.load(Ordering::Relaxed),
+                    bytes_in: cells.bytes_in.load(Ordering::Relaxed),
                     duration: cells.duration.snapshot(),
                 }
             })
@@ -365,6 +384,22 @@ impl Registry {
                 value,
             );
         }
+        e.family(
+            "revproxy_request_bytes_total",
+            Kind::Counter,
+            "Request body bytes read from clients, by route (decoded: a chunked body's data, not \
+             its framing). A body read and dropped before the proxy's own reply on a kept \
+             connection counts; one left unread (a 413 on its Content-Length, a reply before \
+             100 Continue or on a connection that closes) does not.",
+        );
+        for cells in &self.routes {
+            let value = cells.bytes_in.load(Ordering::Relaxed) as f64;
+            e.sample(
+                "revproxy_request_bytes_total",
+                &[("route", &cells.name)],
+                value,
+            );
+        }
         self.write_servers(e);
     }
 
@@ -414,6 +449,18 @@ impl Registry {
                 counts.bytes_out as f64,
             );
         });
+        e.family(
+            "revproxy_upstream_request_bytes_total",
+            Kind::Counter,
+            "Request body bytes sent to each upstream server (the one that answered, or was last tried).",
+        );
+        each(e, &|e, labels, counts| {
+            e.sample(
+                "revproxy_upstream_request_bytes_total",
+                labels,
+                counts.bytes_in as f64,
+            );
+        });
     }
 }
 
@@ -453,6 +500,7 @@ mod tests {
             status,
             upstream,
             body_bytes: 10,
+            request_bytes: 4,
             duration: Duration::from_millis(3),
             upstream_time: upstream.map(|_| Duration::from_millis(2)),
         }
@@ -479,6 +527,9 @@ mod tests {
         assert_eq!(routes[2].by_status[3], 1);
         assert_eq!(routes[3].requests, 1);
         assert_eq!(routes[1].bytes_out, 10);
+        assert_eq!(routes[1].bytes_in, 4);
+        assert_eq!(r.server(1, 0).bytes_in, 4, "api's 127.0.0.1:2");
+        assert_eq!(r.server(0, 0).bytes_in, 0, "web's 127.0.0.1:1 saw nothing");
     }
 
     #[test]
@@ -494,6 +545,11 @@ mod tests {
             "revproxy_requests_total{route=\"default\",upstream=\"none\",method=\"GET\",status=\"4xx\"} 1",
             "revproxy_request_duration_seconds_count{route=\"api\"} 1",
             "revproxy_upstream_requests_total{upstream=\"api\",server=\"127.0.0.1:3\",status=\"2xx\"} 1",
+            "revproxy_request_bytes_total{route=\"api\"} 4",
+            "revproxy_request_bytes_total{route=\"default\"} 4",
+            "revproxy_request_bytes_total{route=\"site\"} 0",
+            "revproxy_upstream_request_bytes_total{upstream=\"api\",server=\"127.0.0.1:3\"} 4",
+            "revproxy_upstream_request_bytes_total{upstream=\"web\",server=\"127.0.0.1:1\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

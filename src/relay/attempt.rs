@@ -15,7 +15,7 @@ use super::exchange::{Refusal, Request};
 use super::phases::Phases;
 use super::upgrade;
 use super::Relay;
-use crate::http::body::{copy_body, BodyError, Encoding};
+use crate::http::body::{copy_body_counting, BodyError, Encoding};
 use crate::http::head::read_response_head;
 use crate::http::headers::{client_response, upstream_request, ForwardInfo, OutFraming};
 use crate::http::{BodyFraming, BufStream, HttpError, Limits, ResponseHead, Socket};
@@ -233,14 +233,18 @@ impl<P: Phases> Relay<P> {
             timeout: self.connector.timeouts().read,
             early: None,
         };
-        let copied = copy_body(
+        let mut sent = 0;
+        let copied = copy_body_counting(
             client,
             req.framing,
             &mut upstream,
             encoding,
             limits,
             Some(limits.max_body),
+            &mut sent,
         );
+        // What reached the backend was read from the client, even if the copy then failed.
+        req.count_received(sent);
         if let Some(head) = upstream.early.take() {
             log::debug!(
                 "upstream {}: answered {} before the request body was sent",

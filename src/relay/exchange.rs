@@ -1,6 +1,7 @@
 //! One request, from its protocol checks to its answer: the request phase, the route, the
 //! attempts at backends (`attempt.rs`), the response (`response.rs`), or a reply of our own.
 
+use std::cell::Cell;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use super::phases::{AnsweredBy, BodyPlan, Client, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
 use super::reply::{self, Framing, Reply};
 use super::Relay;
-use crate::http::body::{copy_body, Encoding};
+use crate::http::body::{copy_body_counting, Encoding};
 use crate::http::framing::request_framing;
 use crate::http::head::Headers;
 use crate::http::{BodyFraming, BufStream, Header, HttpError, RequestHead, Socket};
@@ -27,6 +28,17 @@ pub(super) struct Request<'a> {
     pub(super) upgrade: Option<&'a str>,
     /// `http` or `https`: how this connection reached us (for `X-Forwarded-Proto`).
     pub(super) proto: &'static str,
+    /// Request body bytes read from the client so far. A cell owned by the connection loop,
+    /// so that the count survives a refusal as well as an answer (neither `Done` nor
+    /// `Refusal` carries it).
+    pub(super) received: &'a Cell<u64>,
+}
+
+impl Request<'_> {
+    /// Adds `bytes` of request body read from the client.
+    pub(super) fn count_received(&self, bytes: u64) {
+        self.received.set(self.received.get().saturating_add(bytes));
+    }
 }
 
 /// How one exchange ended, for the log and the connection loop.
@@ -107,6 +119,8 @@ impl Refusal {
 }
 
 impl<P: Phases> Relay<P> {
+    /// Serves one request whose head was read; the request body bytes read from the client
+    /// are added to `received`, whatever the outcome.
     pub(super) fn exchange<S: Socket>(
         &self,
         client: &mut BufStream<S>,
@@ -114,6 +128,7 @@ impl<P: Phases> Relay<P> {
         peer: SocketAddr,
         ctx: &mut P::Ctx,
         started: Instant,
+        received: &Cell<u64>,
     ) -> Result<Done, Refusal> {
         let limits = &self.config.limits;
         if head.method == "CONNECT" {
@@ -146,6 +161,7 @@ impl<P: Phases> Relay<P> {
             peer,
             upgrade: None,
             proto,
+            received,
         };
         if let Some(reply) = answer {
             return Ok(self.answer(client, &request, ctx, reply));
@@ -295,21 +311,28 @@ impl<P: Phases> Relay<P> {
         }
     }
 
-    /// Reads a request body that nobody will use, within the body limit and timeout.
+    /// Reads a request body that nobody will use, within the body limit and timeout. Its
+    /// bytes count as received: the client sent them, and they crossed the network.
     fn discard_body<S: Socket>(&self, client: &mut BufStream<S>, req: &Request<'_>) -> bool {
         let limits = &self.config.limits;
-        client
+        if client
             .set_read_timeout(Some(self.config.client.body))
-            .is_ok()
-            && copy_body(
-                client,
-                req.framing,
-                &mut io::sink(),
-                Encoding::Raw,
-                limits,
-                Some(limits.max_body),
-            )
-            .is_ok()
+            .is_err()
+        {
+            return false;
+        }
+        let mut read = 0;
+        let discarded = copy_body_counting(
+            client,
+            req.framing,
+            &mut io::sink(),
+            Encoding::Raw,
+            limits,
+            Some(limits.max_body),
+            &mut read,
+        );
+        req.count_received(read);
+        discarded.is_ok()
     }
 }
 

@@ -29,6 +29,7 @@ mod switch;
 mod tunnel;
 pub mod upgrade;
 
+use std::cell::Cell;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -132,6 +133,24 @@ enum Served {
 
 /// nginx's code for "the client closed the connection before a response was sent".
 const CLIENT_GONE: u16 = 499;
+
+/// What the connection loop measured of one exchange, beside how it ended (`Done`).
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    started: Instant,
+    /// Request body bytes read from the client.
+    request_bytes: u64,
+}
+
+impl Measured {
+    /// An exchange that read no request body.
+    fn bodiless(started: Instant) -> Measured {
+        Measured {
+            started,
+            request_bytes: 0,
+        }
+    }
+}
 
 impl Relay {
     /// A relay without phases: stages 1 to 6.
@@ -249,7 +268,7 @@ impl<P: Phases> Relay<P> {
                         None,
                         &mut P::Ctx::default(),
                         &refusal,
-                        Instant::now(),
+                        Measured::bodiless(Instant::now()),
                     );
                 }
                 return Served::Closed;
@@ -257,7 +276,13 @@ impl<P: Phases> Relay<P> {
         };
         let started = Instant::now();
         let mut ctx = P::Ctx::default();
-        let done = match self.exchange(client, &mut head, peer, &mut ctx, started) {
+        let received = Cell::new(0);
+        let outcome = self.exchange(client, &mut head, peer, &mut ctx, started, &received);
+        let measured = Measured {
+            started,
+            request_bytes: received.get(),
+        };
+        let done = match outcome {
             // A tunnel thread owns the connection now, and logs the exchange when it ends.
             Ok(Done {
                 tunnel: Some(tunnel),
@@ -272,13 +297,13 @@ impl<P: Phases> Relay<P> {
                         peer,
                         Some(&head),
                         &done,
-                        started,
+                        measured,
                         client.get_ref().tls_version(),
                     );
                     return Served::Closed;
                 };
                 if !refusal.keep_alive {
-                    self.refuse(client, peer, Some(&head), &mut ctx, &refusal, started);
+                    self.refuse(client, peer, Some(&head), &mut ctx, &refusal, measured);
                     return Served::Closed;
                 }
                 let keep_alive = !self.draining();
@@ -292,7 +317,7 @@ impl<P: Phases> Relay<P> {
             peer,
             Some(&head),
             &done,
-            started,
+            measured,
             client.get_ref().tls_version(),
         );
         if done.keep_alive {
@@ -330,7 +355,8 @@ impl<P: Phases> Relay<P> {
         let started = Instant::now()
             .checked_sub(duration)
             .unwrap_or_else(Instant::now);
-        self.log(&mut P::Ctx::default(), peer, None, &done, started, None);
+        let measured = Measured::bodiless(started);
+        self.log(&mut P::Ctx::default(), peer, None, &done, measured, None);
     }
 
     /// Answers with the refusal's status and closes, giving the client time to read it.
@@ -341,7 +367,7 @@ impl<P: Phases> Relay<P> {
         head: Option<&RequestHead>,
         ctx: &mut P::Ctx,
         refusal: &Refusal,
-        started: Instant,
+        measured: Measured,
     ) {
         let status = refusal.status.unwrap_or(CLIENT_GONE);
         let head_only = head.is_some_and(|h| h.method == "HEAD");
@@ -354,7 +380,7 @@ impl<P: Phases> Relay<P> {
             peer,
             head,
             &done,
-            started,
+            measured,
             client.get_ref().tls_version(),
         );
         if sent {
@@ -369,7 +395,7 @@ impl<P: Phases> Relay<P> {
         peer: SocketAddr,
         head: Option<&RequestHead>,
         done: &Done,
-        started: Instant,
+        measured: Measured,
         tls_version: Option<&'static str>,
     ) {
         let summary = Summary {
@@ -378,7 +404,8 @@ impl<P: Phases> Relay<P> {
             request: head,
             status: done.status,
             body_bytes: done.bytes,
-            duration: started.elapsed(),
+            request_bytes: measured.request_bytes,
+            duration: measured.started.elapsed(),
             upstream: done.upstream,
             upstream_time: done.upstream_time,
             answered_by: done.answered_by,
@@ -414,6 +441,7 @@ fn write_access_log(summary: &Summary<'_>, user: Option<&str>, cache: Option<&st
         request_line: &request_line,
         status: summary.status,
         bytes: summary.body_bytes,
+        request_bytes: summary.request_bytes,
         referer: head.and_then(|h| h.header("referer")),
         user_agent: head.and_then(|h| h.header("user-agent")),
         duration: summary.duration,

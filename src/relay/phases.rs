@@ -301,6 +301,12 @@ pub struct Summary<'a> {
     pub status: u16,
     /// Body bytes sent to the client, as far as they went.
     pub body_bytes: u64,
+    /// Request body bytes read from the client (decoded: a chunked body's data, not its
+    /// framing), as far as they went: those sent upstream, or read and dropped for a reply of
+    /// the proxy's own on a kept connection. 0 for a bodiless request, and for one whose body
+    /// was left unread (a 413 on its `Content-Length`, a reply to a client still waiting for
+    /// `100 Continue`, a reply on a connection that closes: its body is never parsed).
+    pub request_bytes: u64,
     pub duration: Duration,
     /// The backend that answered (or was last tried).
     pub upstream: Option<SocketAddr>,

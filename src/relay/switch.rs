@@ -122,6 +122,8 @@ impl<P: Phases> Job<P> {
             request: Some(&self.head),
             status: 101,
             body_bytes: relayed.to_client,
+            // Only a request without a body may switch (see `upgrade_offer`).
+            request_bytes: 0,
             duration: self.started.elapsed(),
             upstream: Some(self.backend),
             // The tunnel's lifetime says nothing about the backend's response time.
