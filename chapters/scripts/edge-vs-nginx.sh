@@ -126,7 +126,18 @@ stop_pair() {
   wait "$nginx_pid" "$stage9_pid" 2>/dev/null || true
 }
 
-wrk_rps() { taskset -c 0 wrk "$@" 2>&1 | awk '/Requests\/sec/ {print $2}'; }
+# req/s, or 0 (and the reason on stderr) when any answer was not a 2xx or 3xx or a socket
+# failed: a proxy that answers errors fast must not look fast.
+wrk_rps() {
+  local out
+  out=$(taskset -c 0 wrk "$@" 2>&1)
+  if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+    echo "wrk $*: $(grep -E 'Non-2xx|Socket errors' <<<"$out")" >&2
+    echo 0
+  else
+    awk '/Requests\/sec/ {print $2}' <<<"$out"
+  fi
+}
 row() { # test nginx ours command
   awk -v t="$1" -v n="$2" -v o="$3" -v c="$4" 'BEGIN { printf "| %s | %.0f | %.0f | %.2f | `%s` |\n", t, n, o, (n > 0 ? o / n : 0), c }'
 }
