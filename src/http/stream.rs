@@ -5,6 +5,7 @@
 //! hands them out first, which is what the C course's single `read()` into a 4 KiB array could
 //! not do.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
@@ -142,18 +143,10 @@ impl Transport for TcpStream {
     }
 
     fn read_now(&mut self, out: &mut [u8]) -> io::Result<Option<usize>> {
-        // One `poll` with no wait rather than toggling O_NONBLOCK twice: one system call
-        // fewer, and the socket stays in blocking mode for the worker that serves it next.
-        if !sys::poll_now(self.as_fd())? {
-            return Ok(None);
-        }
-        loop {
-            match self.read(out) {
-                Ok(n) => return Ok(Some(n)),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err),
-            }
-        }
+        // One `recv` with MSG_DONTWAIT: no `poll` first and no toggling of O_NONBLOCK, so the
+        // socket stays in blocking mode for the worker that serves it next. This runs twice
+        // per keep-alive request (the head that arrived, then the wait for the next one).
+        sys::recv_now(self.as_fd(), out)
     }
 }
 
@@ -330,6 +323,11 @@ pub struct BufStream<S> {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// The read timeout last set through [`set_read_timeout`](Self::set_read_timeout), or
+    /// `None` when unknown: setting the same value again is skipped, which saves a
+    /// `setsockopt` per response head on a kept upstream connection. (So nothing sets the
+    /// inner stream's read timeout behind this buffer's back: no caller does.)
+    read_timeout: Cell<Option<Option<Duration>>>,
 }
 
 impl<S> BufStream<S> {
@@ -339,6 +337,7 @@ impl<S> BufStream<S> {
             buf: vec![0; READ_CHUNK],
             start: 0,
             end: 0,
+            read_timeout: Cell::new(None),
         }
     }
 
@@ -360,6 +359,8 @@ impl<S> BufStream<S> {
         &self.inner
     }
 
+    /// The stream itself. Its read timeout must still be set through
+    /// [`set_read_timeout`](Self::set_read_timeout) here, which remembers it.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
@@ -449,7 +450,14 @@ impl<S: Write> Write for BufStream<S> {
 
 impl<S: Socket> BufStream<S> {
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.set_read_timeout(timeout)
+        if self.read_timeout.get() == Some(timeout) {
+            return Ok(());
+        }
+        // Forgotten first: if the call fails, the socket's timeout is not known any more.
+        self.read_timeout.set(None);
+        self.inner.set_read_timeout(timeout)?;
+        self.read_timeout.set(Some(timeout));
+        Ok(())
     }
 
     pub fn shutdown_write(&mut self) -> io::Result<()> {

@@ -130,7 +130,7 @@ impl<P: Phases> Relay<P> {
         }
         let (mut conn, mut reused) = self
             .connector
-            .checkout(backend)
+            .checkout_for(backend, replayable(req))
             .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
         loop {
             if let Err(err) = conn.write_all(&request_head) {

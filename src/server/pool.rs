@@ -220,6 +220,7 @@ impl ConnectionModel for Pool {
                     idle_since: Instant::now(),
                     head_since: None,
                     handler: Arc::clone(handler),
+                    armed: false,
                     _open: Open::new(&self.shared.gauges),
                 });
             }
