@@ -5,7 +5,7 @@
 //! hands them out first, which is what the C course's single `read()` into a 4 KiB array could
 //! not do.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
@@ -316,6 +316,37 @@ pub type BoxedTransport = Box<dyn Transport>;
 /// Read size when the buffer has room; large enough that a body streams in few syscalls.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Read buffers kept per thread after their connection went idle, at most this many.
+const SPARE_PER_THREAD: usize = 4;
+
+thread_local! {
+    /// Read buffers given back by connections that went idle ([`BufStream::release_if_empty`]),
+    /// for the next stream on this thread that needs one: a keep-alive request then reuses
+    /// memory already touched instead of allocating and zeroing 16 KiB again (about a third
+    /// of a cache hit's instructions, by callgrind). Bounded, so an idle connection still
+    /// costs no buffer however many there are.
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A read buffer of `READ_CHUNK` bytes: a spare one if this thread has it, else a new one.
+fn chunk() -> Vec<u8> {
+    SPARE
+        .with(|spare| spare.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; READ_CHUNK])
+}
+
+/// Keeps `buf` for [`chunk`] if it is one (a grown buffer is freed) and there is room.
+fn give_back(buf: Vec<u8>) {
+    if buf.len() == READ_CHUNK {
+        SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_PER_THREAD {
+                spare.push(buf);
+            }
+        });
+    }
+}
+
 /// A stream with a read-ahead buffer. Writes go straight to the inner stream.
 #[derive(Debug)]
 pub struct BufStream<S> {
@@ -334,7 +365,7 @@ impl<S> BufStream<S> {
     pub fn new(inner: S) -> BufStream<S> {
         BufStream {
             inner,
-            buf: vec![0; READ_CHUNK],
+            buf: chunk(),
             start: 0,
             end: 0,
             read_timeout: Cell::new(None),
@@ -370,7 +401,7 @@ impl<S> BufStream<S> {
     /// its buffers in keep-alive the same way). The next read allocates it again.
     pub fn release_if_empty(&mut self) {
         if self.start == self.end {
-            self.buf = Vec::new();
+            give_back(std::mem::take(&mut self.buf));
             self.start = 0;
             self.end = 0;
         }
@@ -383,6 +414,9 @@ impl<S> BufStream<S> {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+        }
+        if self.buf.is_empty() {
+            self.buf = chunk();
         }
         if self.end == self.buf.len() {
             if self.buf.len() >= max_buffered {
