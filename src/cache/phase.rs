@@ -1,7 +1,8 @@
 //! The cache as request phases: look up in the request phase (a hit is a reply, a stale entry
-//! with a validator turns the request conditional), answer a `304` or an upstream failure
-//! from the entry in the upstream-answer phase, and keep a copy of a storable miss with a body
-//! observer while it streams to the client.
+//! with a validator turns the request conditional on the entry's validators, a HEAD miss is
+//! fetched as a GET), answer a `304` or an upstream failure from the entry in the
+//! upstream-answer phase, and keep a copy of a storable miss with a body observer while it
+//! streams to the client.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -77,6 +78,9 @@ pub struct CacheCtx {
     stale: Option<Arc<Entry>>,
     /// We made the request conditional on `stale`'s validators.
     revalidating: bool,
+    /// The client's own `If-None-Match` / `If-Modified-Since`, evaluated against the entry
+    /// that answers it (a fresh one, or one a `304` just refreshed).
+    conditions: Conditions,
     /// This request leads a miss that others wait for.
     lead: Option<Lead>,
     /// The reply is ours (from an entry).
@@ -181,7 +185,7 @@ impl CachePhases {
         let lifetime = entry.lifetime.duration;
         let revalidate_always = entry.directives.no_cache || rcc.no_cache;
         if fresh_for(&entry, rcc) {
-            return Lookup::Serve(self.serve(ctx, &entry, Label::Hit, head, true));
+            return Lookup::Serve(self.serve(ctx, &entry, Label::Hit, true));
         }
         let staleness = age.saturating_sub(lifetime);
         let client_takes_stale = match rcc.max_stale {
@@ -194,7 +198,7 @@ impl CachePhases {
             && !revalidate_always
             && !entry.directives.no_stale()
         {
-            return Lookup::Serve(self.serve(ctx, &entry, Label::Stale, head, true));
+            return Lookup::Serve(self.serve(ctx, &entry, Label::Stale, true));
         }
         // RFC 5861: within the window, this client gets the stale copy at once and one
         // request refreshes it meanwhile. Not for a client that asked for fresher.
@@ -206,7 +210,7 @@ impl CachePhases {
             let wants_fresher = rcc.max_age.is_some() || rcc.min_fresh.is_some();
             if !revalidate_always && !wants_fresher && !entry.directives.no_stale() {
                 self.refresh_in_background(proxy, key, head);
-                return Lookup::Serve(self.serve(ctx, &entry, Label::Stale, head, true));
+                return Lookup::Serve(self.serve(ctx, &entry, Label::Stale, true));
             }
         }
         if rcc.only_if_cached {
@@ -215,7 +219,15 @@ impl CachePhases {
         }
         ctx.label = Some(Label::Expired);
         let validator = policy::has_validator(&entry.head);
-        if validator && !conditional(head) {
+        if validator && !has_preconditions(head) {
+            // Section 4.3.1: the cache validates its own entry. The client's validators say
+            // what *it* holds, which may not be what is stored: they are taken off and
+            // answered from the entry a 304 refreshes (section 4.3.2).
+            head.headers.retain(|h| {
+                !Conditions::NAMES
+                    .iter()
+                    .any(|n| h.name.eq_ignore_ascii_case(n))
+            });
             if let Some(etag) = entry.head.header("etag") {
                 head.headers.push(header("If-None-Match", etag));
             }
@@ -245,13 +257,12 @@ impl CachePhases {
         ctx: &mut CacheCtx,
         entry: &Entry,
         label: Label,
-        request: &RequestHead,
         client_conditional: bool,
     ) -> Reply {
         ctx.served = true;
         ctx.label = Some(label);
         let mut head = entry.head.clone();
-        if client_conditional && not_modified(request, entry) {
+        if client_conditional && not_modified(&ctx.conditions, entry) {
             // RFC 9110 section 15.4.5: the fields a 200 would have had that describe it.
             const KEPT: &[&str] = &[
                 "cache-control",
@@ -299,7 +310,7 @@ impl CachePhases {
         if spec == ByteRange::Several {
             return None;
         }
-        let reply = self.serve(ctx, &entry, Label::Hit, head, true);
+        let reply = self.serve(ctx, &entry, Label::Hit, true);
         if spec == ByteRange::Ignored || reply.status() != 200 {
             return Some(reply); // the whole body, or a 304
         }
@@ -307,7 +318,7 @@ impl CachePhases {
     }
 
     /// The stale entry, if the origin's failure may be answered with it (RFC 5861).
-    fn stale_if_error(&self, ctx: &mut CacheCtx, request: &RequestHead) -> Option<Reply> {
+    fn stale_if_error(&self, ctx: &mut CacheCtx) -> Option<Reply> {
         let entry = ctx.stale.clone()?;
         if entry.directives.must_revalidate || entry.directives.proxy_revalidate {
             return None;
@@ -319,8 +330,7 @@ impl CachePhases {
         if entry.staleness() > window {
             return None;
         }
-        let conditional = !ctx.revalidating;
-        Some(self.serve(ctx, &entry, Label::Stale, request, conditional))
+        Some(self.serve(ctx, &entry, Label::Stale, true))
     }
 
     /// After a `304` to our revalidation: the entry with the 304's fields and a new age.
@@ -345,6 +355,47 @@ impl CachePhases {
             initial_age,
             stored_at: Instant::now(),
         }
+    }
+
+    /// Looks `key` up: a reply from an entry, or `None` to go upstream (leading the miss
+    /// when the response may be stored, after waiting for the one that leads it if any).
+    fn lookup_or_lead(
+        &self,
+        ctx: &mut CacheCtx,
+        head: &mut RequestHead,
+        key: &str,
+    ) -> Option<Reply> {
+        // Two turns at most: look up; on a miss another request leads, wait for it, look again.
+        let mut waited = false;
+        for _ in 0..2 {
+            match self.lookup(ctx, head, key) {
+                Lookup::Serve(reply) => return Some(reply),
+                Lookup::Forward => return None,
+                Lookup::Miss => {}
+            }
+            if ctx.request_cc.only_if_cached {
+                ctx.label = Some(Label::Miss);
+                return Some(Reply::error(504));
+            }
+            ctx.label = Some(Label::Miss);
+            if waited || !ctx.may_store {
+                return None;
+            }
+            match self.flights.join(key) {
+                Joined::Lead(lead) => {
+                    ctx.lead = Some(lead);
+                    return None;
+                }
+                Joined::Wait(flight) => {
+                    // Landed or not, look again; a second miss goes upstream itself.
+                    flight.wait(self.settings.lock_timeout);
+                    waited = true;
+                    // The wait is not time in transit: the age counts from here.
+                    ctx.request_time = Some(SystemTime::now());
+                }
+            }
+        }
+        None
     }
 
     /// A successful unsafe request: its target and the same-origin URLs its response names.
@@ -398,47 +449,25 @@ impl Phases for CachePhases {
             }
         }
         ctx.request_cc = RequestDirectives::parse(head);
+        ctx.conditions = Conditions::of(head);
         if let Some(range) = head.header("range") {
             return self.range(ctx, head, &key, range);
         }
-        ctx.may_store = head.method == "GET" && !ctx.request_cc.no_store;
-        // Two turns at most: look up; on a miss another request leads, wait for it, look again.
-        let mut waited = false;
-        for _ in 0..2 {
-            match self.lookup(ctx, head, &key) {
-                Lookup::Serve(reply) => return Some(reply),
-                Lookup::Forward => return None,
-                Lookup::Miss => {}
-            }
-            if ctx.request_cc.only_if_cached {
-                ctx.label = Some(Label::Miss);
-                return Some(Reply::error(504));
-            }
-            ctx.label = Some(Label::Miss);
-            if waited || !ctx.may_store {
-                return None;
-            }
-            match self.flights.join(&key) {
-                Joined::Lead(lead) => {
-                    ctx.lead = Some(lead);
-                    return None;
-                }
-                Joined::Wait(flight) => {
-                    // Landed or not, look again; a second miss goes upstream itself.
-                    flight.wait(self.settings.lock_timeout);
-                    waited = true;
-                    // The wait is not time in transit: the age counts from here.
-                    ctx.request_time = Some(SystemTime::now());
-                }
-            }
+        // A HEAD is answered from a stored GET, and fills the cache as one.
+        ctx.may_store = !ctx.request_cc.no_store;
+        let reply = self.lookup_or_lead(ctx, head, &key);
+        if reply.is_none() && ctx.may_store && head.method == "HEAD" {
+            // As nginx's `proxy_cache_convert_head`: the miss is fetched with GET so that it
+            // can be stored; the relay sends the client the head alone.
+            head.method = "GET".to_owned();
         }
-        None
+        reply
     }
 
     fn upstream_answer(
         &self,
         ctx: &mut CacheCtx,
-        request: &RequestHead,
+        _request: &RequestHead,
         answer: UpstreamAnswer<'_>,
     ) -> Option<Reply> {
         let key = ctx.key.clone()?;
@@ -447,12 +476,10 @@ impl Phases for CachePhases {
                 let old = ctx.stale.take()?;
                 let entry = Arc::new(self.refresh(ctx, &old, head));
                 self.store.replace(&key, &old, Arc::clone(&entry));
-                Some(self.serve(ctx, &entry, Label::Revalidated, request, false))
+                Some(self.serve(ctx, &entry, Label::Revalidated, true))
             }
-            UpstreamAnswer::Response(head) if head.status >= 500 => {
-                self.stale_if_error(ctx, request)
-            }
-            UpstreamAnswer::Failed(status) if status >= 500 => self.stale_if_error(ctx, request),
+            UpstreamAnswer::Response(head) if head.status >= 500 => self.stale_if_error(ctx),
+            UpstreamAnswer::Failed(status) if status >= 500 => self.stale_if_error(ctx),
             _ => None,
         }
     }
@@ -760,22 +787,42 @@ fn ranged(mut reply: Reply, range: &ByteRange) -> Reply {
     }
 }
 
-/// Whether the client made its request conditional itself.
-fn conditional(request: &RequestHead) -> bool {
-    [
-        "if-none-match",
-        "if-modified-since",
-        "if-match",
-        "if-unmodified-since",
-        "if-range",
-    ]
-    .iter()
-    .any(|n| request.header(n).is_some())
+/// Whether the client set preconditions of its own that a cache does not evaluate
+/// (`If-Match`, `If-Unmodified-Since`, `If-Range`): such a request goes upstream as it is.
+fn has_preconditions(request: &RequestHead) -> bool {
+    ["if-match", "if-unmodified-since", "if-range"]
+        .iter()
+        .any(|n| request.header(n).is_some())
+}
+
+/// A client's cache validators: its `If-None-Match` and `If-Modified-Since` lines.
+#[derive(Debug, Default)]
+struct Conditions(Vec<Header>);
+
+impl Conditions {
+    const NAMES: [&'static str; 2] = ["if-none-match", "if-modified-since"];
+
+    fn of(request: &RequestHead) -> Conditions {
+        Conditions(
+            request
+                .headers
+                .iter()
+                .filter(|h| Self::NAMES.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+impl Headers for Conditions {
+    fn header_list(&self) -> &[Header] {
+        &self.0
+    }
 }
 
 /// Whether the client's `If-None-Match` (weak comparison), or failing that its
 /// `If-Modified-Since`, says it has this entry already (RFC 9110 section 13.2.2).
-fn not_modified(request: &RequestHead, entry: &Entry) -> bool {
+fn not_modified(request: &Conditions, entry: &Entry) -> bool {
     if request.header("if-none-match").is_some() {
         let Some(etag) = entry.head.header("etag") else {
             return false;

@@ -28,6 +28,9 @@ pub(super) struct Request<'a> {
     pub(super) upgrade: Option<&'a str>,
     /// `http` or `https`: how this connection reached us (for `X-Forwarded-Proto`).
     pub(super) proto: &'static str,
+    /// The client asked with HEAD: it gets the head alone, even when the request phase
+    /// turned the request into a GET (a cache that fills on a HEAD miss).
+    pub(super) head_only: bool,
     /// Request body bytes read from the client so far. A cell owned by the connection loop,
     /// so that the count survives a refusal as well as an answer (neither `Done` nor
     /// `Refusal` carries it).
@@ -150,6 +153,7 @@ impl<P: Phases> Relay<P> {
 
         let proto = client.get_ref().scheme();
         let client_info = Client { peer, proto };
+        let head_only = head.method == "HEAD";
         let answer = self.phases.request(ctx, head, &client_info);
         let head: &RequestHead = head;
         let request = Request {
@@ -161,6 +165,7 @@ impl<P: Phases> Relay<P> {
             peer,
             upgrade: None,
             proto,
+            head_only,
             received,
         };
         if let Some(reply) = answer {
@@ -259,7 +264,7 @@ impl<P: Phases> Relay<P> {
         self.phases
             .response_head(ctx, req.head, &mut reply.head, &mut plan);
         let cache = cache_status(&reply.head);
-        let head_only = req.head.method == "HEAD" || bodiless_status;
+        let head_only = req.head_only || bodiless_status;
         let body = reply.body.as_bytes();
         // A 204 must not carry Content-Length (RFC 9110 section 8.6), and a 304's would
         // misstate the stored representation's; a HEAD gets the length its GET would get.

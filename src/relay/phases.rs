@@ -48,7 +48,10 @@ pub trait Phases: Send + Sync + 'static {
     /// Before anything goes upstream: rewrite `head`, or answer with a reply of our own.
     /// The framing headers (`Content-Length`, `Transfer-Encoding`) and `Expect` are decided
     /// before this runs and must not be changed. The log shows the head as rewritten; a phase
-    /// that changes the target and wants the original logged keeps it in its `Ctx`.
+    /// that changes the target and wants the original logged keeps it in its `Ctx`. The one
+    /// method change allowed is HEAD to GET (a cache filling on a HEAD miss, as nginx's
+    /// `proxy_cache_convert_head`): the client still gets the head alone, the body goes to the
+    /// observers only, and the log says HEAD.
     fn request(
         &self,
         _ctx: &mut Self::Ctx,
