@@ -1314,3 +1314,230 @@ fn stale_while_revalidate_serves_the_stale_copy_and_refreshes_it_once_in_the_bac
         "one background refresh, however many stale hits"
     );
 }
+
+#[test]
+fn statuses_not_cacheable_by_default_need_explicit_freshness() {
+    let modified = format!("Last-Modified: {}", date(-864_000));
+    let origin = Origin::start(move |head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        let (status, cc) = match path {
+            "/302-heuristic" => ("302 Found", None),
+            "/302-max-age" => ("302 Found", Some("Cache-Control: max-age=60")),
+            "/404-heuristic" => ("404 Not Found", None),
+            _ => return None,
+        };
+        let mut lines = format!("HTTP/1.1 {status}\r\n{modified}\r\nContent-Length: 2\r\n");
+        if let Some(cc) = cc {
+            lines.push_str(cc);
+            lines.push_str("\r\n");
+        }
+        Some(lines + "\r\nno")
+    });
+    let p = proxy("statuses", &origin, "");
+    for (path, stored) in [
+        ("/302-heuristic", false),
+        ("/302-max-age", true),
+        ("/404-heuristic", true),
+    ] {
+        get(&p, path);
+        let again = get(&p, path);
+        assert_eq!(x_cache(&again) == "HIT", stored, "{path}: {again:?}");
+        assert_eq!(origin.count(path), if stored { 1 } else { 2 }, "{path}");
+    }
+}
+
+#[test]
+fn an_authorised_answer_is_stored_when_s_maxage_or_must_revalidate_allows_it() {
+    let cc = |v: &str| vec![format!("Cache-Control: {v}")];
+    let origin = table_origin(vec![
+        ("/s-maxage", cc("s-maxage=60")),
+        ("/must-revalidate", cc("max-age=60, must-revalidate")),
+    ]);
+    let p = proxy("auth-allowed", &origin, "");
+    for path in ["/s-maxage", "/must-revalidate"] {
+        request(&p, "GET", path, &["Authorization: Bearer alice"]);
+        assert_eq!(x_cache(&get(&p, path)), "HIT", "{path}");
+        assert_eq!(origin.count(path), 1, "{path}");
+    }
+}
+
+#[test]
+fn hop_by_hop_fields_and_those_connection_names_are_not_stored() {
+    let origin = table_origin(vec![(
+        "/hop",
+        vec![
+            "Cache-Control: max-age=60".into(),
+            "Connection: X-Secret".into(),
+            "X-Secret: for this hop".into(),
+            "Keep-Alive: timeout=5".into(),
+            "Proxy-Authenticate: Basic".into(),
+            "X-Kept: yes".into(),
+        ],
+    )]);
+    let p = proxy("hop", &origin, "");
+    get(&p, "/hop");
+    let hit = get(&p, "/hop");
+    assert_eq!((x_cache(&hit), hit.header("x-kept")), ("HIT", Some("yes")));
+    for name in ["x-secret", "keep-alive", "proxy-authenticate"] {
+        assert_eq!(hit.header(name), None, "{name} in {hit:?}");
+    }
+}
+
+#[test]
+fn response_no_cache_revalidates_every_time_and_must_revalidate_is_never_served_stale() {
+    let origin = Origin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        if header_of(head, "if-none-match").as_deref() == Some("\"nc\"") {
+            return Some("HTTP/1.1 304 Not Modified\r\n\r\n".into());
+        }
+        Some(match path {
+            "/no-cache" => ok(
+                &["Cache-Control: no-cache, max-age=60", "ETag: \"nc\""],
+                "nc",
+            ),
+            _ => ok(
+                &[
+                    &format!("Date: {}", date(-10)),
+                    "Cache-Control: max-age=1, must-revalidate",
+                ],
+                "strict",
+            ),
+        })
+    });
+    let p = proxy("no-cache", &origin, "");
+    get(&p, "/no-cache");
+    for _ in 0..2 {
+        let res = get(&p, "/no-cache");
+        assert_eq!((x_cache(&res), res.text().as_str()), ("REVALIDATED", "nc"));
+    }
+    assert_eq!(origin.count("/no-cache"), 3, "asked every time");
+    get(&p, "/strict");
+    let res = request(&p, "GET", "/strict", &["Cache-Control: max-stale=600"]);
+    assert_ne!(x_cache(&res), "STALE", "must-revalidate beats max-stale");
+    assert_eq!(origin.count("/strict"), 2);
+}
+
+#[test]
+fn every_successful_unsafe_method_invalidates_its_target() {
+    let origin = Origin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        Some(ok(
+            &["Cache-Control: max-age=60"],
+            &format!("body of {path}"),
+        ))
+    });
+    let p = proxy("unsafe-methods", &origin, "");
+    for method in ["PUT", "DELETE", "PATCH", "FROBNICATE"] {
+        let path = format!("/{}", method.to_ascii_lowercase());
+        get(&p, &path);
+        assert_eq!(x_cache(&get(&p, &path)), "HIT", "{path}");
+        let res = request(&p, method, &path, &["Content-Length: 0"]);
+        assert_eq!((res.status, x_cache(&res)), (200, "BYPASS"), "{method}");
+        assert_eq!(
+            x_cache(&get(&p, &path)),
+            "MISS",
+            "{method} invalidated {path}"
+        );
+    }
+    // Safe methods other than GET and HEAD change nothing.
+    let res = request(&p, "OPTIONS", "/put", &[]);
+    assert_eq!(x_cache(&res), "BYPASS");
+    assert_eq!(x_cache(&get(&p, "/put")), "HIT");
+}
+
+#[test]
+fn a_waiter_goes_upstream_itself_once_lock_timeout_passes() {
+    // The first request's answer is held until the test lets it go; the second one waits
+    // lock_timeout_ms for it, then asks the origin itself.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Mutex::new(Some(held));
+    let origin = Origin::start(move |_| {
+        let first = held.lock().unwrap().take(); // not held while the answer is
+        if let Some(held) = first {
+            let _ = held.recv_timeout(TIMEOUT);
+            return Some(ok(&["Cache-Control: max-age=60"], "first"));
+        }
+        Some(ok(&["Cache-Control: max-age=60"], "second"))
+    });
+    let p = Arc::new(proxy("lock-timeout", &origin, "lock_timeout_ms = 50\n"));
+    let p1 = p.clone();
+    let leader = thread::spawn(move || get(&p1, "/slow").text());
+    // Bounded wait until the leader's request reached the origin.
+    for _ in 0..500 {
+        if origin.count("/slow") == 1 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(origin.count("/slow"), 1);
+    let res = get(&p, "/slow");
+    assert_eq!((res.status, res.text().as_str()), (200, "second"));
+    assert_eq!(origin.count("/slow"), 2, "the waiter did not wait for ever");
+    release.send(()).unwrap();
+    assert_eq!(leader.join().unwrap(), "first");
+}
+
+#[test]
+fn a_miss_streams_to_the_client_before_the_origin_has_sent_it_all() {
+    // The origin sends half the body, then waits until the client has read that half
+    // through the proxy: a cache that buffered the whole body first would deadlock here
+    // (until the origin's bounded wait ends, and the test fails).
+    let (got_half, half_seen) = std::sync::mpsc::channel::<()>();
+    let half_seen = Arc::new(Mutex::new(half_seen));
+    let origin = support::raw_backend(move |mut s| {
+        let head = read_request_head(&mut s);
+        if head.is_empty() {
+            return;
+        }
+        let first =
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 10\r\n\r\nhello";
+        let _ = s.write_all(first.as_bytes());
+        let seen = half_seen.lock().unwrap().recv_timeout(TIMEOUT).is_ok();
+        let _ = s.write_all(if seen { b"world" } else { b"late!" });
+    });
+    let text = format!(
+        "[upstreams.app]\nservers = [\"{origin}\"]\nretries = 0\n[cache]\nenabled = true\n"
+    );
+    let p = Proxy::start(
+        STAGE7,
+        &[],
+        &["--config", config_file("stream", &text).to_str().unwrap()],
+    );
+    let mut c = connect(p.addr);
+    c.send(b"GET /s HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !seen.ends_with(b"hello") {
+        let n = std::io::Read::read(&mut c.stream, &mut buf).expect("the first half arrives");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    got_half.send(()).unwrap();
+    while !seen.ends_with(b"world") {
+        let n = std::io::Read::read(&mut c.stream, &mut buf).expect("the rest arrives");
+        assert!(
+            n > 0 && !seen.ends_with(b"late!"),
+            "{}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let hit = get(&p, "/s");
+    assert_eq!((x_cache(&hit), hit.text().as_str()), ("HIT", "helloworld"));
+}
+
+#[test]
+fn the_least_recently_used_is_evicted_at_max_entries() {
+    let origin = Origin::start(|_| Some(ok(&["Cache-Control: max-age=60"], "e")));
+    let p = proxy("max-entries", &origin, "max_entries = 2\n");
+    get(&p, "/a");
+    get(&p, "/b");
+    assert_eq!(x_cache(&get(&p, "/a")), "HIT");
+    get(&p, "/c");
+    assert_eq!(
+        x_cache(&get(&p, "/b")),
+        "MISS",
+        "/b was least recently used"
+    );
+    assert_eq!(origin.count("/b"), 2);
+}
