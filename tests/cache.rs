@@ -1541,3 +1541,24 @@ fn the_least_recently_used_is_evicted_at_max_entries() {
     );
     assert_eq!(origin.count("/b"), 2);
 }
+
+#[test]
+fn a_large_hit_is_sent_whole_from_the_stored_body() {
+    // Over the size below which a hit's body is copied after its head: head and body leave
+    // gathered in one write, and the next response on the connection starts where it should.
+    let body: String = (0..20_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let expected = body.clone();
+    let origin =
+        Origin::start(move |_| Some(ok(&["Cache-Control: max-age=60", "X-Kind: big"], &body)));
+    let p = proxy("large-hit", &origin, "");
+    let mut c = connect(p.addr);
+    for want in ["MISS", "HIT", "HIT"] {
+        c.send(b"GET /big HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+        let res = c.read_response("GET");
+        assert_eq!((x_cache(&res), res.header("x-kind")), (want, Some("big")));
+        assert!(res.text() == expected, "{want}: {} bytes", res.body.len());
+    }
+    assert_eq!(origin.count("/big"), 1);
+}

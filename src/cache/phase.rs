@@ -68,9 +68,9 @@ pub struct CachePhases {
 #[derive(Default)]
 pub struct CacheCtx {
     label: Option<Label>,
-    /// `scheme://host`, and the key (`origin` + target).
-    origin: String,
+    /// The key: `scheme://host` (`origin_len` bytes), the target, and the route if any.
     key: Option<String>,
+    origin_len: usize,
     request_cc: RequestDirectives,
     request_time: Option<SystemTime>,
     /// A stored entry the request could not be served from as it is: being revalidated,
@@ -261,8 +261,7 @@ impl CachePhases {
     ) -> Reply {
         ctx.served = true;
         ctx.label = Some(label);
-        let mut head = entry.head.clone();
-        if client_conditional && not_modified(&ctx.conditions, entry) {
+        let mut reply = if client_conditional && not_modified(&ctx.conditions, entry) {
             // RFC 9110 section 15.4.5: the fields a 200 would have had that describe it.
             const KEPT: &[&str] = &[
                 "cache-control",
@@ -273,19 +272,38 @@ impl CachePhases {
                 "vary",
                 "last-modified",
             ];
+            let mut head = entry.head.clone();
             head.status = 304;
             head.reason = "Not Modified".to_owned();
             head.headers
                 .retain(|h| KEPT.iter().any(|k| h.name.eq_ignore_ascii_case(k)));
-        }
-        head.headers
-            .push(header("Age", entry.age().as_secs().to_string().as_bytes()));
-        Reply {
-            head,
-            // A 304 never sends it, but its Content-Length is the 200's.
-            body: ReplyBody::Shared(Arc::clone(&entry.body)),
-            close: false,
-        }
+            Reply {
+                head,
+                shared: None,
+                body: ReplyBody::Shared(Arc::clone(&entry.body)),
+                close: false,
+            }
+        } else {
+            // The stored fields go as serialised when the entry was made: a hit formats only
+            // its `Age` (and the relay its framing).
+            Reply {
+                head: ResponseHead {
+                    status: entry.head.status,
+                    reason: entry.head.reason.clone(),
+                    minor_version: entry.head.minor_version,
+                    headers: Vec::with_capacity(2),
+                },
+                shared: Some(Arc::clone(&entry.fields)),
+                body: ReplyBody::Shared(Arc::clone(&entry.body)),
+                close: false,
+            }
+        };
+        // A 304 never sends its body, but its Content-Length is the 200's.
+        reply.head.headers.push(Header {
+            name: "Age".to_owned(),
+            value: entry.age().as_secs().to_string().into_bytes(),
+        });
+        reply
     }
 
     /// A `Range` request: a `206` (or `416`) cut from a fresh stored `200`; anything else
@@ -346,15 +364,14 @@ impl CachePhases {
             ctx.request_time.unwrap_or(response_time),
             response_time,
         );
-        Entry {
+        Entry::new(
             head,
-            body: Arc::clone(&entry.body),
-            vary: entry.vary.clone(),
+            Arc::clone(&entry.body),
+            entry.vary.clone(),
             directives,
             lifetime,
             initial_age,
-            stored_at: Instant::now(),
-        }
+        )
     }
 
     /// Looks `key` up: a reply from an entry, or `None` to go upstream (leading the miss
@@ -398,15 +415,50 @@ impl CachePhases {
         None
     }
 
+    /// The request phase once the key is known.
+    fn request_with_key(
+        &self,
+        ctx: &mut CacheCtx,
+        head: &mut RequestHead,
+        key: &str,
+    ) -> Option<Reply> {
+        ctx.request_time = Some(SystemTime::now());
+        match head.method.as_str() {
+            "GET" | "HEAD" => {}
+            method => {
+                // Section 4.4: a method not known to be safe may change the resource.
+                ctx.unsafe_method = !matches!(method, "OPTIONS" | "TRACE");
+                ctx.label = Some(Label::Bypass);
+                return None;
+            }
+        }
+        ctx.request_cc = RequestDirectives::parse(head);
+        ctx.conditions = Conditions::of(head);
+        if let Some(range) = head.header("range") {
+            return self.range(ctx, head, key, range);
+        }
+        // A HEAD is answered from a stored GET, and fills the cache as one.
+        ctx.may_store = !ctx.request_cc.no_store;
+        let reply = self.lookup_or_lead(ctx, head, key);
+        if reply.is_none() && ctx.may_store && head.method == "HEAD" {
+            // As nginx's `proxy_cache_convert_head`: the miss is fetched with GET so that it
+            // can be stored; the relay sends the client the head alone.
+            head.method = "GET".to_owned();
+        }
+        reply
+    }
+
     /// A successful unsafe request: its target and the same-origin URLs its response names.
     fn invalidate(&self, ctx: &CacheCtx, response: &ResponseHead) {
-        if let Some(key) = &ctx.key {
-            self.store.remove(key);
-        }
+        let Some(target) = &ctx.key else {
+            return;
+        };
+        self.store.remove(target);
+        let origin = &target[..ctx.origin_len];
         for name in ["location", "content-location"] {
             if let Some(key) = response
                 .header(name)
-                .and_then(|v| same_origin_key(&ctx.origin, v))
+                .and_then(|v| same_origin_key(origin, v))
             {
                 self.store.remove(&key);
             }
@@ -426,41 +478,10 @@ impl Phases for CachePhases {
         if !self.settings.enabled {
             return None;
         }
-        let host = head
-            .header("host")
-            .map(|h| String::from_utf8_lossy(h).to_ascii_lowercase())
-            .unwrap_or_default();
-        ctx.origin = format!("{}://{host}", client.proto);
-        // The route is part of the key: two routes that strip their prefixes can both send
-        // `/x` for one Host, to different services.
-        let key = match &head.route {
-            Some(route) => format!("{}{} route={route}", ctx.origin, head.target),
-            None => format!("{}{}", ctx.origin, head.target),
-        };
-        ctx.key = Some(key.clone());
-        ctx.request_time = Some(SystemTime::now());
-        match head.method.as_str() {
-            "GET" | "HEAD" => {}
-            method => {
-                // Section 4.4: a method not known to be safe may change the resource.
-                ctx.unsafe_method = !matches!(method, "OPTIONS" | "TRACE");
-                ctx.label = Some(Label::Bypass);
-                return None;
-            }
-        }
-        ctx.request_cc = RequestDirectives::parse(head);
-        ctx.conditions = Conditions::of(head);
-        if let Some(range) = head.header("range") {
-            return self.range(ctx, head, &key, range);
-        }
-        // A HEAD is answered from a stored GET, and fills the cache as one.
-        ctx.may_store = !ctx.request_cc.no_store;
-        let reply = self.lookup_or_lead(ctx, head, &key);
-        if reply.is_none() && ctx.may_store && head.method == "HEAD" {
-            // As nginx's `proxy_cache_convert_head`: the miss is fetched with GET so that it
-            // can be stored; the relay sends the client the head alone.
-            head.method = "GET".to_owned();
-        }
+        let (key, origin_len) = cache_key(client.proto, head);
+        ctx.origin_len = origin_len;
+        let reply = self.request_with_key(ctx, head, &key);
+        ctx.key = Some(key);
         reply
     }
 
@@ -491,10 +512,11 @@ impl Phases for CachePhases {
         response: &mut ResponseHead,
         plan: &mut BodyPlan,
     ) {
-        let Some(key) = ctx.key.clone() else {
+        if ctx.key.is_none() {
             return;
-        };
+        }
         if !ctx.served {
+            let key = ctx.key.clone().unwrap_or_default();
             if ctx.unsafe_method {
                 if (200..400).contains(&response.status) {
                     self.invalidate(ctx, response);
@@ -523,6 +545,12 @@ impl Phases for CachePhases {
         }
         // Whatever happened, waiters must not wait for a leader that is gone.
         ctx.lead = None;
+    }
+
+    /// Its `response_head` only adds `X-Cache` to the replies it made: a hit's stored fields
+    /// can go as serialised.
+    fn reads_reply_fields(&self) -> bool {
+        false
     }
 
     fn report(&self, report: &mut PhaseReport) {
@@ -632,18 +660,17 @@ impl Fill {
         let Some(parts) = self.parts.take() else {
             return;
         };
-        self.store.insert(
-            &self.key,
-            Entry {
-                head: parts.head,
-                body: std::mem::take(&mut self.body).into(),
-                vary: parts.vary,
-                directives: parts.directives,
-                lifetime: parts.lifetime,
-                initial_age: parts.initial_age,
-                stored_at: parts.stored_at,
-            },
+        let mut entry = Entry::new(
+            parts.head,
+            std::mem::take(&mut self.body).into(),
+            parts.vary,
+            parts.directives,
+            parts.lifetime,
+            parts.initial_age,
         );
+        // Its age counts from when the response head arrived, not from the body's end.
+        entry.stored_at = parts.stored_at;
+        self.store.insert(&self.key, entry);
         self.lead = None;
     }
 }
@@ -785,6 +812,28 @@ fn ranged(mut reply: Reply, range: &ByteRange) -> Reply {
             refusal
         }
     }
+}
+
+/// The key of a request: `scheme://host` (lower-case), the target, and its route if any. The
+/// route is part of it: two routes that strip their prefixes can both send `/x` for one Host,
+/// to different services. One allocation: it is built for every request. Also returns the
+/// length of its `scheme://host` part.
+fn cache_key(proto: &str, head: &RequestHead) -> (String, usize) {
+    let host = head.header("host").unwrap_or_default();
+    let route_len = head.route.as_ref().map_or(0, |r| r.len() + 7);
+    let mut key =
+        String::with_capacity(proto.len() + 3 + host.len() + head.target.len() + route_len);
+    key.push_str(proto);
+    key.push_str("://");
+    // Bytes as chars: ASCII lower-cased, anything else kept apart (a valid Host is ASCII).
+    key.extend(host.iter().map(|b| char::from(b.to_ascii_lowercase())));
+    let origin_len = key.len();
+    key.push_str(&head.target);
+    if let Some(route) = &head.route {
+        key.push_str(" route=");
+        key.push_str(route);
+    }
+    (key, origin_len)
 }
 
 /// Whether the client set preconditions of its own that a cache does not evaluate

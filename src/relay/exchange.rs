@@ -250,7 +250,12 @@ impl<P: Phases> Relay<P> {
             keep_alive = keep_alive && !req.expects_continue && self.discard_body(client, req);
         }
         let bodiless_status = matches!(reply.status(), 204 | 304);
-        if !bodiless_status && reply.head.header("content-length").is_none() {
+        if self.phases.reads_reply_fields() {
+            reply.unshare();
+        }
+        // Only for phases that read it: a reply's shared fields never hold framing.
+        let phases_read = reply.shared.is_none();
+        if !bodiless_status && phases_read && reply.head.header("content-length").is_none() {
             // The response phases see a reply's length as they see a backend's (a
             // compressor's minimum length holds for a cache hit as for the miss that stored
             // it); the head written below states the framing itself, whatever this says.
@@ -281,14 +286,19 @@ impl<P: Phases> Relay<P> {
             Framing::Close
         };
         let mut out = Vec::with_capacity(256);
-        reply::write_head(&mut out, &reply.head, framing, keep_alive);
+        reply::write_head(
+            &mut out,
+            &reply.head,
+            reply.shared.as_deref(),
+            framing,
+            keep_alive,
+        );
         let status = reply.status();
         let sent = if head_only {
             plan.end_without_body();
             client.write_all(&out).map(|()| 0)
         } else if plan.is_empty() {
-            out.extend_from_slice(body);
-            client.write_all(&out).map(|()| body.len() as u64)
+            write_head_and_body(client, out, body).map(|()| body.len() as u64)
         } else {
             client
                 .write_all(&out)
@@ -339,6 +349,28 @@ impl<P: Phases> Relay<P> {
         req.count_received(read);
         discarded.is_ok()
     }
+}
+
+/// A head and a body from memory in one write: a small body is copied after the head, a
+/// larger one (a cache hit's shared body) goes from where it is, gathered with the head.
+fn write_head_and_body<W: Write>(client: &mut W, mut head: Vec<u8>, body: &[u8]) -> io::Result<()> {
+    const COPY_BELOW: usize = 4096;
+    if body.len() < COPY_BELOW {
+        head.extend_from_slice(body);
+        return client.write_all(&head);
+    }
+    let mut parts = [io::IoSlice::new(&head), io::IoSlice::new(body)];
+    let mut parts = &mut parts[..];
+    // Each turn writes at least one byte or fails, so this ends.
+    while !parts.is_empty() {
+        match client.write_vectored(parts) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut parts, n),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 /// A reply body from memory through the plan's observers and transforms.

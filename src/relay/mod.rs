@@ -39,7 +39,7 @@ pub use phases::{
     AnsweredBy, BodyObserver, BodyPlan, BodyTransform, Client, NoPhases, Phases, Summary,
     UpstreamAnswer,
 };
-pub use reply::{Reply, ReplyBody};
+pub use reply::{Reply, ReplyBody, SharedFields};
 pub use upgrade::UpgradeConfig;
 
 use crate::access_log;
