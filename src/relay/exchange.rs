@@ -403,8 +403,12 @@ fn expects_continue(head: &RequestHead) -> Result<bool, Refusal> {
     }
 }
 
-/// The `X-Cache` header that the cache phase put on a response, if any.
+/// The `X-Cache` header that the cache phase put on a response, if any, for the access log
+/// (not looked for when there is none to write).
 pub(super) fn cache_status(response: &crate::http::ResponseHead) -> Option<String> {
+    if !crate::access_log::enabled() {
+        return None;
+    }
     response
         .header("x-cache")
         .map(|v| String::from_utf8_lossy(v).into_owned())
