@@ -1562,3 +1562,23 @@ fn a_large_hit_is_sent_whole_from_the_stored_body() {
     }
     assert_eq!(origin.count("/big"), 1);
 }
+
+#[test]
+fn a_head_miss_on_a_chunked_answer_is_stored_and_the_connection_stays_in_step() {
+    let origin = Origin::start(|_| {
+        Some("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".into())
+    });
+    let p = proxy("head-chunked", &origin, "");
+    let mut c = connect(p.addr);
+    c.send(b"HEAD /c HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+    let res = c.read_response("HEAD");
+    assert_eq!(
+        (res.status, x_cache(&res), res.body.len()),
+        (200, "MISS", 0)
+    );
+    c.send(b"GET /c HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+    let res = c.read_response("GET");
+    assert_eq!((x_cache(&res), res.text().as_str()), ("HIT", "hello world"));
+    assert_eq!(res.header("content-length"), Some("11"));
+    assert_eq!(origin.count("/c"), 1);
+}
