@@ -1061,7 +1061,15 @@ fn the_least_recently_used_is_evicted_at_max_size() {
 
 #[test]
 fn the_cache_flags_and_the_check_mode_work() {
-    let origin = table_origin(vec![("/f", vec![])]);
+    let kilo = "k".repeat(1000);
+    let origin = Origin::start(move |head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        Some(match path {
+            "/f" => ok(&[], "body of /f"),
+            "/m" => ok(&["Cache-Control: max-age=60"], "body of /m"),
+            _ => ok(&["Cache-Control: max-age=60"], &kilo),
+        })
+    });
     let path = config_file(
         "flags",
         &format!("[upstreams.app]\nservers = [\"{}\"]\n", origin.addr),
@@ -1077,6 +1085,27 @@ fn the_cache_flags_and_the_check_mode_work() {
     );
     get(&on, "/f");
     assert_eq!(x_cache(&get(&on, "/f")), "HIT");
+    // -c turns it on with the defaults: no default_ttl, so /f (no freshness) is not kept,
+    // /m (max-age) is.
+    let on = Proxy::start(STAGE7, &[], &["--config", path.to_str().unwrap(), "-c"]);
+    get(&on, "/f");
+    assert_eq!(x_cache(&get(&on, "/f")), "MISS");
+    get(&on, "/m");
+    assert_eq!(x_cache(&get(&on, "/m")), "HIT");
+    // --cache-size bounds it: room for one entry of about 1 KB, not two.
+    let small = Proxy::start(
+        STAGE7,
+        &[],
+        &["--config", path.to_str().unwrap(), "--cache-size", "1500"],
+    );
+    get(&small, "/k1");
+    assert_eq!(x_cache(&get(&small, "/k1")), "HIT");
+    get(&small, "/k2");
+    assert_eq!(
+        x_cache(&get(&small, "/k1")),
+        "MISS",
+        "/k1 was evicted for /k2"
+    );
     let bad = config_file(
         "bad",
         "[upstreams.app]\nservers = [\"127.0.0.1:1\"]\n[cache]\nmax_sise = 1\n",
