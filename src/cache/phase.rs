@@ -515,13 +515,14 @@ impl Phases for CachePhases {
         if ctx.key.is_none() {
             return;
         }
+        // Only an upstream response is stored or invalidates; a reply of ours (a hit) just
+        // gets its label, without the key being copied.
         if !ctx.served {
-            let key = ctx.key.clone().unwrap_or_default();
             if ctx.unsafe_method {
                 if (200..400).contains(&response.status) {
                     self.invalidate(ctx, response);
                 }
-            } else if ctx.may_store {
+            } else if let (true, Some(key)) = (ctx.may_store, ctx.key.clone()) {
                 self.plan_store(ctx, &key, request, response, plan);
             }
         }
