@@ -477,6 +477,11 @@ impl<S: Write> Write for BufStream<S> {
         self.inner.write(data)
     }
 
+    /// Passed through, so that a head and a body in two buffers leave in one `writev`.
+    fn write_vectored(&mut self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.inner.write_vectored(parts)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }

@@ -39,7 +39,7 @@ pub use phases::{
     AnsweredBy, BodyObserver, BodyPlan, BodyTransform, Client, NoPhases, Phases, Summary,
     UpstreamAnswer,
 };
-pub use reply::{Reply, ReplyBody};
+pub use reply::{Reply, ReplyBody, SharedFields};
 pub use upgrade::UpgradeConfig;
 
 use crate::access_log;
@@ -277,7 +277,13 @@ impl<P: Phases> Relay<P> {
         let started = Instant::now();
         let mut ctx = P::Ctx::default();
         let received = Cell::new(0);
+        let asked_head = head.method == "HEAD";
         let outcome = self.exchange(client, &mut head, peer, &mut ctx, started, &received);
+        if asked_head && head.method != "HEAD" {
+            // A request phase fetched a HEAD as a GET (a cache filling on a miss): the client
+            // asked HEAD, and its error replies and its log line say so.
+            head.method = "HEAD".to_owned();
+        }
         let measured = Measured {
             started,
             request_bytes: received.get(),

@@ -135,6 +135,23 @@ impl<P: Phases> Relay<P> {
         let copied = if framing == BodyFraming::Empty {
             plan.end_without_body();
             Ok(())
+        } else if req.head_only {
+            // The client asked HEAD and a request phase fetched a GET (a cache filling on a
+            // miss): the body goes to the observers and no further, and the backend's
+            // connection stays in step.
+            let mut nowhere = std::io::sink();
+            let mut sink = BodySink::new(&mut nowhere, Encoding::Raw, plan);
+            let mut decoded = 0;
+            copy_body_counting(
+                &mut conn,
+                framing,
+                &mut sink,
+                Encoding::Raw,
+                limits,
+                None,
+                &mut decoded,
+            )
+            .and_then(|()| sink.finish(true).map_err(BodyError::Sink))
         } else if plan.is_empty() {
             copy_body_counting(
                 &mut conn,
