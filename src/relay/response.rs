@@ -1,7 +1,11 @@
 //! A backend's response on its way to the client: framing decided from what the origin sent,
 //! the response-head phase, the head, then the body, straight or through the phases' plan.
 
-use super::attempt::Answer;
+use std::cell::RefCell;
+use std::io::{Read, Write};
+
+use super::attempt::{Answer, RequestBody};
+use super::duplex::{BodyEnd, DuplexSource, SharedClient};
 use super::exchange::{cache_status, Done, Refusal, Request};
 use super::phases::{AnsweredBy, BodyPlan, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
@@ -26,9 +30,14 @@ impl<P: Phases> Relay<P> {
             mut conn,
             mut lease,
             mut response,
-            request_body_cut,
+            request_body,
             waited,
         } = answer;
+        let (request_body_cut, mut pump) = match request_body {
+            RequestBody::Sent => (false, None),
+            RequestBody::Cut => (true, None),
+            RequestBody::Streaming(pump) => (false, Some(pump)),
+        };
         let backend = lease.backend();
         // Both decided on the head as the origin sent it, before a phase changes headers.
         let framing = response_framing(&req.head.method, &response).map_err(|err| {
@@ -36,7 +45,9 @@ impl<P: Phases> Relay<P> {
             lease.set(Outcome::Failed);
             Refusal::status(502, req.client_keep_alive, backend)
         })?;
-        let reusable = !request_body_cut && upstream_reusable(&response, framing);
+        // A connection whose body went up beside its response is not reused either: whether
+        // the body ends before the response does is up to the client.
+        let reusable = !request_body_cut && pump.is_none() && upstream_reusable(&response, framing);
         if let Some(reply) =
             self.phases
                 .upstream_answer(ctx, req.head, UpstreamAnswer::Response(&response))
@@ -73,6 +84,7 @@ impl<P: Phases> Relay<P> {
         let keep_alive = req.client_keep_alive
             && out_framing != OutFraming::Close
             && !request_body_cut
+            && pump.is_none()
             && !self.draining();
         let reply_head = client_response(
             &response,
@@ -95,41 +107,46 @@ impl<P: Phases> Relay<P> {
         if std::io::Write::write_all(client, &reply_head).is_err() {
             return Err(Refusal::silent());
         }
-        let limits = &self.upstream_limits;
         let mut delivered = 0;
-        let copied = if framing == BodyFraming::Empty {
-            plan.end_without_body();
-            Ok(())
-        } else if plan.is_empty() {
-            copy_body_counting(
-                &mut conn,
-                framing,
-                client,
-                encoding,
-                limits,
-                None,
-                &mut delivered,
-            )
-        } else {
-            let mut sink = BodySink::new(client, encoding, plan);
-            let mut decoded = 0;
-            let copied = copy_body_counting(
-                &mut conn,
-                framing,
-                &mut sink,
-                Encoding::Raw,
-                limits,
-                None,
-                &mut decoded,
-            )
-            .and_then(|()| sink.finish(true).map_err(BodyError::Sink));
-            delivered = sink.delivered();
-            copied
+        let (copied, body_end) = match pump.take() {
+            None => (
+                self.copy_response(&mut conn, client, framing, encoding, plan, &mut delivered),
+                BodyEnd::Sent,
+            ),
+            Some(pump) => {
+                let before = pump.sent();
+                let shared = RefCell::new(&mut *client);
+                let mut source = BufStream::new(DuplexSource {
+                    conn: &mut conn,
+                    client: &shared,
+                    pump,
+                    bounds: self.duplex_bounds(),
+                    end: BodyEnd::Pending,
+                });
+                let mut sink = SharedClient(&shared);
+                let copied = self.copy_response(
+                    &mut source,
+                    &mut sink,
+                    framing,
+                    encoding,
+                    plan,
+                    &mut delivered,
+                );
+                let (duplex, _) = source.into_parts();
+                req.count_received(duplex.pump.sent() - before);
+                (copied, duplex.end)
+            }
         };
-        if request_body_cut {
+        if request_body_cut || matches!(body_end, BodyEnd::Pending | BodyEnd::Refused) {
             // The client may still be sending the body nobody reads: drain it a moment before
             // closing, so the kernel does not reset the connection under the answer.
             super::reply::linger(client);
+        }
+        if body_end == BodyEnd::ClientFailed {
+            // The request body broke off (or stalled) while the origin was answering: the
+            // client's doing, which says nothing of the backend.
+            log::debug!("{}: request body failed during the response", req.peer);
+            return Ok(done(delivered, false));
         }
         match copied {
             Ok(()) => {
@@ -150,6 +167,44 @@ impl<P: Phases> Relay<P> {
                 lease.set(Outcome::Answered);
                 Ok(done(delivered, false))
             }
+        }
+    }
+}
+
+impl<P: Phases> Relay<P> {
+    /// Copies the response body from `source` (the upstream connection, or its duplex view)
+    /// to `client`, straight or through the phases' plan; `delivered` counts what the client
+    /// was given.
+    fn copy_response<R: Read, W: Write>(
+        &self,
+        source: &mut BufStream<R>,
+        client: &mut W,
+        framing: BodyFraming,
+        encoding: Encoding,
+        plan: BodyPlan,
+        delivered: &mut u64,
+    ) -> Result<(), BodyError> {
+        let limits = &self.upstream_limits;
+        if framing == BodyFraming::Empty {
+            plan.end_without_body();
+            Ok(())
+        } else if plan.is_empty() {
+            copy_body_counting(source, framing, client, encoding, limits, None, delivered)
+        } else {
+            let mut sink = BodySink::new(client, encoding, plan);
+            let mut decoded = 0;
+            let copied = copy_body_counting(
+                source,
+                framing,
+                &mut sink,
+                Encoding::Raw,
+                limits,
+                None,
+                &mut decoded,
+            )
+            .and_then(|()| sink.finish(true).map_err(BodyError::Sink));
+            *delivered = sink.delivered();
+            copied
         }
     }
 }
