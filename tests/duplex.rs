@@ -55,11 +55,11 @@ fn config_file(name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// Sends the head of a `BIG` upload in fragments and its first piece of body.
-fn start_upload(c: &mut Client, path: &str) {
+/// Sends the head of a `BIG` upload in fragments, then the first `first` bytes of its body.
+fn start_upload(c: &mut Client, path: &str, first: usize) {
     let head = format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {BIG}\r\n\r\n");
     c.send_in_fragments(head.as_bytes(), 7);
-    c.send(&vec![b'x'; PIECE]);
+    c.send(&vec![b'x'; first]);
 }
 
 /// Sends what is left of a `BIG` upload, a piece at a time, until the proxy stops taking it
@@ -96,7 +96,8 @@ fn refusing_origin() -> SocketAddr {
 pub fn an_early_413_reaches_a_client_that_waits_for_it(bin: &str) {
     let p = proxy(bin, refusing_origin(), "413");
     let mut c = p.connect();
-    start_upload(&mut c, "/upload");
+    // The head alone: this client waits for an answer before it sends its body.
+    start_upload(&mut c, "/upload", 0);
     let res = c
         .try_read_response("POST")
         .expect("the origin's answer while the body is still coming (not a 502 or a hang)");
@@ -108,8 +109,9 @@ pub fn an_early_413_reaches_a_client_that_waits_for_it(bin: &str) {
     );
 }
 
-/// An origin that answers a POST with `401` at once, keeping its connection (it neither reads
-/// the body nor closes), and a GET with 200; it counts the connections it accepts.
+/// An origin that answers a POST with `401` once it has read a first piece of the body,
+/// keeping its connection (it reads no more of the body, nor closes), and a GET with 200;
+/// it counts the connections it accepts.
 fn denying_origin() -> (SocketAddr, Arc<AtomicUsize>) {
     let accepts = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&accepts);
@@ -118,6 +120,9 @@ fn denying_origin() -> (SocketAddr, Arc<AtomicUsize>) {
         // Bounded: a few requests per connection at most in these tests.
         for _ in 0..8 {
             let head = read_request_head(&mut s);
+            if head.starts_with(b"POST") && s.read_exact(&mut vec![0u8; PIECE]).is_err() {
+                return;
+            }
             let reply: &[u8] = if head.starts_with(b"POST") {
                 b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 6\r\n\r\ndenied"
             } else if head.starts_with(b"GET") {
@@ -139,7 +144,7 @@ pub fn an_early_401_on_a_kept_connection_is_not_reused(bin: &str) {
     let (origin, accepts) = denying_origin();
     let p = proxy(bin, origin, "401");
     let mut c = p.connect();
-    start_upload(&mut c, "/private");
+    start_upload(&mut c, "/private", PIECE);
     let res = c
         .try_read_response("POST")
         .expect("the origin's 401 while the body is still coming");
