@@ -11,13 +11,15 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use revproxy::relay::{Relay, RelayConfig};
+use revproxy::upstream::{Connector, Outcome, UpstreamTimeouts, Upstreams};
 use support::{raw_backend, read_request_head, Client, Proxy};
 
 /// A body far larger than the socket buffers, so that a proxy pushing it into an origin that
@@ -270,7 +272,8 @@ stages!(stage1, stage4, stage9);
 // Blame (gap 7) -------------------------------------------------------------------------------
 
 /// An origin that answers `200` as soon as it has the head, then reads the whole body before
-/// it says how much it got; it answers its health checks with 200.
+/// it sends its own body; it answers its health checks with 200. `/quiet` gets no early head
+/// (nothing until the body is in); `/broken` gets a response cut off short.
 fn early_200_origin() -> SocketAddr {
     raw_backend(|mut s| {
         let head = read_request_head(&mut s);
@@ -283,7 +286,14 @@ fn early_200_origin() -> SocketAddr {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
             return;
         }
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n");
+        if head.starts_with(b"POST /broken") {
+            // The origin's own failure, for contrast: a body cut off short of its length.
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+            return;
+        }
+        if !head.starts_with(b"POST /quiet") {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n");
+        }
         let mut buf = [0u8; 4096];
         let mut got = 0;
         // Bounded by the socket's read timeout; ends when the proxy closes.
@@ -338,4 +348,95 @@ fn a_client_that_breaks_its_body_off_does_not_count_against_the_backend() {
         !logged.contains("unhealthy"),
         "a client's failure counted against the backend:\n{logged}"
     );
+}
+
+/// The backends' outcomes, as a balancer or a health table would see them.
+struct Recording {
+    backend: SocketAddr,
+    outcomes: std::sync::Mutex<std::sync::mpsc::Sender<Outcome>>,
+}
+
+impl Upstreams for Recording {
+    fn pick(&self, _client: IpAddr, tried: &[SocketAddr]) -> Option<SocketAddr> {
+        (!tried.contains(&self.backend)).then_some(self.backend)
+    }
+
+    fn finished(&self, _backend: SocketAddr, outcome: Outcome) {
+        let _ = self.outcomes.lock().unwrap().send(outcome);
+    }
+}
+
+/// An in-process relay whose client body timeout is short (no stage has a flag for it), in
+/// front of `early_200_origin`, reporting each attempt's outcome.
+fn recording_relay() -> (SocketAddr, std::sync::mpsc::Receiver<Outcome>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let upstreams = Recording {
+        backend: early_200_origin(),
+        outcomes: std::sync::Mutex::new(tx),
+    };
+    let mut config = RelayConfig::default();
+    config.client.body = Duration::from_millis(150);
+    let second = Duration::from_secs(3);
+    let relay = Arc::new(Relay::new(
+        config,
+        Arc::new(upstreams),
+        Connector::new(UpstreamTimeouts {
+            connect: second,
+            read: second,
+            write: second,
+        }),
+    ));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (stream, peer) in listener.incoming().map_while(Result::ok).map(|s| {
+            let peer = s.peer_addr().unwrap();
+            (s, peer)
+        }) {
+            let relay = Arc::clone(&relay);
+            std::thread::spawn(move || relay.serve(stream, peer));
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn a_stalled_or_vanished_upload_is_the_clients_failure_not_the_backends() {
+    let (addr, outcomes) = recording_relay();
+    // (path, whether the client vanishes rather than stalls)
+    let cases = [
+        ("/early", false), // the origin answered early and waits for the body
+        ("/early", true),
+        ("/quiet", false), // the origin waits for the body before it says anything
+        ("/quiet", true),
+    ];
+    for (path, vanish) in cases {
+        let mut c = support::connect(addr);
+        c.send_in_fragments(
+            format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nhalf")
+                .as_bytes(),
+            11,
+        );
+        if vanish {
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        } else {
+            // Stalls past the body timeout: the proxy gives up on it and closes.
+            assert!(c.read_to_close().is_some(), "{path}: the proxy closes");
+        }
+        let outcome = outcomes
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the attempt ended");
+        assert!(
+            !outcome.is_backend_failure(),
+            "{path} (vanish: {vanish}): the client's failure counted as {outcome:?}"
+        );
+    }
+    // The backend's own failure still counts.
+    let mut c = support::connect(addr);
+    c.send(b"POST /broken HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody");
+    let _ = c.read_to_close();
+    let outcome = outcomes
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the attempt ended");
+    assert_eq!(outcome, Outcome::Failed);
 }
