@@ -1,5 +1,6 @@
 //! A backend's response on its way to the client: framing decided from what the origin sent,
-//! the response-head phase, the head, then the body, straight or through the phases' plan.
+//! the response-head phase, the head, then the body, straight or through the phases' plan;
+//! beside the rest of the request body when the origin answered early (`duplex.rs`).
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -39,15 +40,18 @@ impl<P: Phases> Relay<P> {
             RequestBody::Streaming(pump) => (false, Some(pump)),
         };
         let backend = lease.backend();
+        // Whether the whole request body went up before this head. If not, both connections
+        // are out of step: unread body bytes on the client one would be read as a request.
+        let body_sent_first = !request_body_cut && pump.is_none();
         // Both decided on the head as the origin sent it, before a phase changes headers.
         let framing = response_framing(&req.head.method, &response).map_err(|err| {
             log::warn!("upstream {backend}: unusable response framing: {err}");
             lease.set(Outcome::Failed);
-            Refusal::status(502, req.client_keep_alive, backend)
+            Refusal::status(502, req.client_keep_alive && body_sent_first, backend)
         })?;
         // A connection whose body went up beside its response is not reused either: whether
         // the body ends before the response does is up to the client.
-        let reusable = !request_body_cut && pump.is_none() && upstream_reusable(&response, framing);
+        let reusable = body_sent_first && upstream_reusable(&response, framing);
         if let Some(reply) =
             self.phases
                 .upstream_answer(ctx, req.head, UpstreamAnswer::Response(&response))
@@ -83,8 +87,7 @@ impl<P: Phases> Relay<P> {
         // sends after a shutdown started must close its connection too.
         let keep_alive = req.client_keep_alive
             && out_framing != OutFraming::Close
-            && !request_body_cut
-            && pump.is_none()
+            && body_sent_first
             && !self.draining();
         let reply_head = client_response(
             &response,
