@@ -419,10 +419,9 @@ fn a_stalled_or_vanished_upload_is_the_clients_failure_not_the_backends() {
         );
         if vanish {
             let _ = c.stream.shutdown(std::net::Shutdown::Both);
-        } else {
-            // Stalls past the body timeout: the proxy gives up on it and closes.
-            assert!(c.read_to_close().is_some(), "{path}: the proxy closes");
         }
+        // Otherwise the client stalls past the body timeout, and the attempt ends with it
+        // (the connection is then closed, after a linger this test need not wait for).
         let outcome = outcomes
             .recv_timeout(Duration::from_secs(5))
             .expect("the attempt ended");
@@ -434,7 +433,6 @@ fn a_stalled_or_vanished_upload_is_the_clients_failure_not_the_backends() {
     // The backend's own failure still counts.
     let mut c = support::connect(addr);
     c.send(b"POST /broken HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody");
-    let _ = c.read_to_close();
     let outcome = outcomes
         .recv_timeout(Duration::from_secs(5))
         .expect("the attempt ended");
