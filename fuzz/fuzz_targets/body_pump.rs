@@ -81,7 +81,11 @@ fuzz_target!(|data: &[u8]| {
     if got.is_ok() {
         assert_eq!(rest, want_rest, "bytes after the body differ");
         let (again, redecoded, extra) = copied(&written, 0);
-        assert_eq!(again, Ok(decoded.len() as u64), "the pump wrote a bad chunked body");
+        assert_eq!(
+            again,
+            Ok(decoded.len() as u64),
+            "the pump wrote a bad chunked body"
+        );
         assert_eq!(redecoded, decoded, "the pump changed the body");
         assert!(extra.is_empty(), "the pump wrote past the end of the body");
     }
