@@ -8,7 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use crate::sys;
@@ -60,6 +60,20 @@ pub trait Socket: Read + Write {
     /// when the stream cannot be handed over (test doubles).
     fn take_over(&mut self) -> Option<BoxedTransport> {
         None
+    }
+
+    /// The descriptor that `poll(2)` shows this stream's input on, for a relay that watches a
+    /// client and its backend at once (a request body still arriving while the origin
+    /// answers); `None` for a stream without one (test doubles), which is then read as it
+    /// comes.
+    fn input_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    /// Whether input was received and waits inside the stream, where `poll` on
+    /// [`input_fd`](Self::input_fd) cannot see it (decrypted TLS bytes).
+    fn holds_input(&self) -> bool {
+        false
     }
 }
 
@@ -135,6 +149,10 @@ impl Socket for TcpStream {
         // connection, which the duplicate keeps.
         self.duplicate()
     }
+
+    fn input_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
 }
 
 impl Transport for TcpStream {
@@ -178,6 +196,14 @@ impl<S: Socket + ?Sized> Socket for &mut S {
     fn take_over(&mut self) -> Option<BoxedTransport> {
         (**self).take_over()
     }
+
+    fn input_fd(&self) -> Option<BorrowedFd<'_>> {
+        (**self).input_fd()
+    }
+
+    fn holds_input(&self) -> bool {
+        (**self).holds_input()
+    }
 }
 
 /// Only for `BoxedTransport` (the one box the project uses): taking it over swaps the box for
@@ -210,6 +236,14 @@ impl Socket for BoxedTransport {
     fn take_over(&mut self) -> Option<BoxedTransport> {
         let husk = Detached::of(&**self)?;
         Some(std::mem::replace(self, Box::new(husk)))
+    }
+
+    fn input_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some((**self).as_fd())
+    }
+
+    fn holds_input(&self) -> bool {
+        (**self).has_buffered()
     }
 }
 

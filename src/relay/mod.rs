@@ -10,6 +10,7 @@
 //! - `exchange.rs`: one request from its checks to its answer;
 //! - `attempt.rs`: one attempt at a backend, and when another may be tried;
 //! - `response.rs`: the response head and body on their way to the client;
+//! - `duplex.rs`: a request body and its response at once (an origin that answers early);
 //! - `pipeline.rs`: the body through observers and transforms;
 //! - `reply.rs`: what the proxy answers itself;
 //! - `upgrade.rs`: which requests may switch protocols (WebSocket), and how many tunnels;
@@ -19,6 +20,7 @@
 //! - `phases.rs`: the hooks.
 
 mod attempt;
+mod duplex;
 mod exchange;
 pub mod phases;
 mod pipeline;
