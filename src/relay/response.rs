@@ -147,16 +147,22 @@ impl<P: Phases> Relay<P> {
         }
         let mut delivered = 0;
         let (copied, body_end) = match pump.take() {
-            None => (
+            // The client asked HEAD and a request phase fetched a GET (a cache filling on a
+            // miss): the body goes to the observers and no further, and the backend's
+            // connection stays in step.
+            None if req.head_only => (
                 self.copy_response(
                     &mut conn,
-                    client,
+                    &mut std::io::sink(),
                     framing,
-                    encoding,
+                    Encoding::Raw,
                     plan,
-                    req.head_only,
-                    &mut delivered,
+                    &mut 0,
                 ),
+                BodyEnd::Sent,
+            ),
+            None => (
+                self.copy_response(&mut conn, client, framing, encoding, plan, &mut delivered),
                 BodyEnd::Sent,
             ),
             Some(pump) => {
@@ -176,7 +182,6 @@ impl<P: Phases> Relay<P> {
                     framing,
                     encoding,
                     plan,
-                    req.head_only,
                     &mut delivered,
                 );
                 let (duplex, _) = source.into_parts();
@@ -229,30 +234,12 @@ impl<P: Phases> Relay<P> {
         framing: BodyFraming,
         encoding: Encoding,
         plan: BodyPlan,
-        head_only: bool,
         delivered: &mut u64,
     ) -> Result<(), BodyError> {
         let limits = &self.upstream_limits;
         if framing == BodyFraming::Empty {
             plan.end_without_body();
             Ok(())
-        } else if head_only {
-            // The client asked HEAD and a request phase fetched a GET (a cache filling on a
-            // miss): the body goes to the observers and no further, and the backend's
-            // connection stays in step.
-            let mut nowhere = std::io::sink();
-            let mut sink = BodySink::new(&mut nowhere, Encoding::Raw, plan);
-            let mut decoded = 0;
-            copy_body_counting(
-                source,
-                framing,
-                &mut sink,
-                Encoding::Raw,
-                limits,
-                None,
-                &mut decoded,
-            )
-            .and_then(|()| sink.finish(true).map_err(BodyError::Sink))
         } else if plan.is_empty() {
             copy_body_counting(source, framing, client, encoding, limits, None, delivered)
         } else {
