@@ -49,8 +49,9 @@ fn at_max_children_a_new_client_gets_503_at_once_and_is_served_once_a_child_ends
         .recv_timeout(TIMEOUT)
         .expect("the first request reaches the backend");
 
+    // In one piece: the 503 is sent, and the connection closed, as soon as it is accepted.
     let mut refused = p.connect();
-    refused.send_in_fragments(request, 7);
+    refused.send(request);
     let res = refused.read_response("GET");
     assert_eq!(res.status, 503, "{}", res.text());
     assert_eq!(res.header("retry-after"), Some("1"));
