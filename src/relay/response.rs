@@ -3,6 +3,7 @@
 
 use super::attempt::Answer;
 use super::exchange::{cache_status, Done, Refusal, Request};
+use super::pace::Paced;
 use super::phases::{AnsweredBy, BodyPlan, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
 use super::Relay;
@@ -97,6 +98,8 @@ impl<P: Phases> Relay<P> {
         }
         let limits = &self.upstream_limits;
         let mut delivered = 0;
+        // A slow reader is cut off here, through the same path as a client that went away.
+        let mut paced = Paced::new(&mut *client, self.config.client.send_rate(), req.peer);
         let copied = if framing == BodyFraming::Empty {
             plan.end_without_body();
             Ok(())
@@ -104,14 +107,14 @@ impl<P: Phases> Relay<P> {
             copy_body_counting(
                 &mut conn,
                 framing,
-                client,
+                &mut paced,
                 encoding,
                 limits,
                 None,
                 &mut delivered,
             )
         } else {
-            let mut sink = BodySink::new(client, encoding, plan);
+            let mut sink = BodySink::new(&mut paced, encoding, plan);
             let mut decoded = 0;
             let copied = copy_body_counting(
                 &mut conn,

@@ -231,6 +231,10 @@ impl Socket for TlsStream {
         self.tcp.set_read_timeout(timeout)
     }
 
+    fn reset_on_close(&self) -> io::Result<()> {
+        self.tcp.reset_on_close()
+    }
+
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.send_close_notify()?;
         self.tcp.shutdown(std::net::Shutdown::Write)
