@@ -1,6 +1,6 @@
 //! The few POSIX calls `std` does not offer, each behind a small safe function: `fork` and
 //! `_exit` (stage 2), a `SIGCHLD` handler that reaps children and counts the live ones
-//! (stage 2), `poll` (stage 4's parker), and the signals of a running proxy (shutdown,
+//! (stage 2), `poll` and `epoll` (stage 4's parker, the tunnels), and the signals of a running proxy (shutdown,
 //! reload, log reopening: `lifecycle`).
 //!
 //! This is the only module with `unsafe` code, so every way it can go wrong is in one place.
@@ -10,7 +10,7 @@
 //! in [`fork`] and the `errno` location, which are Linux's.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -324,6 +324,159 @@ pub fn poll_now(fd: BorrowedFd<'_>) -> io::Result<bool> {
         }
     }
     Err(io::Error::from(io::ErrorKind::Interrupted))
+}
+
+/// Reads what a socket holds right now, without waiting and without touching its blocking
+/// mode: `Ok(Some(n))` for `n` bytes (0 at the end of the stream), `Ok(None)` when nothing has
+/// arrived. One `recv(MSG_DONTWAIT)`; an interrupted call is made again.
+pub fn recv_now(fd: BorrowedFd<'_>, out: &mut [u8]) -> io::Result<Option<usize>> {
+    // Bounded: only a signal arriving at each attempt could keep it looping.
+    for _ in 0..16 {
+        // SAFETY: `out` is valid for writes of `out.len()` bytes for the whole call, and the
+        // descriptor is borrowed, so it stays open until the call returns.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                out.as_mut_ptr().cast(),
+                out.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::WouldBlock => return Ok(None),
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(err),
+        }
+    }
+    Err(io::Error::from(io::ErrorKind::Interrupted))
+}
+
+/// An `epoll` set in which each descriptor reports "readable" once per arming
+/// (`EPOLLONESHOT`): stage 4's parker. A descriptor is armed by the thread that hands it over
+/// and disarmed by the report itself, so arming costs one system call and reporting none,
+/// whatever the number of descriptors watched (where `poll` is told every one each time).
+///
+/// A descriptor that is closed leaves the set by itself (it is never `dup`ed here).
+#[derive(Debug)]
+pub struct ReadySet {
+    epoll: OwnedFd,
+}
+
+impl ReadySet {
+    pub fn new() -> io::Result<ReadySet> {
+        // SAFETY: no pointers; a negative result is an error, anything else a new descriptor
+        // that nothing else owns.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nobody else.
+        Ok(ReadySet {
+            epoll: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Watches `fd` until it is readable (data, the end of the stream, an error), then reports
+    /// `token` once. `known` says whether `fd` was armed in this set before (then it is
+    /// re-armed, else added); a wrong guess costs one more call, never a missed report.
+    pub fn arm(&self, fd: BorrowedFd<'_>, token: u64, known: bool) -> io::Result<()> {
+        let first = if known {
+            libc::EPOLL_CTL_MOD
+        } else {
+            libc::EPOLL_CTL_ADD
+        };
+        match self.control(first, fd, token) {
+            Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::EEXIST)) => {
+                let second = if known {
+                    libc::EPOLL_CTL_ADD
+                } else {
+                    libc::EPOLL_CTL_MOD
+                };
+                self.control(second, fd, token)
+            }
+            other => other,
+        }
+    }
+
+    fn control(&self, op: libc::c_int, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
+            u64: token,
+        };
+        // SAFETY: `event` is valid for the call; both descriptors are open (one owned, one
+        // borrowed) until it returns.
+        let n = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd.as_raw_fd(), &mut event) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for reports, and appends the tokens of at most `max` of them to
+    /// `tokens`. A signal that interrupts the wait counts as a timeout.
+    pub fn wait(&self, tokens: &mut Vec<u64>, max: usize, timeout: Duration) -> io::Result<()> {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; max.max(1)];
+        let millis = timeout.as_micros().div_ceil(1000);
+        let millis = libc::c_int::try_from(millis).unwrap_or(libc::c_int::MAX);
+        let len = libc::c_int::try_from(events.len()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `events` holds `len` writable entries for the whole call.
+        let n =
+            unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), len, millis) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return match err.kind() {
+                io::ErrorKind::Interrupted => Ok(()),
+                _ => Err(err),
+            };
+        }
+        tokens.extend(events[..n as usize].iter().map(|e| e.u64));
+        Ok(())
+    }
+}
+
+/// A wake-up another thread can send to one blocked in `poll` or `epoll` (an `eventfd`):
+/// any number of [`wake`](Wakeup::wake) calls before the sleeper looks count as one.
+#[derive(Debug)]
+pub struct Wakeup {
+    fd: OwnedFd,
+}
+
+impl Wakeup {
+    pub fn new() -> io::Result<Wakeup> {
+        // SAFETY: no pointers; a negative result is an error, anything else a new descriptor.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nobody else.
+        Ok(Wakeup {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes the 8 bytes of `one`. It fails only if the counter would overflow,
+        // which leaves a wake-up pending anyway.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), ptr::addr_of!(one).cast(), 8) };
+    }
+
+    /// Takes the pending wake-ups, if any, so the next wait sleeps again.
+    pub fn clear(&self) {
+        let mut count: u64 = 0;
+        // SAFETY: reads at most 8 bytes into `count`; non-blocking, so it returns at once.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), ptr::addr_of_mut!(count).cast(), 8) };
+    }
+}
+
+impl AsFd for Wakeup {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
 }
 
 /// A set of signals that the process takes synchronously, with [`wait_signal`], instead of

@@ -15,6 +15,10 @@ use crate::http::BufStream;
 use crate::tls::client::{self as tls_client, BackendTls};
 use crate::tls::config::UpstreamTls;
 
+/// A kept connection idle for longer than this is probed before it carries a request that
+/// could be replayed (see [`Connector::checkout_for`]); one that could not is always probed.
+pub const PROBE_AFTER: Duration = Duration::from_secs(1);
+
 /// Resolves `host:port` to one socket address (flags and config files name backends so).
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
     // Under `cargo fuzz` (which sets `--cfg fuzzing`) names are not looked up: the config
@@ -176,8 +180,25 @@ impl Connector {
 
     /// An idle connection to `backend` if a live one is kept (`true` = reused), else a new one.
     pub fn checkout(&self, backend: SocketAddr) -> io::Result<(UpstreamConn, bool)> {
+        self.checkout_for(backend, false)
+    }
+
+    /// [`checkout`](Self::checkout) for a request that may be sent again on a new connection
+    /// if a kept one turns out closed (`replayable`: the relay does so when nothing came
+    /// back). Such a request skips the probe of a connection idle for less than
+    /// [`PROBE_AFTER`]: a backend rarely closes a connection that soon, and when it does the
+    /// replay costs what the probe would have cost on every request.
+    pub fn checkout_for(
+        &self,
+        backend: SocketAddr,
+        replayable: bool,
+    ) -> io::Result<(UpstreamConn, bool)> {
         while let Some(mut idle) = self.take_idle(backend) {
-            if idle.since.elapsed() < self.max_idle_time && still_idle(idle.conn.get_mut()) {
+            let idled = idle.since.elapsed();
+            if idled >= self.max_idle_time {
+                continue;
+            }
+            if (replayable && idled < PROBE_AFTER) || still_idle(idle.conn.get_mut()) {
                 return Ok((idle.conn, true));
             }
         }

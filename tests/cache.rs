@@ -529,10 +529,6 @@ fn a_stale_entry_is_revalidated_with_its_etag_and_the_304_updates_it() {
     let origin = revalidating_origin("ETag: \"v1\"");
     let p = proxy("etag", &origin, "");
     assert_eq!(x_cache(&get(&p, "/r")), "MISS");
-    // The client's own conditional on the stale entry goes upstream as it is; the 304 is the
-    // client's, and the entry stays.
-    let own = request(&p, "GET", "/r", &["If-None-Match: \"v1\""]);
-    assert_eq!((own.status, x_cache(&own)), (304, "EXPIRED"));
     let res = get(&p, "/r");
     assert_eq!(x_cache(&res), "REVALIDATED");
     assert_eq!((res.status, res.text().as_str()), (200, "stored body"));
@@ -550,7 +546,112 @@ fn a_stale_entry_is_revalidated_with_its_etag_and_the_304_updates_it() {
     assert_eq!(res.header("etag"), Some("\"v1\""));
     let hit = get(&p, "/r");
     assert_eq!((x_cache(&hit), hit.header("x-version")), ("HIT", Some("2")));
-    assert_eq!(origin.count("/r"), 3);
+    assert_eq!(origin.count("/r"), 2);
+}
+
+/// An origin that validates as a real one does: a 200 that is stale on arrival (`Date` ten
+/// seconds ago, `max-age=5`) with `validator` ("ETag: ..." or "Last-Modified: ..."), and a
+/// bare 304 (no `Date`, no `Cache-Control`, as many origins send it) only to a request whose
+/// `If-None-Match` or `If-Modified-Since` is exactly that validator's value; any other
+/// request gets a new version. A body's version is in `X-Version` and in the body.
+fn validating_origin(validator: String) -> Origin {
+    let (name, value) = validator.split_once(": ").unwrap();
+    let asked_by = if name.eq_ignore_ascii_case("etag") {
+        "if-none-match"
+    } else {
+        "if-modified-since"
+    };
+    let value = value.to_owned();
+    Origin::start(move |head| {
+        if header_of(head, asked_by).as_deref() == Some(value.as_str()) {
+            return Some("HTTP/1.1 304 Not Modified\r\nX-Version: 2\r\n\r\n".into());
+        }
+        let first = header_of(head, "if-none-match").is_none()
+            && header_of(head, "if-modified-since").is_none();
+        let version = if first { "1" } else { "other" };
+        Some(ok(
+            &[
+                &format!("Date: {}", date(-10)),
+                "Cache-Control: max-age=5",
+                &format!("X-Version: {version}"),
+                &validator,
+            ],
+            &format!("body {version}"),
+        ))
+    })
+}
+
+/// Revalidation of a stale entry with `validator`, for a client that sends no validators,
+/// one that the entry matches (`matching`) and one it does not (`other`): the origin is
+/// always asked with the entry's validator, its bare 304 refreshes the entry (the next
+/// request is a hit), and the client gets a 304 or the refreshed 200 as its own validators
+/// say.
+fn a_304_refreshes_the_entry(name: &str, validator: String, matching: &str, other: &str) {
+    let origin = validating_origin(validator.clone());
+    let (_, value) = validator.split_once(": ").unwrap();
+    let p = proxy(name, &origin, "");
+    let cases: [(&str, Option<&str>, u16); 3] = [
+        ("/plain", None, 200),
+        ("/matching", Some(matching), 304),
+        ("/other", Some(other), 200),
+    ];
+    for (path, client_validator, status) in cases {
+        let first = get(&p, path);
+        assert_eq!((x_cache(&first), first.text().as_str()), ("MISS", "body 1"));
+        let extra: Vec<&str> = client_validator.into_iter().collect();
+        let res = request(&p, "GET", path, &extra);
+        let upstream = origin.last_head();
+        assert!(
+            upstream.contains(value),
+            "{path}: asked with the entry's validator: {upstream}"
+        );
+        if let Some(theirs) = client_validator {
+            assert!(
+                !upstream.contains(theirs) || theirs.contains(value),
+                "{path}: {upstream}"
+            );
+        }
+        assert_eq!(
+            (res.status, x_cache(&res)),
+            (status, "REVALIDATED"),
+            "{path}"
+        );
+        if status == 200 {
+            assert_eq!(
+                (res.header("x-version"), res.text().as_str()),
+                (Some("2"), "body 1"),
+                "{path}: the stored body, its fields updated from the 304"
+            );
+        }
+        let hit = get(&p, path);
+        assert_eq!(
+            (x_cache(&hit), hit.header("x-version"), hit.text().as_str()),
+            ("HIT", Some("2"), "body 1"),
+            "{path}: the 304 made the entry fresh"
+        );
+        assert_eq!(origin.count(path), 2, "{path}");
+    }
+}
+
+#[test]
+fn a_304_refreshes_an_entry_validated_by_etag_whatever_the_client_sent() {
+    a_304_refreshes_the_entry(
+        "304-etag",
+        "ETag: \"v1\"".into(),
+        "If-None-Match: \"v0\", W/\"v1\"",
+        "If-None-Match: \"v0\"",
+    );
+}
+
+#[test]
+fn a_304_refreshes_an_entry_validated_by_last_modified_whatever_the_client_sent() {
+    let modified = date(-3600);
+    a_304_refreshes_the_entry(
+        "304-lm",
+        format!("Last-Modified: {modified}"),
+        &format!("If-Modified-Since: {}", date(-60)),
+        &format!("If-Modified-Since: {}", date(-7200)),
+    );
 }
 
 #[test]
@@ -715,6 +816,90 @@ fn head_is_answered_from_a_stored_get() {
 }
 
 #[test]
+fn a_head_miss_is_fetched_with_get_and_stored() {
+    let origin = table_origin(vec![("/h", vec!["Cache-Control: max-age=60".into()])]);
+    let p = proxy("head-miss", &origin, "");
+    let mut c = connect(p.addr);
+    c.send_in_fragments(b"HEAD /h HTTP/1.1\r\nHost: cache.test\r\n\r\n", 7);
+    let res = c.read_response("HEAD");
+    assert_eq!((res.status, x_cache(&res)), (200, "MISS"));
+    assert_eq!(res.header("content-length"), Some("10"), "the GET's length");
+    assert!(
+        origin.last_head().starts_with("GET /h "),
+        "{}",
+        origin.last_head()
+    );
+    // No body followed the head: the next response on the connection parses from its start.
+    c.send(b"GET /h HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+    let res = c.read_response("GET");
+    assert_eq!((x_cache(&res), res.text().as_str()), ("HIT", "body of /h"));
+    c.send(b"HEAD /h HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+    let res = c.read_response("HEAD");
+    assert_eq!((res.status, x_cache(&res)), (200, "HIT"));
+    assert_eq!(origin.count("/h"), 1, "one GET upstream");
+}
+
+#[test]
+fn a_head_miss_that_may_not_be_stored_stays_a_head() {
+    let origin = table_origin(vec![("/n", vec!["Cache-Control: max-age=60".into()])]);
+    let p = proxy("head-nostore", &origin, "");
+    let res = request(&p, "HEAD", "/n", &["Cache-Control: no-store"]);
+    assert_eq!(
+        (res.status, res.header("content-length")),
+        (200, Some("10"))
+    );
+    assert!(
+        origin.last_head().starts_with("HEAD /n "),
+        "{}",
+        origin.last_head()
+    );
+    assert_eq!(x_cache(&get(&p, "/n")), "MISS");
+}
+
+#[test]
+fn concurrent_cold_heads_and_gets_reach_the_origin_once() {
+    const N: usize = 8;
+    let origin = Origin::start(|_| {
+        thread::sleep(Duration::from_millis(200)); // a slow origin: the misses overlap
+        Some(ok(&["Cache-Control: max-age=60"], "collapsed"))
+    });
+    let p = Arc::new(proxy("collapse-head", &origin, ""));
+    let barrier = Arc::new(Barrier::new(N));
+    let clients: Vec<_> = (0..N)
+        .map(|i| {
+            let (p, barrier) = (p.clone(), barrier.clone());
+            thread::spawn(move || {
+                let method = if i % 2 == 0 { "HEAD" } else { "GET" };
+                barrier.wait();
+                let res = request(&p, method, "/cold", &[]);
+                let text = res.text();
+                (
+                    method,
+                    res.status,
+                    text,
+                    res.header("content-length").map(str::to_owned),
+                )
+            })
+        })
+        .collect();
+    let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    for (method, status, text, length) in &results {
+        let body = if *method == "HEAD" { "" } else { "collapsed" };
+        assert_eq!(
+            (*status, text.as_str(), length.as_deref()),
+            (200, body, Some("9")),
+            "{results:?}"
+        );
+    }
+    assert_eq!(origin.count("/cold"), 1, "{results:?}");
+    assert!(
+        origin.last_head().starts_with("GET "),
+        "{}",
+        origin.last_head()
+    );
+}
+
+#[test]
 fn a_successful_unsafe_request_invalidates_its_target_and_same_origin_locations() {
     let origin = Origin::start(|head| {
         let path = head.split(' ').nth(1).unwrap_or("");
@@ -876,7 +1061,15 @@ fn the_least_recently_used_is_evicted_at_max_size() {
 
 #[test]
 fn the_cache_flags_and_the_check_mode_work() {
-    let origin = table_origin(vec![("/f", vec![])]);
+    let kilo = "k".repeat(1000);
+    let origin = Origin::start(move |head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        Some(match path {
+            "/f" => ok(&[], "body of /f"),
+            "/m" => ok(&["Cache-Control: max-age=60"], "body of /m"),
+            _ => ok(&["Cache-Control: max-age=60"], &kilo),
+        })
+    });
     let path = config_file(
         "flags",
         &format!("[upstreams.app]\nservers = [\"{}\"]\n", origin.addr),
@@ -892,6 +1085,27 @@ fn the_cache_flags_and_the_check_mode_work() {
     );
     get(&on, "/f");
     assert_eq!(x_cache(&get(&on, "/f")), "HIT");
+    // -c turns it on with the defaults: no default_ttl, so /f (no freshness) is not kept,
+    // /m (max-age) is.
+    let on = Proxy::start(STAGE7, &[], &["--config", path.to_str().unwrap(), "-c"]);
+    get(&on, "/f");
+    assert_eq!(x_cache(&get(&on, "/f")), "MISS");
+    get(&on, "/m");
+    assert_eq!(x_cache(&get(&on, "/m")), "HIT");
+    // --cache-size bounds it: room for one entry of about 1 KB, not two.
+    let small = Proxy::start(
+        STAGE7,
+        &[],
+        &["--config", path.to_str().unwrap(), "--cache-size", "1500"],
+    );
+    get(&small, "/k1");
+    assert_eq!(x_cache(&get(&small, "/k1")), "HIT");
+    get(&small, "/k2");
+    assert_eq!(
+        x_cache(&get(&small, "/k1")),
+        "MISS",
+        "/k1 was evicted for /k2"
+    );
     let bad = config_file(
         "bad",
         "[upstreams.app]\nservers = [\"127.0.0.1:1\"]\n[cache]\nmax_sise = 1\n",
@@ -1128,4 +1342,272 @@ fn stale_while_revalidate_serves_the_stale_copy_and_refreshes_it_once_in_the_bac
         2,
         "one background refresh, however many stale hits"
     );
+}
+
+#[test]
+fn statuses_not_cacheable_by_default_need_explicit_freshness() {
+    let modified = format!("Last-Modified: {}", date(-864_000));
+    let origin = Origin::start(move |head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        let (status, cc) = match path {
+            "/302-heuristic" => ("302 Found", None),
+            "/302-max-age" => ("302 Found", Some("Cache-Control: max-age=60")),
+            "/404-heuristic" => ("404 Not Found", None),
+            _ => return None,
+        };
+        let mut lines = format!("HTTP/1.1 {status}\r\n{modified}\r\nContent-Length: 2\r\n");
+        if let Some(cc) = cc {
+            lines.push_str(cc);
+            lines.push_str("\r\n");
+        }
+        Some(lines + "\r\nno")
+    });
+    let p = proxy("statuses", &origin, "");
+    for (path, stored) in [
+        ("/302-heuristic", false),
+        ("/302-max-age", true),
+        ("/404-heuristic", true),
+    ] {
+        get(&p, path);
+        let again = get(&p, path);
+        assert_eq!(x_cache(&again) == "HIT", stored, "{path}: {again:?}");
+        assert_eq!(origin.count(path), if stored { 1 } else { 2 }, "{path}");
+    }
+}
+
+#[test]
+fn an_authorised_answer_is_stored_when_s_maxage_or_must_revalidate_allows_it() {
+    let cc = |v: &str| vec![format!("Cache-Control: {v}")];
+    let origin = table_origin(vec![
+        ("/s-maxage", cc("s-maxage=60")),
+        ("/must-revalidate", cc("max-age=60, must-revalidate")),
+    ]);
+    let p = proxy("auth-allowed", &origin, "");
+    for path in ["/s-maxage", "/must-revalidate"] {
+        request(&p, "GET", path, &["Authorization: Bearer alice"]);
+        assert_eq!(x_cache(&get(&p, path)), "HIT", "{path}");
+        assert_eq!(origin.count(path), 1, "{path}");
+    }
+}
+
+#[test]
+fn hop_by_hop_fields_and_those_connection_names_are_not_stored() {
+    let origin = table_origin(vec![(
+        "/hop",
+        vec![
+            "Cache-Control: max-age=60".into(),
+            "Connection: X-Secret".into(),
+            "X-Secret: for this hop".into(),
+            "Keep-Alive: timeout=5".into(),
+            "Proxy-Authenticate: Basic".into(),
+            "X-Kept: yes".into(),
+        ],
+    )]);
+    let p = proxy("hop", &origin, "");
+    get(&p, "/hop");
+    let hit = get(&p, "/hop");
+    assert_eq!((x_cache(&hit), hit.header("x-kept")), ("HIT", Some("yes")));
+    for name in ["x-secret", "keep-alive", "proxy-authenticate"] {
+        assert_eq!(hit.header(name), None, "{name} in {hit:?}");
+    }
+}
+
+#[test]
+fn response_no_cache_revalidates_every_time_and_must_revalidate_is_never_served_stale() {
+    let origin = Origin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        if header_of(head, "if-none-match").as_deref() == Some("\"nc\"") {
+            return Some("HTTP/1.1 304 Not Modified\r\n\r\n".into());
+        }
+        Some(match path {
+            "/no-cache" => ok(
+                &["Cache-Control: no-cache, max-age=60", "ETag: \"nc\""],
+                "nc",
+            ),
+            _ => ok(
+                &[
+                    &format!("Date: {}", date(-10)),
+                    "Cache-Control: max-age=1, must-revalidate",
+                ],
+                "strict",
+            ),
+        })
+    });
+    let p = proxy("no-cache", &origin, "");
+    get(&p, "/no-cache");
+    for _ in 0..2 {
+        let res = get(&p, "/no-cache");
+        assert_eq!((x_cache(&res), res.text().as_str()), ("REVALIDATED", "nc"));
+    }
+    assert_eq!(origin.count("/no-cache"), 3, "asked every time");
+    get(&p, "/strict");
+    let res = request(&p, "GET", "/strict", &["Cache-Control: max-stale=600"]);
+    assert_ne!(x_cache(&res), "STALE", "must-revalidate beats max-stale");
+    assert_eq!(origin.count("/strict"), 2);
+}
+
+#[test]
+fn every_successful_unsafe_method_invalidates_its_target() {
+    let origin = Origin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        Some(ok(
+            &["Cache-Control: max-age=60"],
+            &format!("body of {path}"),
+        ))
+    });
+    let p = proxy("unsafe-methods", &origin, "");
+    for method in ["PUT", "DELETE", "PATCH", "FROBNICATE"] {
+        let path = format!("/{}", method.to_ascii_lowercase());
+        get(&p, &path);
+        assert_eq!(x_cache(&get(&p, &path)), "HIT", "{path}");
+        let res = request(&p, method, &path, &["Content-Length: 0"]);
+        assert_eq!((res.status, x_cache(&res)), (200, "BYPASS"), "{method}");
+        assert_eq!(
+            x_cache(&get(&p, &path)),
+            "MISS",
+            "{method} invalidated {path}"
+        );
+    }
+    // Safe methods other than GET and HEAD change nothing.
+    let res = request(&p, "OPTIONS", "/put", &[]);
+    assert_eq!(x_cache(&res), "BYPASS");
+    assert_eq!(x_cache(&get(&p, "/put")), "HIT");
+}
+
+#[test]
+fn a_waiter_goes_upstream_itself_once_lock_timeout_passes() {
+    // The first request's answer is held until the test lets it go; the second one waits
+    // lock_timeout_ms for it, then asks the origin itself.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Mutex::new(Some(held));
+    let origin = Origin::start(move |_| {
+        let first = held.lock().unwrap().take(); // not held while the answer is
+        if let Some(held) = first {
+            let _ = held.recv_timeout(TIMEOUT);
+            return Some(ok(&["Cache-Control: max-age=60"], "first"));
+        }
+        Some(ok(&["Cache-Control: max-age=60"], "second"))
+    });
+    let p = Arc::new(proxy("lock-timeout", &origin, "lock_timeout_ms = 50\n"));
+    let p1 = p.clone();
+    let leader = thread::spawn(move || get(&p1, "/slow").text());
+    // Bounded wait until the leader's request reached the origin.
+    for _ in 0..500 {
+        if origin.count("/slow") == 1 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(origin.count("/slow"), 1);
+    let res = get(&p, "/slow");
+    assert_eq!((res.status, res.text().as_str()), (200, "second"));
+    assert_eq!(origin.count("/slow"), 2, "the waiter did not wait for ever");
+    release.send(()).unwrap();
+    assert_eq!(leader.join().unwrap(), "first");
+}
+
+#[test]
+fn a_miss_streams_to_the_client_before_the_origin_has_sent_it_all() {
+    // The origin sends half the body, then waits until the client has read that half
+    // through the proxy: a cache that buffered the whole body first would deadlock here
+    // (until the origin's bounded wait ends, and the test fails).
+    let (got_half, half_seen) = std::sync::mpsc::channel::<()>();
+    let half_seen = Arc::new(Mutex::new(half_seen));
+    let origin = support::raw_backend(move |mut s| {
+        let head = read_request_head(&mut s);
+        if head.is_empty() {
+            return;
+        }
+        let first =
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 10\r\n\r\nhello";
+        let _ = s.write_all(first.as_bytes());
+        let seen = half_seen.lock().unwrap().recv_timeout(TIMEOUT).is_ok();
+        let _ = s.write_all(if seen { b"world" } else { b"late!" });
+    });
+    let text = format!(
+        "[upstreams.app]\nservers = [\"{origin}\"]\nretries = 0\n[cache]\nenabled = true\n"
+    );
+    let p = Proxy::start(
+        STAGE7,
+        &[],
+        &["--config", config_file("stream", &text).to_str().unwrap()],
+    );
+    let mut c = connect(p.addr);
+    c.send(b"GET /s HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !seen.ends_with(b"hello") {
+        let n = std::io::Read::read(&mut c.stream, &mut buf).expect("the first half arrives");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    got_half.send(()).unwrap();
+    while !seen.ends_with(b"world") {
+        let n = std::io::Read::read(&mut c.stream, &mut buf).expect("the rest arrives");
+        assert!(
+            n > 0 && !seen.ends_with(b"late!"),
+            "{}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let hit = get(&p, "/s");
+    assert_eq!((x_cache(&hit), hit.text().as_str()), ("HIT", "helloworld"));
+}
+
+#[test]
+fn the_least_recently_used_is_evicted_at_max_entries() {
+    let origin = Origin::start(|_| Some(ok(&["Cache-Control: max-age=60"], "e")));
+    let p = proxy("max-entries", &origin, "max_entries = 2\n");
+    get(&p, "/a");
+    get(&p, "/b");
+    assert_eq!(x_cache(&get(&p, "/a")), "HIT");
+    get(&p, "/c");
+    assert_eq!(
+        x_cache(&get(&p, "/b")),
+        "MISS",
+        "/b was least recently used"
+    );
+    assert_eq!(origin.count("/b"), 2);
+}
+
+#[test]
+fn a_large_hit_is_sent_whole_from_the_stored_body() {
+    // Over the size below which a hit's body is copied after its head: head and body leave
+    // gathered in one write, and the next response on the connection starts where it should.
+    let body: String = (0..20_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let expected = body.clone();
+    let origin =
+        Origin::start(move |_| Some(ok(&["Cache-Control: max-age=60", "X-Kind: big"], &body)));
+    let p = proxy("large-hit", &origin, "");
+    let mut c = connect(p.addr);
+    for want in ["MISS", "HIT", "HIT"] {
+        c.send(b"GET /big HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+        let res = c.read_response("GET");
+        assert_eq!((x_cache(&res), res.header("x-kind")), (want, Some("big")));
+        assert!(res.text() == expected, "{want}: {} bytes", res.body.len());
+    }
+    assert_eq!(origin.count("/big"), 1);
+}
+
+#[test]
+fn a_head_miss_on_a_chunked_answer_is_stored_and_the_connection_stays_in_step() {
+    let origin = Origin::start(|_| {
+        Some("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".into())
+    });
+    let p = proxy("head-chunked", &origin, "");
+    let mut c = connect(p.addr);
+    c.send(b"HEAD /c HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+    let res = c.read_response("HEAD");
+    assert_eq!(
+        (res.status, x_cache(&res), res.body.len()),
+        (200, "MISS", 0)
+    );
+    c.send(b"GET /c HTTP/1.1\r\nHost: cache.test\r\n\r\n");
+    let res = c.read_response("GET");
+    assert_eq!((x_cache(&res), res.text().as_str()), ("HIT", "hello world"));
+    assert_eq!(res.header("content-length"), Some("11"));
+    assert_eq!(origin.count("/c"), 1);
 }

@@ -1330,3 +1330,109 @@ fn wss_and_ws_clients_reach_an_https_backend() {
     assert_eq!(version, None, "the client side was plain");
     assert_eq!(relay.open_tunnels(), 0);
 }
+
+/// An origin that answers `200` chunked at once and echoes the (chunked) body back as it
+/// arrives, until its last chunk; or, for a path with `refuse`, answers `413` and reads
+/// nothing.
+fn duplex_origin() -> SocketAddr {
+    raw_backend(|mut s| {
+        let head = read_request_head(&mut s);
+        if head.windows(6).any(|w| w == b"refuse") {
+            let _ = s.write_all(
+                b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig",
+            );
+            let mut one = [0u8; 1];
+            let _ = s.peek(&mut one); // until the proxy closes
+            return;
+        }
+        if s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.ends_with(b"0\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    seen.extend_from_slice(&buf[..n]);
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The data of the complete chunks in `raw` (a chunked body without its head), and whether
+/// the last chunk was among them.
+fn chunk_data(raw: &[u8]) -> (Vec<u8>, bool) {
+    let mut data = Vec::new();
+    let mut rest = raw;
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let Ok(size) = usize::from_str_radix(&String::from_utf8_lossy(&rest[..eol]), 16) else {
+            break;
+        };
+        if size == 0 {
+            return (data, true);
+        }
+        let start = eol + 2;
+        if rest.len() < start + size + 2 {
+            break;
+        }
+        data.extend_from_slice(&rest[start..start + size]);
+        rest = &rest[start + size + 2..];
+    }
+    (data, false)
+}
+
+/// Reads from `stream` until the body after the head decodes to `want` (or to its end when
+/// `want` is empty). Bounded by the read timeout and 64 reads.
+fn read_echo(stream: &mut TlsClient, raw: &mut Vec<u8>, want: &[u8]) -> Vec<u8> {
+    let mut buf = [0u8; 4096];
+    for _ in 0..64 {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let (data, ended) = chunk_data(&raw[end + 4..]);
+            if (!want.is_empty() && data == want) || (want.is_empty() && ended) {
+                return data;
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    panic!("no {want:?} in {:?}", String::from_utf8_lossy(raw));
+}
+
+#[test]
+fn over_tls_an_echo_streams_back_and_an_early_413_reaches_a_waiting_client() {
+    let pki = pki();
+    let relay = Arc::new(Relay::new(
+        relay_config(),
+        Arc::new(SingleUpstream(duplex_origin())),
+        Connector::new(timeouts()),
+    ));
+    let addr = tls_proxy(relay, acceptor(&pki, TIMEOUT), 2);
+    let config = all_versions(&pki);
+
+    let mut echo = tls_connect(addr, "a.test", &config);
+    echo.write_all(b"POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    echo.write_all(b"5\r\nfirst\r\n").unwrap();
+    let mut raw = Vec::new();
+    assert_eq!(read_echo(&mut echo, &mut raw, b"first"), b"first");
+    assert!(raw.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    echo.write_all(b"4\r\nlast\r\n0\r\n\r\n").unwrap();
+    assert_eq!(read_echo(&mut echo, &mut raw, b""), b"firstlast");
+
+    // A client that sends the head of a large upload and waits for the answer.
+    let mut upload = tls_connect(addr, "a.test", &config);
+    upload
+        .write_all(b"POST /refuse HTTP/1.1\r\nHost: a.test\r\nContent-Length: 500000\r\n\r\n")
+        .unwrap();
+    let res = read_response(&mut upload, &mut Vec::new());
+    assert_eq!((res.status, res.body.as_str()), (413, "big"));
+}

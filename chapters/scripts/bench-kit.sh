@@ -37,12 +37,22 @@ CONNS=${CONNS:-"1 16 64 256"}
 AB_N=${AB_N:-10000}
 KEEPALIVE=${KEEPALIVE:-256}
 [[ $DURATION =~ ^[0-9]+$ ]] || { echo "DURATION must be a number of seconds" >&2; exit 2; }
+# The peers and the clients come from the distribution (Debian's package names). As root the
+# kit installs what is missing itself (INSTALL=0 to refuse); otherwise it says what to run.
+declare -A package=([nginx]=nginx-light [haproxy]=haproxy [wrk]=wrk [ab]=apache2-utils [taskset]=util-linux [curl]=curl)
+missing=()
 for tool in nginx haproxy wrk ab taskset curl; do
-  command -v "$tool" >/dev/null || {
-    echo "missing $tool (apt-get install -y nginx-light haproxy wrk apache2-utils util-linux curl)" >&2
-    exit 1
-  }
+  command -v "$tool" >/dev/null || missing+=("${package[$tool]}")
 done
+if ((${#missing[@]} > 0)); then
+  if [[ $(id -u) -eq 0 && ${INSTALL:-1} != 0 ]] && command -v apt-get >/dev/null; then
+    echo "installing ${missing[*]} (apt-get)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+  else
+    echo "missing ${missing[*]}: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
 [[ -x $BIN/$STAGE ]] || { echo "no $BIN/$STAGE: run cargo build --release --workspace" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 

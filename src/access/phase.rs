@@ -347,6 +347,11 @@ impl Phases for AccessPhases {
         None
     }
 
+    /// Its `response_head` only adds the `RateLimit` fields.
+    fn reads_reply_fields(&self) -> bool {
+        false
+    }
+
     fn response_head(
         &self,
         ctx: &mut AccessCtx,

@@ -16,8 +16,8 @@
 //! the cache's counters every 5 s.
 //!
 //! Known limits: memory only; a `Range` request is answered `206` from a fresh stored `200`
-//! and otherwise passes through unstored (several ranges, `If-Range`); a HEAD miss is not
-//! converted to a GET to fill the cache; a `stale-while-revalidate` refresh is a request to
+//! and otherwise passes through unstored (several ranges, `If-Range`); a
+//! `stale-while-revalidate` refresh is a request to
 //! the proxy itself (its origin sees it come from the proxy); responses with `Set-Cookie` are not stored (as with
 //! nginx); a request waiting on a concurrent miss holds its worker (at most 5 s).
 

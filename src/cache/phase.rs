@@ -1,7 +1,8 @@
 //! The cache as request phases: look up in the request phase (a hit is a reply, a stale entry
-//! with a validator turns the request conditional), answer a `304` or an upstream failure
-//! from the entry in the upstream-answer phase, and keep a copy of a storable miss with a body
-//! observer while it streams to the client.
+//! with a validator turns the request conditional on the entry's validators, a HEAD miss is
+//! fetched as a GET), answer a `304` or an upstream failure from the entry in the
+//! upstream-answer phase, and keep a copy of a storable miss with a body observer while it
+//! streams to the client.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -67,9 +68,9 @@ pub struct CachePhases {
 #[derive(Default)]
 pub struct CacheCtx {
     label: Option<Label>,
-    /// `scheme://host`, and the key (`origin` + target).
-    origin: String,
+    /// The key: `scheme://host` (`origin_len` bytes), the target, and the route if any.
     key: Option<String>,
+    origin_len: usize,
     request_cc: RequestDirectives,
     request_time: Option<SystemTime>,
     /// A stored entry the request could not be served from as it is: being revalidated,
@@ -77,6 +78,9 @@ pub struct CacheCtx {
     stale: Option<Arc<Entry>>,
     /// We made the request conditional on `stale`'s validators.
     revalidating: bool,
+    /// The client's own `If-None-Match` / `If-Modified-Since`, evaluated against the entry
+    /// that answers it (a fresh one, or one a `304` just refreshed).
+    conditions: Conditions,
     /// This request leads a miss that others wait for.
     lead: Option<Lead>,
     /// The reply is ours (from an entry).
@@ -181,7 +185,7 @@ impl CachePhases {
         let lifetime = entry.lifetime.duration;
         let revalidate_always = entry.directives.no_cache || rcc.no_cache;
         if fresh_for(&entry, rcc) {
-            return Lookup::Serve(self.serve(ctx, &entry, Label::Hit, head, true));
+            return Lookup::Serve(self.serve(ctx, &entry, Label::Hit, true));
         }
         let staleness = age.saturating_sub(lifetime);
         let client_takes_stale = match rcc.max_stale {
@@ -194,7 +198,7 @@ impl CachePhases {
             && !revalidate_always
             && !entry.directives.no_stale()
         {
-            return Lookup::Serve(self.serve(ctx, &entry, Label::Stale, head, true));
+            return Lookup::Serve(self.serve(ctx, &entry, Label::Stale, true));
         }
         // RFC 5861: within the window, this client gets the stale copy at once and one
         // request refreshes it meanwhile. Not for a client that asked for fresher.
@@ -206,7 +210,7 @@ impl CachePhases {
             let wants_fresher = rcc.max_age.is_some() || rcc.min_fresh.is_some();
             if !revalidate_always && !wants_fresher && !entry.directives.no_stale() {
                 self.refresh_in_background(proxy, key, head);
-                return Lookup::Serve(self.serve(ctx, &entry, Label::Stale, head, true));
+                return Lookup::Serve(self.serve(ctx, &entry, Label::Stale, true));
             }
         }
         if rcc.only_if_cached {
@@ -215,7 +219,15 @@ impl CachePhases {
         }
         ctx.label = Some(Label::Expired);
         let validator = policy::has_validator(&entry.head);
-        if validator && !conditional(head) {
+        if validator && !has_preconditions(head) {
+            // Section 4.3.1: the cache validates its own entry. The client's validators say
+            // what *it* holds, which may not be what is stored: they are taken off and
+            // answered from the entry a 304 refreshes (section 4.3.2).
+            head.headers.retain(|h| {
+                !Conditions::NAMES
+                    .iter()
+                    .any(|n| h.name.eq_ignore_ascii_case(n))
+            });
             if let Some(etag) = entry.head.header("etag") {
                 head.headers.push(header("If-None-Match", etag));
             }
@@ -245,13 +257,11 @@ impl CachePhases {
         ctx: &mut CacheCtx,
         entry: &Entry,
         label: Label,
-        request: &RequestHead,
         client_conditional: bool,
     ) -> Reply {
         ctx.served = true;
         ctx.label = Some(label);
-        let mut head = entry.head.clone();
-        if client_conditional && not_modified(request, entry) {
+        let mut reply = if client_conditional && not_modified(&ctx.conditions, entry) {
             // RFC 9110 section 15.4.5: the fields a 200 would have had that describe it.
             const KEPT: &[&str] = &[
                 "cache-control",
@@ -262,19 +272,38 @@ impl CachePhases {
                 "vary",
                 "last-modified",
             ];
+            let mut head = entry.head.clone();
             head.status = 304;
             head.reason = "Not Modified".to_owned();
             head.headers
                 .retain(|h| KEPT.iter().any(|k| h.name.eq_ignore_ascii_case(k)));
-        }
-        head.headers
-            .push(header("Age", entry.age().as_secs().to_string().as_bytes()));
-        Reply {
-            head,
-            // A 304 never sends it, but its Content-Length is the 200's.
-            body: ReplyBody::Shared(Arc::clone(&entry.body)),
-            close: false,
-        }
+            Reply {
+                head,
+                shared: None,
+                body: ReplyBody::Shared(Arc::clone(&entry.body)),
+                close: false,
+            }
+        } else {
+            // The stored fields go as serialised when the entry was made: a hit formats only
+            // its `Age` (and the relay its framing).
+            Reply {
+                head: ResponseHead {
+                    status: entry.head.status,
+                    reason: entry.head.reason.clone(),
+                    minor_version: entry.head.minor_version,
+                    headers: Vec::with_capacity(2),
+                },
+                shared: Some(Arc::clone(&entry.fields)),
+                body: ReplyBody::Shared(Arc::clone(&entry.body)),
+                close: false,
+            }
+        };
+        // A 304 never sends its body, but its Content-Length is the 200's.
+        reply.head.headers.push(Header {
+            name: "Age".to_owned(),
+            value: entry.age().as_secs().to_string().into_bytes(),
+        });
+        reply
     }
 
     /// A `Range` request: a `206` (or `416`) cut from a fresh stored `200`; anything else
@@ -299,7 +328,7 @@ impl CachePhases {
         if spec == ByteRange::Several {
             return None;
         }
-        let reply = self.serve(ctx, &entry, Label::Hit, head, true);
+        let reply = self.serve(ctx, &entry, Label::Hit, true);
         if spec == ByteRange::Ignored || reply.status() != 200 {
             return Some(reply); // the whole body, or a 304
         }
@@ -307,7 +336,7 @@ impl CachePhases {
     }
 
     /// The stale entry, if the origin's failure may be answered with it (RFC 5861).
-    fn stale_if_error(&self, ctx: &mut CacheCtx, request: &RequestHead) -> Option<Reply> {
+    fn stale_if_error(&self, ctx: &mut CacheCtx) -> Option<Reply> {
         let entry = ctx.stale.clone()?;
         if entry.directives.must_revalidate || entry.directives.proxy_revalidate {
             return None;
@@ -319,8 +348,7 @@ impl CachePhases {
         if entry.staleness() > window {
             return None;
         }
-        let conditional = !ctx.revalidating;
-        Some(self.serve(ctx, &entry, Label::Stale, request, conditional))
+        Some(self.serve(ctx, &entry, Label::Stale, true))
     }
 
     /// After a `304` to our revalidation: the entry with the 304's fields and a new age.
@@ -336,26 +364,101 @@ impl CachePhases {
             ctx.request_time.unwrap_or(response_time),
             response_time,
         );
-        Entry {
+        Entry::new(
             head,
-            body: Arc::clone(&entry.body),
-            vary: entry.vary.clone(),
+            Arc::clone(&entry.body),
+            entry.vary.clone(),
             directives,
             lifetime,
             initial_age,
-            stored_at: Instant::now(),
+        )
+    }
+
+    /// Looks `key` up: a reply from an entry, or `None` to go upstream (leading the miss
+    /// when the response may be stored, after waiting for the one that leads it if any).
+    fn lookup_or_lead(
+        &self,
+        ctx: &mut CacheCtx,
+        head: &mut RequestHead,
+        key: &str,
+    ) -> Option<Reply> {
+        // Two turns at most: look up; on a miss another request leads, wait for it, look again.
+        let mut waited = false;
+        for _ in 0..2 {
+            match self.lookup(ctx, head, key) {
+                Lookup::Serve(reply) => return Some(reply),
+                Lookup::Forward => return None,
+                Lookup::Miss => {}
+            }
+            if ctx.request_cc.only_if_cached {
+                ctx.label = Some(Label::Miss);
+                return Some(Reply::error(504));
+            }
+            ctx.label = Some(Label::Miss);
+            if waited || !ctx.may_store {
+                return None;
+            }
+            match self.flights.join(key) {
+                Joined::Lead(lead) => {
+                    ctx.lead = Some(lead);
+                    return None;
+                }
+                Joined::Wait(flight) => {
+                    // Landed or not, look again; a second miss goes upstream itself.
+                    flight.wait(self.settings.lock_timeout);
+                    waited = true;
+                    // The wait is not time in transit: the age counts from here.
+                    ctx.request_time = Some(SystemTime::now());
+                }
+            }
         }
+        None
+    }
+
+    /// The request phase once the key is known.
+    fn request_with_key(
+        &self,
+        ctx: &mut CacheCtx,
+        head: &mut RequestHead,
+        key: &str,
+    ) -> Option<Reply> {
+        ctx.request_time = Some(SystemTime::now());
+        match head.method.as_str() {
+            "GET" | "HEAD" => {}
+            method => {
+                // Section 4.4: a method not known to be safe may change the resource.
+                ctx.unsafe_method = !matches!(method, "OPTIONS" | "TRACE");
+                ctx.label = Some(Label::Bypass);
+                return None;
+            }
+        }
+        ctx.request_cc = RequestDirectives::parse(head);
+        ctx.conditions = Conditions::of(head);
+        if let Some(range) = head.header("range") {
+            return self.range(ctx, head, key, range);
+        }
+        // A HEAD is answered from a stored GET, and fills the cache as one.
+        ctx.may_store = !ctx.request_cc.no_store;
+        let reply = self.lookup_or_lead(ctx, head, key);
+        if reply.is_none() && ctx.may_store && head.method == "HEAD" {
+            // As nginx's `proxy_cache_convert_head`: the miss is fetched with GET so that it
+            // can be stored; the relay sends the client the head alone.
+            head.method = "GET".to_owned();
+        }
+        reply
     }
 
     /// A successful unsafe request: its target and the same-origin URLs its response names.
     fn invalidate(&self, ctx: &CacheCtx, response: &ResponseHead) {
-        if let Some(key) = &ctx.key {
-            self.store.remove(key);
-        }
+        let Some(target) = &ctx.key else {
+            return;
+        };
+        self.store.remove(target);
+        let origin = &target[..ctx.origin_len];
         for name in ["location", "content-location"] {
             if let Some(key) = response
                 .header(name)
-                .and_then(|v| same_origin_key(&ctx.origin, v))
+                .and_then(|v| same_origin_key(origin, v))
             {
                 self.store.remove(&key);
             }
@@ -375,70 +478,17 @@ impl Phases for CachePhases {
         if !self.settings.enabled {
             return None;
         }
-        let host = head
-            .header("host")
-            .map(|h| String::from_utf8_lossy(h).to_ascii_lowercase())
-            .unwrap_or_default();
-        ctx.origin = format!("{}://{host}", client.proto);
-        // The route is part of the key: two routes that strip their prefixes can both send
-        // `/x` for one Host, to different services.
-        let key = match &head.route {
-            Some(route) => format!("{}{} route={route}", ctx.origin, head.target),
-            None => format!("{}{}", ctx.origin, head.target),
-        };
-        ctx.key = Some(key.clone());
-        ctx.request_time = Some(SystemTime::now());
-        match head.method.as_str() {
-            "GET" | "HEAD" => {}
-            method => {
-                // Section 4.4: a method not known to be safe may change the resource.
-                ctx.unsafe_method = !matches!(method, "OPTIONS" | "TRACE");
-                ctx.label = Some(Label::Bypass);
-                return None;
-            }
-        }
-        ctx.request_cc = RequestDirectives::parse(head);
-        if let Some(range) = head.header("range") {
-            return self.range(ctx, head, &key, range);
-        }
-        ctx.may_store = head.method == "GET" && !ctx.request_cc.no_store;
-        // Two turns at most: look up; on a miss another request leads, wait for it, look again.
-        let mut waited = false;
-        for _ in 0..2 {
-            match self.lookup(ctx, head, &key) {
-                Lookup::Serve(reply) => return Some(reply),
-                Lookup::Forward => return None,
-                Lookup::Miss => {}
-            }
-            if ctx.request_cc.only_if_cached {
-                ctx.label = Some(Label::Miss);
-                return Some(Reply::error(504));
-            }
-            ctx.label = Some(Label::Miss);
-            if waited || !ctx.may_store {
-                return None;
-            }
-            match self.flights.join(&key) {
-                Joined::Lead(lead) => {
-                    ctx.lead = Some(lead);
-                    return None;
-                }
-                Joined::Wait(flight) => {
-                    // Landed or not, look again; a second miss goes upstream itself.
-                    flight.wait(self.settings.lock_timeout);
-                    waited = true;
-                    // The wait is not time in transit: the age counts from here.
-                    ctx.request_time = Some(SystemTime::now());
-                }
-            }
-        }
-        None
+        let (key, origin_len) = cache_key(client.proto, head);
+        ctx.origin_len = origin_len;
+        let reply = self.request_with_key(ctx, head, &key);
+        ctx.key = Some(key);
+        reply
     }
 
     fn upstream_answer(
         &self,
         ctx: &mut CacheCtx,
-        request: &RequestHead,
+        _request: &RequestHead,
         answer: UpstreamAnswer<'_>,
     ) -> Option<Reply> {
         let key = ctx.key.clone()?;
@@ -447,12 +497,10 @@ impl Phases for CachePhases {
                 let old = ctx.stale.take()?;
                 let entry = Arc::new(self.refresh(ctx, &old, head));
                 self.store.replace(&key, &old, Arc::clone(&entry));
-                Some(self.serve(ctx, &entry, Label::Revalidated, request, false))
+                Some(self.serve(ctx, &entry, Label::Revalidated, true))
             }
-            UpstreamAnswer::Response(head) if head.status >= 500 => {
-                self.stale_if_error(ctx, request)
-            }
-            UpstreamAnswer::Failed(status) if status >= 500 => self.stale_if_error(ctx, request),
+            UpstreamAnswer::Response(head) if head.status >= 500 => self.stale_if_error(ctx),
+            UpstreamAnswer::Failed(status) if status >= 500 => self.stale_if_error(ctx),
             _ => None,
         }
     }
@@ -464,15 +512,17 @@ impl Phases for CachePhases {
         response: &mut ResponseHead,
         plan: &mut BodyPlan,
     ) {
-        let Some(key) = ctx.key.clone() else {
+        if ctx.key.is_none() {
             return;
-        };
+        }
+        // Only an upstream response is stored or invalidates; a reply of ours (a hit) just
+        // gets its label, without the key being copied.
         if !ctx.served {
             if ctx.unsafe_method {
                 if (200..400).contains(&response.status) {
                     self.invalidate(ctx, response);
                 }
-            } else if ctx.may_store {
+            } else if let (true, Some(key)) = (ctx.may_store, ctx.key.clone()) {
                 self.plan_store(ctx, &key, request, response, plan);
             }
         }
@@ -496,6 +546,12 @@ impl Phases for CachePhases {
         }
         // Whatever happened, waiters must not wait for a leader that is gone.
         ctx.lead = None;
+    }
+
+    /// Its `response_head` only adds `X-Cache` to the replies it made: a hit's stored fields
+    /// can go as serialised.
+    fn reads_reply_fields(&self) -> bool {
+        false
     }
 
     fn report(&self, report: &mut PhaseReport) {
@@ -605,18 +661,17 @@ impl Fill {
         let Some(parts) = self.parts.take() else {
             return;
         };
-        self.store.insert(
-            &self.key,
-            Entry {
-                head: parts.head,
-                body: std::mem::take(&mut self.body).into(),
-                vary: parts.vary,
-                directives: parts.directives,
-                lifetime: parts.lifetime,
-                initial_age: parts.initial_age,
-                stored_at: parts.stored_at,
-            },
+        let mut entry = Entry::new(
+            parts.head,
+            std::mem::take(&mut self.body).into(),
+            parts.vary,
+            parts.directives,
+            parts.lifetime,
+            parts.initial_age,
         );
+        // Its age counts from when the response head arrived, not from the body's end.
+        entry.stored_at = parts.stored_at;
+        self.store.insert(&self.key, entry);
         self.lead = None;
     }
 }
@@ -760,22 +815,64 @@ fn ranged(mut reply: Reply, range: &ByteRange) -> Reply {
     }
 }
 
-/// Whether the client made its request conditional itself.
-fn conditional(request: &RequestHead) -> bool {
-    [
-        "if-none-match",
-        "if-modified-since",
-        "if-match",
-        "if-unmodified-since",
-        "if-range",
-    ]
-    .iter()
-    .any(|n| request.header(n).is_some())
+/// The key of a request: `scheme://host` (lower-case), the target, and its route if any. The
+/// route is part of it: two routes that strip their prefixes can both send `/x` for one Host,
+/// to different services. One allocation: it is built for every request. Also returns the
+/// length of its `scheme://host` part.
+fn cache_key(proto: &str, head: &RequestHead) -> (String, usize) {
+    let host = head.header("host").unwrap_or_default();
+    let route_len = head.route.as_ref().map_or(0, |r| r.len() + 7);
+    let mut key =
+        String::with_capacity(proto.len() + 3 + host.len() + head.target.len() + route_len);
+    key.push_str(proto);
+    key.push_str("://");
+    // Bytes as chars: ASCII lower-cased, anything else kept apart (a valid Host is ASCII).
+    key.extend(host.iter().map(|b| char::from(b.to_ascii_lowercase())));
+    let origin_len = key.len();
+    key.push_str(&head.target);
+    if let Some(route) = &head.route {
+        key.push_str(" route=");
+        key.push_str(route);
+    }
+    (key, origin_len)
+}
+
+/// Whether the client set preconditions of its own that a cache does not evaluate
+/// (`If-Match`, `If-Unmodified-Since`, `If-Range`): such a request goes upstream as it is.
+fn has_preconditions(request: &RequestHead) -> bool {
+    ["if-match", "if-unmodified-since", "if-range"]
+        .iter()
+        .any(|n| request.header(n).is_some())
+}
+
+/// A client's cache validators: its `If-None-Match` and `If-Modified-Since` lines.
+#[derive(Debug, Default)]
+struct Conditions(Vec<Header>);
+
+impl Conditions {
+    const NAMES: [&'static str; 2] = ["if-none-match", "if-modified-since"];
+
+    fn of(request: &RequestHead) -> Conditions {
+        Conditions(
+            request
+                .headers
+                .iter()
+                .filter(|h| Self::NAMES.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+impl Headers for Conditions {
+    fn header_list(&self) -> &[Header] {
+        &self.0
+    }
 }
 
 /// Whether the client's `If-None-Match` (weak comparison), or failing that its
 /// `If-Modified-Since`, says it has this entry already (RFC 9110 section 13.2.2).
-fn not_modified(request: &RequestHead, entry: &Entry) -> bool {
+fn not_modified(request: &Conditions, entry: &Entry) -> bool {
     if request.header("if-none-match").is_some() {
         let Some(etag) = entry.head.header("etag") else {
             return false;

@@ -13,6 +13,7 @@ use super::control::ResponseDirectives;
 use super::freshness::Lifetime;
 use crate::http::head::Headers;
 use crate::http::{RequestHead, ResponseHead};
+use crate::relay::SharedFields;
 
 /// Variants kept per URL: a `Vary: User-Agent` must not fill the cache with one URL.
 const MAX_VARIANTS: usize = 8;
@@ -22,6 +23,8 @@ const MAX_VARIANTS: usize = 8;
 pub struct Entry {
     /// Status, reason and the fields kept (`policy::kept_headers`).
     pub head: ResponseHead,
+    /// The same fields, serialised once for the hits (`Reply::shared`).
+    pub fields: Arc<SharedFields>,
     pub body: Arc<[u8]>,
     /// The request's value of each field the response's `Vary` names (lower-case names).
     pub vary: Vec<(String, Vec<u8>)>,
@@ -34,6 +37,27 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry held from now, its fields serialised for the hits.
+    pub fn new(
+        head: ResponseHead,
+        body: Arc<[u8]>,
+        vary: Vec<(String, Vec<u8>)>,
+        directives: ResponseDirectives,
+        lifetime: Lifetime,
+        initial_age: Duration,
+    ) -> Entry {
+        Entry {
+            fields: Arc::new(SharedFields::new(head.headers.clone())),
+            head,
+            body,
+            vary,
+            directives,
+            lifetime,
+            initial_age,
+            stored_at: Instant::now(),
+        }
+    }
+
     pub fn age(&self) -> Duration {
         self.initial_age + self.stored_at.elapsed()
     }
@@ -357,15 +381,7 @@ mod tests {
         initial_age: Duration,
     ) -> Entry {
         let directives = ResponseDirectives::parse(&head);
-        Entry {
-            head,
-            body,
-            vary,
-            directives,
-            lifetime,
-            initial_age,
-            stored_at: Instant::now(),
-        }
+        Entry::new(head, body, vary, directives, lifetime, initial_age)
     }
 
     /// One header by name, for building heads in tests.

@@ -234,7 +234,7 @@ fn copy_chunks<S: Read, W: Write>(
 }
 
 /// Buffers one line and returns its length including the line feed.
-fn buffer_line<S: Read>(src: &mut BufStream<S>, max: usize) -> Result<usize, BodyError> {
+pub(super) fn buffer_line<S: Read>(src: &mut BufStream<S>, max: usize) -> Result<usize, BodyError> {
     let mut scanned = 0;
     loop {
         let buf = src.buffered();
@@ -283,7 +283,10 @@ pub fn parse_chunk_size(line: &[u8]) -> Result<u64, HttpError> {
     Ok(size)
 }
 
-fn read_trailers<S: Read>(src: &mut BufStream<S>, limits: &Limits) -> Result<(), BodyError> {
+pub(super) fn read_trailers<S: Read>(
+    src: &mut BufStream<S>,
+    limits: &Limits,
+) -> Result<(), BodyError> {
     let mut section = Vec::new();
     loop {
         let len = buffer_line(src, limits.max_chunk_line)?;

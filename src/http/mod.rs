@@ -11,6 +11,7 @@ pub mod framing;
 pub mod head;
 pub mod headers;
 pub mod limits;
+pub mod pump;
 pub mod stream;
 pub mod target;
 

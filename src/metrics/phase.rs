@@ -33,6 +33,11 @@ impl MetricsPhases {
 impl Phases for MetricsPhases {
     type Ctx = ();
 
+    /// It only counts: a cache hit's stored fields can go as serialised.
+    fn reads_reply_fields(&self) -> bool {
+        false
+    }
+
     fn logging(&self, _ctx: &mut (), summary: &Summary<'_>) {
         let Some(registry) = &self.registry else {
             return;

@@ -6,20 +6,20 @@
 //! method, no body) and the backend closed without a byte of answer. A timeout is a 504,
 //! never a retry: the backend may still be working on it.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use super::duplex::{self, Upload};
 use super::exchange::{Refusal, Request};
 use super::phases::Phases;
 use super::upgrade;
 use super::Relay;
-use crate::http::body::{copy_body_counting, BodyError, Encoding};
+use crate::http::body::BodyError;
 use crate::http::head::read_response_head;
 use crate::http::headers::{client_response, upstream_request, ForwardInfo, OutFraming};
-use crate::http::{BodyFraming, BufStream, HttpError, Limits, ResponseHead, Socket};
-use crate::sys;
+use crate::http::pump::BodyPump;
+use crate::http::{BodyFraming, BufStream, HttpError, ResponseHead, Socket};
 use crate::upstream::{Lease, Outcome, UpstreamConn, Upstreams};
 
 /// A backend's final response head, and what the relay must know to pass it on.
@@ -27,12 +27,24 @@ pub(super) struct Answer<'u> {
     pub(super) conn: UpstreamConn,
     pub(super) lease: Lease<'u>,
     pub(super) response: ResponseHead,
-    /// The origin answered before the request body was all sent (a 413 or 401 to a large
-    /// upload): the rest of the body is still on the client connection, and the upstream
-    /// connection is out of step. Neither may carry another request (RFC 9112 section 9.6).
-    pub(super) request_body_cut: bool,
+    /// What is left of the request body when the response head came.
+    pub(super) request_body: RequestBody,
     /// From the start of this attempt to the final response head.
     pub(super) waited: Duration,
+}
+
+/// The request body when the origin's final response head arrived.
+pub(super) enum RequestBody {
+    /// All sent (or there was none).
+    Sent,
+    /// The origin answered before the body was all sent, with a refusal (a 413 or 401 to a
+    /// large upload): the rest of the body is still on the client connection, and the
+    /// upstream connection is out of step. Neither may carry another request (RFC 9112
+    /// section 9.6).
+    Cut,
+    /// The origin answered early with a 2xx and may read on (an echo): the rest goes up while
+    /// the response is relayed (`duplex.rs`).
+    Streaming(BodyPump),
 }
 
 /// Why one attempt at a backend failed.
@@ -73,12 +85,12 @@ impl<P: Phases> Relay<P> {
             tried.push(backend);
             let started = Instant::now();
             match self.send_request(client, req, &mut lease) {
-                Ok((conn, response, request_body_cut)) => {
+                Ok((conn, response, request_body)) => {
                     return Ok(Answer {
                         conn,
                         lease,
                         response,
-                        request_body_cut,
+                        request_body,
                         waited: started.elapsed(),
                     })
                 }
@@ -110,7 +122,7 @@ impl<P: Phases> Relay<P> {
         client: &mut BufStream<S>,
         req: &Request<'_>,
         lease: &mut Lease<'_>,
-    ) -> Result<(UpstreamConn, ResponseHead, bool), Attempt> {
+    ) -> Result<(UpstreamConn, ResponseHead, RequestBody), Attempt> {
         let backend = lease.backend();
         let info = ForwardInfo {
             client_ip: req.peer.ip(),
@@ -130,7 +142,7 @@ impl<P: Phases> Relay<P> {
         }
         let (mut conn, mut reused) = self
             .connector
-            .checkout(backend)
+            .checkout_for(backend, replayable(req))
             .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
         loop {
             if let Err(err) = conn.write_all(&request_head) {
@@ -153,8 +165,8 @@ impl<P: Phases> Relay<P> {
                 )));
             }
             if req.body_pending {
-                if let Some((early, body_cut)) = self.send_body(client, req, &mut conn, lease)? {
-                    return Ok((conn, early, body_cut));
+                if let Some((early, rest)) = self.send_body(client, req, &mut conn, lease)? {
+                    return Ok((conn, early, rest));
                 }
             }
             let mut interim_seen = false;
@@ -163,7 +175,7 @@ impl<P: Phases> Relay<P> {
             let silent =
                 |err: &HttpError, conn: &UpstreamConn| !interim_seen && nothing_received(err, conn);
             match head {
-                Ok(response) => return Ok((conn, response, false)),
+                Ok(response) => return Ok((conn, response, RequestBody::Sent)),
                 // A kept connection the backend closed or reset just as the request went out.
                 // It may have seen the request, so only a replayable one is sent again.
                 Err(err) if reused && replayable(req) && silent(&err, &conn) => {
@@ -203,60 +215,50 @@ impl<P: Phases> Relay<P> {
         }
     }
 
-    /// Streams the request body from the client to the backend. Returns the origin's final
-    /// response head if it answered before the body was all sent, and whether the body was
-    /// cut short. An early refusal (3xx to 5xx: a 413 or 401 to a large upload) stops the
-    /// upload, and the proxy relays it instead of pushing on into a backend that has stopped
-    /// reading (which ended in a 502, or a 504 once the socket buffers filled). An early 2xx
-    /// may come from a backend that streams while it reads, so the body is sent on.
+    /// Sends the request body from the client to the backend, watching for an early answer
+    /// (see `duplex.rs`). Returns the origin's final response head if it came before the body
+    /// was all sent, with what is left of the body. An early refusal (3xx to 5xx: a 413 or
+    /// 401 to a large upload) stops the upload, and the proxy relays it instead of pushing on
+    /// into a backend that has stopped reading. An early 2xx may come from a backend that
+    /// streams while it reads (an echo): the response is relayed while the body goes on.
     fn send_body<S: Socket>(
         &self,
         client: &mut BufStream<S>,
         req: &Request<'_>,
         conn: &mut UpstreamConn,
         lease: &mut Lease<'_>,
-    ) -> Result<Option<(ResponseHead, bool)>, Attempt> {
+    ) -> Result<Option<(ResponseHead, RequestBody)>, Attempt> {
         if req.expects_continue && client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
             return Err(Attempt::Refused(Refusal::silent()));
         }
         client
             .set_read_timeout(Some(self.config.client.body))
             .map_err(|_| Attempt::Refused(Refusal::silent()))?;
-        let encoding = match req.framing {
-            BodyFraming::Chunked => Encoding::Chunked,
-            _ => Encoding::Raw,
-        };
         let limits = &self.config.limits;
-        let mut upstream = EarlyWatch {
-            conn,
-            limits: &self.upstream_limits,
-            timeout: self.connector.timeouts().read,
-            early: None,
+        let Some(mut pump) = BodyPump::new(req.framing, limits.max_body) else {
+            return Ok(None);
         };
-        let mut sent = 0;
-        let copied = copy_body_counting(
-            client,
-            req.framing,
-            &mut upstream,
-            encoding,
-            limits,
-            Some(limits.max_body),
-            &mut sent,
-        );
-        // What reached the backend was read from the client, even if the copy then failed.
-        req.count_received(sent);
-        if let Some(head) = upstream.early.take() {
-            log::debug!(
-                "upstream {}: answered {} before the request body was sent",
-                lease.backend(),
-                head.status
-            );
-            let cut = copied.is_err();
-            return Ok(Some((head, cut)));
-        }
-        match copied {
-            Ok(_) => Ok(None),
+        let uploaded = duplex::upload(client, conn, &mut pump, self.duplex_bounds());
+        // What reached the backend was read from the client, even if the upload then failed.
+        req.count_received(pump.sent());
+        match uploaded {
+            Ok(Upload::Sent) => Ok(None),
+            Ok(Upload::Answered(head)) => {
+                log::debug!(
+                    "upstream {}: answered {} before the request body was sent",
+                    lease.backend(),
+                    head.status
+                );
+                let rest = if head.status >= 300 {
+                    RequestBody::Cut
+                } else {
+                    RequestBody::Streaming(pump)
+                };
+                Ok(Some((head, rest)))
+            }
             Err(BodyError::Source(err)) => {
+                // The client's failure: the lease stays `Abandoned`, so the backend's health
+                // does not pay for it.
                 log::debug!("{}: request body: {err}", req.peer);
                 Err(Attempt::Refused(Refusal::from_client(&err)))
             }
@@ -271,70 +273,15 @@ impl<P: Phases> Relay<P> {
             }
         }
     }
-}
 
-/// The upstream side of a request body copy that notices an answer coming back. Before each
-/// write (and after a failed one) it asks, without waiting, whether the origin has sent
-/// anything; if so it reads the head, and a final one stops the copy. A `100 Continue` means
-/// "go on" and is dropped; other interim responses are dropped too (the client is busy
-/// sending and will see the final answer).
-struct EarlyWatch<'a> {
-    conn: &'a mut UpstreamConn,
-    limits: &'a Limits,
-    timeout: Duration,
-    early: Option<ResponseHead>,
-}
-
-impl EarlyWatch<'_> {
-    /// Whether the upload must stop: the origin refused it early (a final head of 3xx or
-    /// more). An early 2xx is kept in `early` and the upload goes on.
-    fn refused(&mut self) -> bool {
-        if self.early.is_none() {
-            self.look();
+    /// What the waits of a duplex exchange are bounded by.
+    pub(super) fn duplex_bounds(&self) -> duplex::Bounds<'_> {
+        duplex::Bounds {
+            limits: &self.config.limits,
+            upstream_limits: &self.upstream_limits,
+            upstream_timeout: self.connector.timeouts().read,
+            body_timeout: self.config.client.body,
         }
-        self.early.as_ref().is_some_and(|head| head.status >= 300)
-    }
-
-    /// Reads what the origin has sent so far, without waiting for more, until a final head.
-    fn look(&mut self) {
-        // Bounded: each round consumes one interim head; a flood of them is an error below.
-        for _ in 0..16 {
-            let waiting = self.conn.get_ref().has_buffered()
-                || !self.conn.buffered().is_empty()
-                || matches!(sys::poll_now(self.conn.get_ref().as_fd()), Ok(true));
-            if !waiting {
-                return;
-            }
-            match read_response_head(self.conn, self.limits, Some(self.timeout)) {
-                Ok(head) if head.status >= 200 => {
-                    self.early = Some(head);
-                    return;
-                }
-                Ok(_) => continue,
-                // A close or garbage: the write that follows fails and says so.
-                Err(_) => return,
-            }
-        }
-    }
-}
-
-impl io::Write for EarlyWatch<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.refused() {
-            return Err(io::Error::other(
-                "the origin answered before the body was sent",
-            ));
-        }
-        match self.conn.write(data) {
-            Err(err) if self.early.is_none() && self.refused() => Err(io::Error::other(format!(
-                "the origin answered before the body was sent ({err})"
-            ))),
-            other => other,
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.conn.flush()
     }
 }
 

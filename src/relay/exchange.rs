@@ -29,6 +29,9 @@ pub(super) struct Request<'a> {
     pub(super) upgrade: Option<&'a str>,
     /// `http` or `https`: how this connection reached us (for `X-Forwarded-Proto`).
     pub(super) proto: &'static str,
+    /// The client asked with HEAD: it gets the head alone, even when the request phase
+    /// turned the request into a GET (a cache that fills on a HEAD miss).
+    pub(super) head_only: bool,
     /// Request body bytes read from the client so far. A cell owned by the connection loop,
     /// so that the count survives a refusal as well as an answer (neither `Done` nor
     /// `Refusal` carries it).
@@ -151,6 +154,7 @@ impl<P: Phases> Relay<P> {
 
         let proto = client.get_ref().scheme();
         let client_info = Client { peer, proto };
+        let head_only = head.method == "HEAD";
         let answer = self.phases.request(ctx, head, &client_info);
         let head: &RequestHead = head;
         let request = Request {
@@ -162,6 +166,7 @@ impl<P: Phases> Relay<P> {
             peer,
             upgrade: None,
             proto,
+            head_only,
             received,
         };
         if let Some(reply) = answer {
@@ -246,7 +251,12 @@ impl<P: Phases> Relay<P> {
             keep_alive = keep_alive && !req.expects_continue && self.discard_body(client, req);
         }
         let bodiless_status = matches!(reply.status(), 204 | 304);
-        if !bodiless_status && reply.head.header("content-length").is_none() {
+        if self.phases.reads_reply_fields() {
+            reply.unshare();
+        }
+        // Only for phases that read it: a reply's shared fields never hold framing.
+        let phases_read = reply.shared.is_none();
+        if !bodiless_status && phases_read && reply.head.header("content-length").is_none() {
             // The response phases see a reply's length as they see a backend's (a
             // compressor's minimum length holds for a cache hit as for the miss that stored
             // it); the head written below states the framing itself, whatever this says.
@@ -260,7 +270,7 @@ impl<P: Phases> Relay<P> {
         self.phases
             .response_head(ctx, req.head, &mut reply.head, &mut plan);
         let cache = cache_status(&reply.head);
-        let head_only = req.head.method == "HEAD" || bodiless_status;
+        let head_only = req.head_only || bodiless_status;
         let body = reply.body.as_bytes();
         // A 204 must not carry Content-Length (RFC 9110 section 8.6), and a 304's would
         // misstate the stored representation's; a HEAD gets the length its GET would get.
@@ -277,7 +287,13 @@ impl<P: Phases> Relay<P> {
             Framing::Close
         };
         let mut out = Vec::with_capacity(256);
-        reply::write_head(&mut out, &reply.head, framing, keep_alive);
+        reply::write_head(
+            &mut out,
+            &reply.head,
+            reply.shared.as_deref(),
+            framing,
+            keep_alive,
+        );
         let status = reply.status();
         // A cache hit can be as large as any backend's body: slow readers are cut off here too.
         let mut paced = Paced::new(&mut *client, self.config.client.send_rate(), req.peer);
@@ -285,8 +301,7 @@ impl<P: Phases> Relay<P> {
             plan.end_without_body();
             paced.write_all(&out).map(|()| 0)
         } else if plan.is_empty() {
-            out.extend_from_slice(body);
-            paced.write_all(&out).map(|()| body.len() as u64)
+            write_head_and_body(&mut paced, out, body).map(|()| body.len() as u64)
         } else {
             paced
                 .write_all(&out)
@@ -339,6 +354,28 @@ impl<P: Phases> Relay<P> {
     }
 }
 
+/// A head and a body from memory in one write: a small body is copied after the head, a
+/// larger one (a cache hit's shared body) goes from where it is, gathered with the head.
+fn write_head_and_body<W: Write>(client: &mut W, mut head: Vec<u8>, body: &[u8]) -> io::Result<()> {
+    const COPY_BELOW: usize = 4096;
+    if body.len() < COPY_BELOW {
+        head.extend_from_slice(body);
+        return client.write_all(&head);
+    }
+    let mut parts = [io::IoSlice::new(&head), io::IoSlice::new(body)];
+    let mut parts = &mut parts[..];
+    // Each turn writes at least one byte or fails, so this ends.
+    while !parts.is_empty() {
+        match client.write_vectored(parts) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut parts, n),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
 /// A reply body from memory through the plan's observers and transforms.
 fn send_through<W: Write>(
     client: &mut W,
@@ -369,8 +406,12 @@ fn expects_continue(head: &RequestHead) -> Result<bool, Refusal> {
     }
 }
 
-/// The `X-Cache` header that the cache phase put on a response, if any.
+/// The `X-Cache` header that the cache phase put on a response, if any, for the access log
+/// (not looked for when there is none to write).
 pub(super) fn cache_status(response: &crate::http::ResponseHead) -> Option<String> {
+    if !crate::access_log::enabled() {
+        return None;
+    }
     response
         .header("x-cache")
         .map(|v| String::from_utf8_lossy(v).into_owned())

@@ -10,6 +10,7 @@
 //! - `exchange.rs`: one request from its checks to its answer;
 //! - `attempt.rs`: one attempt at a backend, and when another may be tried;
 //! - `response.rs`: the response head and body on their way to the client;
+//! - `duplex.rs`: a request body and its response at once (an origin that answers early);
 //! - `pipeline.rs`: the body through observers and transforms;
 //! - `pace.rs`: the minimum rate at which a client must take a response (slow readers);
 //! - `reply.rs`: what the proxy answers itself;
@@ -20,6 +21,7 @@
 //! - `phases.rs`: the hooks.
 
 mod attempt;
+mod duplex;
 mod exchange;
 mod pace;
 pub mod phases;
@@ -42,7 +44,7 @@ pub use phases::{
     AnsweredBy, BodyObserver, BodyPlan, BodyTransform, Client, NoPhases, Phases, Summary,
     UpstreamAnswer,
 };
-pub use reply::{Reply, ReplyBody};
+pub use reply::{Reply, ReplyBody, SharedFields};
 pub use upgrade::UpgradeConfig;
 
 use crate::access_log;
@@ -297,7 +299,13 @@ impl<P: Phases> Relay<P> {
         let started = Instant::now();
         let mut ctx = P::Ctx::default();
         let received = Cell::new(0);
+        let asked_head = head.method == "HEAD";
         let outcome = self.exchange(client, &mut head, peer, &mut ctx, started, &received);
+        if asked_head && head.method != "HEAD" {
+            // A request phase fetched a HEAD as a GET (a cache filling on a miss): the client
+            // asked HEAD, and its error replies and its log line say so.
+            head.method = "HEAD".to_owned();
+        }
         let measured = Measured {
             started,
             request_bytes: received.get(),

@@ -109,6 +109,14 @@ impl<S: Socket> Write for Paced<'_, S> {
         Ok(n)
     }
 
+    /// Passed on whole, so a head and a large body still leave in one `writev`.
+    fn write_vectored(&mut self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let started = Instant::now();
+        let n = self.client.write_vectored(parts)?;
+        self.account(n, started.elapsed())?;
+        Ok(n)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         let started = Instant::now();
         self.client.flush()?;

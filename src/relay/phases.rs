@@ -48,7 +48,10 @@ pub trait Phases: Send + Sync + 'static {
     /// Before anything goes upstream: rewrite `head`, or answer with a reply of our own.
     /// The framing headers (`Content-Length`, `Transfer-Encoding`) and `Expect` are decided
     /// before this runs and must not be changed. The log shows the head as rewritten; a phase
-    /// that changes the target and wants the original logged keeps it in its `Ctx`.
+    /// that changes the target and wants the original logged keeps it in its `Ctx`. The one
+    /// method change allowed is HEAD to GET (a cache filling on a HEAD miss, as nginx's
+    /// `proxy_cache_convert_head`): the client still gets the head alone, the body goes to the
+    /// observers only, and the log says HEAD.
     fn request(
         &self,
         _ctx: &mut Self::Ctx,
@@ -98,6 +101,15 @@ pub trait Phases: Send + Sync + 'static {
     ) {
     }
 
+    /// Whether `response_head` reads the fields of replies that phases made (a compressor
+    /// reads `Content-Type`): when no phase does, a reply's shared fields (a cache hit's
+    /// stored ones, [`Reply::shared`]) are written as serialised once, never copied into its
+    /// head, and `response_head` sees only the fields the reply adds. A phase that only adds
+    /// fields to such replies may say `false`.
+    fn reads_reply_fields(&self) -> bool {
+        true
+    }
+
     /// The exchange is over (or was refused before a request could be read). It may run on
     /// the accept loop or stage 4's parker (refusals made there), so it must never block:
     /// count, or queue the summary for another thread.
@@ -121,6 +133,10 @@ pub struct NoPhases;
 
 impl Phases for NoPhases {
     type Ctx = ();
+
+    fn reads_reply_fields(&self) -> bool {
+        false
+    }
 }
 
 /// Two phase sets in a chain: `A` runs first at every point. A reply from `A`'s request phase
@@ -173,6 +189,10 @@ impl<A: Phases, B: Phases> Phases for (A, B) {
     ) {
         self.0.response_head(&mut ctx.0, request, response, body);
         self.1.response_head(&mut ctx.1, request, response, body);
+    }
+
+    fn reads_reply_fields(&self) -> bool {
+        self.0.reads_reply_fields() || self.1.reads_reply_fields()
     }
 
     fn logging(&self, ctx: &mut Self::Ctx, summary: &Summary<'_>) {

@@ -2,7 +2,7 @@
 //! (a 401 with `WWW-Authenticate`, a 429 with `Retry-After`, a redirect, a fixed page, a
 //! response served from memory).
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,12 +29,44 @@ impl ReplyBody {
     }
 }
 
+/// Header fields that many replies share, serialised once: a cache entry's stored fields,
+/// written for each hit as they are instead of being cloned into its head and formatted
+/// again. Framing and `Connection` fields are left out, as [`write_head`] leaves them out of
+/// a head.
+#[derive(Debug)]
+pub struct SharedFields {
+    headers: Vec<Header>,
+    wire: Vec<u8>,
+}
+
+impl SharedFields {
+    pub fn new(headers: Vec<Header>) -> SharedFields {
+        let mut wire = Vec::with_capacity(
+            headers
+                .iter()
+                .map(|h| h.name.len() + h.value.len() + 4)
+                .sum(),
+        );
+        write_fields(&mut wire, &headers);
+        SharedFields { headers, wire }
+    }
+
+    pub fn headers(&self) -> &[Header] {
+        &self.headers
+    }
+}
+
 /// A whole response made by the proxy: a head, a body, and whether the connection must close
 /// after it. The framing (`Content-Length`) is written when it is sent, and a HEAD request
 /// gets the same head without the body.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub head: ResponseHead,
+    /// Fields sent before the head's own (a cache hit's stored fields, shared with the entry;
+    /// the head then holds only what this reply adds, such as `Age`). The relay copies them
+    /// into the head first when a response-head phase reads a reply's fields
+    /// ([`Phases::reads_reply_fields`](super::Phases::reads_reply_fields)).
+    pub shared: Option<Arc<SharedFields>>,
     pub body: ReplyBody,
     /// Close the connection after this reply, whatever the client wants.
     pub close: bool,
@@ -50,6 +82,7 @@ impl Reply {
                 minor_version: 1,
                 headers: Vec::new(),
             },
+            shared: None,
             body: ReplyBody::Static(b""),
             close: false,
         }
@@ -103,6 +136,16 @@ impl Reply {
         self.head.status
     }
 
+    /// Moves the shared fields into the head, before its own: for phases that read them.
+    pub fn unshare(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            let mut headers = Vec::with_capacity(shared.headers.len() + self.head.headers.len());
+            headers.extend_from_slice(&shared.headers);
+            headers.append(&mut self.head.headers);
+            self.head.headers = headers;
+        }
+    }
+
     /// The reply as bytes: head and, unless `head_only` (a HEAD request), the body.
     pub fn to_bytes(&self, head_only: bool, keep_alive: bool) -> Vec<u8> {
         let body = self.body.as_bytes();
@@ -110,6 +153,7 @@ impl Reply {
         write_head(
             &mut out,
             &self.head,
+            self.shared.as_deref(),
             Framing::Length(body.len() as u64),
             keep_alive,
         );
@@ -132,27 +176,30 @@ pub(super) enum Framing {
     Close,
 }
 
-/// Serialises a reply head: the phase-made headers minus any framing or connection headers
-/// (the proxy writes its own), then the framing and `Connection`.
+/// Serialises a reply head: the shared fields, the phase-made headers minus any framing or
+/// connection headers (the proxy writes its own), then the framing and `Connection`.
 pub(super) fn write_head(
     out: &mut Vec<u8>,
     head: &ResponseHead,
+    shared: Option<&SharedFields>,
     framing: Framing,
     keep_alive: bool,
 ) {
-    let _ = write!(out, "HTTP/1.1 {} {}\r\n", head.status, head.reason);
-    const OURS: &[&str] = &["content-length", "transfer-encoding", "connection"];
-    for h in head.header_list() {
-        if !OURS.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
-            out.extend_from_slice(h.name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&h.value);
-            out.extend_from_slice(b"\r\n");
-        }
+    // Written by hand rather than with `write!`: this runs for every cache hit.
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(head.status));
+    out.push(b' ');
+    out.extend_from_slice(head.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(shared) = shared {
+        out.extend_from_slice(&shared.wire);
     }
+    write_fields(out, head.header_list());
     match framing {
         Framing::Length(n) => {
-            let _ = write!(out, "Content-Length: {n}\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Framing::NoBody | Framing::Close => {}
@@ -161,6 +208,35 @@ pub(super) fn write_head(
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    // At most 20 turns: u64::MAX has 20 digits.
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// Writes header lines, less the framing and connection ones (the proxy writes its own).
+fn write_fields(out: &mut Vec<u8>, headers: &[Header]) {
+    const OURS: &[&str] = &["content-length", "transfer-encoding", "connection"];
+    for h in headers {
+        if !OURS.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
 }
 
 /// After a reply that closes the connection, reads (and drops) what the client is still
@@ -208,6 +284,44 @@ mod tests {
         assert!(text.ends_with("Content-Length: 16\r\n\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n"), "{text}");
         assert!(!text.contains("Connection"), "{text}");
+    }
+
+    #[test]
+    fn shared_fields_are_written_first_and_the_same_once_unshared() {
+        let shared = Arc::new(SharedFields::new(vec![
+            Header {
+                name: "Content-Type".into(),
+                value: b"text/plain".to_vec(),
+            },
+            Header {
+                name: "Content-Length".into(),
+                value: b"999".to_vec(),
+            },
+        ]));
+        let mut reply = Reply::new(200).header("Age", "3");
+        reply.shared = Some(shared);
+        reply.body = ReplyBody::Static(b"hi");
+        let text = String::from_utf8(reply.to_bytes(false, true)).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nAge: 3\r\nContent-Length: 2\r\n\r\nhi"
+        );
+        reply.unshare();
+        assert!(reply.shared.is_none());
+        assert_eq!(reply.head.header("content-type"), Some(&b"text/plain"[..]));
+        assert_eq!(
+            String::from_utf8(reply.to_bytes(false, true)).unwrap(),
+            text
+        );
+    }
+
+    #[test]
+    fn decimals_are_written_whole() {
+        for n in [0, 7, 10, 200, 16_384, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub(super) struct Conn {
     /// When the first byte of a request head arrived, while the head is incomplete.
     pub(super) head_since: Option<Instant>,
     pub(super) handler: Arc<dyn ConnectionHandler>,
+    /// Whether the parker's `epoll` set has seen this socket (it is then re-armed, not added).
+    pub(super) armed: bool,
     /// Counts the connection as open until it is dropped, however it ends.
     pub(super) _open: Open,
 }

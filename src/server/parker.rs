@@ -1,63 +1,236 @@
 //! The parker: one thread that watches waiting connections (idle keep-alive ones, and those
-//! whose request head is still arriving) with `poll(2)`, and hands each back to the pool as
-//! soon as it has more to read.
+//! whose request head is still arriving) and hands each back to the pool as soon as it has
+//! more to read, or ends it when its wait is over.
 //!
-//! This is the heart of an event loop, reduced to one job. Workers send connections here
-//! through a channel; since the parker is usually blocked in `poll`, each send is followed by
-//! a byte on a socket pair whose reading end is in the `poll` set, so the new connection is
-//! watched at once (the "self-pipe" trick).
+//! This is the heart of an event loop, reduced to one job. A worker parks a connection by
+//! putting it in a shared table and arming its socket in an `epoll` set, one system call
+//! ([`sys::ReadySet`]); the parker sleeps in `epoll_wait` and is told only about sockets that
+//! became readable, so a request costs the same with ten parked connections or ten thousand.
+//! (The first version kept the connections on its own thread and called `poll` with every
+//! one of them after each wake-up, and each park had to wake it to add one: the chapter on
+//! measuring shows what that cost.) Deadlines are checked by a sweep of the table, only when
+//! the earliest one is due.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, ConnGauges};
 use super::refuse_now;
 use crate::relay::Reply;
-use crate::sys;
+use crate::sys::{ReadySet, Wakeup};
 
-/// Longest single `poll`: a safety net only, every event of interest wakes it earlier.
+/// Longest single wait: a safety net only, every event of interest wakes the parker earlier.
 const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// Deadlines are checked at most this often: a connection may outlive its timeout by this
+/// much, and a table of ten thousand is not swept more than 100 times a second.
+const SWEEP_GRANULARITY: Duration = Duration::from_millis(10);
+
+/// Reports taken from one `epoll_wait`.
+const EVENTS_PER_WAIT: usize = 256;
+
+/// The token of the wake-up descriptor (a table slot's token is its index and generation, and
+/// no slot has this generation).
+const WAKE_TOKEN: u64 = u64::MAX;
 
 /// The workers' side: park a connection, or stop the parker.
 pub(super) struct ParkerHandle {
-    to_parker: Sender<Conn>,
-    wake: UnixStream,
-    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+}
+
+/// What the workers and the parker thread share.
+struct Shared {
+    ready: ReadySet,
+    wake: Wakeup,
+    table: Mutex<Table>,
+    stop: AtomicBool,
+    max_parked: usize,
+    gauges: Arc<ConnGauges>,
+}
+
+/// The parked connections, by slot; a slot's generation changes each time it is reused, so a
+/// late report for a connection that already left never picks up the next one.
+#[derive(Default)]
+struct Table {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    parked: usize,
+    idle: usize,
+    /// The earliest deadline of any parked connection (or a moment no later than it).
+    earliest: Option<Instant>,
+    /// Until when the parker thread sleeps, while it does: a connection parked with an
+    /// earlier deadline must wake it (a test's short timeout; a real one is longer than the
+    /// parker's longest sleep).
+    sleeping_until: Option<Instant>,
+    /// Connections that must be served without waiting for their socket (bytes hidden in the
+    /// stream, see `Conn::has_hidden_bytes`): handed to the parker thread by a wake-up.
+    ready_now: Vec<Conn>,
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    conn: Option<Conn>,
+}
+
+fn token(index: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(index)
+}
+
+impl Table {
+    /// A free slot and its new generation, for a connection about to be parked.
+    fn reserve(&mut self) -> (u32, u32) {
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push(Slot::default());
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        // Never u32::MAX, so no slot's token is WAKE_TOKEN.
+        slot.generation = slot.generation.wrapping_add(1) % u32::MAX;
+        (index, slot.generation)
+    }
+
+    /// Puts `conn` in its reserved slot; `true` if the parker must wake up to keep its
+    /// deadline.
+    fn fill(&mut self, index: u32, conn: Conn) -> bool {
+        self.parked += 1;
+        if conn.head_since.is_none() {
+            self.idle += 1;
+        }
+        let deadline = conn.deadline();
+        self.earliest = Some(self.earliest.map_or(deadline, |e| e.min(deadline)));
+        self.slots[index as usize].conn = Some(conn);
+        self.sleeping_until.is_some_and(|until| deadline < until)
+    }
+
+    fn take(&mut self, index: u32, generation: u32) -> Option<Conn> {
+        let slot = self.slots.get_mut(index as usize)?;
+        if slot.generation != generation {
+            return None;
+        }
+        self.remove(index)
+    }
+
+    fn remove(&mut self, index: u32) -> Option<Conn> {
+        let conn = self.slots.get_mut(index as usize)?.conn.take()?;
+        self.free.push(index);
+        self.parked -= 1;
+        if conn.head_since.is_none() {
+            self.idle -= 1;
+        }
+        Some(conn)
+    }
+
+    /// Takes every connection past its deadline, and notes the earliest remaining one.
+    fn expired(&mut self, now: Instant) -> Vec<Conn> {
+        let mut due = Vec::new();
+        let mut earliest: Option<Instant> = None;
+        for index in 0..self.slots.len() {
+            let Some(deadline) = self.slots[index].conn.as_ref().map(Conn::deadline) else {
+                continue;
+            };
+            if deadline <= now {
+                due.extend(self.remove(index as u32));
+            } else {
+                earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+            }
+        }
+        self.earliest = earliest;
+        due
+    }
+
+    /// The longest-idle connection, when the table holds more than `max`.
+    fn over_cap(&mut self, max: usize) -> Option<Conn> {
+        if self.parked <= max {
+            return None;
+        }
+        let oldest = (0..self.slots.len())
+            .filter_map(|i| Some((i, self.slots[i].conn.as_ref()?.idle_since)))
+            .min_by_key(|&(_, since)| since)
+            .map(|(i, _)| i)?;
+        self.remove(oldest as u32)
+    }
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // A panic elsewhere with the lock held leaves a table that is still consistent enough
+        // to close connections from.
+        self.table
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn show(&self, table: &Table) {
+        self.gauges.parked.store(table.parked, Ordering::Relaxed);
+        self.gauges.idle.store(table.idle, Ordering::Relaxed);
+    }
 }
 
 impl ParkerHandle {
-    /// Hands an idle connection to the parker. If the parker is gone, the connection is
+    /// Hands an idle connection to the parker. If the parker is stopped, the connection is
     /// dropped, which closes it: a client must expect an idle keep-alive connection to close.
-    pub(super) fn park(&self, conn: Conn) {
-        if self.to_parker.send(conn).is_ok() {
-            self.wake();
+    pub(super) fn park(&self, mut conn: Conn) {
+        let shared = &self.shared;
+        if shared.stop.load(Ordering::SeqCst) {
+            return close_quietly(conn);
+        }
+        // Bytes inside the stream would never make the socket readable: served at once.
+        if conn.has_hidden_bytes() {
+            shared.table().ready_now.push(conn);
+            return shared.wake.wake();
+        }
+        let known = std::mem::replace(&mut conn.armed, true);
+        let mut table = shared.table();
+        // Armed with the table locked: the parker cannot take the report before the
+        // connection is in its slot.
+        let (index, generation) = table.reserve();
+        let armed = shared.ready.arm(
+            conn.stream.get_ref().as_fd(),
+            token(index, generation),
+            known,
+        );
+        if let Err(err) = armed {
+            table.free.push(index);
+            drop(table);
+            log::warn!("{}: parker cannot watch the connection: {err}", conn.peer);
+            return close_quietly(conn);
+        }
+        let wake = table.fill(index, conn);
+        // Checked again under the lock: a parker that stopped meanwhile has closed what was
+        // in the table, and would never see this one.
+        let evicted = if shared.stop.load(Ordering::SeqCst) {
+            table.remove(index)
+        } else {
+            table.over_cap(shared.max_parked)
+        };
+        shared.show(&table);
+        drop(table);
+        if wake {
+            shared.wake.wake();
+        }
+        if let Some(conn) = evicted {
+            log::debug!("{}: parked connections at the cap, closed", conn.peer);
+            close_quietly(conn);
         }
     }
 
     pub(super) fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.wake();
-    }
-
-    fn wake(&self) {
-        // Non-blocking: when the socket buffer is full, a wake-up is pending anyway.
-        let _ = (&self.wake).write(&[1]);
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake.wake();
     }
 }
 
 /// The parker's side, until its thread starts.
 pub(super) struct Parker {
-    arrivals: Receiver<Conn>,
-    wake: UnixStream,
-    stop: Arc<AtomicBool>,
-    max_parked: usize,
-    gauges: Arc<ConnGauges>,
+    shared: Arc<Shared>,
 }
 
 impl Parker {
@@ -66,24 +239,20 @@ impl Parker {
         max_parked: usize,
         gauges: Arc<ConnGauges>,
     ) -> io::Result<(ParkerHandle, Parker)> {
-        let (wake_tx, wake_rx) = UnixStream::pair()?;
-        wake_tx.set_nonblocking(true)?;
-        wake_rx.set_nonblocking(true)?;
-        let (to_parker, arrivals) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle = ParkerHandle {
-            to_parker,
-            wake: wake_tx,
-            stop: Arc::clone(&stop),
-        };
-        let parker = Parker {
-            arrivals,
-            wake: wake_rx,
-            stop,
+        let shared = Arc::new(Shared {
+            ready: ReadySet::new()?,
+            wake: Wakeup::new()?,
+            table: Mutex::new(Table::default()),
+            stop: AtomicBool::new(false),
             max_parked: max_parked.max(1),
             gauges,
+        });
+        // The wake-up stays armed: it is not one-shot like the connections.
+        shared.ready.arm(shared.wake.as_fd(), WAKE_TOKEN, false)?;
+        let handle = ParkerHandle {
+            shared: Arc::clone(&shared),
         };
-        Ok((handle, parker))
+        Ok((handle, Parker { shared }))
     }
 
     /// Starts the parker thread; `ready` receives each connection whose next request arrived
@@ -99,93 +268,69 @@ impl Parker {
     }
 
     fn run<F: Fn(Conn)>(self, ready: F) {
-        let mut parked: Vec<Conn> = Vec::new();
-        while !self.stop.load(Ordering::SeqCst) {
-            self.take_arrivals(&mut parked, &ready);
-            self.show(&parked);
+        let shared = &*self.shared;
+        let mut tokens = Vec::with_capacity(EVENTS_PER_WAIT);
+        let mut next_sweep = Instant::now();
+        while !shared.stop.load(Ordering::SeqCst) {
             let now = Instant::now();
-            let timeout = parked
-                .iter()
-                .map(|c| c.deadline().saturating_duration_since(now))
-                .min()
-                .unwrap_or(MAX_WAIT)
-                .min(MAX_WAIT);
-            let flags = {
-                let mut fds = Vec::with_capacity(parked.len() + 1);
-                fds.push(self.wake.as_fd());
-                fds.extend(parked.iter().map(|c| c.stream.get_ref().as_fd()));
-                match sys::wait_readable(&fds, timeout) {
-                    Ok(flags) => flags,
-                    Err(err) => {
-                        // Nothing transient is expected here (EINTR is handled below us);
-                        // pause rather than spin if it happens anyway.
-                        log::error!("parker: poll failed: {err}");
-                        thread::sleep(Duration::from_millis(50));
-                        continue;
+            let timeout = {
+                let mut table = shared.table();
+                let timeout = table
+                    .earliest
+                    .map(|e| e.max(next_sweep).saturating_duration_since(now))
+                    .unwrap_or(MAX_WAIT)
+                    .min(MAX_WAIT);
+                table.sleeping_until = Some(now + timeout);
+                timeout
+            };
+            tokens.clear();
+            if let Err(err) = shared.ready.wait(&mut tokens, EVENTS_PER_WAIT, timeout) {
+                // Nothing transient is expected here; pause rather than spin if it happens.
+                log::error!("parker: epoll_wait failed: {err}");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let mut woken = Vec::with_capacity(tokens.len());
+            {
+                let mut table = shared.table();
+                table.sleeping_until = None;
+                for &token in &tokens {
+                    if token == WAKE_TOKEN {
+                        shared.wake.clear();
+                        woken.append(&mut table.ready_now);
+                    } else {
+                        woken.extend(table.take(token as u32, (token >> 32) as u32));
                     }
                 }
-            };
-            if flags[0] {
-                self.drain_wake();
+                shared.show(&table);
             }
+            woken.into_iter().for_each(&ready);
             let now = Instant::now();
-            let mut still_idle = Vec::with_capacity(parked.len());
-            for (conn, readable) in parked.drain(..).zip(flags.into_iter().skip(1)) {
-                if readable {
-                    ready(conn);
-                } else if conn.deadline() <= now {
-                    expire(conn);
+            let due = {
+                let mut table = shared.table();
+                if now < next_sweep || table.earliest.is_none_or(|e| e > now) {
+                    Vec::new()
                 } else {
-                    still_idle.push(conn);
+                    next_sweep = now + SWEEP_GRANULARITY;
+                    let due = table.expired(now);
+                    shared.show(&table);
+                    due
                 }
-            }
-            parked = still_idle;
-            self.show(&parked);
+            };
+            due.into_iter().for_each(expire);
         }
-    }
-
-    /// Moves newly parked connections into `parked`, closing the longest-idle ones beyond the
-    /// cap (as nginx reuses its idle keep-alive connections when it runs short).
-    fn take_arrivals<F: Fn(Conn)>(&self, parked: &mut Vec<Conn>, ready: &F) {
-        // Bounded by what the workers sent; a disconnected channel just has nothing more.
-        while let Ok(conn) = self.arrivals.try_recv() {
-            // Bytes inside the stream would never wake `poll`: such a connection is ready.
-            if conn.has_hidden_bytes() {
-                ready(conn);
-            } else {
-                parked.push(conn);
+        // Stopped: every parked connection closes now (a drain), and any parked later is
+        // closed by `park` itself.
+        let left: Vec<Conn> = {
+            let mut table = shared.table();
+            let mut left: Vec<Conn> = table.ready_now.drain(..).collect();
+            for index in 0..table.slots.len() {
+                left.extend(table.remove(index as u32));
             }
-        }
-        while parked.len() > self.max_parked {
-            let oldest = parked
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, c)| c.idle_since)
-                .map(|(i, _)| i);
-            if let Some(i) = oldest {
-                let conn = parked.swap_remove(i);
-                log::debug!("{}: parked connections at the cap, closed", conn.peer);
-                close_quietly(conn);
-            }
-        }
-    }
-
-    /// Updates the gauges: after new arrivals, and after each `poll` round.
-    fn show(&self, parked: &[Conn]) {
-        let idle = parked.iter().filter(|c| c.head_since.is_none()).count();
-        self.gauges.parked.store(parked.len(), Ordering::Relaxed);
-        self.gauges.idle.store(idle, Ordering::Relaxed);
-    }
-
-    fn drain_wake(&self) {
-        let mut sink = [0u8; 256];
-        // Bounded: the socket buffer holds a finite number of wake-up bytes.
-        for _ in 0..1024 {
-            match (&self.wake).read(&mut sink) {
-                Ok(n) if n > 0 => {}
-                _ => break,
-            }
-        }
+            shared.show(&table);
+            left
+        };
+        left.into_iter().for_each(close_quietly);
     }
 }
 

@@ -252,6 +252,14 @@ impl Socket for TlsStream {
         "https"
     }
 
+    fn input_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(self.tcp.as_fd())
+    }
+
+    fn holds_input(&self) -> bool {
+        self.pending
+    }
+
     fn tls_version(&self) -> Option<&'static str> {
         if self.tls.is_handshaking() {
             return None;

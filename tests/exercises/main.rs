@@ -15,5 +15,11 @@ mod support;
 
 mod cache_ignore_query;
 mod first_strategy;
+mod fork_refuse_when_full;
+mod health_expect_status;
 mod hide_backend_headers;
+mod pool_max_parked;
+mod process_fds;
+mod route_rewrite_prefix;
 mod rule_methods;
+mod threads_per_ip;

@@ -299,6 +299,12 @@ impl Client {
         }
     }
 
+    /// Reads through the first `end` (within the timeout) and returns what came up to and
+    /// including it, for a test that reads a response while it is still arriving.
+    pub fn read_until(&mut self, end: &[u8]) -> Option<Vec<u8>> {
+        self.until(end)
+    }
+
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 16 * 1024];
         match self.stream.read(&mut chunk) {

@@ -1,0 +1,149 @@
+//! The short cuts of the keep-alive path, each checked against what it must never change:
+//!
+//! - a kept upstream connection idle for under a second is not probed before a GET (the GET
+//!   can be sent again on a new connection if the backend had closed it), but always before a
+//!   POST, which must never go out on a dead connection;
+//! - the parker watches its connections in `epoll`, re-armed at each park: many parked
+//!   connections are each served again when their next request comes, and one past its idle
+//!   timeout is closed on time.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{backend, raw_backend, read_request_head, Proxy, TIMEOUT};
+
+/// Length of the body a request head announces (0 without `Content-Length`).
+fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_kept_connection_the_backend_closed_is_replaced_for_a_get_and_probed_for_a_post() {
+    // A backend that answers one request per connection as if it kept it (no
+    // `Connection: close`), then closes it: every kept connection is dead when reused.
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (seen_tx, seen) = mpsc::channel::<String>();
+    let (closed_tx, closed) = mpsc::channel::<()>();
+    let counter = Arc::clone(&accepted);
+    let addr = raw_backend(move |mut stream: TcpStream| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let head = read_request_head(&mut stream);
+        if head.is_empty() {
+            return; // the proxy's probe or a connection it never used
+        }
+        let mut body = vec![0u8; content_length(&head)];
+        if stream.read_exact(&mut body).is_err() {
+            return;
+        }
+        let line = String::from_utf8_lossy(&head)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        let _ = seen_tx.send(line);
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        drop(stream);
+        let _ = closed_tx.send(());
+    });
+    let proxy = Proxy::start(env!("CARGO_BIN_EXE_stage5"), &[addr], &[]);
+    let mut client = proxy.connect();
+    let requests: [&[u8]; 3] = [
+        b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /third HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+    ];
+    for request in requests {
+        client.send_in_fragments(request, 11);
+        let response = client.read_response("GET");
+        assert_eq!(
+            response.status,
+            200,
+            "after {:?}",
+            String::from_utf8_lossy(request)
+        );
+        assert_eq!(response.text(), "ok");
+        // The backend has closed its side before the next request is sent.
+        closed.recv_timeout(TIMEOUT).expect("the backend closes");
+    }
+    let lines: Vec<String> = seen.try_iter().collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /first HTTP/1.1",
+            "GET /second HTTP/1.1",
+            "POST /third HTTP/1.1"
+        ],
+        "each request reached the backend exactly once"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "one connection per request"
+    );
+}
+
+#[test]
+fn many_parked_connections_are_each_served_again_and_an_idle_one_closes_on_time() {
+    let b = backend("b1");
+    let proxy = Proxy::start(
+        env!("CARGO_BIN_EXE_stage4"),
+        &[b.addr()],
+        &["--idle-timeout", "60s"],
+    );
+    // 300 keep-alive clients, each served once, then all parked at the same time.
+    let mut clients: Vec<_> = (0..300).map(|_| proxy.connect()).collect();
+    for client in &mut clients {
+        client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(client.read_response("GET").status, 200);
+    }
+    // Each comes back in reverse order, a request split in fragments for a few of them.
+    for (i, client) in clients.iter_mut().enumerate().rev() {
+        let request = b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n";
+        if i % 50 == 0 {
+            client.send_in_fragments(request, 5);
+        } else {
+            client.send(request);
+        }
+        assert_eq!(client.read_response("GET").status, 200, "client {i}");
+    }
+
+    // With a short idle timeout a parked connection is closed when it runs out, not at the
+    // parker's next safety wake-up (a second later).
+    let short = Proxy::start(
+        env!("CARGO_BIN_EXE_stage4"),
+        &[b.addr()],
+        &["--idle-timeout", "300ms"],
+    );
+    let mut client = short.connect();
+    client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(client.read_response("GET").status, 200);
+    let parked_at = Instant::now();
+    let mut rest = Vec::new();
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let end = client.stream.read_to_end(&mut rest);
+    let waited = parked_at.elapsed();
+    assert!(
+        end.is_ok() && rest.is_empty(),
+        "closed without a byte: {end:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(900),
+        "closed after {waited:?}, for an idle timeout of 300 ms"
+    );
+}
