@@ -66,6 +66,16 @@ pub struct TuningArgs {
     #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_IDLE_TIMEOUT))]
     pub idle_timeout: Span,
 
+    /// Longest a write to a client may block; also the window over which --min-send-rate is
+    /// averaged.
+    #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_SEND_TIMEOUT))]
+    pub send_timeout: Span,
+
+    /// Slowest a client may read a response, in bytes per second over each --send-timeout of
+    /// waiting for it, before it is cut off (0: no minimum); suffixes k, m, g.
+    #[arg(long, value_name = "SIZE", default_value_t = Size(settings::DEFAULT_MIN_SEND_RATE))]
+    pub min_send_rate: Size,
+
     /// Largest request body accepted (-> 413); suffixes k, m, g.
     #[arg(long, value_name = "SIZE", default_value_t = Size(settings::DEFAULT_MAX_BODY))]
     pub max_body_size: Size,
@@ -79,6 +89,8 @@ impl TuningArgs {
             upstream_timeout: self.upstream_timeout.0,
             header_timeout: self.header_timeout.0,
             idle_timeout: self.idle_timeout.0,
+            send_timeout: self.send_timeout.0,
+            min_send_rate: self.min_send_rate.0,
             max_body: self.max_body_size.0,
             ..Tuning::default()
         }

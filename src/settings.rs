@@ -11,7 +11,9 @@ use crate::server::pool::PoolConfig;
 use crate::upstream::{Connector, UpstreamTimeouts, Upstreams};
 
 pub use crate::http::limits::DEFAULT_MAX_BODY;
-pub use crate::relay::{DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
+pub use crate::relay::{
+    DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MIN_SEND_RATE, DEFAULT_SEND_TIMEOUT,
+};
 pub use crate::server::pool::{DEFAULT_QUEUE, DEFAULT_WORKERS};
 
 /// Longest wait to connect to a backend (nginx `proxy_connect_timeout` is 60 s; a backend on
@@ -34,6 +36,10 @@ pub struct Tuning {
     pub upstream_timeout: Duration,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Longest a write to a client may block, and the window of the minimum send rate.
+    pub send_timeout: Duration,
+    /// Bytes per second a client must read a response at (`0`: no minimum).
+    pub min_send_rate: u64,
     pub max_body: u64,
     pub retries: usize,
     pub pool: PoolConfig,
@@ -46,6 +52,8 @@ impl Default for Tuning {
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            min_send_rate: DEFAULT_MIN_SEND_RATE,
             max_body: DEFAULT_MAX_BODY,
             retries: DEFAULT_RETRIES,
             pool: PoolConfig::default(),
@@ -64,6 +72,8 @@ impl Tuning {
             client: ClientTimeouts {
                 idle: self.idle_timeout,
                 head: self.header_timeout,
+                write: self.send_timeout,
+                min_send_rate: self.min_send_rate,
                 ..ClientTimeouts::default()
             },
             retries: self.retries,

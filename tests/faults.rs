@@ -1,18 +1,22 @@
 //! Faults the proxy must survive. Descriptor exhaustion: with a low `ulimit -n`, a flood of
 //! connections makes `accept` fail; the accept loop must back off rather than spin, say so
 //! once rather than ten times a second, and serve again as soon as descriptors free up.
+//! A slow reader: a client that takes its response a trickle at a time holds one worker, and
+//! only until the minimum send rate cuts it off.
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{backend, connect, TIMEOUT};
+use support::{backend, connect, Proxy, TIMEOUT};
 
 /// A stage started under `ulimit -n limit`, its stderr lines collected.
 struct Limited {
@@ -131,4 +135,104 @@ fn out_of_descriptors_the_accept_loop_backs_off_logs_once_and_recovers() {
     wait_for("the recovery to be logged", &p.stderr, || {
         count(&p.stderr, "accepting connections again") >= 1
     });
+}
+
+/// Shrinks a socket's receive buffer, so the kernel cannot soak up a large body on the
+/// client's behalf and the proxy really waits on the reader.
+fn small_receive_buffer(stream: &TcpStream, bytes: libc::c_int) {
+    // SAFETY: a valid descriptor, and a pointer to a c_int with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt(SO_RCVBUF)");
+}
+
+#[test]
+fn a_slow_reader_holds_one_worker_and_is_cut_off() {
+    const BODY: usize = 10 * 1024 * 1024;
+    let b = backend("b1");
+    let log = std::env::temp_dir().join(format!("revproxy-faults-{}-slow.log", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap();
+    // Test-sized rule: 1 MB/s over every 300 ms of waiting; the reader takes about 50 KB/s.
+    let p = Proxy::start_with_stderr(
+        env!("CARGO_BIN_EXE_stage4"),
+        &[b.addr()],
+        &[
+            "--workers",
+            "2",
+            "--send-timeout",
+            "300ms",
+            "--min-send-rate",
+            "1m",
+        ],
+        Stdio::from(file),
+    );
+
+    let stream = TcpStream::connect_timeout(&p.addr, TIMEOUT).unwrap();
+    small_receive_buffer(&stream, 4096);
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut slow = stream;
+    slow.write_all(format!("GET /bytes/{BODY} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let ended = Arc::new(AtomicBool::new(false));
+    let (first_bytes, started) = mpsc::channel();
+    let reader = {
+        let ended = Arc::clone(&ended);
+        thread::spawn(move || {
+            let began = Instant::now();
+            let mut taken = 0usize;
+            let mut buf = [0u8; 1024];
+            // Bounded by time: without the rule this reader would need over three minutes.
+            while began.elapsed() < Duration::from_secs(5) {
+                match slow.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => taken += n,
+                }
+                let _ = first_bytes.send(());
+                // The pace of a slow reader: 1 KiB each 20 ms.
+                thread::sleep(Duration::from_millis(20));
+            }
+            ended.store(true, Ordering::SeqCst);
+            (taken, began.elapsed())
+        })
+    };
+    started
+        .recv_timeout(TIMEOUT)
+        .expect("the slow reader gets the start of its response");
+
+    // The slow reader holds one worker; the other still serves.
+    let mut other = p.connect();
+    other.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(other.read_response("GET").status, 200);
+    assert!(
+        !ended.load(Ordering::SeqCst),
+        "the second client was served while the slow reader was still connected"
+    );
+
+    let (taken, took) = reader.join().unwrap();
+    assert!(
+        taken < BODY,
+        "the slow reader was given the whole body ({taken} bytes in {took:?})"
+    );
+    assert!(took < Duration::from_secs(3), "cut off only after {took:?}");
+    // It left through the warning that says why, not a silent timeout.
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        said.contains("below the minimum send rate"),
+        "the stage did not log the cut-off:\n{said}"
+    );
+    // Its worker is free again: two clients are served at once.
+    let mut first = p.connect();
+    let mut second = p.connect();
+    first.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    second.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(first.read_response("GET").status, 200);
+    assert_eq!(second.read_response("GET").status, 200);
 }

@@ -55,6 +55,11 @@ pub struct ServerSection {
     pub queue: usize,
     pub header_timeout_ms: u64,
     pub idle_timeout_ms: u64,
+    /// Longest a write to a client may block (nginx `send_timeout`), and the window over
+    /// which `min_send_rate` is averaged.
+    pub send_timeout_ms: u64,
+    /// Bytes per second a client must read a response at, or be cut off (`0`: no minimum).
+    pub min_send_rate: u64,
     pub max_body_bytes: u64,
     /// The upstream that serves requests; may be left out when there is only one, or when
     /// `[[routes]]` (stage 9) say which group takes each request.
@@ -71,6 +76,8 @@ impl Default for ServerSection {
             queue: settings::DEFAULT_QUEUE,
             header_timeout_ms: millis(settings::DEFAULT_HEADER_TIMEOUT),
             idle_timeout_ms: millis(settings::DEFAULT_IDLE_TIMEOUT),
+            send_timeout_ms: millis(settings::DEFAULT_SEND_TIMEOUT),
+            min_send_rate: settings::DEFAULT_MIN_SEND_RATE,
             max_body_bytes: settings::DEFAULT_MAX_BODY,
             upstream: None,
             shutdown_timeout_ms: millis(settings::DEFAULT_SHUTDOWN_TIMEOUT),

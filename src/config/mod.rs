@@ -89,6 +89,8 @@ pub struct AccessLogSettings {
 pub struct ServerSettings {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    pub send_timeout: Duration,
+    pub min_send_rate: u64,
     pub max_body: u64,
     pub pool: PoolConfig,
     pub shutdown_timeout: Duration,
@@ -128,6 +130,8 @@ impl Settings {
             upstream_timeout: self.upstream.read_timeout,
             header_timeout: self.server.header_timeout,
             idle_timeout: self.server.idle_timeout,
+            send_timeout: self.server.send_timeout,
+            min_send_rate: self.server.min_send_rate,
             max_body: self.server.max_body,
             retries: self.upstream.retries,
             pool: self.server.pool.clone(),
@@ -303,6 +307,31 @@ mod tests {
         let err = check(&typo).unwrap_err().to_string();
         assert!(
             err.contains("proxy.toml:4:1: unknown field `enable`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_send_rate_keys_reach_the_relay() {
+        let defaults = check(MINIMAL).unwrap().tuning().relay_config().client;
+        assert_eq!(
+            defaults.send_rate().min_bytes_per_sec,
+            crate::settings::DEFAULT_MIN_SEND_RATE
+        );
+        assert_eq!(defaults.write, crate::settings::DEFAULT_SEND_TIMEOUT);
+        let text = format!("[server]\nsend_timeout_ms = 1500\nmin_send_rate = 0\n{MINIMAL}");
+        let rate = check(&text)
+            .unwrap()
+            .tuning()
+            .relay_config()
+            .client
+            .send_rate();
+        assert_eq!(rate.window, std::time::Duration::from_millis(1500));
+        assert_eq!(rate.min_bytes_per_sec, 0);
+        let err = check(&format!("[server]\nsend_timeout_ms = 0\n{MINIMAL}")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("send_timeout_ms must be more than 0"),
             "{err}"
         );
     }

@@ -26,6 +26,14 @@ pub trait Socket: Read + Write {
         Ok(())
     }
 
+    /// Makes closing this connection reset it, dropping what it has not sent yet: for a
+    /// client cut off for reading too slowly, whose unsent bytes would otherwise keep the
+    /// kernel busy (and its memory held) for as long as it takes to drain them. Streams
+    /// without a socket (test doubles) do nothing.
+    fn reset_on_close(&self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Ends the stream cleanly before it is dropped. Plain TCP needs nothing (closing the
     /// descriptor sends the FIN); a TLS stream sends `close_notify`, without which the peer
     /// cannot tell a complete close-delimited body from a cut-off one.
@@ -133,6 +141,10 @@ impl Socket for TcpStream {
         TcpStream::set_read_timeout(self, timeout)
     }
 
+    fn reset_on_close(&self) -> io::Result<()> {
+        sys::reset_on_close(self.as_fd())
+    }
+
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
     }
@@ -173,6 +185,10 @@ impl<S: Socket + ?Sized> Socket for &mut S {
         (**self).set_read_timeout(timeout)
     }
 
+    fn reset_on_close(&self) -> io::Result<()> {
+        (**self).reset_on_close()
+    }
+
     fn shutdown_write(&mut self) -> io::Result<()> {
         (**self).shutdown_write()
     }
@@ -211,6 +227,10 @@ impl<S: Socket + ?Sized> Socket for &mut S {
 impl Socket for BoxedTransport {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         (**self).set_read_timeout(timeout)
+    }
+
+    fn reset_on_close(&self) -> io::Result<()> {
+        (**self).reset_on_close()
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::pace::Paced;
 use super::phases::{AnsweredBy, BodyPlan, Client, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
 use super::reply::{self, Framing, Reply};
@@ -294,15 +295,17 @@ impl<P: Phases> Relay<P> {
             keep_alive,
         );
         let status = reply.status();
+        // A cache hit can be as large as any backend's body: slow readers are cut off here too.
+        let mut paced = Paced::new(&mut *client, self.config.client.send_rate(), req.peer);
         let sent = if head_only {
             plan.end_without_body();
-            client.write_all(&out).map(|()| 0)
+            paced.write_all(&out).map(|()| 0)
         } else if plan.is_empty() {
-            write_head_and_body(client, out, body).map(|()| body.len() as u64)
+            write_head_and_body(&mut paced, out, body).map(|()| body.len() as u64)
         } else {
-            client
+            paced
                 .write_all(&out)
-                .and_then(|()| send_through(client, framing, plan, body))
+                .and_then(|()| send_through(&mut paced, framing, plan, body))
         };
         let bytes = match sent {
             Ok(bytes) => bytes,

@@ -12,6 +12,7 @@
 //! - `response.rs`: the response head and body on their way to the client;
 //! - `duplex.rs`: a request body and its response at once (an origin that answers early);
 //! - `pipeline.rs`: the body through observers and transforms;
+//! - `pace.rs`: the minimum rate at which a client must take a response (slow readers);
 //! - `reply.rs`: what the proxy answers itself;
 //! - `upgrade.rs`: which requests may switch protocols (WebSocket), and how many tunnels;
 //! - `switch.rs`: a `101 Switching Protocols` handed to a tunnel thread;
@@ -22,6 +23,7 @@
 mod attempt;
 mod duplex;
 mod exchange;
+mod pace;
 pub mod phases;
 mod pipeline;
 mod poll_tunnel;
@@ -37,6 +39,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use pace::{SendRate, DEFAULT_MIN_SEND_RATE};
 pub use phases::{
     AnsweredBy, BodyObserver, BodyPlan, BodyTransform, Client, NoPhases, Phases, Summary,
     UpstreamAnswer,
@@ -56,6 +59,9 @@ use exchange::{Done, Refusal};
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// Longest a client may take to send a head once it started (nginx `client_header_timeout`).
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a write to the client may block (nginx `send_timeout`), and the window over which
+/// the minimum send rate is averaged (see `pace`).
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a client may take, at each point of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +74,19 @@ pub struct ClientTimeouts {
     pub body: Duration,
     /// Longest a write to the client may block (nginx `send_timeout`).
     pub write: Duration,
+    /// Bytes per second a client must take a response at, averaged over each `write` of
+    /// time spent waiting for it; `0` for no minimum (see `pace`).
+    pub min_send_rate: u64,
+}
+
+impl ClientTimeouts {
+    /// The slow-reader rule these timeouts make.
+    pub fn send_rate(&self) -> SendRate {
+        SendRate {
+            min_bytes_per_sec: self.min_send_rate,
+            window: self.write,
+        }
+    }
 }
 
 impl Default for ClientTimeouts {
@@ -76,7 +95,8 @@ impl Default for ClientTimeouts {
             idle: DEFAULT_IDLE_TIMEOUT,
             head: DEFAULT_HEADER_TIMEOUT,
             body: Duration::from_secs(60),
-            write: Duration::from_secs(60),
+            write: DEFAULT_SEND_TIMEOUT,
+            min_send_rate: DEFAULT_MIN_SEND_RATE,
         }
     }
 }

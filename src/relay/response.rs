@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use super::attempt::{Answer, RequestBody};
 use super::duplex::{BodyEnd, DuplexSource, SharedClient};
 use super::exchange::{cache_status, Done, Refusal, Request};
+use super::pace::Paced;
 use super::phases::{AnsweredBy, BodyPlan, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
 use super::Relay;
@@ -161,8 +162,17 @@ impl<P: Phases> Relay<P> {
                 ),
                 BodyEnd::Sent,
             ),
+            // A slow reader is cut off here, through the same path as a client that went
+            // away. (Not yet in the duplex case below, where the per-write timeout holds.)
             None => (
-                self.copy_response(&mut conn, client, framing, encoding, plan, &mut delivered),
+                self.copy_response(
+                    &mut conn,
+                    &mut Paced::new(&mut *client, self.config.client.send_rate(), req.peer),
+                    framing,
+                    encoding,
+                    plan,
+                    &mut delivered,
+                ),
                 BodyEnd::Sent,
             ),
             Some(pump) => {

@@ -231,6 +231,13 @@ impl Socket for TlsStream {
         self.tcp.set_read_timeout(timeout)
     }
 
+    fn reset_on_close(&self) -> io::Result<()> {
+        self.tcp.reset_on_close()?;
+        // `finish` would queue a close_notify behind the bytes the client is not reading and
+        // wait a whole send timeout for room; with the write side shut, it fails at once.
+        self.tcp.shutdown(std::net::Shutdown::Write)
+    }
+
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.send_close_notify()?;
         self.tcp.shutdown(std::net::Shutdown::Write)
