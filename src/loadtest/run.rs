@@ -263,10 +263,7 @@ fn worker(shared: &Shared<'_>, mut stats: Stats) -> Stats {
     )
     .with_tls(config.tls.as_ref());
     // Bounded: by the request limit and/or the deadline; each request by the timeout.
-    loop {
-        let Some(i) = shared.claim() else {
-            break;
-        };
+    while let Some(i) = shared.claim() {
         let measure_from = match &shared.schedule {
             Some(schedule) => {
                 let due = schedule.due(i);
