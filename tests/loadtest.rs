@@ -475,10 +475,17 @@ fn close_delimited_and_chunked_responses_in_pieces() {
     let report = json(&loadtest(&["-n", "10", "-c", "2", "--json", &url]));
     assert_eq!(report["responses"], 10, "{report}");
     assert_eq!(report["errors_total"], 0, "{report}");
-    // Five connections of two responses each: 5 + 11 body bytes per connection.
-    assert_eq!(report["body_bytes"], 80, "{report}");
-    assert_eq!(report["connections"], 5);
-    assert_eq!(report["backends"]["b9"], 5);
+    // Each connection answers a chunked response (5 body bytes), then one until the close
+    // (11 bytes, named b9). How the two connections share the ten requests varies: the last
+    // one of each may be cut after its chunked response when the count runs out.
+    let until_close = report["backends"]["b9"].as_u64().expect("a count");
+    assert!((4..=5).contains(&until_close), "{report}");
+    assert_eq!(report["connections"], 10 - until_close, "{report}");
+    assert_eq!(
+        report["body_bytes"],
+        5 * (10 - until_close) + 11 * until_close,
+        "{report}"
+    );
 }
 
 #[test]

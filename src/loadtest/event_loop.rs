@@ -2,19 +2,20 @@
 //! epoll set, as wrk does, so a run on one core pays no context switch per request.
 //!
 //! Used for closed-loop runs against `http://` targets. Requests are claimed from the run's
-//! shared counter ([`Shared::claim`]), so `-n` stays exact over any number of threads and
+//! shared counter ([`LoopJob::claim`]), so `-n` stays exact over any number of threads and
 //! connections; when nothing more may start (the count, `-z` or Ctrl-C), connections close as
 //! their request finishes and the loop ends when none is in flight. A request in flight is
 //! bounded by `--timeout`: deadlines are checked at least every [`SCAN_EVERY`].
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::epoll::{Epoll, Events};
 use super::error::ClientError;
 use super::loop_conn::{split_token, LoopConn, LoopContext};
+use super::progress::Counters;
 use super::response::ResponseMeta;
-use super::run::Shared;
 use super::stats::Stats;
 
 /// Longest wait for events, so Ctrl-C and deadlines are noticed without any traffic.
@@ -24,9 +25,23 @@ const SCAN_EVERY: Duration = Duration::from_millis(5);
 /// Most events taken from the kernel per wait.
 const MAX_EVENTS: usize = 1024;
 
+/// What an event loop is given by the run (which it does not depend on).
+pub struct LoopJob<'a> {
+    pub addr: SocketAddr,
+    /// The complete request, sent as is on every connection.
+    pub request: &'a [u8],
+    pub head_request: bool,
+    pub keepalive: bool,
+    pub timeout: Duration,
+    /// Shared with the other threads, for the progress line.
+    pub counters: &'a Counters,
+    /// True when one more request may start (claimed from the run's counter).
+    pub claim: &'a (dyn Fn() -> bool + Sync),
+}
+
 /// One thread's connections, their epoll set and its statistics.
-struct Engine<'s, 'c> {
-    shared: &'s Shared<'c>,
+struct Engine<'j, 'a> {
+    job: &'j LoopJob<'a>,
     conns: Vec<LoopConn>,
     stats: Stats,
     /// Connections with a request in flight.
@@ -35,20 +50,19 @@ struct Engine<'s, 'c> {
 
 /// Drives `connections` connections until the run's requests are done; returns what they
 /// measured.
-pub(super) fn run_loop(shared: &Shared<'_>, connections: usize, stats: Stats) -> io::Result<Stats> {
-    let config = shared.config;
+pub fn run_loop(job: &LoopJob<'_>, connections: usize, stats: Stats) -> io::Result<Stats> {
     let epoll = Epoll::new()?;
     let ctx = LoopContext {
-        addr: config.addr,
-        request: &config.request,
-        keepalive: config.keepalive,
-        timeout: config.timeout,
+        addr: job.addr,
+        request: job.request,
+        keepalive: job.keepalive,
+        timeout: job.timeout,
         epoll: &epoll,
     };
     let mut engine = Engine {
-        shared,
+        job,
         conns: (0..connections)
-            .map(|_| LoopConn::new(config.head_request))
+            .map(|_| LoopConn::new(job.head_request))
             .collect(),
         stats,
         active: 0,
@@ -95,7 +109,7 @@ impl Engine<'_, '_> {
     /// that finish at once (a refused connect) are counted and followed by the next.
     fn start_next(&mut self, ctx: &LoopContext<'_>, i: usize) {
         // Bounded: every pass claims one of the run's requests, which end by count or time.
-        while self.shared.claim().is_some() {
+        while (self.job.claim)() {
             match self.conns[i].begin(ctx, i, Instant::now()) {
                 None => {
                     self.active += 1;
@@ -121,11 +135,11 @@ impl Engine<'_, '_> {
                 let backend = conn.backend(&meta);
                 self.stats
                     .record_response(latency, meta.status, meta.body_bytes, backend);
-                self.shared.counters.finished(false);
+                self.job.counters.finished(false);
             }
             Err(e) => {
                 self.stats.record_error(e.kind());
-                self.shared.counters.finished(true);
+                self.job.counters.finished(true);
             }
         }
     }

@@ -21,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::client::Client;
-use super::event_loop;
+use super::event_loop::{self, LoopJob};
 use super::progress::{self, Counters};
 use super::schedule::{latency_from_due, Schedule};
 use super::stats::{Stats, StatsError, LATE_START};
@@ -112,8 +112,8 @@ impl From<StatsError> for RunError {
 }
 
 /// What the workers (or event loops) share, read-mostly.
-pub(super) struct Shared<'a> {
-    pub(super) config: &'a RunConfig,
+struct Shared<'a> {
+    config: &'a RunConfig,
     next: AtomicU64,
     limit: u64,
     deadline: Option<Instant>,
@@ -121,7 +121,7 @@ pub(super) struct Shared<'a> {
     stop: &'a AtomicBool,
     /// Set by the run itself, e.g. when a worker could not be spawned.
     abort: AtomicBool,
-    pub(super) counters: Counters,
+    counters: Counters,
 }
 
 impl Shared<'_> {
@@ -131,7 +131,7 @@ impl Shared<'_> {
 
     /// The number of the next request to send, or `None` when the run is over: the count
     /// is used up, the duration has passed, or the run was stopped.
-    pub(super) fn claim(&self) -> Option<u64> {
+    fn claim(&self) -> Option<u64> {
         if self.stopped() || self.deadline.is_some_and(|d| Instant::now() >= d) {
             return None;
         }
@@ -203,6 +203,16 @@ pub fn run(config: &RunConfig, stop: &AtomicBool) -> Result<RunOutcome, RunError
     }
     let total = (limit != u64::MAX).then_some(limit);
 
+    let claim = || shared.claim().is_some();
+    let job = LoopJob {
+        addr: config.addr,
+        request: &config.request,
+        head_request: config.head_request,
+        keepalive: config.keepalive,
+        timeout: config.timeout,
+        counters: &shared.counters,
+        claim: &claim,
+    };
     let results = thread::scope(|scope| {
         let (done_tx, done_rx) = mpsc::channel::<()>();
         if config.progress {
@@ -212,14 +222,14 @@ pub fn run(config: &RunConfig, stop: &AtomicBool) -> Result<RunOutcome, RunError
         let mut handles = Vec::with_capacity(workers);
         let mut spawn_error = None;
         for (i, stats) in per_worker.into_iter().enumerate() {
-            let shared = &shared;
+            let (shared, job) = (&shared, &job);
             // Thread i's share: an even split, the first ones taking the remainder.
             let share = connections / workers + usize::from(i < connections % workers);
             let spawned = thread::Builder::new()
                 .name(format!("loadtest-{i}"))
                 .stack_size(WORKER_STACK)
                 .spawn_scoped(scope, move || match event_loop {
-                    true => event_loop::run_loop(shared, share, stats).map_err(RunError::EventLoop),
+                    true => event_loop::run_loop(job, share, stats).map_err(RunError::EventLoop),
                     false => Ok(worker(shared, stats)),
                 });
             match spawned {
