@@ -22,7 +22,8 @@
 //! [`svg`] draws the comparison chart.
 //!
 //! Known limits: one request in flight per connection (no pipelining); requests in flight
-//! when `-z` ends are waited for (up to `--timeout`) and counted; plain HTTP only.
+//! when `-z` ends are waited for (up to `--timeout`) and counted; HTTP/1.1 only (plain or TLS);
+//! the event-loop engine is Linux only (epoll).
 
 pub mod cell;
 pub mod cli;
