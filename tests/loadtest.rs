@@ -545,3 +545,31 @@ fn duration_ends_the_run() {
     assert_eq!(report["errors_total"], 0, "{report}");
     assert_eq!(report["status_codes"]["200"], responses);
 }
+
+#[test]
+fn ctrl_c_stops_the_event_loops_and_reports() {
+    let (url, served) = start_counting_server(64);
+    let child = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["-z", "30s", "-c", "4", "--json", &url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start loadtest");
+    // Wait (bounded) until the load is flowing, then interrupt as Ctrl-C would.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while served.load(Ordering::Relaxed) < 20 && std::time::Instant::now() < deadline {
+        thread::yield_now();
+    }
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    // SAFETY: signals our own child process, which is still running (not yet waited for).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let started = std::time::Instant::now();
+    let report = json(&child.wait_with_output().expect("loadtest exits"));
+    assert!(started.elapsed() < TIMEOUT, "Ctrl-C did not stop the run");
+    assert_eq!(report["interrupted"], true, "{report}");
+    assert!(
+        report["responses"].as_u64().expect("a count") >= 20,
+        "{report}"
+    );
+    assert_eq!(report["errors_total"], 0, "{report}");
+}

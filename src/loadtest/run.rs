@@ -135,6 +135,11 @@ impl Shared<'_> {
         if self.stopped() || self.deadline.is_some_and(|d| Instant::now() >= d) {
             return None;
         }
+        // Closed loop without -n: the numbers matter to no one, so no shared counter is
+        // bumped (its cache line would bounce between the threads on every request).
+        if self.limit == u64::MAX && self.schedule.is_none() {
+            return Some(0);
+        }
         let i = self.next.fetch_add(1, Ordering::Relaxed);
         (i < self.limit).then_some(i)
     }
