@@ -15,14 +15,67 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// 2-byte body, named alternately b1 and b2 in X-Backend-Server. Chunked on odd requests, so
 /// both framings go through the binary. Returns the base URL.
 fn start_server(max_connections: usize) -> String {
+    start_counting_server(max_connections).0
+}
+
+/// [`start_server`], also returning how many requests it has answered.
+fn start_counting_server(max_connections: usize) -> (String, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let port = listener.local_addr().expect("local addr").port();
     let served = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&served);
     thread::spawn(move || {
         for stream in listener.incoming().take(max_connections) {
             let Ok(stream) = stream else { continue };
             let served = Arc::clone(&served);
             thread::spawn(move || serve_connection(stream, &served));
+        }
+    });
+    (format!("http://127.0.0.1:{port}/"), counted)
+}
+
+/// For request `n` on a connection: the response, and whether to close after it.
+type Script = fn(usize) -> Option<(&'static [u8], bool)>;
+
+/// A server whose every connection reads requests and answers each with `respond(n)` (n:
+/// the request's number on that connection) and closes the connection after it when told
+/// to; `None` closes it without an answer. Each response goes out in two writes, so the
+/// client sees it in pieces.
+fn start_scripted_server(max_connections: usize, respond: Script) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let port = listener.local_addr().expect("local addr").port();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(max_connections) {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                if !set_timeouts(&stream) {
+                    return;
+                }
+                let mut pending = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Bounded: by the script, the client closing, and the read timeout.
+                for n in 0..10_000 {
+                    while !pending.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => pending.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                    let end = pending
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .unwrap_or(0);
+                    pending.drain(..end + 4);
+                    let Some((response, close)) = respond(n) else {
+                        return;
+                    };
+                    let (first, rest) = response.split_at(response.len() / 2);
+                    if stream.write_all(first).is_err() || stream.write_all(rest).is_err() || close
+                    {
+                        return;
+                    }
+                }
+            });
         }
     });
     format!("http://127.0.0.1:{port}/")
@@ -194,7 +247,7 @@ fn closed_loop_keepalive_counts_everything() {
     assert_eq!(report["responses"], 40);
     assert_eq!(report["errors_total"], 0);
     assert_eq!(report["status_codes"]["200"], 40);
-    assert_eq!(report["body_bytes"], 80);
+    assert_eq!(report["body_bytes"], 80, "{report}");
     assert_eq!(report["backends"]["b1"], 20);
     assert_eq!(report["backends"]["b2"], 20);
     // At most one connection per worker: keep-alive reuses it. (Fewer when a worker thread
@@ -239,7 +292,7 @@ fn https_keepalive_reuses_one_tls_connection_per_worker() {
     ]));
     assert_eq!(report["responses"], 40);
     assert_eq!(report["errors_total"], 0);
-    assert_eq!(report["body_bytes"], 80);
+    assert_eq!(report["body_bytes"], 80, "{report}");
     let connections = report["connections"].as_u64().expect("a count");
     assert!((1..=4).contains(&connections), "{connections}");
     // One more handshake than the workers' connections: the reachability check's.
@@ -384,4 +437,139 @@ fn usage_errors_exit_2_and_help_exits_0() {
     let help = loadtest(&["compare", "--help"]);
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("cargo build --release --workspace"));
+}
+
+#[test]
+fn request_count_is_exact_over_many_connections_and_threads() {
+    let (url, served) = start_counting_server(64);
+    let report = json(&loadtest(&[
+        "-n",
+        "203",
+        "-c",
+        "7",
+        "--threads",
+        "2",
+        "--json",
+        &url,
+    ]));
+    assert_eq!(report["responses"], 203);
+    assert_eq!(report["errors_total"], 0);
+    assert_eq!(report["body_bytes"], 406);
+    // The reachability check sends no request, so the server saw exactly -n requests.
+    assert_eq!(served.load(Ordering::Relaxed), 203);
+    let connections = report["connections"].as_u64().expect("a count");
+    assert!((1..=7).contains(&connections), "{connections}");
+}
+
+#[test]
+fn close_delimited_and_chunked_responses_in_pieces() {
+    fn respond(n: usize) -> Option<(&'static [u8], bool)> {
+        match n {
+            0 => Some((b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n", false)),
+            // No length: the body runs until the server closes, so the client reconnects.
+            1 => Some((b"HTTP/1.1 200 OK\r\nX-Backend-Server: b9\r\n\r\nuntil close", true)),
+            _ => None,
+        }
+    }
+    let url = start_scripted_server(64, respond);
+    let report = json(&loadtest(&["-n", "10", "-c", "2", "--json", &url]));
+    assert_eq!(report["responses"], 10, "{report}");
+    assert_eq!(report["errors_total"], 0, "{report}");
+    // Each connection answers a chunked response (5 body bytes), then one until the close
+    // (11 bytes, named b9). How the two connections share the ten requests varies: the last
+    // one of each may be cut after its chunked response when the count runs out.
+    let until_close = report["backends"]["b9"].as_u64().expect("a count");
+    assert!((4..=5).contains(&until_close), "{report}");
+    assert_eq!(report["connections"], 10 - until_close, "{report}");
+    assert_eq!(
+        report["body_bytes"],
+        5 * (10 - until_close) + 11 * until_close,
+        "{report}"
+    );
+}
+
+#[test]
+fn a_server_closing_idle_keepalive_connections_costs_no_error() {
+    // Two keep-alive responses, then the server closes without saying so: the third
+    // request on the connection finds it closed and is retried once on a new one.
+    fn respond(n: usize) -> Option<(&'static [u8], bool)> {
+        (n < 2).then_some((b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false))
+    }
+    // The event loop, and the thread-per-connection driver (open loop) for comparison.
+    for extra in [&[][..], &["--rate", "100000"][..]] {
+        let url = start_scripted_server(256, respond);
+        let args = [
+            &["-n", "30", "-c", "3", "--json"][..],
+            extra,
+            &[url.as_str()],
+        ]
+        .concat();
+        let report = json(&loadtest(&args));
+        assert_eq!(report["responses"], 30, "{extra:?}: {report}");
+        assert_eq!(report["errors_total"], 0, "{extra:?}: {report}");
+        let connections = report["connections"].as_u64().expect("a count");
+        assert!(connections >= 15, "{extra:?}: {connections}");
+    }
+}
+
+#[test]
+fn requests_past_the_timeout_are_counted_as_timeouts() {
+    // Connections complete in the backlog, but nothing ever answers.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let url = format!(
+        "http://127.0.0.1:{}/",
+        listener.local_addr().expect("addr").port()
+    );
+    let report = json(&loadtest(&[
+        "-n",
+        "4",
+        "-c",
+        "2",
+        "--timeout",
+        "150ms",
+        "--json",
+        &url,
+    ]));
+    assert_eq!(report["responses"], 0);
+    assert_eq!(report["errors"]["timeout"], 4, "{report}");
+    assert_eq!(report["errors_total"], 4);
+    drop(listener);
+}
+
+#[test]
+fn duration_ends_the_run() {
+    let url = start_server(64);
+    let report = json(&loadtest(&["-z", "300ms", "-c", "4", "--json", &url]));
+    let responses = report["responses"].as_u64().expect("a count");
+    assert!(responses > 0, "{report}");
+    assert_eq!(report["errors_total"], 0, "{report}");
+    assert_eq!(report["status_codes"]["200"], responses);
+}
+
+#[test]
+fn ctrl_c_stops_the_event_loops_and_reports() {
+    let (url, served) = start_counting_server(64);
+    let child = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["-z", "30s", "-c", "4", "--json", &url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start loadtest");
+    // Wait (bounded) until the load is flowing, then interrupt as Ctrl-C would.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while served.load(Ordering::Relaxed) < 20 && std::time::Instant::now() < deadline {
+        thread::yield_now();
+    }
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    // SAFETY: signals our own child process, which is still running (not yet waited for).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let started = std::time::Instant::now();
+    let report = json(&child.wait_with_output().expect("loadtest exits"));
+    assert!(started.elapsed() < TIMEOUT, "Ctrl-C did not stop the run");
+    assert_eq!(report["interrupted"], true, "{report}");
+    assert!(
+        report["responses"].as_u64().expect("a count") >= 20,
+        "{report}"
+    );
+    assert_eq!(report["errors_total"], 0, "{report}");
 }

@@ -65,7 +65,8 @@ pub struct RunArgs {
     #[arg(required = true, value_name = "URL")]
     pub url: Option<String>,
 
-    /// Connections, each driven by its own thread (at most 4096)
+    /// Connections (at most 4096). Closed loop over http: driven by --threads event loops;
+    /// over https or with --rate: each by its own blocking thread
     #[arg(short = 'c', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
 
@@ -76,6 +77,11 @@ pub struct RunArgs {
     /// Run for this long, e.g. 10s, 500ms, 2m (with -n: whichever ends first)
     #[arg(short = 'z', long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+
+    /// Event-loop threads for closed-loop http runs [default: the number of CPUs, at most
+    /// the concurrency]. Ignored over https and with --rate (a thread per connection)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
 
     /// Open loop: send R requests/s on a fixed schedule, latency measured from each due time
     #[arg(long, value_name = "R", value_parser = parse_rate)]

@@ -330,6 +330,7 @@ fn measure(
         duration: Some(args.duration),
         rate: None,
         timeout: args.timeout,
+        threads: None,
         progress: false,
         tls: None,
     };
@@ -611,6 +612,7 @@ mod tests {
             duration: None,
             rate: None,
             timeout: Duration::from_secs(1),
+            threads: None,
             progress: false,
             tls: None,
         };

@@ -2,9 +2,11 @@
 //! stage of the course side by side.
 //!
 //! How it measures:
-//! - Closed loop (default): `-c` threads, each with one blocking connection, send a request,
-//!   wait for the whole response, send the next. Throughput is what the server sustains at
-//!   that concurrency; latency is per request.
+//! - Closed loop (default): `-c` connections each send a request, wait for the whole
+//!   response, send the next. Throughput is what the server sustains at that concurrency;
+//!   latency is per request. Over plain HTTP, `--threads` event loops drive the connections
+//!   ([`event_loop`], one epoll set each, like wrk), so the tester costs little CPU per
+//!   request; over TLS each connection has its own blocking thread.
 //! - Open loop (`--rate R`): request `i` is due at `start + i/R` whatever the server does,
 //!   and its latency counts from that due time ([`schedule`]), so a stalling server cannot
 //!   hide its stalls by slowing the tester down (coordinated omission).
@@ -13,19 +15,25 @@
 //!   responses spread over backends by their `X-Backend-Server` header.
 //!
 //! Module map: [`cli`] flags; [`target`] URL and the loopback-only rule; [`request`] the
-//! request bytes; [`client`] one HTTP/1.1 connection; [`response`] its response framing;
-//! [`error`] failure kinds; [`run`] the workers; [`progress`] the live line; [`report`] text
+//! request bytes; [`client`] one blocking HTTP/1.1 connection; [`response`] its response
+//! framing; [`loop_conn`] one connection of the event loop, [`decoder`] its incremental
+//! response framing, [`epoll`] its system calls; [`error`] failure kinds; [`run`] the engines; [`progress`] the live line; [`report`] text
 //! and JSON; [`compare`] and [`procs`] start and measure the stages; [`cell`] is one measurement;
 //! [`svg`] draws the comparison chart.
 //!
 //! Known limits: one request in flight per connection (no pipelining); requests in flight
-//! when `-z` ends are waited for (up to `--timeout`) and counted; plain HTTP only.
+//! when `-z` ends are waited for (up to `--timeout`) and counted; HTTP/1.1 only (plain or TLS);
+//! the event-loop engine is Linux only (epoll).
 
 pub mod cell;
 pub mod cli;
 pub mod client;
 pub mod compare;
+pub mod decoder;
+pub mod epoll;
 pub mod error;
+pub mod event_loop;
+pub mod loop_conn;
 pub mod procs;
 pub mod progress;
 pub mod report;
@@ -145,6 +153,7 @@ pub fn run_command(args: &RunArgs, stop: &AtomicBool) -> Result<String, Loadtest
         duration: args.duration,
         rate: args.rate,
         timeout: args.timeout,
+        threads: args.threads.map(|n| n as usize),
         progress: std::io::stderr().is_terminal(),
         tls: match target.tls {
             true => Some(TlsClient::new(&target.host, &args.tls).map_err(LoadtestError::Tls)?),

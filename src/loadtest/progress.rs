@@ -19,9 +19,17 @@ pub struct Counters {
 
 impl Counters {
     pub fn finished(&self, error: bool) {
-        self.done.fetch_add(1, Ordering::Relaxed);
-        if error {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+        self.add(1, u64::from(error));
+    }
+
+    /// Several requests at once: an event loop counts locally and adds every few ms, so
+    /// its threads do not contend for these cache lines on every request.
+    pub fn add(&self, done: u64, errors: u64) {
+        if done > 0 {
+            self.done.fetch_add(done, Ordering::Relaxed);
+        }
+        if errors > 0 {
+            self.errors.fetch_add(errors, Ordering::Relaxed);
         }
     }
 }

@@ -306,6 +306,7 @@ mod tests {
             duration: None,
             rate: Some(100.0),
             timeout: Duration::from_secs(1),
+            threads: None,
             progress: false,
             tls: None,
         };

@@ -4,7 +4,8 @@
 //! `Transfer-Encoding: chunked` (sizes, extensions and trailers); then `Content-Length`;
 //! otherwise the body runs until the server closes. One reusable buffer per connection
 //! ([`Buf`]) holds the bytes read ahead, so a response in steady state allocates nothing.
-//! Generic over `Read`, so the tests can feed a response one byte per read.
+//! Generic over `Read`, so the tests can feed a response one byte per read. The event-loop
+//! engine's [`super::decoder`] uses the same head and chunk-size parsing on its buffers.
 
 use std::io::{self, Read};
 use std::time::Instant;
@@ -12,13 +13,13 @@ use std::time::Instant;
 use super::error::ClientError;
 
 /// Longest response head (or chunk-size line) accepted; past that the response is bad.
-const MAX_HEAD: usize = 64 * 1024;
+pub(super) const MAX_HEAD: usize = 64 * 1024;
 /// Enough for a head and a few body reads; grows towards `MAX_HEAD` only for huge heads.
 const INITIAL_BUF: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// A server that sends 1xx responses forever must not keep a worker forever.
-const MAX_INTERIM: usize = 16;
-const MAX_TRAILERS: usize = 64;
+pub(super) const MAX_INTERIM: usize = 16;
+pub(super) const MAX_TRAILERS: usize = 64;
 
 /// The read buffer of one connection: unconsumed bytes live in `data[start..end]`.
 pub struct Buf {
@@ -118,18 +119,18 @@ pub struct ResponseMeta {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(super) enum Framing {
     None,
     Length(u64),
     Chunked,
     UntilClose,
 }
 
-struct Head {
-    status: u16,
-    framing: Framing,
-    close: bool,
-    has_backend: bool,
+pub(super) struct Head {
+    pub(super) status: u16,
+    pub(super) framing: Framing,
+    pub(super) close: bool,
+    pub(super) has_backend: bool,
 }
 
 /// Reads one whole response from `r` and drops its body; `backend` receives the value of
@@ -195,7 +196,10 @@ fn read_head<R: Read>(
     }
 }
 
-fn parse_head(bytes: &[u8], backend: &mut Vec<u8>) -> Result<Option<(usize, Head)>, ClientError> {
+pub(super) fn parse_head(
+    bytes: &[u8],
+    backend: &mut Vec<u8>,
+) -> Result<Option<(usize, Head)>, ClientError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let n = match resp.parse(bytes) {
@@ -271,7 +275,7 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
     })
 }
 
-fn parse_chunk_size(line: &[u8]) -> Result<u64, ClientError> {
+pub(super) fn parse_chunk_size(line: &[u8]) -> Result<u64, ClientError> {
     let bad = ClientError::Bad("invalid chunk size");
     // Extensions (";name=value") carry nothing a load tester needs.
     let digits = trim(line.split(|&b| b == b';').next().unwrap_or(line));

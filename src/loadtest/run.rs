@@ -1,5 +1,11 @@
-//! The run: `c` worker threads, each with one blocking connection, until the request count
-//! or the duration is used up (or the stop flag is set).
+//! The run: `c` connections until the request count or the duration is used up (or the
+//! stop flag is set), driven by one of two engines:
+//! - the event-loop engine ([`super::event_loop`]): `--threads` threads, each driving its
+//!   share of the connections over epoll; for closed-loop runs against `http://` targets,
+//!   where the tester must not be the bottleneck (a thread per connection pays a context
+//!   switch per request, which on a shared core costs more than the request itself);
+//! - a worker thread per connection, blocking ([`super::client`]): for TLS targets and for
+//!   the open loop (`--rate`), whose workers sleep until each request's due time.
 //!
 //! Workers claim request numbers from one atomic counter, so `-n` is exact however fast
 //! each worker is. In open loop the claimed number also fixes the due time (see
@@ -15,6 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::client::Client;
+use super::event_loop::{self, LoopJob};
 use super::progress::{self, Counters};
 use super::schedule::{latency_from_due, Schedule};
 use super::stats::{Stats, StatsError, LATE_START};
@@ -41,6 +48,8 @@ pub struct RunConfig {
     /// Open loop at this many requests per second; closed loop when `None`.
     pub rate: Option<f64>,
     pub timeout: Duration,
+    /// Event-loop threads [default: the number of CPUs]; never more than connections.
+    pub threads: Option<usize>,
     pub progress: bool,
     /// For an `https://` target.
     pub tls: Option<TlsClient>,
@@ -70,6 +79,8 @@ pub enum RunError {
     },
     Stats(StatsError),
     Spawn(io::Error),
+    /// The event loop's epoll set failed (e.g. out of file descriptors).
+    EventLoop(io::Error),
     WorkerPanicked,
 }
 
@@ -86,6 +97,7 @@ impl fmt::Display for RunError {
             ),
             RunError::Stats(e) => e.fmt(f),
             RunError::Spawn(e) => write!(f, "cannot start a worker thread: {e}"),
+            RunError::EventLoop(e) => write!(f, "event loop failed: {e}"),
             RunError::WorkerPanicked => f.write_str("a worker thread panicked"),
         }
     }
@@ -99,7 +111,7 @@ impl From<StatsError> for RunError {
     }
 }
 
-/// What the workers share, read-mostly.
+/// What the workers (or event loops) share, read-mostly.
 struct Shared<'a> {
     config: &'a RunConfig,
     next: AtomicU64,
@@ -116,6 +128,32 @@ impl Shared<'_> {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || self.abort.load(Ordering::Relaxed)
     }
+
+    /// The number of the next request to send, or `None` when the run is over: the count
+    /// is used up, the duration has passed, or the run was stopped.
+    fn claim(&self) -> Option<u64> {
+        if self.stopped() || self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        // Closed loop without -n: the numbers matter to no one, so no shared counter is
+        // bumped (its cache line would bounce between the threads on every request).
+        if self.limit == u64::MAX && self.schedule.is_none() {
+            return Some(0);
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        (i < self.limit).then_some(i)
+    }
+}
+
+/// The event-loop engine applies: closed loop over plain HTTP.
+pub fn uses_event_loop(config: &RunConfig) -> bool {
+    config.tls.is_none() && config.rate.is_none()
+}
+
+/// How many event-loop threads drive `connections` connections.
+pub fn loop_threads(config: &RunConfig, connections: usize) -> usize {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    config.threads.unwrap_or(cpus).clamp(1, connections.max(1))
 }
 
 /// Fails fast (exit code 1) when nothing listens, or when a TLS target's handshake fails,
@@ -156,13 +194,30 @@ pub fn run(config: &RunConfig, stop: &AtomicBool) -> Result<RunOutcome, RunError
         abort: AtomicBool::new(false),
         counters: Counters::default(),
     };
-    let workers = usize::try_from(limit).map_or(config.concurrency, |l| config.concurrency.min(l));
+    let connections =
+        usize::try_from(limit).map_or(config.concurrency, |l| config.concurrency.min(l));
+    // Each worker thread drives one connection; each event loop a share of them.
+    let event_loop = uses_event_loop(config);
+    let workers = match event_loop {
+        true => loop_threads(config, connections),
+        false => connections,
+    };
     let mut per_worker = Vec::with_capacity(workers);
     for _ in 0..workers {
         per_worker.push(Stats::new()?);
     }
     let total = (limit != u64::MAX).then_some(limit);
 
+    let claim = || shared.claim().is_some();
+    let job = LoopJob {
+        addr: config.addr,
+        request: &config.request,
+        head_request: config.head_request,
+        keepalive: config.keepalive,
+        timeout: config.timeout,
+        counters: &shared.counters,
+        claim: &claim,
+    };
     let results = thread::scope(|scope| {
         let (done_tx, done_rx) = mpsc::channel::<()>();
         if config.progress {
@@ -172,11 +227,16 @@ pub fn run(config: &RunConfig, stop: &AtomicBool) -> Result<RunOutcome, RunError
         let mut handles = Vec::with_capacity(workers);
         let mut spawn_error = None;
         for (i, stats) in per_worker.into_iter().enumerate() {
-            let shared = &shared;
+            let (shared, job) = (&shared, &job);
+            // Thread i's share: an even split, the first ones taking the remainder.
+            let share = connections / workers + usize::from(i < connections % workers);
             let spawned = thread::Builder::new()
                 .name(format!("loadtest-{i}"))
                 .stack_size(WORKER_STACK)
-                .spawn_scoped(scope, move || worker(shared, stats));
+                .spawn_scoped(scope, move || match event_loop {
+                    true => event_loop::run_loop(job, share, stats).map_err(RunError::EventLoop),
+                    false => Ok(worker(shared, stats)),
+                });
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(e) => {
@@ -197,7 +257,7 @@ pub fn run(config: &RunConfig, stop: &AtomicBool) -> Result<RunOutcome, RunError
     }
     let mut stats = Stats::new()?;
     for result in joined {
-        let worker_stats = result.map_err(|_| RunError::WorkerPanicked)?;
+        let worker_stats = result.map_err(|_| RunError::WorkerPanicked)??;
         stats.merge(&worker_stats)?;
     }
     Ok(RunOutcome {
@@ -218,14 +278,7 @@ fn worker(shared: &Shared<'_>, mut stats: Stats) -> Stats {
     )
     .with_tls(config.tls.as_ref());
     // Bounded: by the request limit and/or the deadline; each request by the timeout.
-    loop {
-        if shared.stopped() || shared.deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        let i = shared.next.fetch_add(1, Ordering::Relaxed);
-        if i >= shared.limit {
-            break;
-        }
+    while let Some(i) = shared.claim() {
         let measure_from = match &shared.schedule {
             Some(schedule) => {
                 let due = schedule.due(i);
