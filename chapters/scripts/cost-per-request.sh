@@ -8,13 +8,16 @@
 #   chapters/scripts/cost-per-request.sh                      # stage4 to stage9, then nginx
 #   chapters/scripts/cost-per-request.sh stage5 nginx         # some of them
 #   ROUNDS=3 DURATION=5 CONNS=64 chapters/scripts/cost-per-request.sh stage5 stage9 nginx
+#   IDLE=10000 chapters/scripts/cost-per-request.sh stage5   # beside 10,000 idle clients
 #
 # Each proxy runs alone on CPU 1 in front of three nginx backends on CPU 0, with wrk on CPU 0
 # (one thread, CONNS connections, DURATION seconds, after a 1 s warm-up). The config stages
 # get a file with the three backends and nothing else turned on (no cache, no rules, one
 # route), so the table shows what each layer costs when its features are off. With `perf`
 # (Debian: linux-perf) the counts come from the kernel's tracepoints; without it, CPU and
-# context switches come from /proc and the system calls column says "-".
+# context switches come from /proc and the system calls column says "-". With IDLE=N, N idle
+# keep-alive clients (chapters/scripts/idle_connections.py, one request each) are held open
+# during the measurement, and the proxy's RSS with them is printed (`ulimit -n` must allow).
 # Every process is started here and stopped by PID on exit.
 set -euo pipefail
 
@@ -109,6 +112,13 @@ for round in $(seq "$ROUNDS"); do
     pid=$(start_target "$target")
     pids+=("$pid")
     "$here/wait-port.sh" 18282 10
+    if [[ -n ${IDLE:-} ]]; then
+      taskset -c 0 python3 "$here/idle_connections.py" 18282 --count "$IDLE" --hold $((DURATION + 10)) >"$tmp/idle" &
+      pids+=($!)
+      for _ in $(seq 1200); do grep -q holding "$tmp/idle" && break; sleep 0.1; done
+      grep -q holding "$tmp/idle" || { echo "the $IDLE idle connections were not all opened" >&2; exit 1; }
+      echo "$target: $(cat "$tmp/idle"), RSS $(awk '/VmRSS/ {print $2}' "/proc/$pid/status") KiB" >&2
+    fi
     taskset -c 0 wrk -t1 -c"$CONNS" -d1s http://127.0.0.1:18282/ >/dev/null
     if $use_perf; then
       perf stat -x, -e task-clock,context-switches,raw_syscalls:sys_enter -p "$pid" \
