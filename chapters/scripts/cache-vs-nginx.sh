@@ -4,6 +4,8 @@
 # Both are told to keep responses without freshness information for 10 min (stage 7's
 # --cache-ttl 600, nginx's proxy_cache_valid 200 10m). Run from the repository root after
 # `cargo build --release --workspace`; needs nginx and wrk. Ports 18000, 18090, 18091.
+# ORDER=reverse measures nginx first in each pair (run it both ways: the second proxy of a
+# pair runs on a warmer machine).
 set -euo pipefail
 T=${T:-target/release}
 DUR=${DUR:-5s}
@@ -46,8 +48,10 @@ taskset -c 1 nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" & pids+=($!)
 for port in 18090 18091; do
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
 done
+ports=(18090 18091)
+[[ ${ORDER:-} == reverse ]] && ports=(18091 18090)
 for path in / /bytes/16384; do
-  for port in 18090 18091; do
+  for port in "${ports[@]}"; do
     name=$([ $port = 18090 ] && echo stage7 || echo nginx)
     curl -s -o /dev/null "http://127.0.0.1:$port$path"; curl -s -o /dev/null "http://127.0.0.1:$port$path"
     echo "== $name $path: $(curl -s -D - -o /dev/null "http://127.0.0.1:$port$path" | grep -i '^x-cache' | tr -d '\r')"
