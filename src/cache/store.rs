@@ -71,6 +71,21 @@ impl Entry {
         self.age() < self.lifetime.duration
     }
 
+    /// Whether the entry is good for nothing any more: stale for longer than
+    /// [`KEPT_FOR_MAX_STALE`], without a validator to revalidate it, and past any window in
+    /// which its origin allowed it to be served stale (`stale-while-revalidate`,
+    /// `stale-if-error`). Such an entry is dropped by the sweep
+    /// of [`Store::insert`] rather than left for the LRU to reach.
+    pub fn is_spent(&self) -> bool {
+        let staleness = self.staleness();
+        let past = |window: Option<Duration>| window.is_none_or(|w| staleness > w);
+        // A client may still take it with `max-stale` for a while: kept that long first.
+        staleness > KEPT_FOR_MAX_STALE
+            && !super::policy::has_validator(&self.head)
+            && past(self.directives.stale_while_revalidate)
+            && past(self.directives.stale_if_error)
+    }
+
     /// Bytes this entry holds, roughly: the body and the stored head.
     pub fn size(&self) -> u64 {
         let head: usize = self
@@ -164,6 +179,13 @@ impl Stats {
     }
 }
 
+/// Least recently used URLs checked for spent entries at each store.
+const SWEEP_PER_STORE: usize = 4;
+
+/// How long an entry that can no longer be revalidated or served stale by its origin's
+/// leave is kept anyway, for clients that accept stale copies (`max-stale`).
+const KEPT_FOR_MAX_STALE: Duration = Duration::from_secs(600);
+
 struct Inner {
     urls: LruCache<String, Vec<Arc<Entry>>>,
     bytes: u64,
@@ -254,6 +276,24 @@ impl Store {
             inner.bytes -= gone.iter().map(|e| e.size()).sum::<u64>();
             inner.entries -= gone.len();
             evicted += gone.len() as u64;
+        }
+        // Expired entries: the few least recently used URLs are looked at on every store, and
+        // dropped when every variant is spent, so the cache sheds what it can no longer serve
+        // as it goes (a bounded amount of work per store), not only when space runs out.
+        let spent: Vec<String> = inner
+            .urls
+            .iter()
+            .rev()
+            .take(SWEEP_PER_STORE)
+            .filter(|(url, variants)| *url != key && variants.iter().all(|e| e.is_spent()))
+            .map(|(url, _)| url.clone())
+            .collect();
+        for url in spent {
+            if let Some(gone) = inner.urls.pop(&url) {
+                inner.bytes -= gone.iter().map(|e| e.size()).sum::<u64>();
+                inner.entries -= gone.len();
+                evicted += gone.len() as u64;
+            }
         }
         self.stats.evictions.fetch_add(evicted, Ordering::Relaxed);
         self.publish(&inner);
@@ -390,6 +430,40 @@ mod tests {
             name: name.to_owned(),
             value: value.to_vec(),
         }
+    }
+
+    #[test]
+    fn a_store_sweeps_spent_entries_and_keeps_those_it_can_still_use() {
+        let store = Store::new(Limits {
+            max_size: 1 << 20,
+            max_entries: 100,
+        });
+        let expired = || Lifetime {
+            duration: Duration::ZERO,
+            source: Source::MaxAge,
+        };
+        let long_ago = KEPT_FOR_MAX_STALE + Duration::from_secs(1);
+        let mut with_etag = head(None);
+        with_etag.headers.push(header("ETag", b"\"v1\""));
+        let stored = |key: &str, head: ResponseHead, lifetime: Lifetime, age: Duration| {
+            store.insert(
+                key,
+                entry(head, b"x".to_vec().into(), vec![], lifetime, age),
+            );
+        };
+        stored("spent", head(None), expired(), long_ago);
+        stored("etag", with_etag, expired(), long_ago);
+        stored("recent", head(None), expired(), Duration::ZERO);
+        stored("fresh", head(None), fresh(), Duration::ZERO);
+        let request = request(None);
+        assert!(
+            store.get("spent", &request).is_none(),
+            "a spent entry is swept"
+        );
+        for kept in ["etag", "recent", "fresh"] {
+            assert!(store.get(kept, &request).is_some(), "{kept} is kept");
+        }
+        assert_eq!(store.stats.snapshot().entries, 3);
     }
 
     fn fresh() -> Lifetime {
