@@ -416,13 +416,15 @@ impl ReadySet {
         Ok(())
     }
 
-    /// Waits up to `timeout` for reports, and appends the tokens of at most `max` of them to
-    /// `tokens`. A signal that interrupts the wait counts as a timeout.
+    /// Waits up to `timeout` for reports, and appends the tokens of at most `max` of them
+    /// (256 at most) to `tokens`. A signal that interrupts the wait counts as a timeout.
     pub fn wait(&self, tokens: &mut Vec<u64>, max: usize, timeout: Duration) -> io::Result<()> {
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; max.max(1)];
+        // On the stack: this runs at every wake-up of the parker, so no allocation.
+        const MOST: usize = 256;
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; MOST];
         let millis = timeout.as_micros().div_ceil(1000);
         let millis = libc::c_int::try_from(millis).unwrap_or(libc::c_int::MAX);
-        let len = libc::c_int::try_from(events.len()).unwrap_or(libc::c_int::MAX);
+        let len = max.clamp(1, MOST) as libc::c_int;
         // SAFETY: `events` holds `len` writable entries for the whole call.
         let n =
             unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), len, millis) };
