@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod decide;
+pub mod deflater;
 pub mod encoder;
 pub mod negotiate;
 pub mod phase;

@@ -79,21 +79,57 @@ pub fn copy_body_counting<S: Read, W: Write>(
     max_body: Option<u64>,
     delivered: &mut u64,
 ) -> Result<(), BodyError> {
-    let mut out = BodyWriter {
+    let out = BodyWriter {
         dst,
         encoding,
         seen: 0,
         delivered,
         max_body,
         scratch: Vec::new(),
+        flush_when_drained: false,
     };
+    copy_framed(src, framing, out, limits, max_body)
+}
+
+/// [`copy_body_counting`] for a destination that holds output back (a compressor), in the
+/// raw encoding: `dst` is flushed each time the source has nothing more for now
+/// ([`BufStream::drained`]), so what a slow origin sends reaches the client at once, and a
+/// fast origin's body goes through in large pieces with one flush at its end. (A read that
+/// fills the buffer exactly as the origin pauses leaves that piece in `dst` until the next
+/// one arrives, or the end.)
+pub fn copy_body_flushing<S: Read, W: Write>(
+    src: &mut BufStream<S>,
+    framing: BodyFraming,
+    dst: &mut W,
+    limits: &Limits,
+    delivered: &mut u64,
+) -> Result<(), BodyError> {
+    let out = BodyWriter {
+        dst,
+        encoding: Encoding::Raw,
+        seen: 0,
+        delivered,
+        max_body: None,
+        scratch: Vec::new(),
+        flush_when_drained: true,
+    };
+    copy_framed(src, framing, out, limits, None)
+}
+
+fn copy_framed<S: Read, W: Write>(
+    src: &mut BufStream<S>,
+    framing: BodyFraming,
+    mut out: BodyWriter<'_, W>,
+    limits: &Limits,
+    max_body: Option<u64>,
+) -> Result<(), BodyError> {
     match framing {
         BodyFraming::Empty => {}
         BodyFraming::Length(n) => {
             if max_body.is_some_and(|max| n > max) {
                 return Err(BodyError::TooLarge);
             }
-            copy_exact(src, n, &mut out)?;
+            copy_exact(src, n, &mut out, true)?;
         }
         BodyFraming::UntilClose => copy_until_close(src, &mut out)?,
         BodyFraming::Chunked => copy_chunks(src, &mut out, limits)?,
@@ -133,9 +169,19 @@ struct BodyWriter<'a, W> {
     delivered: &'a mut u64,
     max_body: Option<u64>,
     scratch: Vec<u8>,
+    /// Flush `dst` after a piece that emptied the source's buffer from a read that drained
+    /// it (see [`copy_body_flushing`]).
+    flush_when_drained: bool,
 }
 
 impl<W: Write> BodyWriter<'_, W> {
+    fn flush_if_drained<S>(&mut self, src: &BufStream<S>) -> Result<(), BodyError> {
+        if self.flush_when_drained && src.buffered().is_empty() && src.drained() {
+            self.dst.flush().map_err(BodyError::Sink)?;
+        }
+        Ok(())
+    }
+
     fn data(&mut self, bytes: &[u8]) -> Result<(), BodyError> {
         if bytes.is_empty() {
             return Ok(());
@@ -158,6 +204,9 @@ impl<W: Write> BodyWriter<'_, W> {
         if self.encoding == Encoding::Chunked {
             self.dst.write_all(LAST_CHUNK).map_err(BodyError::Sink)?;
         }
+        if self.flush_when_drained {
+            return Ok(()); // a holding destination is finished by its owner, in one write
+        }
         self.dst.flush().map_err(BodyError::Sink)
     }
 }
@@ -174,10 +223,12 @@ fn fill<S: Read>(src: &mut BufStream<S>) -> Result<(), BodyError> {
     Ok(())
 }
 
+/// Copies `left` bytes; `ends_body` when they are the last of the body.
 fn copy_exact<S: Read, W: Write>(
     src: &mut BufStream<S>,
     mut left: u64,
     out: &mut BodyWriter<'_, W>,
+    ends_body: bool,
 ) -> Result<(), BodyError> {
     while left > 0 {
         fill(src)?;
@@ -188,6 +239,9 @@ fn copy_exact<S: Read, W: Write>(
         out.data(&src.buffered()[..n])?;
         src.consume(n);
         left -= n as u64;
+        if left > 0 || !ends_body {
+            out.flush_if_drained(src)?; // the end of the body is flushed by its finish
+        }
     }
     Ok(())
 }
@@ -204,6 +258,7 @@ fn copy_until_close<S: Read, W: Write>(
         let n = src.buffered().len();
         out.data(&src.buffered()[..n])?;
         src.consume(n);
+        out.flush_if_drained(src)?;
     }
 }
 
@@ -222,7 +277,7 @@ fn copy_chunks<S: Read, W: Write>(
         if size == 0 {
             return read_trailers(src, limits);
         }
-        copy_exact(src, size, out)?;
+        copy_exact(src, size, out, false)?;
         let crlf = buffer_line(src, 2)?;
         if &src.buffered()[..crlf] != b"\r\n" {
             return Err(BodyError::Source(HttpError::BadSyntax(
@@ -230,6 +285,7 @@ fn copy_chunks<S: Read, W: Write>(
             )));
         }
         src.consume(crlf);
+        out.flush_if_drained(src)?;
     }
 }
 
@@ -322,6 +378,58 @@ pub(super) fn read_trailers<S: Read>(
 mod tests {
     use super::*;
     use crate::http::stream::tests::Trickle;
+
+    /// Counts the flushes a holding destination is asked for.
+    #[derive(Default)]
+    struct Flushes {
+        data: Vec<u8>,
+        flushes: usize,
+    }
+    impl Write for Flushes {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            self.data.extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.flushes += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_holding_destination_is_flushed_when_the_origin_pauses_and_not_at_the_end() {
+        let body = vec![b'x'; 40_000];
+        let chunked: Vec<u8> = [&b"9c40\r\n"[..], &body, b"\r\n0\r\n\r\n"].concat();
+        // (framing, input, bytes per read, flushes expected)
+        let cases: [(BodyFraming, &[u8], usize, usize); 5] = [
+            // Reads that fill the buffer mean more is there: no flush until the end, which
+            // the destination's owner finishes itself.
+            (BodyFraming::Length(40_000), &body, 1 << 20, 0),
+            // Every read short of room: the origin paused after each, so each is flushed
+            // but the last (40 pieces of 1,000 bytes).
+            (BodyFraming::Length(40_000), &body, 1_000, 39),
+            (BodyFraming::UntilClose, &body, 1 << 20, 1),
+            // Chunked: the last chunk came with the data, so nothing waits: no flush; read
+            // by read, each of the 40 reads that end inside the data is flushed.
+            (BodyFraming::Chunked, &chunked, 1 << 20, 0),
+            (BodyFraming::Chunked, &chunked, 1_000, 40),
+        ];
+        for (framing, input, step, expected) in cases {
+            let mut src = BufStream::new(Trickle::new(input, step));
+            let mut dst = Flushes::default();
+            let mut delivered = 0;
+            copy_body_flushing(
+                &mut src,
+                framing,
+                &mut dst,
+                &Limits::default(),
+                &mut delivered,
+            )
+            .unwrap();
+            assert_eq!(dst.data, body, "{framing:?} step {step}");
+            assert_eq!(dst.flushes, expected, "{framing:?} step {step}");
+        }
+    }
 
     fn copy(
         input: &[u8],

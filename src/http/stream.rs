@@ -413,6 +413,9 @@ pub struct BufStream<S> {
     /// `setsockopt` per response head on a kept upstream connection. (So nothing sets the
     /// inner stream's read timeout behind this buffer's back: no caller does.)
     read_timeout: Cell<Option<Option<Duration>>>,
+    /// Whether the last read took less than it had room for: the peer had sent nothing more
+    /// at that moment, so the next read will likely wait.
+    drained: bool,
 }
 
 impl<S> BufStream<S> {
@@ -423,7 +426,15 @@ impl<S> BufStream<S> {
             start: 0,
             end: 0,
             read_timeout: Cell::new(None),
+            drained: false,
         }
+    }
+
+    /// Whether the last read found less than it had room for (the peer had paused, or the
+    /// stream ended). A writer that holds output back (a compressor) flushes then, so a slow
+    /// origin's bytes still go out as they come, while a fast one's go out in large pieces.
+    pub fn drained(&self) -> bool {
+        self.drained
     }
 
     /// Bytes read from the peer but not consumed yet.
@@ -502,9 +513,11 @@ impl<S: Read> BufStream<S> {
     pub fn fill_more(&mut self, max_buffered: usize) -> io::Result<usize> {
         self.make_room(max_buffered)?;
         loop {
+            let room = self.buf.len() - self.end;
             match self.inner.read(&mut self.buf[self.end..]) {
                 Ok(n) => {
                     self.end += n;
+                    self.drained = n < room;
                     return Ok(n);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,

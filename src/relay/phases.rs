@@ -231,10 +231,16 @@ pub trait BodyObserver: Send {
 }
 
 /// Changes the payload on its way to the client. A transform may hold bytes back (a
-/// compressor fills a block) and must give them up in `finish`.
+/// compressor fills a block) and must give them up in `flush` and `finish`.
 pub trait BodyTransform: Send {
     /// Transforms `input`, appending what is ready to `out`.
     fn data(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()>;
+
+    /// The origin has paused: append everything that `input` so far accounts for, so the
+    /// client can use it now. A transform that holds nothing back has nothing to do.
+    fn flush(&mut self, _out: &mut Vec<u8>) -> io::Result<()> {
+        Ok(())
+    }
 
     /// The payload has ended: append whatever is left.
     fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()>;

@@ -12,7 +12,7 @@ use super::pace::Paced;
 use super::phases::{AnsweredBy, BodyPlan, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
 use super::Relay;
-use crate::http::body::{copy_body_counting, BodyError, Encoding};
+use crate::http::body::{copy_body_counting, copy_body_flushing, BodyError, Encoding};
 use crate::http::framing::response_framing;
 use crate::http::head::Headers;
 use crate::http::headers::{client_response, OutFraming};
@@ -255,16 +255,8 @@ impl<P: Phases> Relay<P> {
         } else {
             let mut sink = BodySink::new(client, encoding, plan);
             let mut decoded = 0;
-            let copied = copy_body_counting(
-                source,
-                framing,
-                &mut sink,
-                Encoding::Raw,
-                limits,
-                None,
-                &mut decoded,
-            )
-            .and_then(|()| sink.finish(true).map_err(BodyError::Sink));
+            let copied = copy_body_flushing(source, framing, &mut sink, limits, &mut decoded)
+                .and_then(|()| sink.finish(true).map_err(BodyError::Sink));
             *delivered = sink.delivered();
             copied
         }
