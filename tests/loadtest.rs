@@ -575,7 +575,8 @@ fn ctrl_c_stops_the_event_loops_and_reports() {
 }
 
 /// `compare --layers` end to end with real stages: stage4 started with flags, stage9 with the
-/// configuration compare writes, each row with its CPU per request. The demo backends are
+/// configuration compare writes, stage2 forking a process per connection, each row with its
+/// CPU per request (stage2's summed over its process group). The demo backends are
 /// another crate's binary, not built for this test, so `backends` here is a script that says
 /// it listens where a server of this test does (one per name), and stays up like the real one.
 #[test]
@@ -588,6 +589,7 @@ fn compare_layers_measures_flag_and_config_stages_with_their_cpu() {
     for (name, exe) in [
         ("stage4", env!("CARGO_BIN_EXE_stage4")),
         ("stage9", env!("CARGO_BIN_EXE_stage9")),
+        ("stage2", env!("CARGO_BIN_EXE_stage2")),
     ] {
         let link = bin.join(name);
         let _ = std::fs::remove_file(&link);
@@ -617,7 +619,7 @@ fn compare_layers_measures_flag_and_config_stages_with_their_cpu() {
         "-z",
         "300ms",
         "--stages",
-        "stage4,stage9",
+        "stage4,stage9,stage2",
         "--bin-dir",
         &path(&bin),
         "--out",
@@ -640,10 +642,11 @@ fn compare_layers_measures_flag_and_config_stages_with_their_cpu() {
             .position(|c| *c == name)
             .unwrap_or_else(|| panic!("no {name:?} column in\n{md}"))
     };
-    let (cpu, vs) = (column("CPU µs/request"), column("vs stage4"));
+    let (cpu, switches) = (column("CPU µs/request"), column("context switches/request"));
+    let vs = column("vs stage4");
     // Keep-alive only, c=64, no slow-client row: one row per stage.
     let stages: Vec<&str> = rows[1..].iter().map(|r| r[0]).collect();
-    assert_eq!(stages, ["stage4", "stage9"], "{md}");
+    assert_eq!(stages, ["stage4", "stage9", "stage2"], "{md}");
     for row in &rows[1..] {
         assert_eq!((row[1], row[2]), ("on", "64"), "{md}");
         let us: f64 = row[cpu]
@@ -653,6 +656,9 @@ fn compare_layers_measures_flag_and_config_stages_with_their_cpu() {
         assert!(row[vs].ends_with('×'), "{md}");
     }
     assert_eq!(rows[1][vs], "1.00×", "{md}");
+    // Threads' switches are summed; a child's are gone with it, so stage2 says "-".
+    assert!(rows[1][switches].parse::<f64>().is_ok(), "{md}");
+    assert_eq!(rows[3][switches], "-", "{md}");
 
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("compare.json")).expect("compare.json"),

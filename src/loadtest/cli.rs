@@ -32,7 +32,7 @@ then run:
   target/release/loadtest compare --with-c   (the C programs beside their stages,
                                              after: make -C chapters/c)
   target/release/loadtest compare --layers   (what each layer costs, stage4 to stage9:
-                                             CPU per request at c=64, about 15 s)
+                                             CPU per request at c=64, a 2 s cell each)
 
 Stages 1 to 5 (and the C programs) get `--listen 127.0.0.1:0 --backend ADDR...` (stages 1
 to 4 only the first backend); stages 6 to 9 get `--config OUT/proxy.toml --listen
@@ -163,7 +163,8 @@ pub struct CompareArgs {
     pub quick: bool,
 
     /// What each layer adds, with its features off: stage4 to stage9, keep-alive only,
-    /// concurrency 64, backend delay 0 ms, 3 backends, no slow clients. The table gets a
+    /// concurrency 64, backend delay 0 ms, 3 backends, no slow clients, 2 s per cell (as
+    /// without it). The table gets a
     /// paragraph on the CPU column and "vs stage4", each row's CPU per request against the
     /// first row's. A flag given beside it still wins
     #[arg(long, conflicts_with = "quick")]
