@@ -593,9 +593,9 @@ pub fn markdown(report: &CompareReport) -> String {
     if let Some(first) = baseline {
         let _ = writeln!(
             out,
-            "What each layer adds with its features off: every stage behind the same backends, \
-             the config stages with a file that turns nothing on (no cache, no access rules, \
-             one upstream). CPU µs/request is what the stage spent per good response; it holds \
+            "What each layer adds with its features off: every stage behind the same backends \
+             (stage4 and earlier: the first only), the config stages with a file that turns \
+             nothing on (no cache, no access rules, one upstream). CPU µs/request is what the stage spent per good response; it holds \
              much better from run to run than req/s, which on a shared machine says mostly how \
              much CPU the stage was given. \"vs {0}\" is each row's CPU per request divided by \
              that of {0}, the first row.\n",
