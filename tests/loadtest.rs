@@ -573,3 +573,111 @@ fn ctrl_c_stops_the_event_loops_and_reports() {
     );
     assert_eq!(report["errors_total"], 0, "{report}");
 }
+
+/// `compare --layers` end to end with real stages: stage4 started with flags, stage9 with the
+/// configuration compare writes, stage2 forking a process per connection, each row with its
+/// CPU per request (stage2's summed over its process group). The demo backends are
+/// another crate's binary, not built for this test, so `backends` here is a script that says
+/// it listens where a server of this test does (one per name), and stays up like the real one.
+#[test]
+fn compare_layers_measures_flag_and_config_stages_with_their_cpu() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = std::env::temp_dir().join(format!("loadtest-layers-{}", std::process::id()));
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    for (name, exe) in [
+        ("stage4", env!("CARGO_BIN_EXE_stage4")),
+        ("stage9", env!("CARGO_BIN_EXE_stage9")),
+        ("stage2", env!("CARGO_BIN_EXE_stage2")),
+    ] {
+        let link = bin.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(exe, &link).expect("link the stage");
+    }
+    // Called as `backends --port 0 --name bN --delay-ms 0`.
+    let mut script = String::from("#!/bin/sh\ncase \"$4\" in\n");
+    let mut served = Vec::new();
+    for i in 1..=3 {
+        let (url, count) = start_counting_server(100_000);
+        let port = url.trim_end_matches('/').rsplit(':').next().expect("port");
+        script.push_str(&format!("  b{i}) port={port} ;;\n"));
+        served.push(count);
+    }
+    script.push_str(
+        "  *) echo \"no backend $4\" >&2; exit 2 ;;\nesac\n\
+         echo \"backend $4 listening on http://127.0.0.1:$port\"\nexec sleep 60\n",
+    );
+    let backends = bin.join("backends");
+    std::fs::write(&backends, script).expect("write the backends script");
+    std::fs::set_permissions(&backends, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = dir.join("out");
+    let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 temp path").to_string();
+    let output = loadtest(&[
+        "compare",
+        "--layers",
+        "-z",
+        "300ms",
+        "--stages",
+        "stage4,stage9,stage2",
+        "--bin-dir",
+        &path(&bin),
+        "--out",
+        &path(&out),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+
+    let md = std::fs::read_to_string(out.join("compare.md")).expect("compare.md");
+    println!("{md}");
+    assert!(md.contains("What each layer adds"), "{md}");
+    let rows: Vec<Vec<&str>> = md
+        .lines()
+        .filter(|l| l.starts_with("| "))
+        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+        .collect();
+    let column = |name: &str| {
+        rows[0]
+            .iter()
+            .position(|c| *c == name)
+            .unwrap_or_else(|| panic!("no {name:?} column in\n{md}"))
+    };
+    let (cpu, switches) = (column("CPU µs/request"), column("context switches/request"));
+    let vs = column("vs stage4");
+    // Keep-alive only, c=64, no slow-client row: one row per stage.
+    let stages: Vec<&str> = rows[1..].iter().map(|r| r[0]).collect();
+    assert_eq!(stages, ["stage4", "stage9", "stage2"], "{md}");
+    for row in &rows[1..] {
+        assert_eq!((row[1], row[2]), ("on", "64"), "{md}");
+        let us: f64 = row[cpu]
+            .parse()
+            .unwrap_or_else(|_| panic!("CPU {:?} is not a number in\n{md}", row[cpu]));
+        assert!(us.is_finite() && us >= 0.0, "{md}");
+        assert!(row[vs].ends_with('×'), "{md}");
+    }
+    assert_eq!(rows[1][vs], "1.00×", "{md}");
+    // Threads' switches are summed; a child's are gone with it, so stage2 says "-".
+    assert!(rows[1][switches].parse::<f64>().is_ok(), "{md}");
+    assert_eq!(rows[3][switches], "-", "{md}");
+
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("compare.json")).expect("compare.json"),
+    )
+    .expect("JSON");
+    for cell in report["cells"].as_array().expect("cells") {
+        assert!(cell["failure"].is_null(), "{cell}");
+        assert!(cell["responses"].as_u64().is_some_and(|n| n > 0), "{cell}");
+        assert!(cell["cpu_us_per_request"].is_f64(), "{cell}");
+    }
+    // stage9 read the file compare wrote: all three backends, where stage4 only knows b1.
+    let config = std::fs::read_to_string(out.join("proxy.toml")).expect("proxy.toml");
+    assert!(config.contains("[upstreams.app]"), "{config}");
+    for (i, count) in served.iter().enumerate() {
+        assert!(
+            count.load(Ordering::Relaxed) > 0,
+            "b{} got nothing; {stderr}",
+            i + 1
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -24,6 +24,12 @@ pub struct Cell {
     pub errors: Option<u64>,
     /// Errors by kind (`timeout`, `reset`, ..., `http_503`), only the kinds that occurred.
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// CPU time (user + system) of the stage's process group during the run, over the
+    /// responses counted in `requests_per_sec` (see [`super::proc_cpu`]).
+    pub cpu_us_per_request: Option<f64>,
+    /// Context switches of the stage's threads during the run, per such response; `None`
+    /// for a stage that forks (stage2) and wherever `/proc` could not tell.
+    pub context_switches_per_request: Option<f64>,
     pub failure: Option<String>,
 }
 
@@ -40,6 +46,8 @@ impl Cell {
             responses: None,
             errors: None,
             errors_by_kind: BTreeMap::new(),
+            cpu_us_per_request: None,
+            context_switches_per_request: None,
             failure: None,
         }
     }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::request::Header;
 use crate::cli::parse_duration;
@@ -31,10 +31,15 @@ then run:
   target/release/loadtest compare --quick    (a first look, under 20 s)
   target/release/loadtest compare --with-c   (the C programs beside their stages,
                                              after: make -C chapters/c)
+  target/release/loadtest compare --layers   (what each layer costs, stage4 to stage9:
+                                             CPU per request at c=64, a 2 s cell each)
 
-Each stage binary must accept `--listen 127.0.0.1:0 --backend ADDR...` and print a line
-containing `listening on 127.0.0.1:PORT` (stdout or stderr) within 10 s. Every process
-started is stopped again, also on Ctrl-C.";
+Stages 1 to 5 (and the C programs) get `--listen 127.0.0.1:0 --backend ADDR...` (stages 1
+to 4 only the first backend); stages 6 to 9 get `--config OUT/proxy.toml --listen
+127.0.0.1:0`, a file compare writes with the backends and nothing else turned on. Each must
+print a line containing `listening on 127.0.0.1:PORT` (stdout or stderr) within 10 s.
+CPU per request is the stage's CPU time during the cell (its process group, from /proc),
+over the responses below 400. Every process started is stopped again, also on Ctrl-C.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -147,7 +152,8 @@ pub struct TlsArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// Stage binaries to measure [default: every stage1..stage4 found]
+    /// Stage binaries to measure [default: every stage1..stage4 found; --layers: every
+    /// stage4..stage9 found]
     #[arg(long, value_delimiter = ',', value_parser = parse_stage_name)]
     pub stages: Vec<String>,
 
@@ -155,6 +161,14 @@ pub struct CompareArgs {
     /// clients. A flag given beside it still wins
     #[arg(long)]
     pub quick: bool,
+
+    /// What each layer adds, with its features off: stage4 to stage9, keep-alive only,
+    /// concurrency 64, backend delay 0 ms, 3 backends, no slow clients, 2 s per cell (as
+    /// without it). The table gets a
+    /// paragraph on the CPU column and "vs stage4", each row's CPU per request against the
+    /// first row's. A flag given beside it still wins
+    #[arg(long, conflicts_with = "quick")]
+    pub layers: bool,
 
     /// Put each stage's C counterpart (chapters/c) in a row beside it: c-reverse_proxy beside
     /// stage1, c-fork beside stage2, c-threaded beside stage3, c-balancer beside stage5.
@@ -166,21 +180,37 @@ pub struct CompareArgs {
     #[arg(long, value_name = "DIR", default_value = "chapters/c/bin")]
     pub c_bin_dir: PathBuf,
 
-    /// Concurrency levels to measure [--quick: 1,32]
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256", default_value_if("quick", "true", Some("1,32")), value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// Concurrency levels to measure [--quick: 1,32; --layers: 64]
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256", default_value_ifs([("quick", "true", Some("1,32")), ("layers", "true", Some("64"))]), value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: Vec<u32>,
+
+    /// Which connection modes to measure: keep-alive on, off, or both [--layers: on]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value = "both",
+        default_value_if("layers", "true", Some("on"))
+    )]
+    pub keep_alive: KeepAliveCells,
 
     /// Length of each measurement [--quick: 500ms]
     #[arg(short = 'z', long, value_name = "DURATION", default_value = "2s", default_value_if("quick", "true", Some("500ms")), value_parser = parse_duration)]
     pub duration: Duration,
 
     /// Delay of every backend response, so the work is I/O-bound like a real service
-    #[arg(long, default_value_t = 20, value_name = "MS")]
+    /// [--layers: 0]
+    #[arg(
+        long,
+        default_value = "20",
+        default_value_if("layers", "true", Some("0")),
+        value_name = "MS"
+    )]
     pub backend_delay_ms: u64,
 
-    /// Demo backends to start (b1, b2, ...); every stage gets all of them as --backend.
-    /// Stages 1 to 4 forward to a single backend, so that is the default
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    /// Demo backends to start (b1, b2, ...); stage5 and later get all of them, stages 1 to 4
+    /// forward to the first only, so 1 is the default [--layers: 3]
+    #[arg(long, default_value = "1", default_value_if("layers", "true", Some("3")), value_parser = clap::value_parser!(u32).range(1..=16))]
     pub backends: u32,
 
     /// Worker threads per backend (its --workers) [default: the backend's own, a few event-loop
@@ -188,8 +218,9 @@ pub struct CompareArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub backend_workers: Option<u32>,
 
-    /// Idle connections held open during the slow-client scenario (0 skips it) [--quick: 16]
-    #[arg(long, default_value_t = 32, default_value_if("quick", "true", Some("16")), value_name = "K", value_parser = clap::value_parser!(u32).range(0..=1_000))]
+    /// Idle connections held open during the slow-client scenario (0 skips it) [--quick: 16;
+    /// --layers: 0]
+    #[arg(long, default_value = "32", default_value_ifs([("quick", "true", Some("16")), ("layers", "true", Some("0"))]), value_name = "K", value_parser = clap::value_parser!(u32).range(0..=1_000))]
     pub slow_clients: u32,
 
     /// Limit for connecting and for each whole request [--quick: 1s]
@@ -203,6 +234,28 @@ pub struct CompareArgs {
     /// Where the stage and backend binaries are [default: next to this executable]
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+}
+
+/// The connection modes of `compare`'s grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeepAliveCells {
+    /// Keep-alive cells, then a new connection per request
+    Both,
+    /// Keep-alive cells only
+    On,
+    /// A new connection per request only
+    Off,
+}
+
+impl KeepAliveCells {
+    /// The `keepalive` values of the cells, in the order they are measured.
+    pub fn modes(self) -> &'static [bool] {
+        match self {
+            KeepAliveCells::Both => &[true, false],
+            KeepAliveCells::On => &[true],
+            KeepAliveCells::Off => &[false],
+        }
+    }
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -317,8 +370,49 @@ mod tests {
         assert_eq!(mixed.slow_clients, 16);
         let full = parse(&["--with-c"]);
         assert_eq!(full.concurrency, [1, 16, 64, 256]);
+        assert_eq!(full.keep_alive, KeepAliveCells::Both);
+        assert_eq!((full.backends, full.backend_delay_ms), (1, 20));
+        assert!(!full.layers);
         assert!(full.with_c);
         assert_eq!(full.c_bin_dir, PathBuf::from("chapters/c/bin"));
+    }
+
+    #[test]
+    fn compare_layers_presets_the_cost_table_and_explicit_flags_win() {
+        let parse = |extra: &[&str]| {
+            let cli = Cli::try_parse_from(["loadtest", "compare", "--layers"].iter().chain(extra))
+                .expect("valid flags");
+            let Some(Command::Compare(args)) = cli.command else {
+                panic!("compare not parsed");
+            };
+            args
+        };
+        let layers = parse(&[]);
+        assert!(layers.layers);
+        assert_eq!(layers.concurrency, [64]);
+        assert_eq!(layers.keep_alive, KeepAliveCells::On);
+        assert_eq!(layers.keep_alive.modes(), [true]);
+        assert_eq!(layers.backend_delay_ms, 0);
+        assert_eq!(layers.backends, 3);
+        assert_eq!(layers.slow_clients, 0);
+        assert_eq!(layers.duration, Duration::from_secs(2));
+        assert!(layers.stages.is_empty());
+        let mixed = parse(&[
+            "-z",
+            "300ms",
+            "--backends",
+            "2",
+            "--keep-alive",
+            "both",
+            "--stages",
+            "stage4,stage9",
+        ]);
+        assert_eq!(mixed.duration, Duration::from_millis(300));
+        assert_eq!(mixed.backends, 2);
+        assert_eq!(mixed.keep_alive.modes(), [true, false]);
+        assert_eq!(mixed.stages, ["stage4", "stage9"]);
+        assert_eq!(mixed.concurrency, [64]);
+        assert!(Cli::try_parse_from(["loadtest", "compare", "--layers", "--quick"]).is_err());
     }
 
     #[test]

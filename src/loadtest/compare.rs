@@ -8,6 +8,9 @@
 //!   port picked here.
 //! - `stageN --listen 127.0.0.1:0 --backend 127.0.0.1:P1 --backend 127.0.0.1:P2 ...` prints
 //!   a line containing `listening on 127.0.0.1:PORT` on stdout or stderr within 10 s.
+//!   Stages 1 to 4 take a single `--backend` and get the first one; stages 6 to 9 take no
+//!   `--backend` at all but `--config FILE` (and `--listen`, which wins over the file's), so
+//!   compare writes `OUT/proxy.toml` with the backends and nothing else turned on.
 //!
 //! Each cell (stage x keep-alive x concurrency) gets a freshly started stage, so work a
 //! stage still has queued from the previous cell (stage1 with 255 waiting connections)
@@ -22,6 +25,11 @@
 //! they are measured exactly like the stages. An opt-in flag, not "whatever is built": their
 //! keep-alive cells wait out the timeout on every request (they read a response until the
 //! backend closes, chapter 01), which makes the run longer.
+//!
+//! Every cell also says what the stage spent on it: its CPU time and context switches from
+//! `/proc` just before and just after the run ([`super::proc_cpu`]), per good response. With
+//! `--layers`, the table is that cost from stage4 to stage9 at c=64 with a backend that does
+//! not wait, each row against the first: what each layer adds with its features off.
 //!
 //! A stage that cannot start, or exits, fills its cells with the reason and compare goes on.
 //! Ctrl-C (or SIGTERM) stops after the current cell; every child is stopped by its guard.
@@ -40,6 +48,7 @@ use serde::Serialize;
 
 use super::cell::Cell;
 use super::cli::CompareArgs;
+use super::proc_cpu;
 use super::procs::{self, ChildGuard, ProcError};
 use super::report::{human_us, Report};
 use super::request::build_request;
@@ -52,6 +61,10 @@ const READY_WAIT: Duration = Duration::from_secs(10);
 /// Load of the slow-client scenario, beside the idle connections.
 const SLOW_SCENARIO_CONCURRENCY: u32 = 16;
 const DEFAULT_STAGES: [&str; 4] = ["stage1", "stage2", "stage3", "stage4"];
+/// `--layers`: the pool and every layer built on it.
+const LAYER_STAGES: [&str; 6] = ["stage4", "stage5", "stage6", "stage7", "stage8", "stage9"];
+/// The configuration compare writes into `--out` for the stages that read one.
+const CONFIG_FILE: &str = "proxy.toml";
 pub const C_BUILD_COMMAND: &str = "make -C chapters/c";
 /// The C programs of `chapters/c/` beside the stage that fixes what they get wrong:
 /// (stage, row name, file in `--c-bin-dir`).
@@ -62,12 +75,70 @@ const C_COUNTERPARTS: [(&str, &str, &str); 4] = [
     ("stage5", "c-balancer", "proxy_load_balancer"),
 ];
 
-/// One row group of the table: a program, where it is, and how to build it if it is not.
+/// One row group of the table: a program, where it is, how to build it if it is not, and
+/// how to start it.
 #[derive(Debug, Clone, PartialEq)]
 struct Contender {
     name: String,
     bin: PathBuf,
     build: &'static str,
+    launch: Launch,
+}
+
+/// How a program is told where to listen and where its backends are (see `--help` of each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Launch {
+    /// `--listen 127.0.0.1:0 --backend ADDR`: stages 1 to 4 forward to one backend.
+    OneBackend,
+    /// `--listen 127.0.0.1:0 --backend ADDR...`: stage5, the C programs, anything else.
+    Backends,
+    /// `--config FILE --listen 127.0.0.1:0`: stages 6 to 9 read their backends from a file.
+    ConfigFile,
+}
+
+fn launch_of(name: &str) -> Launch {
+    match name
+        .strip_prefix("stage")
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        Some(1..=4) => Launch::OneBackend,
+        Some(6..) => Launch::ConfigFile,
+        _ => Launch::Backends,
+    }
+}
+
+/// The command line that starts `contender` on a port of its own choosing.
+fn stage_command(contender: &Contender, backends: &[SocketAddr], config_file: &Path) -> Command {
+    let mut cmd = Command::new(&contender.bin);
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    let backends = match contender.launch {
+        Launch::OneBackend => &backends[..backends.len().min(1)],
+        Launch::Backends => backends,
+        Launch::ConfigFile => {
+            cmd.arg("--config").arg(config_file);
+            &[]
+        }
+    };
+    for backend in backends {
+        cmd.arg("--backend").arg(backend.to_string());
+    }
+    cmd
+}
+
+/// `OUT/proxy.toml` for the config stages: the backends as one upstream and nothing else
+/// turned on, so each layer is measured with its features off. `listen_port` was free a
+/// moment ago; compare still passes `--listen 127.0.0.1:0`, which wins, so that no cell
+/// races another program for it. The file stays valid on its own, to rerun a stage by hand.
+fn config_toml(listen_port: u16, backends: &[SocketAddr]) -> String {
+    let servers: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
+    format!(
+        "# Written by `loadtest compare`: the demo backends, no cache, no access rules, no \
+         routes.\n\
+         [server]\nlisten = \"127.0.0.1:{listen_port}\"\n\n\
+         [upstreams.app]\nservers = [{}]\n\n\
+         [log]\nlevel = \"warn\"\n",
+        servers.join(", ")
+    )
 }
 
 /// The stages in the order asked, each followed by its C counterpart when `c_dir` is given.
@@ -78,6 +149,7 @@ fn contenders(stages: &[String], bin_dir: &Path, c_dir: Option<&Path>) -> Vec<Co
             name: stage.clone(),
             bin: bin_dir.join(stage),
             build: BUILD_COMMAND,
+            launch: launch_of(stage),
         });
         let counterpart = C_COUNTERPARTS.iter().find(|(s, _, _)| s == stage);
         if let (Some(dir), Some((_, name, file))) = (c_dir, counterpart) {
@@ -85,6 +157,7 @@ fn contenders(stages: &[String], bin_dir: &Path, c_dir: Option<&Path>) -> Vec<Co
                 name: name.to_string(),
                 bin: dir.join(file),
                 build: C_BUILD_COMMAND,
+                launch: Launch::Backends,
             });
         }
     }
@@ -132,6 +205,8 @@ pub struct CompareReport {
     pub backend_delay_ms: u64,
     pub backends: u32,
     pub cpus: usize,
+    /// `--layers`: the table compares each row's CPU per request with the first row's.
+    pub layers: bool,
     pub interrupted: bool,
     pub cells: Vec<Cell>,
 }
@@ -156,8 +231,13 @@ pub fn run_command(args: &CompareArgs, stop: &AtomicBool) -> Result<(), CompareE
             dir: bin_dir,
         });
     }
+    let defaults: &[&str] = if args.layers {
+        &LAYER_STAGES
+    } else {
+        &DEFAULT_STAGES
+    };
     let stages: Vec<String> = if args.stages.is_empty() {
-        DEFAULT_STAGES
+        defaults
             .iter()
             .filter(|s| bin_dir.join(s).is_file())
             .map(|s| s.to_string())
@@ -167,7 +247,7 @@ pub fn run_command(args: &CompareArgs, stop: &AtomicBool) -> Result<(), CompareE
     };
     if stages.is_empty() {
         return Err(CompareError::Missing {
-            what: "no stage binary (stage1..stage4)".into(),
+            what: format!("no stage binary ({})", defaults.join(", ")),
             dir: bin_dir,
         });
     }
@@ -199,10 +279,19 @@ pub fn run_command(args: &CompareArgs, stop: &AtomicBool) -> Result<(), CompareE
     }
 
     let contenders = contenders(&stages, &bin_dir, args.with_c.then_some(&*args.c_bin_dir));
+    let config_file = args.out.join(CONFIG_FILE);
+    if contenders.iter().any(|c| c.launch == Launch::ConfigFile) {
+        let output_error = |source| CompareError::Output {
+            path: config_file.clone(),
+            source,
+        };
+        let port = procs::free_port().map_err(output_error)?;
+        std::fs::write(&config_file, config_toml(port, &backend_addrs)).map_err(output_error)?;
+    }
     let mut cells = Vec::new();
     let mut grid = Vec::new();
     for contender in &contenders {
-        for keepalive in [true, false] {
+        for &keepalive in args.keep_alive.modes() {
             for &c in &args.concurrency {
                 grid.push((contender, keepalive, c, 0));
             }
@@ -221,11 +310,11 @@ pub fn run_command(args: &CompareArgs, stop: &AtomicBool) -> Result<(), CompareE
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let (bin, stage) = (&contender.bin, contender.name.as_str());
-        let cell = if bin.is_file() {
-            measure(bin, stage, &backend_addrs, keepalive, c, slow, args, stop)
+        let cell = if contender.bin.is_file() {
+            let cmd = stage_command(contender, &backend_addrs, &config_file);
+            measure(cmd, &contender.name, keepalive, c, slow, args, stop)
         } else {
-            Cell::new(stage, keepalive, c, slow)
+            Cell::new(&contender.name, keepalive, c, slow)
                 .failed(format!("binary not found; run {}", contender.build))
         };
         eprintln!("compare: [{}/{total}] {}", n + 1, summary_line(&cell));
@@ -240,6 +329,7 @@ pub fn run_command(args: &CompareArgs, stop: &AtomicBool) -> Result<(), CompareE
         backend_delay_ms: args.backend_delay_ms,
         backends: args.backends,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        layers: args.layers,
         interrupted,
         cells,
     };
@@ -290,11 +380,9 @@ fn start_backend(
     procs::spawn_ready(command(port), &name, READY_WAIT, stop)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn measure(
-    bin: &Path,
+    cmd: Command,
     stage: &str,
-    backends: &[SocketAddr],
     keepalive: bool,
     concurrency: u32,
     slow_clients: u32,
@@ -302,11 +390,6 @@ fn measure(
     stop: &AtomicBool,
 ) -> Cell {
     let cell = Cell::new(stage, keepalive, concurrency, slow_clients);
-    let mut cmd = Command::new(bin);
-    cmd.args(["--listen", "127.0.0.1:0"]);
-    for backend in backends {
-        cmd.arg("--backend").arg(backend.to_string());
-    }
     let (mut proxy, port) = match procs::spawn_ready(cmd, stage, READY_WAIT, stop) {
         Ok(ready) => ready,
         Err(e) => return cell.failed(format!("failed to start: {e}")),
@@ -334,10 +417,23 @@ fn measure(
         progress: false,
         tls: None,
     };
-    let mut cell = match run::run(&config, stop) {
+    // Just around the run: starting the stage and opening the idle clients are not the
+    // cell's work.
+    let before = proc_cpu::group_usage(proxy.pid());
+    let outcome = run::run(&config, stop);
+    let after = proc_cpu::group_usage(proxy.pid());
+    let mut cell = match outcome {
         Ok(outcome) => {
             let report = Report::new(&format!("http://{addr}/"), "GET", &config, &outcome);
-            let cell = from_report(cell, &report);
+            let mut cell = from_report(cell, &report);
+            let cost = proc_cpu::cost(
+                before,
+                after,
+                good_responses(&report),
+                proc_cpu::ticks_per_second(),
+            );
+            cell.cpu_us_per_request = cost.cpu_us_per_request;
+            cell.context_switches_per_request = cost.context_switches_per_request;
             if outcome.interrupted {
                 // A cut-short cell would read as a real (low) number in the chart.
                 cell.failed("interrupted; partial numbers".into())
@@ -358,6 +454,17 @@ fn measure(
     cell
 }
 
+/// Responses with a status below 400: what throughput and the cost per request count.
+fn good_responses(report: &Report) -> u64 {
+    let http_errors: u64 = report
+        .status_codes
+        .iter()
+        .filter(|(code, _)| code.parse::<u16>().is_ok_and(|c| c >= 400))
+        .map(|(_, &n)| n)
+        .sum();
+    report.responses.saturating_sub(http_errors)
+}
+
 /// Throughput counts good responses only: a stage that answers 503 when full (stage4) must
 /// not look faster for it. HTTP 4xx/5xx responses count as errors, beside failed requests.
 fn from_report(mut cell: Cell, report: &Report) -> Cell {
@@ -374,7 +481,7 @@ fn from_report(mut cell: Cell, report: &Report) -> Cell {
             errors_by_kind.insert(format!("http_{code}"), n);
         }
     }
-    let good = report.responses - http_errors;
+    let good = good_responses(report);
     cell.requests_per_sec = Some(if report.total_secs > 0.0 {
         good as f64 / report.total_secs
     } else {
@@ -438,9 +545,10 @@ fn summary_line(cell: &Cell) -> String {
     match (&cell.failure, cell.requests_per_sec) {
         (Some(why), _) => format!("{head}: FAILED: {why}"),
         (None, Some(rps)) => format!(
-            "{head}: {rps:.1} req/s, p99 {}, errors {}",
+            "{head}: {rps:.1} req/s, p99 {}, errors {}, CPU {} µs/request",
             cell.p99_us.map_or("-".into(), human_us),
-            errors_label(cell)
+            errors_label(cell),
+            number_or_dash(cell.cpu_us_per_request, 1)
         ),
         (None, None) => format!("{head}: no result"),
     }
@@ -462,7 +570,9 @@ pub fn markdown(report: &CompareReport) -> String {
         out,
         "Each cell: {:.1} s of closed-loop GET / against a freshly started stage; {} demo backend(s) \
          with {} ms delay; timeout {:.1} s; {} CPU(s). req/s counts responses below 400; errors are \
-         failed requests plus 4xx/5xx responses; p50/p99 cover responses only.{}\n",
+         failed requests plus 4xx/5xx responses; p50/p99 cover responses only. CPU and context \
+         switches: the stage's, during the cell (its process group, from /proc), over the \
+         responses below 400; \"-\" where they cannot be known.{}\n",
         report.duration_secs,
         report.backends,
         report.backend_delay_ms,
@@ -478,11 +588,30 @@ pub fn markdown(report: &CompareReport) -> String {
              timeout (chapter 01).\n"
         );
     }
-    let _ = writeln!(
-        out,
-        "| stage | keep-alive | concurrency | req/s | p50 | p99 | errors |"
+    // `--layers`: each row's CPU per request against the first row's.
+    let baseline = report.cells.first().filter(|_| report.layers);
+    if let Some(first) = baseline {
+        let _ = writeln!(
+            out,
+            "What each layer adds with its features off: every stage behind the same backends \
+             (stage4 and earlier: the first only), the config stages with a file that turns \
+             nothing on (no cache, no access rules, one upstream). CPU µs/request is what the stage spent per good response; it holds \
+             much better from run to run than req/s, which on a shared machine says mostly how \
+             much CPU the stage was given. \"vs {0}\" is each row's CPU per request divided by \
+             that of {0}, the first row.\n",
+            table_text(&first.stage)
+        );
+    }
+    let mut header = String::from(
+        "| stage | keep-alive | concurrency | req/s | p50 | p99 | errors | CPU µs/request \
+         | context switches/request |",
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    let mut rule = String::from("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    if let Some(first) = baseline {
+        let _ = write!(header, " vs {} |", table_text(&first.stage));
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
     for cell in &report.cells {
         let ka = if cell.keepalive { "on" } else { "off" };
         let latency = |v: Option<u64>| v.map_or("-".into(), human_us);
@@ -492,17 +621,35 @@ pub fn markdown(report: &CompareReport) -> String {
             (None, Some(rps)) => format!("{rps:.1}"),
             (None, None) => "-".into(),
         };
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "| {} | {ka} | {} | {rps} | {} | {} | {} |",
+            "| {} | {ka} | {} | {rps} | {} | {} | {} | {} | {} |",
             table_text(&cell.stage),
             concurrency_label(cell),
             latency(cell.p50_us),
             latency(cell.p99_us),
-            errors_label(cell)
+            errors_label(cell),
+            number_or_dash(cell.cpu_us_per_request, 1),
+            number_or_dash(cell.context_switches_per_request, 2),
         );
+        if let Some(first) = baseline {
+            let _ = write!(out, " {} |", relative_cpu(cell, first));
+        }
+        out.push('\n');
     }
     out
+}
+
+fn number_or_dash(value: Option<f64>, decimals: usize) -> String {
+    value.map_or("-".into(), |v| format!("{v:.decimals$}"))
+}
+
+/// `cell`'s CPU per request as a multiple of `first`'s ("1.06×"), "-" when either is unknown.
+fn relative_cpu(cell: &Cell, first: &Cell) -> String {
+    match (cell.cpu_us_per_request, first.cpu_us_per_request) {
+        (Some(cpu), Some(base)) if base > 0.0 => format!("{:.2}×", cpu / base),
+        _ => "-".into(),
+    }
 }
 
 fn write_outputs(dir: &Path, report: &CompareReport, markdown: &str) -> Result<(), CompareError> {
@@ -538,6 +685,8 @@ mod tests {
                     cell.p99_us = Some(25_000 * (1 + i as u64 * 10));
                     cell.responses = Some(100);
                     cell.errors = Some(0);
+                    cell.cpu_us_per_request = Some(30.0 * (1 + i) as f64);
+                    cell.context_switches_per_request = Some(1.25);
                     cells.push(cell);
                 }
             }
@@ -561,6 +710,7 @@ mod tests {
             backend_delay_ms: 20,
             backends: 3,
             cpus: 2,
+            layers: false,
             interrupted: false,
             cells: sample_cells(),
         }
@@ -573,19 +723,149 @@ mod tests {
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
         assert_eq!(
             rows[0],
-            "| stage | keep-alive | concurrency | req/s | p50 | p99 | errors |"
+            "| stage | keep-alive | concurrency | req/s | p50 | p99 | errors | CPU µs/request \
+             | context switches/request |"
         );
         assert_eq!(rows.len(), 1 + report.cells.len());
         assert!(
-            md.contains("| stage1 | on | 16 + 32 slow | 0.0 | - | - | 16 (timeout 16) |"),
+            md.contains("| stage1 | on | 16 + 32 slow | 0.0 | - | - | 16 (timeout 16) | - | - |"),
             "{md}"
         );
-        // The failure's '|' is escaped, so the row keeps its 7 columns.
+        assert!(
+            md.contains("| stage1 | on | 1 | 45.0 | 21.00 ms | 25.00 ms | 0 | 30.0 | 1.25 |"),
+            "{md}"
+        );
+        // The failure's '|' is escaped, so the row keeps its 9 columns.
         let failed = rows
             .iter()
             .find(|r| r.contains("failed:"))
             .expect("failed row");
-        assert_eq!(failed.matches(" | ").count(), 6, "{failed}");
+        assert_eq!(failed.matches(" | ").count(), 8, "{failed}");
+        assert!(!md.contains("vs stage") && !md.contains("What each layer adds"));
+    }
+
+    #[test]
+    fn layers_table_compares_cpu_with_the_first_row() {
+        let mut report = sample_report();
+        report.layers = true;
+        let cpu = [Some(17.0), Some(18.7), None, Some(0.0)];
+        report.cells = ["stage4", "stage5", "stage6", "stage9"]
+            .iter()
+            .zip(cpu)
+            .map(|(stage, cpu)| {
+                let mut cell = Cell::new(stage, true, 64, 0);
+                cell.requests_per_sec = Some(50_000.0);
+                cell.cpu_us_per_request = cpu;
+                cell
+            })
+            .collect();
+        let md = markdown(&report);
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        assert!(
+            rows[0].ends_with("| context switches/request | vs stage4 |"),
+            "{md}"
+        );
+        assert_eq!(rows[1].matches('|').count(), 11, "{md}");
+        let last_column = |row: &str| {
+            row.rsplit(" | ")
+                .next()
+                .map(|c| c.trim_end_matches(" |").to_string())
+        };
+        let got: Vec<Option<String>> = rows[2..].iter().map(|r| last_column(r)).collect();
+        let want = ["1.00×", "1.10×", "-", "0.00×"].map(|s| Some(s.to_string()));
+        assert_eq!(got, want, "{md}");
+        assert!(rows[3].contains("| 18.7 | - | 1.10× |"), "{md}");
+        let paragraph = md.find("What each layer adds").expect("the paragraph");
+        assert!(paragraph < md.find("| stage |").expect("the table"), "{md}");
+        assert!(md.contains("\"vs stage4\""), "{md}");
+
+        // The first row unknown: every comparison is unknown, none is invented.
+        report.cells[0].cpu_us_per_request = None;
+        let md = markdown(&report);
+        assert!(
+            md.lines()
+                .filter(|l| l.starts_with("| stage") && !l.starts_with("| stage |"))
+                .all(|l| l.ends_with(" - |")),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn each_kind_of_stage_is_started_with_its_own_flags() {
+        let backends: Vec<SocketAddr> = (1..=3)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 8000 + i)))
+            .collect();
+        let args_of = |name: &str| -> Vec<String> {
+            let contender = &contenders(&[name.to_string()], Path::new("bin"), None)[0];
+            stage_command(contender, &backends, Path::new("out/proxy.toml"))
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let listen = ["--listen", "127.0.0.1:0"];
+        for (name, want) in [
+            (
+                "stage1",
+                [&listen[..], &["--backend", "127.0.0.1:8001"]].concat(),
+            ),
+            (
+                "stage4",
+                [&listen[..], &["--backend", "127.0.0.1:8001"]].concat(),
+            ),
+            (
+                "stage5",
+                [
+                    &listen[..],
+                    &["--backend", "127.0.0.1:8001", "--backend", "127.0.0.1:8002"],
+                    &["--backend", "127.0.0.1:8003"],
+                ]
+                .concat(),
+            ),
+            (
+                "stage6",
+                [&listen[..], &["--config", "out/proxy.toml"]].concat(),
+            ),
+            (
+                "stage9",
+                [&listen[..], &["--config", "out/proxy.toml"]].concat(),
+            ),
+            (
+                "myproxy",
+                [
+                    &listen[..],
+                    &[
+                        "--backend",
+                        "127.0.0.1:8001",
+                        "--backend",
+                        "127.0.0.1:8002",
+                        "--backend",
+                        "127.0.0.1:8003",
+                    ],
+                ]
+                .concat(),
+            ),
+        ] {
+            assert_eq!(args_of(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn config_file_names_the_backends_and_turns_nothing_on() {
+        let backends = [
+            SocketAddr::from(([127, 0, 0, 1], 8001)),
+            SocketAddr::from(([127, 0, 0, 1], 8002)),
+        ];
+        let text = config_toml(18282, &backends);
+        let settings = crate::config::parse(&text, Path::new("proxy.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let _ = settings;
+        assert!(text.contains("listen = \"127.0.0.1:18282\""), "{text}");
+        assert!(
+            text.contains("servers = [\"127.0.0.1:8001\", \"127.0.0.1:8002\"]"),
+            "{text}"
+        );
+        let sections: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
+        assert_eq!(sections, ["[server]", "[upstreams.app]", "[log]"]);
     }
 
     #[test]
@@ -646,6 +926,8 @@ mod tests {
             "responses",
             "errors",
             "errors_by_kind",
+            "cpu_us_per_request",
+            "context_switches_per_request",
             "failure",
         ] {
             assert!(cell.get(key).is_some(), "cells[].{key}");
@@ -709,6 +991,8 @@ mod tests {
             out: dir.join("out"),
             bin_dir: Some(dir.clone()),
             quick: false,
+            layers: false,
+            keep_alive: crate::loadtest::cli::KeepAliveCells::Both,
             with_c: false,
             c_bin_dir: dir.join("c"),
         };

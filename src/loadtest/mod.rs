@@ -18,7 +18,8 @@
 //! request bytes; [`client`] one blocking HTTP/1.1 connection; [`response`] its response
 //! framing; [`loop_conn`] one connection of the event loop, [`decoder`] its incremental
 //! response framing, [`epoll`] its system calls; [`error`] failure kinds; [`run`] the engines; [`progress`] the live line; [`report`] text
-//! and JSON; [`compare`] and [`procs`] start and measure the stages; [`cell`] is one measurement;
+//! and JSON; [`compare`] and [`procs`] start and measure the stages, [`proc_cpu`] reads what
+//! each spent from `/proc`; [`cell`] is one measurement;
 //! [`svg`] draws the comparison chart.
 //!
 //! Known limits: one request in flight per connection (no pipelining); requests in flight
@@ -34,6 +35,7 @@ pub mod epoll;
 pub mod error;
 pub mod event_loop;
 pub mod loop_conn;
+pub mod proc_cpu;
 pub mod procs;
 pub mod progress;
 pub mod report;
