@@ -39,7 +39,20 @@ impl Proxy {
         extra: &[&str],
         stderr: Stdio,
     ) -> Proxy {
+        Proxy::start_with_env(bin, backends, extra, stderr, &[])
+    }
+
+    /// Like `start_with_stderr`, with variables added to the stage's environment only (a
+    /// test must not change its own: the others run beside it).
+    pub fn start_with_env(
+        bin: &str,
+        backends: &[SocketAddr],
+        extra: &[&str],
+        stderr: Stdio,
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let mut cmd = Command::new(bin);
+        cmd.envs(env.iter().copied());
         cmd.args(["--listen", "127.0.0.1:0", "--log-level", "warn"]);
         for backend in backends {
             cmd.args(["--backend", &backend.to_string()]);
