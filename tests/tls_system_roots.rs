@@ -9,7 +9,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::thread;
@@ -102,7 +102,7 @@ fn tls_backend(pki: &Pki) -> SocketAddr {
 
 /// Stage 9 with one upstream, `https://localhost:PORT`, and nothing said about verification,
 /// with `SSL_CERT_FILE` set to `trust` for it alone.
-fn stage9_trusting(backend: SocketAddr, trust: &PathBuf, tag: &str) -> Proxy {
+fn stage9_trusting(backend: SocketAddr, trust: &Path, tag: &str) -> Proxy {
     let config = temp(
         &format!("{tag}.toml"),
         &format!(
