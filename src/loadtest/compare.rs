@@ -6,7 +6,7 @@
 //! - `backends --port 0 --name bN --delay-ms D --workers W` prints `... listening on http://127.0.0.1:P`
 //!   when ready. If it prints port 0 (it cannot bind port 0 itself), it is restarted on a
 //!   port picked here.
-//! - `stageN --listen 127.0.0.1:0 --backend 127.0.0.1:P1 --backend 127.0.0.1:P2 ...` prints
+//! - `stageN --listen 127.0.0.1:0 --log-level warn --backend 127.0.0.1:P1 ...` prints
 //!   a line containing `listening on 127.0.0.1:PORT` on stdout or stderr within 10 s.
 //!   Stages 1 to 4 take a single `--backend` and get the first one; stages 6 to 9 take no
 //!   `--backend` at all but `--config FILE` (and `--listen`, which wins over the file's), so
@@ -111,6 +111,11 @@ fn launch_of(name: &str) -> Launch {
 fn stage_command(contender: &Contender, backends: &[SocketAddr], config_file: &Path) -> Command {
     let mut cmd = Command::new(&contender.bin);
     cmd.args(["--listen", "127.0.0.1:0"]);
+    if contender.name.starts_with("stage") && contender.launch != Launch::ConfigFile {
+        // As the config stages' file says: an access log line per request, written to a
+        // pipe this process drains, would be measured as the stage's cost.
+        cmd.args(["--log-level", "warn"]);
+    }
     let backends = match contender.launch {
         Launch::OneBackend => &backends[..backends.len().min(1)],
         Launch::Backends => backends,
@@ -595,7 +600,8 @@ pub fn markdown(report: &CompareReport) -> String {
             out,
             "What each layer adds with its features off: every stage behind the same backends \
              (stage4 and earlier: the first only), the config stages with a file that turns \
-             nothing on (no cache, no access rules, one upstream). CPU µs/request is what the stage spent per good response; it holds \
+             nothing on (no cache, no access rules, one upstream), all with the access log off \
+             (`--log-level warn`, as the file says). CPU µs/request is what the stage spent per good response; it holds \
              much better from run to run than req/s, which on a shared machine says mostly how \
              much CPU the stage was given. \"vs {0}\" is each row's CPU per request divided by \
              that of {0}, the first row.\n",
@@ -803,19 +809,20 @@ mod tests {
                 .collect()
         };
         let listen = ["--listen", "127.0.0.1:0"];
+        let quiet = ["--listen", "127.0.0.1:0", "--log-level", "warn"];
         for (name, want) in [
             (
                 "stage1",
-                [&listen[..], &["--backend", "127.0.0.1:8001"]].concat(),
+                [&quiet[..], &["--backend", "127.0.0.1:8001"]].concat(),
             ),
             (
                 "stage4",
-                [&listen[..], &["--backend", "127.0.0.1:8001"]].concat(),
+                [&quiet[..], &["--backend", "127.0.0.1:8001"]].concat(),
             ),
             (
                 "stage5",
                 [
-                    &listen[..],
+                    &quiet[..],
                     &["--backend", "127.0.0.1:8001", "--backend", "127.0.0.1:8002"],
                     &["--backend", "127.0.0.1:8003"],
                 ]
