@@ -147,3 +147,43 @@ fn many_parked_connections_are_each_served_again_and_an_idle_one_closes_on_time(
         "closed after {waited:?}, for an idle timeout of 300 ms"
     );
 }
+
+#[test]
+fn a_body_read_whole_before_its_head_goes_out_still_arrives_whole_or_ends_the_connection() {
+    // Bodies up to 32 KiB are read whole from the backend before the head goes to the client
+    // (one write for both). The backend sends this one in three pieces, each after the
+    // proxy has asked for it by reading; then, on a second connection, it breaks off.
+    let body: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let sent = body.clone();
+    let addr = raw_backend(move |mut stream: TcpStream| {
+        let head = read_request_head(&mut stream);
+        if head.is_empty() {
+            return;
+        }
+        let cut = head.starts_with(b"GET /cut");
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n");
+        for piece in sent.chunks(7_000) {
+            let _ = stream.write_all(piece);
+            let _ = stream.flush();
+            if cut {
+                return; // 7,000 bytes of 20,000, then the connection ends
+            }
+            std::thread::sleep(Duration::from_millis(20)); // a backend producing slowly
+        }
+    });
+    let proxy = Proxy::start(env!("CARGO_BIN_EXE_stage4"), &[addr], &[]);
+    let mut client = support::connect(proxy.addr);
+    client.send_in_fragments(b"GET /whole HTTP/1.1\r\nHost: t\r\n\r\n", 5);
+    let res = client.read_response("GET");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body, body, "the body, whole and in order");
+    // Still kept alive: the next request on the same connection is answered.
+    client.send(b"GET /cut HTTP/1.1\r\nHost: t\r\n\r\n");
+    let got = client
+        .read_to_close()
+        .expect("the proxy closes within the timeout");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text:.80}");
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(&got[head_end..], &body[..7_000], "what came, then a close");
+}
