@@ -20,7 +20,8 @@
 //!   window but buy nothing after it, because every window starts again from zero.
 //!
 //! A client below the rate is cut off after at most two windows of waiting once its buffers
-//! are full, and its worker is free again. Its connection is reset rather than closed: a
+//! are full, and its worker is free again; one that takes nothing at all for a window is cut
+//! off by the send timeout itself, the same way. Its connection is reset rather than closed: a
 //! close would leave the kernel draining megabytes of buffered response to it at its own
 //! pace (nginx's `reset_timedout_connection` does the same for a `send_timeout`).
 
@@ -87,9 +88,7 @@ impl<'a, S: Socket> Paced<'a, S> {
                 self.waited,
                 self.rate.min_bytes_per_sec
             );
-            if let Err(err) = self.client.get_ref().reset_on_close() {
-                log::debug!("{}: cannot make the close a reset: {err}", self.peer);
-            }
+            self.reset_on_close();
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the client reads slower than the minimum send rate",
@@ -99,22 +98,60 @@ impl<'a, S: Socket> Paced<'a, S> {
         self.taken = 0;
         Ok(())
     }
+
+    /// The outcome of one write: a send timeout that expired with nothing taken (the socket
+    /// says `WouldBlock`) ends the response as the rate does, with a reset, or the kernel
+    /// would go on feeding the megabytes already in its buffers to a client that stopped
+    /// reading (the first window, filled at once, passes; the next write then times out).
+    fn judge(&mut self, written: io::Result<usize>, started: Instant) -> io::Result<usize> {
+        match written {
+            Ok(n) => {
+                self.account(n, started.elapsed())?;
+                Ok(n)
+            }
+            Err(err) if is_timeout(&err) => {
+                // A whole window of waiting: judged by the rate first, whose message says
+                // more; a client that took enough before still stopped for a whole timeout.
+                self.account(0, started.elapsed().max(self.rate.window))?;
+                log::warn!(
+                    "{}: client cut off: it took nothing for {:.1?} (the send timeout)",
+                    self.peer,
+                    started.elapsed()
+                );
+                self.reset_on_close();
+                Err(err)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn reset_on_close(&self) {
+        if let Err(err) = self.client.get_ref().reset_on_close() {
+            log::debug!("{}: cannot make the close a reset: {err}", self.peer);
+        }
+    }
+}
+
+/// How a blocking write reports that its send timeout expired.
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 impl<S: Socket> Write for Paced<'_, S> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let started = Instant::now();
-        let n = self.client.write(data)?;
-        self.account(n, started.elapsed())?;
-        Ok(n)
+        let written = self.client.write(data);
+        self.judge(written, started)
     }
 
     /// Passed on whole, so a head and a large body still leave in one `writev`.
     fn write_vectored(&mut self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let started = Instant::now();
-        let n = self.client.write_vectored(parts)?;
-        self.account(n, started.elapsed())?;
-        Ok(n)
+        let written = self.client.write_vectored(parts);
+        self.judge(written, started)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -189,6 +226,47 @@ mod tests {
             assert!(before.iter().all(|e| !e), "{min} {writes:?}: cut off early");
             assert_eq!(last, cut, "{min} {writes:?}");
         }
+    }
+
+    /// A `Socket` whose every write times out, and that remembers being asked to reset.
+    #[derive(Default)]
+    struct Stalled {
+        reset: std::cell::Cell<bool>,
+    }
+    impl io::Read for Stalled {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Ok(0)
+        }
+    }
+    impl Write for Stalled {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from(io::ErrorKind::WouldBlock))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Socket for Stalled {
+        fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+        fn reset_on_close(&self) -> io::Result<()> {
+            self.reset.set(true);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_whose_send_timeout_expires_ends_with_a_reset() {
+        let mut out = BufStream::new(Stalled::default());
+        let rate = SendRate {
+            min_bytes_per_sec: 0, // even with the rate rule off
+            window: Duration::from_secs(1),
+        };
+        let mut pace = Paced::new(&mut out, rate, "127.0.0.1:1".parse().unwrap());
+        let err = pace.write(b"abc").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(out.get_ref().reset.get(), "the close is made a reset");
     }
 
     #[test]
