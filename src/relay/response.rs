@@ -149,7 +149,9 @@ impl<P: Phases> Relay<P> {
             if reusable {
                 self.connector.checkin(backend, conn);
             }
-            if std::io::Write::write_all(client, &reply_head).is_err() {
+            // Under the slow-reader rule like any body: 32 KiB can outlast the socket buffers.
+            let mut paced = Paced::new(&mut *client, self.config.client.send_rate(), req.peer);
+            if std::io::Write::write_all(&mut paced, &reply_head).is_err() {
                 return Err(Refusal::silent());
             }
             if request_body_cut {
