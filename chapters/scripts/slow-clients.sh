@@ -7,12 +7,13 @@
 #
 #   chapters/scripts/slow-clients.sh                       # stage4, 20 s per measurement
 #   STAGES="stage2 stage3 stage4" DURATION=10 chapters/scripts/slow-clients.sh
+#   STAGES="stage4 stage9" chapters/scripts/slow-clients.sh   # stages 6-9 get a config file
 #   SLOW=2000 BIN=target/debug chapters/scripts/slow-clients.sh  (default BIN: target/release)
 #
 # Starts a demo backend and each stage on free loopback ports; stops everything it started
 # by PID on exit.
 set -euo pipefail
-if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,13p' "$0"; exit 0; fi
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,14p' "$0"; exit 0; fi
 here=$(cd "$(dirname "$0")" && pwd)
 BIN=${BIN:-target/release}
 STAGES=${STAGES:-stage4}
@@ -52,7 +53,14 @@ for stage in $STAGES; do
         *) extra=() ;;
     esac
     port=$(free_port)
-    "$BIN/$stage" --listen "127.0.0.1:$port" --backend "127.0.0.1:$backend_port" --log-level error "${extra[@]}" >/dev/null 2>"$dir/$stage.err" &
+    case $stage in
+        stage[6-9]) # the config stages: a file with the backend and nothing else turned on
+            printf '[server]\nlisten = "127.0.0.1:%s"\n[upstreams.app]\nservers = ["127.0.0.1:%s"]\n[log]\nlevel = "error"\n' \
+                "$port" "$backend_port" >"$dir/$stage.toml"
+            args=(--config "$dir/$stage.toml") ;;
+        *) args=(--listen "127.0.0.1:$port" --backend "127.0.0.1:$backend_port" --log-level error) ;;
+    esac
+    "$BIN/$stage" "${args[@]}" "${extra[@]}" >/dev/null 2>"$dir/$stage.err" &
     stage_pid=$!
     pids+=("$stage_pid")
     "$here/wait-port.sh" "$port" 10
