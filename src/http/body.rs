@@ -79,15 +79,7 @@ pub fn copy_body_counting<S: Read, W: Write>(
     max_body: Option<u64>,
     delivered: &mut u64,
 ) -> Result<(), BodyError> {
-    let out = BodyWriter {
-        dst,
-        encoding,
-        seen: 0,
-        delivered,
-        max_body,
-        scratch: Vec::new(),
-        flush_when_drained: false,
-    };
+    let out = BodyWriter::new(dst, encoding, delivered, max_body, false);
     copy_framed(src, framing, out, limits, max_body)
 }
 
@@ -104,15 +96,7 @@ pub fn copy_body_flushing<S: Read, W: Write>(
     limits: &Limits,
     delivered: &mut u64,
 ) -> Result<(), BodyError> {
-    let out = BodyWriter {
-        dst,
-        encoding: Encoding::Raw,
-        seen: 0,
-        delivered,
-        max_body: None,
-        scratch: Vec::new(),
-        flush_when_drained: true,
-    };
+    let out = BodyWriter::new(dst, Encoding::Raw, delivered, None, true);
     copy_framed(src, framing, out, limits, None)
 }
 
@@ -174,7 +158,25 @@ struct BodyWriter<'a, W> {
     flush_when_drained: bool,
 }
 
-impl<W: Write> BodyWriter<'_, W> {
+impl<'a, W: Write> BodyWriter<'a, W> {
+    fn new(
+        dst: &'a mut W,
+        encoding: Encoding,
+        delivered: &'a mut u64,
+        max_body: Option<u64>,
+        flush_when_drained: bool,
+    ) -> BodyWriter<'a, W> {
+        BodyWriter {
+            dst,
+            encoding,
+            seen: 0,
+            delivered,
+            max_body,
+            scratch: Vec::new(),
+            flush_when_drained,
+        }
+    }
+
     fn flush_if_drained<S>(&mut self, src: &BufStream<S>) -> Result<(), BodyError> {
         if self.flush_when_drained && src.buffered().is_empty() && src.drained() {
             self.dst.flush().map_err(BodyError::Sink)?;

@@ -133,10 +133,7 @@ impl<P: Phases> Relay<P> {
                 lease.set(Outcome::Failed);
                 let partial = conn.buffered().len().min(n);
                 reply_head.extend_from_slice(&conn.buffered()[..partial]);
-                let _ = std::io::Write::write_all(client, &reply_head);
-                if request_body_cut {
-                    super::reply::linger(client);
-                }
+                let _ = self.send_whole(client, &reply_head, req, request_body_cut);
                 return Ok(done(partial as u64, false));
             }
             reply_head.extend_from_slice(&conn.buffered()[..n]);
@@ -149,13 +146,8 @@ impl<P: Phases> Relay<P> {
             if reusable {
                 self.connector.checkin(backend, conn);
             }
-            // Under the slow-reader rule like any body: 32 KiB can outlast the socket buffers.
-            let mut paced = Paced::new(&mut *client, self.config.client.send_rate(), req.peer);
-            if std::io::Write::write_all(&mut paced, &reply_head).is_err() {
+            if !self.send_whole(client, &reply_head, req, request_body_cut) {
                 return Err(Refusal::silent());
-            }
-            if request_body_cut {
-                super::reply::linger(client);
             }
             return Ok(done(n as u64, keep_alive));
         }
@@ -250,6 +242,26 @@ impl<P: Phases> Relay<P> {
 }
 
 impl<P: Phases> Relay<P> {
+    /// Writes a head with its whole body (or what came of it) in one write, under the
+    /// slow-reader rule like any body (32 KiB can outlast the socket buffers), then drains a
+    /// request body nobody read; `false` when the client went away.
+    fn send_whole<S: Socket>(
+        &self,
+        client: &mut BufStream<S>,
+        bytes: &[u8],
+        req: &Request<'_>,
+        request_body_cut: bool,
+    ) -> bool {
+        let mut paced = Paced::new(&mut *client, self.config.client.send_rate(), req.peer);
+        if std::io::Write::write_all(&mut paced, bytes).is_err() {
+            return false;
+        }
+        if request_body_cut {
+            super::reply::linger(client);
+        }
+        true
+    }
+
     /// Copies the response body from `source` (the upstream connection, or its duplex view)
     /// to `client`, straight or through the phases' plan; `delivered` counts what the client
     /// was given.
