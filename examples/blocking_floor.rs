@@ -1,0 +1,106 @@
+//! The least a blocking, thread-per-connection relay can cost per request on this machine:
+//! the floor under every stage of the course, measured beside nginx in `chapters/measuring.md`.
+//!
+//!     cargo build --release --example blocking_floor
+//!     target/release/examples/blocking_floor --listen 127.0.0.1:18082 --backend 127.0.0.1:19001
+//!
+//! It takes stage 5's flags (`--listen`, `--backend` repeated; `--log-level` is ignored), so
+//! the bench kit can run it in stage 5's place:
+//!
+//!     BIN=target/release/examples STAGE=blocking_floor TESTS="/@16 /@64" \
+//!         chapters/scripts/bench-kit.sh
+//!
+//! Not a proxy: no HTTP at all. Each client connection gets a thread and one kept connection
+//! to a backend (round robin), and each turn is one `read` from the client, one `write` to the
+//! backend, one `read` of its answer, one `write` back. That is only right for small requests
+//! and answers that each arrive in one piece, as a benchmark's do (`wrk` asking for a 14-byte
+//! page); it is the four system calls and two waits that no blocking relay can do without.
+//! Whatever a stage costs above this figure is its own work, and what this figure costs above
+//! nginx's is the price of the model.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+fn main() {
+    let (listen, backends) = match parse(std::env::args().skip(1)) {
+        Ok(parsed) => parsed,
+        Err(why) => {
+            eprintln!("blocking_floor: {why}");
+            eprintln!("usage: blocking_floor --listen ADDR --backend ADDR [--backend ADDR ...]");
+            std::process::exit(2);
+        }
+    };
+    let listener = TcpListener::bind(listen).unwrap_or_else(|err| {
+        eprintln!("blocking_floor: cannot listen on {listen}: {err}");
+        std::process::exit(1);
+    });
+    eprintln!("relaying {listen} to {backends:?}, a thread per connection");
+    let next = Arc::new(AtomicUsize::new(0));
+    for client in listener.incoming().flatten() {
+        let backend = backends[next.fetch_add(1, Ordering::Relaxed) % backends.len()];
+        thread::spawn(move || {
+            if let Err(err) = relay(client, backend) {
+                eprintln!("connection ended: {err}");
+            }
+        });
+    }
+}
+
+/// The address to listen on and the backends, from stage 5's flags.
+fn parse(mut args: impl Iterator<Item = String>) -> Result<(SocketAddr, Vec<SocketAddr>), String> {
+    let mut listen = None;
+    let mut backends = Vec::new();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => listen = Some(value()?),
+            "--backend" => backends.push(value()?),
+            "--log-level" => drop(value()?),
+            "-h" | "--help" => return Err("a blocking relay with no HTTP in it".to_owned()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let addr = |text: &str| {
+        text.parse::<SocketAddr>()
+            .map_err(|_| format!("{text} is not an IP:PORT"))
+    };
+    let listen = addr(&listen.ok_or("--listen is missing")?)?;
+    if backends.is_empty() {
+        return Err("no --backend".to_owned());
+    }
+    let backends = backends.iter().map(|b| addr(b)).collect::<Result<_, _>>()?;
+    Ok((listen, backends))
+}
+
+/// Request, answer, request, answer, until either side closes (or idles for 10 s), or an
+/// HTTP/1.0 request was answered.
+fn relay(mut client: TcpStream, backend: SocketAddr) -> std::io::Result<()> {
+    let mut upstream = TcpStream::connect(backend)?;
+    for socket in [&client, &upstream] {
+        socket.set_nodelay(true)?;
+        socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = client.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        // The one piece of HTTP here: after an HTTP/1.0 request (ab's, without keep-alive)
+        // the client waits for the connection to close.
+        let last = buf[..n].windows(10).any(|w| w == b" HTTP/1.0\r");
+        upstream.write_all(&buf[..n])?;
+        let n = upstream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        client.write_all(&buf[..n])?;
+        if last {
+            return Ok(());
+        }
+    }
+}
