@@ -230,7 +230,8 @@ fn the_built_in_demo_configuration_is_valid() {
 }
 
 /// The JSON access log names the TLS version of each request that came over TLS, and how long
-/// the backend took to answer.
+/// the backend took to answer; it shows the target the client sent, not the one a route's
+/// `strip_prefix` made of it for the backend.
 #[test]
 fn the_json_access_log_has_the_tls_version_and_the_upstream_time() {
     let (backend, _) = proto_backend();
@@ -270,6 +271,8 @@ fn the_json_access_log_has_the_tls_version_and_the_upstream_time() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["tls"], "TLSv1.3");
     assert_eq!(lines[0]["route"], "route1");
+    assert_eq!(lines[0]["target"], "/app/a", "{}", lines[0]);
+    assert_eq!(lines[0]["request"], "GET /app/a HTTP/1.1");
     assert!(lines[0]["upstream_ms"].as_f64().is_some(), "{}", lines[0]);
     assert!(
         lines[1]["tls"].is_null() && lines[1]["upstream_ms"].is_null(),

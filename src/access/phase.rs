@@ -438,6 +438,7 @@ mod tests {
                 })
                 .collect(),
             route: None,
+            original_target: None,
         }
     }
 

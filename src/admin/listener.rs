@@ -255,6 +255,7 @@ mod tests {
                 })
                 .collect(),
             route: None,
+            original_target: None,
         }
     }
 

@@ -495,6 +495,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             route: None,
+            original_target: None,
         }
     }
 

@@ -101,6 +101,7 @@ mod tests {
             minor_version: 1,
             headers: head(headers),
             route: None,
+            original_target: None,
         }
     }
 

@@ -159,6 +159,7 @@ mod tests {
                 })
                 .collect(),
             route: None,
+            original_target: None,
         }
     }
 

@@ -34,6 +34,23 @@ pub struct RequestHead {
     /// needs it: the cache keys by it (two routes that strip their prefix can send `/x` to
     /// different services), and the logging phase counts and logs by it.
     pub route: Option<Arc<str>>,
+    /// The target as the client sent it, once a phase rewrote `target` (a route's
+    /// `strip_prefix`): the access log shows the request the client made, as nginx's
+    /// `$request` does, not the one the backend got. `None` while `target` is the client's.
+    pub original_target: Option<String>,
+}
+
+impl RequestHead {
+    /// Replaces the target, keeping the client's for the access log.
+    pub fn rewrite_target(&mut self, target: String) {
+        let original = std::mem::replace(&mut self.target, target);
+        self.original_target.get_or_insert(original);
+    }
+
+    /// The target the client sent, whatever a phase made of it since.
+    pub fn client_target(&self) -> &str {
+        self.original_target.as_deref().unwrap_or(&self.target)
+    }
 }
 
 /// A parsed response head.
@@ -168,6 +185,7 @@ pub fn parse_request(bytes: &[u8], max_headers: usize) -> Result<RequestHead, Ht
         minor_version: req.version.unwrap_or(1),
         headers: own_headers(req.headers),
         route: None,
+        original_target: None,
     };
     if let Some(absolute) = check_target(method, target)? {
         use_authority(&mut head, absolute)?;
@@ -394,6 +412,18 @@ mod tests {
             );
         }
         assert!(request_head_ready(&vec![b'x'; limits.max_head], &limits));
+    }
+
+    #[test]
+    fn a_rewritten_target_keeps_the_one_the_client_sent() {
+        let mut head = read_req(b"GET /api/v1/x?q=1 HTTP/1.1\r\nHost: t\r\n\r\n", 64)
+            .0
+            .unwrap();
+        assert_eq!(head.client_target(), "/api/v1/x?q=1");
+        head.rewrite_target("/v1/x?q=1".to_owned());
+        head.rewrite_target("/x?q=1".to_owned());
+        assert_eq!(head.target, "/x?q=1");
+        assert_eq!(head.client_target(), "/api/v1/x?q=1");
     }
 
     fn read_req(input: &[u8], step: usize) -> (Result<RequestHead, HttpError>, Vec<u8>) {

@@ -461,7 +461,14 @@ fn write_access_log(summary: &Summary<'_>, user: Option<&str>, cache: Option<&st
     let head = summary.request;
     let request_line = head.map_or_else(
         || "-".to_owned(),
-        |h| format!("{} {} HTTP/1.{}", h.method, h.target, h.minor_version),
+        |h| {
+            format!(
+                "{} {} HTTP/1.{}",
+                h.method,
+                h.client_target(),
+                h.minor_version
+            )
+        },
     );
     access_log::write(&access_log::Entry {
         client: summary.peer.ip(),
@@ -474,7 +481,7 @@ fn write_access_log(summary: &Summary<'_>, user: Option<&str>, cache: Option<&st
         user_agent: head.and_then(|h| h.header("user-agent")),
         duration: summary.duration,
         method: head.map(|h| h.method.as_str()),
-        target: head.map(|h| h.target.as_str()),
+        target: head.map(|h| h.client_target()),
         route: head.and_then(|h| h.route.as_deref()),
         upstream: summary.upstream,
         cache,

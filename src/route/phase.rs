@@ -115,7 +115,7 @@ impl Phases for RoutePhases {
         let Compiled { route, group } = &self.routes[index];
         head.route = Some(Arc::clone(&route.name));
         if route.strip_prefix && head.target.starts_with('/') {
-            head.target = stripped_target(&head.target, &path, &route.path);
+            head.rewrite_target(stripped_target(&head.target, &path, &route.path));
         }
         match &route.action {
             Action::Fixed(fixed) => {
