@@ -66,6 +66,10 @@ pub struct TuningArgs {
     #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_IDLE_TIMEOUT))]
     pub idle_timeout: Span,
 
+    /// Longest pause while a client sends a request body (-> 408).
+    #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_BODY_TIMEOUT))]
+    pub body_timeout: Span,
+
     /// Longest a write to a client may block; also the window over which --min-send-rate is
     /// averaged.
     #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_SEND_TIMEOUT))]
@@ -89,6 +93,7 @@ impl TuningArgs {
             upstream_timeout: self.upstream_timeout.0,
             header_timeout: self.header_timeout.0,
             idle_timeout: self.idle_timeout.0,
+            body_timeout: self.body_timeout.0,
             send_timeout: self.send_timeout.0,
             min_send_rate: self.min_send_rate.0,
             max_body: self.max_body_size.0,

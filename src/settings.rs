@@ -12,7 +12,8 @@ use crate::upstream::{Connector, UpstreamTimeouts, Upstreams};
 
 pub use crate::http::limits::DEFAULT_MAX_BODY;
 pub use crate::relay::{
-    DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MIN_SEND_RATE, DEFAULT_SEND_TIMEOUT,
+    DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MIN_SEND_RATE,
+    DEFAULT_SEND_TIMEOUT,
 };
 pub use crate::server::pool::{DEFAULT_QUEUE, DEFAULT_WORKERS};
 
@@ -36,6 +37,8 @@ pub struct Tuning {
     pub upstream_timeout: Duration,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Longest pause while a client sends a request body (-> 408).
+    pub body_timeout: Duration,
     /// Longest a write to a client may block, and the window of the minimum send rate.
     pub send_timeout: Duration,
     /// Bytes per second a client must read a response at (`0`: no minimum).
@@ -52,6 +55,7 @@ impl Default for Tuning {
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             min_send_rate: DEFAULT_MIN_SEND_RATE,
             max_body: DEFAULT_MAX_BODY,
@@ -72,9 +76,9 @@ impl Tuning {
             client: ClientTimeouts {
                 idle: self.idle_timeout,
                 head: self.header_timeout,
+                body: self.body_timeout,
                 write: self.send_timeout,
                 min_send_rate: self.min_send_rate,
-                ..ClientTimeouts::default()
             },
             retries: self.retries,
             ..RelayConfig::default()

@@ -369,6 +369,24 @@ pub fn slow_header_gets_408(bin: &str) {
     p.assert_serves();
 }
 
+/// A body that stops coming is answered 408 after `--body-timeout`, not after the 60 s
+/// default, and the proxy serves the next client.
+pub fn stalled_body_gets_408(bin: &str) {
+    let b = backend("b1");
+    let mut p = Proxy::start(bin, &[b.addr()], &["--body-timeout", "300ms"]);
+    let mut c = p.connect();
+    let started = std::time::Instant::now();
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc"); // 7 short
+    assert_eq!(c.read_response("POST").status, 408);
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "answered after {took:?}"
+    );
+    drop(c);
+    p.assert_serves();
+}
+
 pub fn expect_100_continue(bin: &str) {
     let b = backend("b1");
     let p = proxy(bin, b.addr());
@@ -457,6 +475,7 @@ macro_rules! suite {
                 bad_requests_get_400_and_the_next_client_is_served,
                 oversized_heads_get_414_and_431,
                 slow_header_gets_408,
+                stalled_body_gets_408,
                 expect_100_continue,
                 truncated_response_closes_the_client_connection,
                 http10_keep_alive_when_asked,

@@ -58,6 +58,7 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
             header_timeout: self
                 .duration("[server] header_timeout_ms", server.header_timeout_ms)?,
             idle_timeout: self.duration("[server] idle_timeout_ms", server.idle_timeout_ms)?,
+            body_timeout: self.duration("[server] body_timeout_ms", server.body_timeout_ms)?,
             send_timeout: self.duration("[server] send_timeout_ms", server.send_timeout_ms)?,
             min_send_rate: server.min_send_rate,
             max_body: server.max_body_bytes,

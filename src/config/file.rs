@@ -55,6 +55,8 @@ pub struct ServerSection {
     pub queue: usize,
     pub header_timeout_ms: u64,
     pub idle_timeout_ms: u64,
+    /// Longest pause while a client sends a request body (nginx `client_body_timeout`).
+    pub body_timeout_ms: u64,
     /// Longest a write to a client may block (nginx `send_timeout`), and the window over
     /// which `min_send_rate` is averaged.
     pub send_timeout_ms: u64,
@@ -76,6 +78,7 @@ impl Default for ServerSection {
             queue: settings::DEFAULT_QUEUE,
             header_timeout_ms: millis(settings::DEFAULT_HEADER_TIMEOUT),
             idle_timeout_ms: millis(settings::DEFAULT_IDLE_TIMEOUT),
+            body_timeout_ms: millis(settings::DEFAULT_BODY_TIMEOUT),
             send_timeout_ms: millis(settings::DEFAULT_SEND_TIMEOUT),
             min_send_rate: settings::DEFAULT_MIN_SEND_RATE,
             max_body_bytes: settings::DEFAULT_MAX_BODY,

@@ -89,6 +89,7 @@ pub struct AccessLogSettings {
 pub struct ServerSettings {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    pub body_timeout: Duration,
     pub send_timeout: Duration,
     pub min_send_rate: u64,
     pub max_body: u64,
@@ -130,6 +131,7 @@ impl Settings {
             upstream_timeout: self.upstream.read_timeout,
             header_timeout: self.server.header_timeout,
             idle_timeout: self.server.idle_timeout,
+            body_timeout: self.server.body_timeout,
             send_timeout: self.server.send_timeout,
             min_send_rate: self.server.min_send_rate,
             max_body: self.server.max_body,
@@ -332,6 +334,21 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("send_timeout_ms must be more than 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_body_timeout_key_reaches_the_relay() {
+        let defaults = check(MINIMAL).unwrap().tuning().relay_config().client;
+        assert_eq!(defaults.body, crate::settings::DEFAULT_BODY_TIMEOUT);
+        let text = format!("[server]\nbody_timeout_ms = 1500\n{MINIMAL}");
+        let client = check(&text).unwrap().tuning().relay_config().client;
+        assert_eq!(client.body, std::time::Duration::from_millis(1500));
+        let err = check(&format!("[server]\nbody_timeout_ms = 0\n{MINIMAL}")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("body_timeout_ms must be more than 0"),
             "{err}"
         );
     }

@@ -62,6 +62,8 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest a write to the client may block (nginx `send_timeout`), and the window over which
 /// the minimum send rate is averaged (see `pace`).
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest pause while a client sends a request body (nginx `client_body_timeout`).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a client may take, at each point of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +96,7 @@ impl Default for ClientTimeouts {
         ClientTimeouts {
             idle: DEFAULT_IDLE_TIMEOUT,
             head: DEFAULT_HEADER_TIMEOUT,
-            body: Duration::from_secs(60),
+            body: DEFAULT_BODY_TIMEOUT,
             write: DEFAULT_SEND_TIMEOUT,
             min_send_rate: DEFAULT_MIN_SEND_RATE,
         }
