@@ -1153,3 +1153,41 @@ fn status_json_open(stage: &Stage) -> serde_json::Value {
     assert_eq!(res.status, 200, "{}", res.text());
     serde_json::from_slice(&res.body).expect("/status.json is JSON")
 }
+
+/// Clients that connect to the admin listener and say nothing hold a thread each for a few
+/// seconds and never delay a scrape; past the cap, a connection gets 503 at once, and once
+/// they are gone, scrapes are answered again.
+#[test]
+fn silent_admin_clients_never_delay_a_scrape() {
+    use revproxy::admin::listener::MAX_CLIENTS;
+    use std::net::TcpStream;
+    let stage = start("silent", &[backend()], "");
+    let mut silent: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(stage.admin).unwrap())
+        .collect();
+    thread::sleep(Duration::from_millis(100)); // taken by the accept thread
+    let started = Instant::now();
+    assert_eq!(get(stage.admin, "GET", "/metrics", "").status, 200);
+    // One at a time, each silent client would have held the scrape for its 3 s timeout.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "the scrape took {took:?}");
+    silent.extend((3..MAX_CLIENTS).map(|_| TcpStream::connect(stage.admin).unwrap()));
+    thread::sleep(Duration::from_millis(100));
+    let refused = get(stage.admin, "GET", "/metrics", "");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    drop(silent);
+    // Bounded: the closed connections end their threads at once (well within TIMEOUT).
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let status = get(stage.admin, "GET", "/metrics", "").status;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} after the clients left"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}

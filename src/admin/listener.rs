@@ -1,7 +1,9 @@
-//! The admin listener: its own socket and its own thread, blocking `std::net`, one
-//! connection at a time (a scrape every few seconds and a person's browser are the whole
-//! load). Every connection gets short timeouts and one answer, then is closed, so a slow or
-//! silent client delays only the next admin request, never the proxy's own listener.
+//! The admin listener: its own socket, its own accept thread, blocking `std::net`, and a
+//! thread per connection, at most [`MAX_CLIENTS`] at once (a scrape every few seconds and a
+//! person's browser are the whole load). Every connection gets short timeouts and one answer,
+//! then is closed, so a slow or silent client holds one thread for a few seconds and delays
+//! no one: not the proxy's own listener, and not the next scrape. Past the cap, a connection
+//! is answered 503 at once.
 //!
 //! - `GET /metrics`: the Prometheus text format;
 //! - `GET /status`: the HTML page; `GET /status.json`: the same as JSON; `/` redirects there;
@@ -10,6 +12,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,6 +28,11 @@ use crate::metrics::text::CONTENT_TYPE;
 /// Longest an admin client may take to send its request, or to read a write of the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Admin connections served at once. Enough that a few clients that connect and say nothing
+/// (each holds its thread for [`CLIENT_TIMEOUT`]) never make a scrape wait; few enough that a
+/// flood of them costs a handful of threads, not one each.
+pub const MAX_CLIENTS: usize = 8;
+
 /// Binds `[admin] listen` and serves it on a thread of its own for the life of the process.
 /// Returns the address bound (a port 0 resolved).
 pub fn start(settings: &AdminSettings, sources: Sources) -> io::Result<SocketAddr> {
@@ -34,10 +43,10 @@ pub fn start(settings: &AdminSettings, sources: Sources) -> io::Result<SocketAdd
         )
     })?;
     let addr = listener.local_addr()?;
-    let admin = Admin {
+    let admin = Arc::new(Admin {
         sources,
         key: settings.api_key.clone(),
-    };
+    });
     thread::Builder::new()
         .name("admin".to_owned())
         .spawn(move || admin.serve(&listener))?;
@@ -93,25 +102,55 @@ fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         _ => "Error",
     }
 }
 
+/// One admin connection being served, counted until its thread ends (however it ends).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Admin {
-    fn serve(&self, listener: &TcpListener) {
+    fn serve(self: Arc<Self>, listener: &TcpListener) {
+        let serving = Arc::new(AtomicUsize::new(0));
         for stream in listener.incoming() {
             match stream {
-                Ok(stream) => {
-                    if let Err(err) = self.connection(stream) {
-                        log::debug!("admin: {err}");
-                    }
-                }
+                Ok(stream) => self.dispatch(stream, &serving),
                 Err(err) => {
                     // Out of descriptors, mostly: pause rather than spin on the error.
                     log::warn!("admin: accept failed: {err}");
                     thread::sleep(Duration::from_millis(100));
                 }
             }
+        }
+    }
+
+    /// Serves `stream` on a thread of its own, or answers 503 at once past [`MAX_CLIENTS`].
+    fn dispatch(self: &Arc<Self>, stream: TcpStream, serving: &Arc<AtomicUsize>) {
+        if serving.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            serving.fetch_sub(1, Ordering::SeqCst);
+            log::warn!("admin: {MAX_CLIENTS} connections in progress already, answering 503");
+            return refuse_busy(stream);
+        }
+        let slot = Slot(Arc::clone(serving));
+        let admin = Arc::clone(self);
+        let spawned = thread::Builder::new()
+            .name("admin-conn".to_owned())
+            .spawn(move || {
+                let _slot = slot;
+                if let Err(err) = admin.connection(stream) {
+                    log::debug!("admin: {err}");
+                }
+            });
+        // A thread that could not start drops its closure, the slot and the stream with it.
+        if let Err(err) = spawned {
+            log::warn!("admin: cannot start a thread for a connection: {err}");
         }
     }
 
@@ -214,6 +253,19 @@ fn write_answer(stream: &mut TcpStream, answer: &Answer, head_only: bool) -> io:
     }
     stream.write_all(&out)?;
     stream.flush()
+}
+
+/// The answer past [`MAX_CLIENTS`], written by the accept thread itself: one small write into
+/// an empty socket buffer, bounded by a short timeout anyway, and no lingering.
+fn refuse_busy(mut stream: TcpStream) {
+    let answer = Answer::error(503, "Service Unavailable: too many admin connections")
+        .header("Retry-After", "1");
+    if stream
+        .set_write_timeout(Some(Duration::from_millis(100)))
+        .is_ok()
+    {
+        let _ = write_answer(&mut stream, &answer, false);
+    }
 }
 
 /// Closes after reading what the client still sends, for a moment: closing with unread
