@@ -15,8 +15,10 @@
 //! checks stop at once, and the old relay goes when the last request on it ends. What a
 //! reload cannot change without a restart (the listen address, the pool's size, a switch
 //! between stderr and a file for the access log, the log level) is kept, with a warning. A
-//! reload starts the phases afresh: the cache and the rate-limit counters begin empty, and
-//! the `--debug` table keeps showing the health of the group it started with.
+//! reload builds the phases afresh, but the stage may carry state over from the running ones:
+//! the cache keeps its entries when `[cache]` did not change. The rate-limit counters begin
+//! empty (unless they live in the shared store), and the `--debug` table keeps showing the
+//! health of the group it started with.
 //!
 //! With `[admin]` in the file, every exchange is counted (a [`MetricsPhases`] first in the
 //! chain) into one registry laid out at start from the groups and routes, which outlives
@@ -82,15 +84,17 @@ pub type Groups = Vec<(String, Arc<dyn Upstreams>)>;
 /// Loads the configuration, lets `adjust` apply the stage's own flags to it, then checks
 /// (`-t`) or runs the stage with the phases `phases` builds from the settings. One upstream
 /// group runs (stages 6 to 8); a file with `[[routes]]` is refused, since only stage 9 would
-/// follow them. Both functions run again on every reload (`SIGHUP`), on the signal thread.
+/// follow them. Both functions run again on every reload (`SIGHUP`), on the signal thread;
+/// there `phases` also gets the running phases, to carry over what the new ones may keep (the
+/// cache's entries), and `None` at startup.
 pub fn main<P, A, F>(program: &str, args: &ConfigArgs, adjust: A, phases: F) -> ExitCode
 where
     P: Phases,
     A: Fn(&mut Settings) -> Result<(), String> + Send + Sync + 'static,
-    F: Fn(&Settings) -> Result<P, String> + Send + Sync + 'static,
+    F: Fn(&Settings, Option<&P>) -> Result<P, String> + Send + Sync + 'static,
 {
-    launch(program, args, adjust, false, move |settings, _| {
-        phases(settings)
+    launch(program, args, adjust, false, move |settings, _, running| {
+        phases(settings, running)
     })
 }
 
@@ -99,7 +103,7 @@ pub fn main_routed<P, A, F>(program: &str, args: &ConfigArgs, adjust: A, phases:
 where
     P: Phases,
     A: Fn(&mut Settings) -> Result<(), String> + Send + Sync + 'static,
-    F: Fn(&Settings, Groups) -> Result<P, String> + Send + Sync + 'static,
+    F: Fn(&Settings, Groups, Option<&P>) -> Result<P, String> + Send + Sync + 'static,
 {
     launch(program, args, adjust, true, phases)
 }
@@ -108,7 +112,7 @@ fn launch<P, A, F>(program: &str, args: &ConfigArgs, adjust: A, routed: bool, ph
 where
     P: Phases,
     A: Fn(&mut Settings) -> Result<(), String> + Send + Sync + 'static,
-    F: Fn(&Settings, Groups) -> Result<P, String> + Send + Sync + 'static,
+    F: Fn(&Settings, Groups, Option<&P>) -> Result<P, String> + Send + Sync + 'static,
 {
     let build = Build {
         adjust,
@@ -120,6 +124,7 @@ where
         bound: String::new(),
         bound_tls: None,
         registry: None,
+        built: std::marker::PhantomData,
     };
     let settings = match build.load() {
         Ok(settings) => settings,
@@ -158,7 +163,7 @@ enum Refused {
 }
 
 /// What building a relay from the file takes, at startup and at each reload.
-struct Build<A, F> {
+struct Build<P, A, F> {
     adjust: A,
     phases: F,
     /// Stage 9: every group runs and `[[routes]]` are followed.
@@ -173,6 +178,8 @@ struct Build<A, F> {
     bound_tls: Option<String>,
     /// The request counters, when `[admin]` is there to show them; kept across reloads.
     registry: Option<Arc<Registry>>,
+    /// The phases `phases` builds (named only in its arguments, which a type needs to see).
+    built: std::marker::PhantomData<fn() -> P>,
 }
 
 /// A stage's phases behind the one that counts.
@@ -188,11 +195,15 @@ struct Running {
     groups: Vec<(String, MonitoredUpstream)>,
 }
 
-fn run<P, A, F>(program: &str, mut build: Build<A, F>, mut settings: Settings) -> Result<(), String>
+fn run<P, A, F>(
+    program: &str,
+    mut build: Build<P, A, F>,
+    mut settings: Settings,
+) -> Result<(), String>
 where
     P: Phases,
     A: Fn(&mut Settings) -> Result<(), String> + Send + Sync + 'static,
-    F: Fn(&Settings, Groups) -> Result<P, String> + Send + Sync + 'static,
+    F: Fn(&Settings, Groups, Option<&P>) -> Result<P, String> + Send + Sync + 'static,
 {
     // First, before any thread starts: every later thread inherits the blocked signals.
     let signals = Signals::block().map_err(|e| format!("cannot block signals: {e}"))?;
@@ -246,7 +257,7 @@ where
     let tls = start_tls(program, &mut settings)?;
     build.bound_tls = settings.tls.as_ref().map(|t| t.listen.clone());
     build.registry = (settings.admin.is_some()).then(|| Arc::new(Registry::new(layout(&settings))));
-    let relay = build.relay(&settings, &groups)?;
+    let relay = build.relay(&settings, &groups, None)?;
     let handler = Arc::new(Swappable::new(Arc::new(relay)));
     let running = Arc::new(Mutex::new(Running {
         settings,
@@ -444,11 +455,11 @@ fn start_access_log(settings: &AccessLogSettings) -> Result<(), String> {
     Ok(())
 }
 
-impl<P, A, F> Build<A, F>
+impl<P, A, F> Build<P, A, F>
 where
     P: Phases,
     A: Fn(&mut Settings) -> Result<(), String>,
-    F: Fn(&Settings, Groups) -> Result<P, String>,
+    F: Fn(&Settings, Groups, Option<&P>) -> Result<P, String>,
 {
     /// The file read and checked, with the stage's flags applied.
     fn load(&self) -> Result<Settings, Refused> {
@@ -478,18 +489,19 @@ where
     }
 
     /// A relay for `settings`, to the default group of `groups`, through phases that get
-    /// every group.
+    /// every group (and the running phases, on a reload).
     fn relay(
         &self,
         settings: &Settings,
         groups: &[(String, MonitoredUpstream)],
+        running: Option<&P>,
     ) -> Result<Relay<Counted<P>>, String> {
         let upstream = default_group(groups, settings)?;
         let by_name: Groups = groups
             .iter()
             .map(|(name, m)| (name.clone(), m.balancer.clone() as Arc<dyn Upstreams>))
             .collect();
-        let phases = (self.phases)(settings, by_name)?;
+        let phases = (self.phases)(settings, by_name, running)?;
         let tuning = settings.tuning();
         let relay_config = RelayConfig {
             upgrades: settings.upgrades.clone(),
@@ -558,7 +570,8 @@ where
         // On an error from here on, the new groups are dropped, and their health checks with
         // them.
         let groups = start_groups(&settings)?;
-        let relay = self.relay(&settings, &groups)?;
+        let running_relay = handler.load();
+        let relay = self.relay(&settings, &groups, Some(&running_relay.phases().1))?;
         if settings.access_log != running.settings.access_log {
             reload_access_log(&running.settings.access_log, &settings.access_log)?;
         }

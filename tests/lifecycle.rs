@@ -603,6 +603,37 @@ fn twenty_reloads_under_load_fail_no_request() {
     eprintln!("{sent} requests, all 200, through {RELOADS} reloads");
 }
 
+/// A reload that leaves `[cache]` as it was keeps the cache's entries (the origins would
+/// otherwise get every request at once after each reload); one that changes it starts empty.
+#[test]
+fn a_reload_keeps_the_cache_unless_its_section_changed() {
+    let dir = Scratch::new("reload-cache");
+    let (a, b) = (backend("a"), backend("b"));
+    let file = dir.path("proxy.toml");
+    let cache = "[cache]\nenabled = true\n";
+    fs::write(&file, config(a.addr(), cache)).unwrap();
+    let stage = Stage::start(&file, &dir.path("stderr"), "info");
+    let verdict = |stage: &Stage| {
+        let res = stage.get("/cacheable");
+        assert_eq!(res.status, 200);
+        res.header("x-cache").unwrap_or("none").to_owned()
+    };
+    assert_eq!(verdict(&stage), "MISS");
+    assert_eq!(verdict(&stage), "HIT");
+    // Another backend, the same [cache]: still a hit, from the entry backend a gave.
+    fs::write(&file, config(b.addr(), cache)).unwrap();
+    stage.signal(libc::SIGHUP);
+    assert!(stage.wait_stderr("reloaded", 1), "{}", stage.stderr());
+    assert_eq!(stage.get("/").header("x-backend-server"), Some("b"));
+    assert_eq!(verdict(&stage), "HIT");
+    // A changed [cache]: empty.
+    let smaller = "[cache]\nenabled = true\nmax_size = 1048576\n";
+    fs::write(&file, config(b.addr(), smaller)).unwrap();
+    stage.signal(libc::SIGHUP);
+    assert!(stage.wait_stderr("reloaded", 2), "{}", stage.stderr());
+    assert_eq!(verdict(&stage), "MISS");
+}
+
 /// Stage 9 reloads through the same code: its routes and groups change, and the JSON log
 /// names the route that took each request.
 #[test]

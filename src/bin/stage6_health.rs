@@ -34,5 +34,5 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    launch::main("stage6", &args.config, |_| Ok(()), |_| Ok(NoPhases))
+    launch::main("stage6", &args.config, |_| Ok(()), |_, _| Ok(NoPhases))
 }

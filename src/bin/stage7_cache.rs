@@ -66,9 +66,10 @@ fn main() -> ExitCode {
         }
         Ok(())
     };
-    launch::main("stage7", &args.config, adjust, move |settings| {
-        let phases =
-            CachePhases::new(&settings.cache).refreshing_through(settings.listen.parse().ok());
+    launch::main("stage7", &args.config, adjust, move |settings, running| {
+        let phases = CachePhases::new(&settings.cache)
+            .continuing(running)
+            .refreshing_through(settings.listen.parse().ok());
         if debug {
             let stats = phases.stats_source();
             std::thread::Builder::new()

@@ -53,11 +53,12 @@ fn main() -> ExitCode {
         }
         Ok(())
     };
-    launch::main("stage8", &args.config, adjust, |settings| {
+    launch::main("stage8", &args.config, adjust, |settings, running| {
         // Access first: a refused request never reaches the cache, let alone the origin.
         let access = AccessPhases::new(settings.access.clone().unwrap_or_default())?;
-        let cache =
-            CachePhases::new(&settings.cache).refreshing_through(settings.listen.parse().ok());
+        let cache = CachePhases::new(&settings.cache)
+            .continuing(running.map(|(_, cache)| cache))
+            .refreshing_through(settings.listen.parse().ok());
         Ok((access, cache))
     })
 }

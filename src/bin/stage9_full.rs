@@ -92,11 +92,12 @@ fn run(args: &Args) -> ExitCode {
         "stage9",
         &args.config,
         |_| Ok(()),
-        |settings, groups| {
+        |settings, groups, running| {
             let access = AccessPhases::new(settings.access.clone().unwrap_or_default())?;
             let routes = RoutePhases::new(&settings.routes, groups)?;
-            let cache =
-                CachePhases::new(&settings.cache).refreshing_through(settings.listen.parse().ok());
+            let cache = CachePhases::new(&settings.cache)
+                .continuing(running.map(|(_, (_, (_, (cache, _))))| cache))
+                .refreshing_through(settings.listen.parse().ok());
             let compress = CompressPhases::new(settings.compression.clone());
             // `[tls]`'s redirect of plain http and its HSTS header come first: a redirected
             // request needs nothing else. The TLS listener is bound by now (its port known).

@@ -111,6 +111,18 @@ impl CachePhases {
         }
     }
 
+    /// Keeps the entries of `running` (the cache a reload replaces) when its settings are
+    /// these: a reload that did not touch `[cache]` must not send every request of the next
+    /// minutes to the origins at once. Changed settings (a smaller size, another default
+    /// freshness) start an empty cache, sized and judged by the new ones.
+    pub fn continuing(mut self, running: Option<&CachePhases>) -> CachePhases {
+        if let Some(running) = running.filter(|r| r.settings == self.settings) {
+            self.store = Arc::clone(&running.store);
+            self.flights = Arc::clone(&running.flights);
+        }
+        self
+    }
+
     /// Turns on `stale-while-revalidate`: the one background refresh of an entry is a request
     /// to `proxy` (this proxy's listening address), which revalidates it like any request
     /// that will not take a stale copy.
