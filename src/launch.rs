@@ -16,9 +16,9 @@
 //! reload cannot change without a restart (the listen address, the pool's size, a switch
 //! between stderr and a file for the access log, the log level) is kept, with a warning. A
 //! reload builds the phases afresh, but the stage may carry state over from the running ones:
-//! the cache keeps its entries when `[cache]` did not change. The rate-limit counters begin
-//! empty (unless they live in the shared store), and the `--debug` table keeps showing the
-//! health of the group it started with.
+//! the cache keeps its entries when `[cache]` did not change, access control its rate-limit
+//! budgets and connection counts when the limits did not. The `--debug` table keeps showing
+//! the health of the group it started with.
 //!
 //! With `[admin]` in the file, every exchange is counted (a [`MetricsPhases`] first in the
 //! chain) into one registry laid out at start from the groups and routes, which outlives
@@ -86,7 +86,7 @@ pub type Groups = Vec<(String, Arc<dyn Upstreams>)>;
 /// group runs (stages 6 to 8); a file with `[[routes]]` is refused, since only stage 9 would
 /// follow them. Both functions run again on every reload (`SIGHUP`), on the signal thread;
 /// there `phases` also gets the running phases, to carry over what the new ones may keep (the
-/// cache's entries), and `None` at startup.
+/// cache's entries, the rate limits' budgets), and `None` at startup.
 pub fn main<P, A, F>(program: &str, args: &ConfigArgs, adjust: A, phases: F) -> ExitCode
 where
     P: Phases,

@@ -634,6 +634,31 @@ fn a_reload_keeps_the_cache_unless_its_section_changed() {
     assert_eq!(verdict(&stage), "MISS");
 }
 
+/// A reload that leaves the limits as they were keeps the budgets spent: a client does not
+/// get a fresh one with every reload. Changed limits start from full budgets.
+#[test]
+fn a_reload_keeps_spent_rate_limits_unless_the_limits_changed() {
+    let dir = Scratch::new("reload-limits");
+    let (a, b) = (backend("a"), backend("b"));
+    let file = dir.path("proxy.toml");
+    let limit = |burst: u32| {
+        format!("[access]\nlimit = {{ rate = \"1r/m\", burst = {burst}, nodelay = true }}\n")
+    };
+    fs::write(&file, config(a.addr(), &limit(2))).unwrap();
+    let stage = Stage::start(&file, &dir.path("stderr"), "info");
+    let statuses = |n: usize| -> Vec<u16> { (0..n).map(|_| stage.get("/").status).collect() };
+    // One request of the rate and a burst of two, then refused.
+    assert_eq!(statuses(4), [200, 200, 200, 429]);
+    fs::write(&file, config(b.addr(), &limit(2))).unwrap();
+    stage.signal(libc::SIGHUP);
+    assert!(stage.wait_stderr("reloaded", 1), "{}", stage.stderr());
+    assert_eq!(statuses(1), [429], "the budget spent before the reload");
+    fs::write(&file, config(b.addr(), &limit(3))).unwrap();
+    stage.signal(libc::SIGHUP);
+    assert!(stage.wait_stderr("reloaded", 2), "{}", stage.stderr());
+    assert_eq!(stage.get("/").header("x-backend-server"), Some("b"));
+}
+
 /// Stage 9 reloads through the same code: its routes and groups change, and the JSON log
 /// names the route that took each request.
 #[test]

@@ -12,6 +12,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::{AccessSettings, Auth, LimitBy, Rule};
@@ -46,8 +47,9 @@ pub struct Counters {
 /// Access control as a phase set; chain it first: `(AccessPhases, CachePhases)`.
 pub struct AccessPhases {
     settings: AccessSettings,
-    limiter: Limiter<LimitKey>,
-    conns: Option<ConnLimit>,
+    /// Shared with the phases a reload builds, when the limits stay the same (`continuing`).
+    limiter: Arc<Limiter<LimitKey>>,
+    conns: Option<Arc<ConnLimit>>,
     store: Option<RedisStore>,
     pub counters: Counters,
 }
@@ -68,18 +70,40 @@ pub struct AccessCtx {
 impl AccessPhases {
     /// Fails only on a store URL that does not parse (the config check has parsed it).
     pub fn new(settings: AccessSettings) -> Result<AccessPhases, String> {
-        let conns = (settings.limit_conn > 0).then(|| ConnLimit::new(settings.limit_conn));
+        let conns =
+            (settings.limit_conn > 0).then(|| Arc::new(ConnLimit::new(settings.limit_conn)));
         let store = match &settings.store {
             Some(s) => Some(RedisStore::new(&s.url, s.fallback, s.timeout)?),
             None => None,
         };
         Ok(AccessPhases {
             store,
-            limiter: Limiter::new(settings.max_clients, Box::new(MonotonicClock::default())),
+            limiter: Arc::new(Limiter::new(
+                settings.max_clients,
+                Box::new(MonotonicClock::default()),
+            )),
             conns,
             settings,
             counters: Counters::default(),
         })
+    }
+
+    /// Keeps the rate-limit counters and the connection counts of `running` (the phases a
+    /// reload replaces) where they still mean the same: the same rules with the same limits
+    /// (a counter is keyed by its rule's place in the list), the same table size, the same
+    /// `limit_conn`. A reload must not hand every client a fresh budget, nor let the requests
+    /// in flight on the old phases count apart from the new ones.
+    pub fn continuing(mut self, running: Option<&AccessPhases>) -> AccessPhases {
+        let Some(running) = running else {
+            return self;
+        };
+        if limits_shape(&running.settings) == limits_shape(&self.settings) {
+            self.limiter = Arc::clone(&running.limiter);
+        }
+        if running.settings.limit_conn == self.settings.limit_conn {
+            self.conns.clone_from(&running.conns);
+        }
+        self
     }
 
     fn rule(&self, path: &str) -> (usize, &Rule) {
@@ -218,6 +242,17 @@ impl AccessPhases {
 
 /// The key in Redis: the rule by name (its index may differ between two configurations), the
 /// client by address or name. Names are ours; addresses have no spaces.
+/// What the rate-limit counters of `settings` mean: each rule's place, name, prefix and limit,
+/// the default's limit, and how many clients the table holds.
+fn limits_shape(settings: &AccessSettings) -> impl PartialEq + '_ {
+    let rules: Vec<_> = settings
+        .rules
+        .iter()
+        .map(|r| (r.name.as_str(), r.prefix.as_str(), r.limit))
+        .collect();
+    (rules, settings.default_rule.limit, settings.max_clients)
+}
+
 fn shared_key(rule: &str, key: &LimitKey) -> String {
     match key {
         LimitKey::Ip(_, ip) => format!("revproxy:rl:{rule}:ip:{ip}"),

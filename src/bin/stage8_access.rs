@@ -55,7 +55,8 @@ fn main() -> ExitCode {
     };
     launch::main("stage8", &args.config, adjust, |settings, running| {
         // Access first: a refused request never reaches the cache, let alone the origin.
-        let access = AccessPhases::new(settings.access.clone().unwrap_or_default())?;
+        let access = AccessPhases::new(settings.access.clone().unwrap_or_default())?
+            .continuing(running.map(|(access, _)| access));
         let cache = CachePhases::new(&settings.cache)
             .continuing(running.map(|(_, cache)| cache))
             .refreshing_through(settings.listen.parse().ok());

@@ -93,7 +93,8 @@ fn run(args: &Args) -> ExitCode {
         &args.config,
         |_| Ok(()),
         |settings, groups, running| {
-            let access = AccessPhases::new(settings.access.clone().unwrap_or_default())?;
+            let access = AccessPhases::new(settings.access.clone().unwrap_or_default())?
+                .continuing(running.map(|(_, (access, _))| access));
             let routes = RoutePhases::new(&settings.routes, groups)?;
             let cache = CachePhases::new(&settings.cache)
                 .continuing(running.map(|(_, (_, (_, (cache, _))))| cache))
