@@ -51,7 +51,8 @@ pub struct AccessPhases {
     limiter: Arc<Limiter<LimitKey>>,
     conns: Option<Arc<ConnLimit>>,
     store: Option<RedisStore>,
-    pub counters: Counters,
+    /// The decisions so far, for `/metrics`: kept across reloads, as counters must be.
+    pub counters: Arc<Counters>,
 }
 
 /// What one exchange keeps between its hooks.
@@ -84,7 +85,7 @@ impl AccessPhases {
             )),
             conns,
             settings,
-            counters: Counters::default(),
+            counters: Arc::default(),
         })
     }
 
@@ -92,11 +93,13 @@ impl AccessPhases {
     /// reload replaces) where they still mean the same: the same rules with the same limits
     /// (a counter is keyed by its rule's place in the list), the same table size, the same
     /// `limit_conn`. A reload must not hand every client a fresh budget, nor let the requests
-    /// in flight on the old phases count apart from the new ones.
+    /// in flight on the old phases count apart from the new ones. The decisions' counters are
+    /// always kept: a counter that went back to zero would read as a restart.
     pub fn continuing(mut self, running: Option<&AccessPhases>) -> AccessPhases {
         let Some(running) = running else {
             return self;
         };
+        self.counters = Arc::clone(&running.counters);
         if limits_shape(&running.settings) == limits_shape(&self.settings) {
             self.limiter = Arc::clone(&running.limiter);
         }
