@@ -5,7 +5,9 @@
 //!     target/release/examples/blocking_floor --listen 127.0.0.1:18082 --backend 127.0.0.1:19001
 //!
 //! It takes stage 5's flags (`--listen`, `--backend` repeated; `--log-level` is ignored), so
-//! the bench kit can run it in stage 5's place:
+//! the bench kit can run it in stage 5's place. With `--tls CERT KEY` (PEM files) it speaks
+//! TLS to its clients (rustls, as stage 9), for the floor under stage 9's TLS figures
+//! (`FLOOR=1 chapters/scripts/edge-vs-nginx.sh`):
 //!
 //!     BIN=target/release/examples STAGE=blocking_floor TESTS="/@16 /@64" \
 //!         chapters/scripts/bench-kit.sh
@@ -13,7 +15,7 @@
 //! Not a proxy: no HTTP at all. Each client connection gets a thread and one kept connection
 //! to a backend (round robin), and each turn is one `read` from the client, one `write` to the
 //! backend, one `read` of its answer, one `write` back. That is only right for small requests
-//! and answers that each arrive in one piece, as a benchmark's do (`wrk` asking for a 14-byte
+//! and answers that each arrive in one piece, as a benchmark's do (`wrk` asking for a 13-byte
 //! page); it is the four system calls and two waits that no blocking relay can do without.
 //! Whatever a stage costs above this figure is its own work, and what this figure costs above
 //! nginx's is the price of the model.
@@ -25,15 +27,40 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+/// What the command line asked for.
+struct Options {
+    listen: SocketAddr,
+    backends: Vec<SocketAddr>,
+    /// `--tls CERT KEY`: the certificate chain and key files.
+    tls: Option<(String, String)>,
+}
+
 fn main() {
-    let (listen, backends) = match parse(std::env::args().skip(1)) {
+    let Options {
+        listen,
+        backends,
+        tls,
+    } = match parse(std::env::args().skip(1)) {
         Ok(parsed) => parsed,
         Err(why) => {
             eprintln!("blocking_floor: {why}");
-            eprintln!("usage: blocking_floor --listen ADDR --backend ADDR [--backend ADDR ...]");
+            eprintln!(
+                "usage: blocking_floor --listen ADDR --backend ADDR [--backend ADDR ...] \
+                 [--tls CERT KEY]"
+            );
             std::process::exit(2);
         }
     };
+    let tls = tls.map(|(cert, key)| {
+        tls_config(&cert, &key).unwrap_or_else(|err| {
+            eprintln!("blocking_floor: {err}");
+            std::process::exit(1);
+        })
+    });
     let listener = TcpListener::bind(listen).unwrap_or_else(|err| {
         eprintln!("blocking_floor: cannot listen on {listen}: {err}");
         std::process::exit(1);
@@ -42,24 +69,31 @@ fn main() {
     let next = Arc::new(AtomicUsize::new(0));
     for client in listener.incoming().flatten() {
         let backend = backends[next.fetch_add(1, Ordering::Relaxed) % backends.len()];
+        let tls = tls.clone();
         thread::spawn(move || {
-            if let Err(err) = relay(client, backend) {
+            let ended = match tls {
+                None => relay(client, backend),
+                Some(config) => tls_relay(client, config, backend),
+            };
+            if let Err(err) = ended {
                 eprintln!("connection ended: {err}");
             }
         });
     }
 }
 
-/// The address to listen on and the backends, from stage 5's flags.
-fn parse(mut args: impl Iterator<Item = String>) -> Result<(SocketAddr, Vec<SocketAddr>), String> {
+/// The address to listen on and the backends, from stage 5's flags, and `--tls`.
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut listen = None;
     let mut backends = Vec::new();
+    let mut tls = None;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--listen" => listen = Some(value()?),
             "--backend" => backends.push(value()?),
             "--log-level" => drop(value()?),
+            "--tls" => tls = Some((value()?, value()?)),
             "-h" | "--help" => return Err("a blocking relay with no HTTP in it".to_owned()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -73,17 +107,57 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<(SocketAddr, Vec<Sock
         return Err("no --backend".to_owned());
     }
     let backends = backends.iter().map(|b| addr(b)).collect::<Result<_, _>>()?;
-    Ok((listen, backends))
+    Ok(Options {
+        listen,
+        backends,
+        tls,
+    })
+}
+
+/// A server configuration as stage 9's (ring, TLS 1.2 and 1.3, ALPN http/1.1), with one
+/// certificate and no session tickets: a keep-alive benchmark does one handshake per
+/// connection.
+fn tls_config(cert: &str, key: &str) -> Result<Arc<ServerConfig>, String> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{cert}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{key}: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// [`relay`] with TLS to the client: the same four steps, the client's two through rustls.
+fn tls_relay(
+    client: TcpStream,
+    config: Arc<ServerConfig>,
+    backend: SocketAddr,
+) -> std::io::Result<()> {
+    client.set_nodelay(true)?;
+    client.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let session = ServerConnection::new(config).map_err(std::io::Error::other)?;
+    turns(StreamOwned::new(session, client), backend)
+}
+
+/// Request, answer, request, answer, over plain TCP.
+fn relay(client: TcpStream, backend: SocketAddr) -> std::io::Result<()> {
+    client.set_nodelay(true)?;
+    client.set_read_timeout(Some(Duration::from_secs(10)))?;
+    turns(client, backend)
 }
 
 /// Request, answer, request, answer, until either side closes (or idles for 10 s), or an
 /// HTTP/1.0 request was answered.
-fn relay(mut client: TcpStream, backend: SocketAddr) -> std::io::Result<()> {
+fn turns(mut client: impl Read + Write, backend: SocketAddr) -> std::io::Result<()> {
     let mut upstream = TcpStream::connect(backend)?;
-    for socket in [&client, &upstream] {
-        socket.set_nodelay(true)?;
-        socket.set_read_timeout(Some(Duration::from_secs(10)))?;
-    }
+    upstream.set_nodelay(true)?;
+    upstream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = client.read(&mut buf)?;

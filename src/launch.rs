@@ -178,7 +178,8 @@ struct Build<P, A, F> {
     bound_tls: Option<String>,
     /// The request counters, when `[admin]` is there to show them; kept across reloads.
     registry: Option<Arc<Registry>>,
-    /// The phases `phases` builds (named only in its arguments, which a type needs to see).
+    /// The phases `phases` builds: `P` appears only in `F`'s arguments now (the running
+    /// phases), and an impl cannot name a type that only a bound's arguments mention.
     built: std::marker::PhantomData<fn() -> P>,
 }
 

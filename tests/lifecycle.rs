@@ -659,6 +659,46 @@ fn a_reload_keeps_spent_rate_limits_unless_the_limits_changed() {
     assert_eq!(stage.get("/").header("x-backend-server"), Some("b"));
 }
 
+/// Stage 9 keeps its cache across a reload only while the routes are the same: a route that
+/// now sends to another group must not answer from what the old group said.
+#[test]
+fn stage9_drops_its_cache_when_a_route_moves_to_another_group() {
+    let dir = Scratch::new("stage9-cache");
+    let (a, b) = (backend("a"), backend("b"));
+    let file = dir.path("proxy.toml");
+    let text = |group: &str, retries: u32| {
+        format!(
+            "[cache]\nenabled = true\n\
+             [upstreams.one]\nservers = [\"{}\"]\nretries = {retries}\n\
+             [upstreams.two]\nservers = [\"{}\"]\n\
+             [[routes]]\nname = \"site\"\npath = \"/\"\nupstream = \"{group}\"\n",
+            a.addr(),
+            b.addr()
+        )
+    };
+    fs::write(&file, text("one", 2)).unwrap();
+    let config = file.display().to_string();
+    let args = ["--config", &config, "--log-level", "info"];
+    let stage = Stage::spawn(env!("CARGO_BIN_EXE_stage9"), &args, &dir.path("stderr"));
+    let fetch = |stage: &Stage| {
+        let res = stage.get("/cacheable");
+        let verdict = res.header("x-cache").unwrap_or("none").to_owned();
+        (verdict, res.header("x-backend-server").map(str::to_owned))
+    };
+    assert_eq!(fetch(&stage).0, "MISS");
+    assert_eq!(fetch(&stage).0, "HIT");
+    // Something else changed, the routes did not: the entry stays.
+    fs::write(&file, text("one", 1)).unwrap();
+    stage.signal(libc::SIGHUP);
+    assert!(stage.wait_stderr("reloaded", 1), "{}", stage.stderr());
+    assert_eq!(fetch(&stage).0, "HIT");
+    // The route now sends to group two: fetched from b, not served from a's entry.
+    fs::write(&file, text("two", 1)).unwrap();
+    stage.signal(libc::SIGHUP);
+    assert!(stage.wait_stderr("reloaded", 2), "{}", stage.stderr());
+    assert_eq!(fetch(&stage), ("MISS".to_owned(), Some("b".to_owned())));
+}
+
 /// Stage 9 reloads through the same code: its routes and groups change, and the JSON log
 /// names the route that took each request.
 #[test]

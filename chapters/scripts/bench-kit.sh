@@ -173,6 +173,9 @@ measure() { # round port test -> req/s on stdout
 tests=()
 if [[ -n $TESTS ]]; then
   read -ra tests <<<"$TESTS"
+  for test in "${tests[@]}"; do
+    [[ $test =~ ^(/[^@]*@[0-9]+|ab16)$ ]] || { echo "TESTS: $test is not PATH@CONNS or ab16" >&2; exit 2; }
+  done
 else
   for c in $CONNS; do tests+=("/@$c"); done
   tests+=("/16k.bin@64" "/1m.bin@64" ab16)

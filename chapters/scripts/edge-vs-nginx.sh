@@ -12,6 +12,9 @@
 #   cargo build --release --workspace
 #   chapters/scripts/edge-vs-nginx.sh            # every test, DURATION 5 s each
 #   TESTS="tls handshakes" DURATION=3 chapters/scripts/edge-vs-nginx.sh
+#   FLOOR=1 TESTS=tls chapters/scripts/edge-vs-nginx.sh   # and the floor of the model: the
+#       relay with no HTTP (cargo build --release --example blocking_floor) in stage 9's
+#       column, over TLS and plain, on 18463/18464
 #
 # Needs nginx (nginx-light has ssl and gzip), wrk, openssl, taskset. Ports 19201 (backend),
 # 18443/18444 (nginx TLS / plain), 18453/18454 (stage 9 TLS / plain).
@@ -28,6 +31,11 @@ done
 for b in stage9 loadtest; do
   [[ -x $BIN/$b ]] || { echo "no $BIN/$b: run cargo build --release --workspace" >&2; exit 1; }
 done
+FLOOR=${FLOOR:-0}
+if [[ $FLOOR == 1 && ! -x $BIN/examples/blocking_floor ]]; then
+  echo "no $BIN/examples/blocking_floor: run cargo build --release --example blocking_floor" >&2
+  exit 1
+fi
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 pids=()
@@ -110,7 +118,17 @@ start_pair() { # gzip level
   taskset -c 1 nginx -p "$tmp/n" -c "$tmp/n/nginx.conf" 2>/dev/null & nginx_pid=$!
   taskset -c 1 "$BIN/stage9" --config "$tmp/stage9.toml" >"$tmp/stage9.log" 2>&1 & stage9_pid=$!
   pids+=("$nginx_pid" "$stage9_pid")
-  for port in 19201 18443 18444 18453 18454; do
+  ports=(19201 18443 18444 18453 18454)
+  floor_pids=()
+  if [[ $FLOOR == 1 ]]; then
+    floor=$BIN/examples/blocking_floor
+    taskset -c 1 "$floor" --listen 127.0.0.1:18463 --backend 127.0.0.1:19201 \
+      --tls "$tmp/leaf.pem" "$tmp/leaf.key" 2>/dev/null & floor_pids+=($!)
+    taskset -c 1 "$floor" --listen 127.0.0.1:18464 --backend 127.0.0.1:19201 2>/dev/null & floor_pids+=($!)
+    pids+=("${floor_pids[@]}")
+    ports+=(18463 18464)
+  fi
+  for port in "${ports[@]}"; do
     "$here/wait-port.sh" "$port" 10 || { echo "nothing on $port; stage 9 said:" >&2; cat "$tmp/stage9.log" >&2; exit 1; }
   done
   for url in https://localhost:18443/ https://localhost:18453/; do
@@ -122,8 +140,8 @@ start_pair() { # gzip level
   done
 }
 stop_pair() {
-  kill "$nginx_pid" "$stage9_pid" 2>/dev/null || true
-  wait "$nginx_pid" "$stage9_pid" 2>/dev/null || true
+  kill "$nginx_pid" "$stage9_pid" "${floor_pids[@]}" 2>/dev/null || true
+  wait "$nginx_pid" "$stage9_pid" "${floor_pids[@]}" 2>/dev/null || true
 }
 
 # req/s, or 0 (and the reason on stderr) when any answer was not a 2xx or 3xx or a socket
@@ -154,6 +172,14 @@ for round in $(seq "$ROUNDS"); do
       n=$(wrk_rps -t1 -c64 -d"${DURATION}s" http://127.0.0.1:18444/)
       o=$(wrk_rps -t1 -c64 -d"${DURATION}s" http://127.0.0.1:18454/)
       row "plain keep-alive, 13 B, c=64 (for scale)" "$n" "$o" "taskset -c 0 wrk -t1 -c64 -d${DURATION}s http://127.0.0.1:PORT/"
+      if [[ $FLOOR == 1 ]]; then
+        n=$(wrk_rps -t1 -c64 -d"${DURATION}s" https://localhost:18443/)
+        o=$(wrk_rps -t1 -c64 -d"${DURATION}s" https://localhost:18463/)
+        row "TLS keep-alive, c=64, the floor in stage 9's column" "$n" "$o" "taskset -c 0 wrk -t1 -c64 -d${DURATION}s https://localhost:PORT/"
+        n=$(wrk_rps -t1 -c64 -d"${DURATION}s" http://127.0.0.1:18444/)
+        o=$(wrk_rps -t1 -c64 -d"${DURATION}s" http://127.0.0.1:18464/)
+        row "plain keep-alive, c=64, the floor in stage 9's column" "$n" "$o" "taskset -c 0 wrk -t1 -c64 -d${DURATION}s http://127.0.0.1:PORT/"
+      fi
     fi
     if [[ " $TESTS " == *" handshakes "* ]]; then
       hs() { taskset -c 0 "$BIN/loadtest" -c16 -z "${DURATION}s" --no-keepalive --no-resume --cacert "$tmp/ca.pem" --json "https://localhost:$1/" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["connections"]/r["total_secs"] if r["errors_total"]==0 else 0)'; }

@@ -243,8 +243,6 @@ impl AccessPhases {
     }
 }
 
-/// The key in Redis: the rule by name (its index may differ between two configurations), the
-/// client by address or name. Names are ours; addresses have no spaces.
 /// What the rate-limit counters of `settings` mean: each rule's place, name, prefix and limit,
 /// the default's limit, and how many clients the table holds.
 fn limits_shape(settings: &AccessSettings) -> impl PartialEq + '_ {
@@ -256,6 +254,8 @@ fn limits_shape(settings: &AccessSettings) -> impl PartialEq + '_ {
     (rules, settings.default_rule.limit, settings.max_clients)
 }
 
+/// The key in Redis: the rule by name (its index may differ between two configurations), the
+/// client by address or name. Names are ours; addresses have no spaces.
 fn shared_key(rule: &str, key: &LimitKey) -> String {
     match key {
         LimitKey::Ip(_, ip) => format!("revproxy:rl:{rule}:ip:{ip}"),

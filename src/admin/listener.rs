@@ -135,7 +135,8 @@ impl Admin {
     fn dispatch(self: &Arc<Self>, stream: TcpStream, serving: &Arc<AtomicUsize>) {
         if serving.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
             serving.fetch_sub(1, Ordering::SeqCst);
-            log::warn!("admin: {MAX_CLIENTS} connections in progress already, answering 503");
+            // Debug, not warn: a flood of connections must not become a flood of log lines.
+            log::debug!("admin: {MAX_CLIENTS} connections in progress already, answering 503");
             return refuse_busy(stream);
         }
         let slot = Slot(Arc::clone(serving));
@@ -256,15 +257,22 @@ fn write_answer(stream: &mut TcpStream, answer: &Answer, head_only: bool) -> io:
 }
 
 /// The answer past [`MAX_CLIENTS`], written by the accept thread itself: one small write into
-/// an empty socket buffer, bounded by a short timeout anyway, and no lingering.
+/// an empty socket buffer, bounded by a short timeout anyway. It never waits for the client:
+/// what the request sent so far is read without waiting and dropped (closing with unread bytes
+/// would reset the connection, and the 503 with it), and the write side is shut.
 fn refuse_busy(mut stream: TcpStream) {
     let answer = Answer::error(503, "Service Unavailable: too many admin connections")
         .header("Retry-After", "1");
     if stream
         .set_write_timeout(Some(Duration::from_millis(100)))
         .is_ok()
+        && write_answer(&mut stream, &answer, false).is_ok()
     {
-        let _ = write_answer(&mut stream, &answer, false);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        if stream.set_nonblocking(true).is_ok() {
+            let mut sink = [0u8; 4096];
+            let _ = stream.read(&mut sink);
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! - `config`: `[admin]` in the configuration file;
 //! - `status`: [`Sources`] (what it reads) and [`Status`] (what it read, once per request);
 //! - `exposition`, `html`: the status written as Prometheus text and as HTML;
-//! - `listener`: the socket, its thread, and the few routes.
+//! - `listener`: the socket, its threads (one per connection, a few at most), and the few routes.
 //!
 //! This file only re-exports, so that `config` can name `AdminSettings` without a cycle.
 

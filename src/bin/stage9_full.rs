@@ -57,6 +57,12 @@ struct Args {
 /// `--demo` without `--config`: every stage 9 feature switched on once.
 const DEMO_CONFIG: &str = include_str!("stage9_demo.toml");
 
+/// Stage 9's phases, in the order a request meets them (see the chain built in `main`).
+type EdgePhases = (
+    TlsPhases,
+    (AccessPhases, (RoutePhases, (CachePhases, CompressPhases))),
+);
+
 fn main() -> ExitCode {
     let matches = Args::command().get_matches();
     let mut args = match Args::from_arg_matches(&matches) {
@@ -92,12 +98,16 @@ fn run(args: &Args) -> ExitCode {
         "stage9",
         &args.config,
         |_| Ok(()),
-        |settings, groups, running| {
+        |settings, groups, running: Option<&EdgePhases>| {
             let access = AccessPhases::new(settings.access.clone().unwrap_or_default())?
                 .continuing(running.map(|(_, (access, _))| access));
             let routes = RoutePhases::new(&settings.routes, groups)?;
+            // The entries are kept only while the routes that their keys name stay the same.
+            let kept = running
+                .filter(|(_, (_, (old, _)))| old.same_routes(&routes))
+                .map(|(_, (_, (_, (cache, _))))| cache);
             let cache = CachePhases::new(&settings.cache)
-                .continuing(running.map(|(_, (_, (_, (cache, _))))| cache))
+                .continuing(kept)
                 .refreshing_through(settings.listen.parse().ok());
             let compress = CompressPhases::new(settings.compression.clone());
             // `[tls]`'s redirect of plain http and its HSTS header come first: a redirected

@@ -155,7 +155,9 @@ impl CachePhases {
             "if-range",
             "range",
         ];
-        let mut request = format!("GET {} HTTP/1.1\r\n", head.target).into_bytes();
+        // The client's target, not the one a route rewrote: the refresh goes through this
+        // proxy's routes again.
+        let mut request = format!("GET {} HTTP/1.1\r\n", head.client_target()).into_bytes();
         for h in &head.headers {
             if !SKIP.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
                 request.extend_from_slice(h.name.as_bytes());

@@ -221,7 +221,7 @@ fn use_authority(head: &mut RequestHead, absolute: AbsoluteTarget) -> Result<(),
         // RFC 9110 section 7.2: Host goes first, where a server looks for it.
         None => head.headers.insert(0, host),
     }
-    head.target = absolute.origin_form;
+    head.rewrite_target(absolute.origin_form);
     Ok(())
 }
 

@@ -34,6 +34,8 @@ pub struct RoutePhases {
     table: Table,
     unmatched: Unmatched,
     groups: Vec<(String, Arc<dyn Upstreams>)>,
+    /// The settings as printed, to tell a reload that changed them (see `same_routes`).
+    printed: String,
 }
 
 /// What the phases keep for one exchange: the route that took it.
@@ -74,7 +76,17 @@ impl RoutePhases {
             table: Table::new(&patterns),
             unmatched: settings.unmatched.clone(),
             groups,
+            printed: format!("{settings:?}"),
         })
+    }
+
+    /// Whether `other` was built from the same `[[routes]]` and `[routing]`: every route sends
+    /// the same requests to the same group with the same rewrites. A cache keyed by route name
+    /// may keep its entries across a reload only then; a route that now sends to another group
+    /// must not answer from what the old one said. (Compared in their printed form: equal
+    /// settings print alike, and a false "changed" only costs the cache its entries.)
+    pub fn same_routes(&self, other: &RoutePhases) -> bool {
+        self.printed == other.printed
     }
 
     /// The route for a request, or the answer for one no route takes.
