@@ -34,9 +34,10 @@ pub struct RequestHead {
     /// needs it: the cache keys by it (two routes that strip their prefix can send `/x` to
     /// different services), and the logging phase counts and logs by it.
     pub route: Option<Arc<str>>,
-    /// The target as the client sent it, once a phase rewrote `target` (a route's
-    /// `strip_prefix`): the access log shows the request the client made, as nginx's
-    /// `$request` does, not the one the backend got. `None` while `target` is the client's.
+    /// The target as the client sent it, once `target` was rewritten (an absolute-form
+    /// target reduced to origin-form, a route's `strip_prefix`): the access log shows the
+    /// request the client made, as nginx's `$request` does, not the one the backend got.
+    /// `None` while `target` is the client's.
     pub original_target: Option<String>,
 }
 
