@@ -55,11 +55,32 @@ pub struct AccessPhases {
     pub counters: Arc<Counters>,
 }
 
+/// One request's slot in a [`ConnLimit`], held until dropped. It names the limit it was
+/// taken from, which a reload may have replaced since.
+struct ConnSlot {
+    conns: Arc<ConnLimit>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.conns.leave(self.ip);
+    }
+}
+
+impl std::fmt::Debug for ConnSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConnSlot({})", self.ip)
+    }
+}
+
 /// What one exchange keeps between its hooks.
 #[derive(Debug, Default)]
 pub struct AccessCtx {
-    /// The address that holds a `limit_conn` slot, given back in `logging`.
-    conn: Option<IpAddr>,
+    /// The `limit_conn` slot this exchange holds, given back in `logging`, or whenever the
+    /// context goes (an exchange that ends without being logged, a panic in a later phase):
+    /// a slot that leaked would now outlive reloads too.
+    conn: Option<ConnSlot>,
     /// For `RateLimit` on the response: policy name, its rate, remaining, reset.
     limit: Option<(String, LimitSpec, u64, Duration)>,
     /// The key name or JWT subject, for the log line.
@@ -352,7 +373,10 @@ impl Phases for AccessPhases {
                     Reply::error(429).header("Retry-After", "1"),
                 );
             }
-            ctx.conn = Some(ip);
+            ctx.conn = Some(ConnSlot {
+                conns: Arc::clone(conns),
+                ip,
+            });
         }
         if rule.ip.verdict(ip) == Verdict::Deny {
             return self.refuse(ctx, "ip denied", Reply::error(403));
@@ -434,10 +458,8 @@ impl Phases for AccessPhases {
     }
 
     fn logging(&self, ctx: &mut AccessCtx, summary: &Summary<'_>) {
-        if let (Some(conns), Some(ip)) = (&self.conns, ctx.conn.take()) {
-            conns.leave(ip);
-        }
-        // The key's name, never its value.
+        drop(ctx.conn.take()); // the limit_conn slot, if one was held
+                               // The key's name, never its value.
         let who = ctx.identity.as_deref().unwrap_or("-");
         match ctx.refused {
             Some(why) => log::info!(
@@ -512,5 +534,23 @@ mod tests {
             .unwrap();
         assert_eq!(reply.status(), 401);
         assert_eq!(p.counters.unauthorized.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_limit_conn_slot_is_given_back_when_its_exchange_ends_however_it_ends() {
+        let p = phases("[access]\nlimit_conn = 1\n");
+        let mut first = AccessCtx::default();
+        assert!(p
+            .request(&mut first, &mut head("/", &[]), &CLIENT)
+            .is_none());
+        let mut second = AccessCtx::default();
+        let refused = p.request(&mut second, &mut head("/", &[]), &CLIENT);
+        assert_eq!(refused.map(|r| r.status()), Some(429));
+        // Never logged (a later phase panicked, say): dropping the context frees the slot.
+        drop(first);
+        let mut third = AccessCtx::default();
+        assert!(p
+            .request(&mut third, &mut head("/", &[]), &CLIENT)
+            .is_none());
     }
 }

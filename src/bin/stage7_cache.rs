@@ -70,7 +70,10 @@ fn main() -> ExitCode {
         let phases = CachePhases::new(&settings.cache)
             .continuing(running)
             .refreshing_through(settings.listen.parse().ok());
-        if debug {
+        // Once, at startup: a reporter per reload would pile up, each printing the same
+        // line. Like the health table of `--debug`, it shows the cache it started with (the
+        // same one for as long as reloads leave `[cache]` alone).
+        if debug && running.is_none() {
             let stats = phases.stats_source();
             std::thread::Builder::new()
                 .name("cache-stats".into())
