@@ -160,25 +160,27 @@ row() { # test nginx ours command
   awk -v t="$1" -v n="$2" -v o="$3" -v c="$4" 'BEGIN { printf "| %s | %.0f | %.0f | %.2f | `%s` |\n", t, n, o, (n > 0 ? o / n : 0), c }'
 }
 
+# nginx's TLS and plain listeners against ours on TLS_PORT and PLAIN_PORT, one row each.
+keepalive_rows() { # tls_port plain_port tls_label plain_label
+  local n o
+  n=$(wrk_rps -t1 -c64 -d"${DURATION}s" https://localhost:18443/)
+  o=$(wrk_rps -t1 -c64 -d"${DURATION}s" "https://localhost:$1/")
+  row "$3" "$n" "$o" "taskset -c 0 wrk -t1 -c64 -d${DURATION}s https://localhost:PORT/"
+  n=$(wrk_rps -t1 -c64 -d"${DURATION}s" http://127.0.0.1:18444/)
+  o=$(wrk_rps -t1 -c64 -d"${DURATION}s" "http://127.0.0.1:$2/")
+  row "$4" "$n" "$o" "taskset -c 0 wrk -t1 -c64 -d${DURATION}s http://127.0.0.1:PORT/"
+}
+
 echo "| test | nginx | stage 9 | stage 9 / nginx | command (port 18443/18444 nginx, 18453/18454 stage 9) |"
 echo "|---|---:|---:|---:|---|"
 for round in $(seq "$ROUNDS"); do
   if [[ " $TESTS " == *" tls "* || " $TESTS " == *" handshakes "* ]]; then
     start_pair 6
     if [[ " $TESTS " == *" tls "* ]]; then
-      n=$(wrk_rps -t1 -c64 -d"${DURATION}s" https://localhost:18443/)
-      o=$(wrk_rps -t1 -c64 -d"${DURATION}s" https://localhost:18453/)
-      row "TLS keep-alive, 13 B, c=64" "$n" "$o" "taskset -c 0 wrk -t1 -c64 -d${DURATION}s https://localhost:PORT/"
-      n=$(wrk_rps -t1 -c64 -d"${DURATION}s" http://127.0.0.1:18444/)
-      o=$(wrk_rps -t1 -c64 -d"${DURATION}s" http://127.0.0.1:18454/)
-      row "plain keep-alive, 13 B, c=64 (for scale)" "$n" "$o" "taskset -c 0 wrk -t1 -c64 -d${DURATION}s http://127.0.0.1:PORT/"
+      keepalive_rows 18453 18454 "TLS keep-alive, 13 B, c=64" "plain keep-alive, 13 B, c=64 (for scale)"
       if [[ $FLOOR == 1 ]]; then
-        n=$(wrk_rps -t1 -c64 -d"${DURATION}s" https://localhost:18443/)
-        o=$(wrk_rps -t1 -c64 -d"${DURATION}s" https://localhost:18463/)
-        row "TLS keep-alive, c=64, the floor in stage 9's column" "$n" "$o" "taskset -c 0 wrk -t1 -c64 -d${DURATION}s https://localhost:PORT/"
-        n=$(wrk_rps -t1 -c64 -d"${DURATION}s" http://127.0.0.1:18444/)
-        o=$(wrk_rps -t1 -c64 -d"${DURATION}s" http://127.0.0.1:18464/)
-        row "plain keep-alive, c=64, the floor in stage 9's column" "$n" "$o" "taskset -c 0 wrk -t1 -c64 -d${DURATION}s http://127.0.0.1:PORT/"
+        keepalive_rows 18463 18464 "TLS keep-alive, c=64, the floor in stage 9's column" \
+          "plain keep-alive, c=64, the floor in stage 9's column"
       fi
     fi
     if [[ " $TESTS " == *" handshakes "* ]]; then
