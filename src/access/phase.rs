@@ -458,8 +458,9 @@ impl Phases for AccessPhases {
     }
 
     fn logging(&self, ctx: &mut AccessCtx, summary: &Summary<'_>) {
-        drop(ctx.conn.take()); // the limit_conn slot, if one was held
-                               // The key's name, never its value.
+        // The limit_conn slot, if one was held, goes back now (its guard, dropped).
+        drop(ctx.conn.take());
+        // The key's name, never its value.
         let who = ctx.identity.as_deref().unwrap_or("-");
         match ctx.refused {
             Some(why) => log::info!(
