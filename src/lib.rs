@@ -23,7 +23,6 @@
 //! - [`admin`]: the admin listener: `/metrics`, the status page and `/status.json`.
 //! - [`access_log`]: one Combined Log Format (or JSON) line per request, to stderr or a file.
 //! - [`lifecycle`]: signals of a running proxy: graceful shutdown, reload, log reopening.
-//! - [`loadtest`]: the load generator behind `src/bin/loadtest.rs` and its `compare` of the stages.
 
 pub mod access;
 pub mod access_log;
@@ -38,7 +37,6 @@ pub mod health;
 pub mod http;
 pub mod launch;
 pub mod lifecycle;
-pub mod loadtest;
 pub mod metrics;
 pub mod relay;
 pub mod route;

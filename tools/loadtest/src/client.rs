@@ -130,8 +130,8 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ClientE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadtest::error::ErrorKind;
-    use crate::loadtest::request::build_request;
+    use crate::error::ErrorKind;
+    use crate::request::build_request;
     use std::io::Read;
     use std::net::TcpListener;
     use std::thread;

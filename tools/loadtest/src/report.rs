@@ -291,7 +291,7 @@ pub fn human_bytes(bytes: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadtest::stats::Stats;
+    use crate::stats::Stats;
     use std::net::SocketAddr;
     use std::time::Duration;
 

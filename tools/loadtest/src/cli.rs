@@ -6,7 +6,35 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::request::Header;
-use crate::cli::parse_duration;
+
+/// `500ms`, `5s`, `2m`, `1h` (a bare number is seconds), more than 0 and at most a week.
+/// The proxy's flags read durations the same way; this is a copy, not a dependency on the
+/// proxy, because the tester shares no code with what it measures.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 500ms, 5s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit '{unit}' in '{text}' (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !(seconds > 0.0 && seconds <= 7.0 * 24.0 * 3600.0) {
+        return Err(format!("'{text}' must be more than 0 and at most a week"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -433,6 +461,16 @@ mod tests {
         ] {
             let err = Cli::try_parse_from(&args).expect_err("must be refused");
             assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn durations_read_like_the_proxy_flags() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        for bad in ["", "0s", "5x", "8d", "-1s", "9000h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
 }

@@ -368,7 +368,7 @@ fn read_to_close<R: Read>(r: &mut R, buf: &mut Buf) -> Result<u64, ClientError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadtest::error::ErrorKind;
+    use crate::error::ErrorKind;
     use std::io::Cursor;
 
     /// Returns one byte per read, so every partial-parse path is taken.

@@ -6,15 +6,15 @@
 //! `cargo build --release --workspace && target/release/loadtest compare`.
 //!
 //! Limits: plain HTTP/1.1, one request in flight per connection, loopback targets unless
-//! `--allow-remote`. See `revproxy::loadtest` for how it measures.
+//! `--allow-remote`. See the `loadtest` library (`tools/loadtest/src/lib.rs`) for how it measures.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Parser;
-use revproxy::loadtest::cli::{Cli, Command};
-use revproxy::loadtest::{self, compare, LoadtestError};
+use loadtest::cli::{Cli, Command};
+use loadtest::{compare, LoadtestError};
 
 fn main() -> ExitCode {
     // Usage errors print clap's message and exit with code 2.

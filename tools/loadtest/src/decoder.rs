@@ -191,7 +191,7 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadtest::response::{read_response, Buf};
+    use crate::response::{read_response, Buf};
     use std::io::Cursor;
 
     /// Decodes `raw` fed in pieces of `step` bytes, then the end of stream.
