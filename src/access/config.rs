@@ -17,7 +17,7 @@ use super::jwt::{self, Expect, JwtVerifier, KeySource};
 use super::keys::{self, ApiKey, KeyStore};
 use super::limit::{LimitSpec, Rate};
 use super::store::{Fallback, RedisStore};
-use crate::config::ConfigError;
+use crate::config::SectionError;
 
 /// `[access]` as written.
 #[derive(Debug, Deserialize)]
@@ -293,14 +293,9 @@ pub fn read_ip_file(path: &std::path::Path) -> Result<IpRules, String> {
     Ok(rules)
 }
 
-/// Error maker of the config checker: a span in the file, a message.
-pub type ErrAt<'a> = &'a dyn Fn(Option<Range<usize>>, String) -> ConfigError;
-
 /// Checks `[access]`; `None` when the file has none.
-pub fn check(
-    section: Option<AccessSection>,
-    err: ErrAt<'_>,
-) -> Result<Option<AccessSettings>, ConfigError> {
+pub fn check(section: Option<AccessSection>) -> Result<Option<AccessSettings>, SectionError> {
+    let err = SectionError::new;
     let Some(section) = section else {
         return Ok(None);
     };
@@ -432,9 +427,9 @@ pub fn check(
     }))
 }
 
-type At<'a> = dyn Fn(Range<usize>, String) -> ConfigError + 'a;
+type At<'a> = dyn Fn(Range<usize>, String) -> SectionError + 'a;
 
-fn auth(value: Option<&Spanned<String>>, at: &At<'_>) -> Result<Option<Auth>, ConfigError> {
+fn auth(value: Option<&Spanned<String>>, at: &At<'_>) -> Result<Option<Auth>, SectionError> {
     let Some(value) = value else { return Ok(None) };
     match value.get_ref().as_str() {
         "none" => Ok(Some(Auth::None)),
@@ -448,7 +443,7 @@ fn auth(value: Option<&Spanned<String>>, at: &At<'_>) -> Result<Option<Auth>, Co
     }
 }
 
-fn ip_list(list: Option<&[Spanned<String>]>, at: &At<'_>) -> Result<Option<IpRules>, ConfigError> {
+fn ip_list(list: Option<&[Spanned<String>]>, at: &At<'_>) -> Result<Option<IpRules>, SectionError> {
     let Some(list) = list else { return Ok(None) };
     let mut rules = IpRules::default();
     for line in list {
@@ -471,7 +466,7 @@ fn ip_list(list: Option<&[Spanned<String>]>, at: &At<'_>) -> Result<Option<IpRul
 fn limit(
     section: Option<&Spanned<LimitSection>>,
     at: &At<'_>,
-) -> Result<Option<(LimitSpec, LimitBy)>, ConfigError> {
+) -> Result<Option<(LimitSpec, LimitBy)>, SectionError> {
     let Some(section) = section else {
         return Ok(None);
     };
@@ -505,7 +500,7 @@ fn limit(
     )))
 }
 
-fn check_keys(k: KeysSection, at: &At<'_>) -> Result<KeySettings, ConfigError> {
+fn check_keys(k: KeysSection, at: &At<'_>) -> Result<KeySettings, SectionError> {
     let mut list: Vec<ApiKey> = Vec::new();
     for entry in &k.list {
         let e = entry.get_ref();
@@ -554,7 +549,7 @@ fn check_keys(k: KeysSection, at: &At<'_>) -> Result<KeySettings, ConfigError> {
     })
 }
 
-fn check_jwt(section: Spanned<JwtSection>, at: &At<'_>) -> Result<JwtSettings, ConfigError> {
+fn check_jwt(section: Spanned<JwtSection>, at: &At<'_>) -> Result<JwtSettings, SectionError> {
     let span = section.span();
     let j = section.into_inner();
     let algorithm =

@@ -6,13 +6,11 @@
 //! `api_key` is set: exposing it must be a decision, not a typo. (A warning would be
 //! forgotten in a log; an error at `-t` is not.)
 
-use std::ops::Range;
-
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::access::keys::{parse_value, KeyStore};
-use crate::config::ConfigError;
+use crate::config::SectionError;
 
 /// The admin listener's default address (Envoy's admin port is 9901 too).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9901";
@@ -40,13 +38,9 @@ pub struct AdminSettings {
     pub api_key: Option<KeyStore>,
 }
 
-type ErrAt<'a> = &'a dyn Fn(Option<Range<usize>>, String) -> ConfigError;
-
 /// Checks `[admin]`: the address resolves, and is loopback unless a key is set.
-pub fn check(
-    section: Option<AdminSection>,
-    err: ErrAt<'_>,
-) -> Result<Option<AdminSettings>, ConfigError> {
+pub fn check(section: Option<AdminSection>) -> Result<Option<AdminSettings>, SectionError> {
+    let err = SectionError::new;
     let Some(section) = section else {
         return Ok(None);
     };

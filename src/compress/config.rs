@@ -15,10 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::encoder::{Coding, Levels};
-use crate::config::ConfigError;
-
-/// Error maker of the config checker: a span in the file, a message.
-pub type ErrAt<'a> = &'a dyn Fn(Option<std::ops::Range<usize>>, String) -> ConfigError;
+use crate::config::SectionError;
 
 /// `[compression]` as written; every key optional.
 #[derive(Debug, Clone, Deserialize)]
@@ -179,10 +176,8 @@ impl CompressSettings {
 }
 
 /// Checks `[compression]`; errors name the key's place in the file.
-pub fn check(
-    section: &CompressionSection,
-    err: ErrAt<'_>,
-) -> Result<CompressSettings, ConfigError> {
+pub fn check(section: &CompressionSection) -> Result<CompressSettings, SectionError> {
+    let err = SectionError::new;
     let at = |span: std::ops::Range<usize>, message: String| err(Some(span), message);
     let mut prefer = Vec::new();
     for entry in &section.prefer {

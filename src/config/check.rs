@@ -2,7 +2,6 @@
 //! upstream chosen, every error placed at its line and column.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,27 +9,25 @@ use toml::Spanned;
 
 use super::file::{Config, HealthSection, LogSection, ServerEntry, UpstreamSection};
 use super::{
-    AccessLogSettings, ConfigError, HealthSettings, ServerSettings, Settings, UpstreamSettings,
+    AccessLogSettings, HealthSettings, SectionError, ServerSettings, Settings, UpstreamSettings,
 };
 use crate::balancer::BackendSpec;
 use crate::server::pool::PoolConfig;
 use crate::upstream::resolve;
 
-pub(super) struct Checker<'a, F: Fn(Option<Range<usize>>, String) -> ConfigError> {
-    pub(super) err: &'a F,
-}
+pub(super) struct Checker;
 
-impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
-    fn at<T>(&self, spanned: &Spanned<T>, message: String) -> ConfigError {
-        (self.err)(Some(spanned.span()), message)
+impl Checker {
+    fn at<T>(&self, spanned: &Spanned<T>, message: String) -> SectionError {
+        SectionError::new(Some(spanned.span()), message)
     }
 
-    pub(super) fn settings(&self, config: Config) -> Result<Settings, ConfigError> {
+    pub(super) fn settings(&self, config: Config) -> Result<Settings, SectionError> {
         let server = config.server;
         resolve(server.listen.get_ref())
             .map_err(|e| self.at(&server.listen, format!("listen: {e}")))?;
         if server.workers == 0 || server.queue == 0 {
-            return Err((self.err)(
+            return Err(SectionError::new(
                 None,
                 "[server] workers and queue must be at least 1".to_owned(),
             ));
@@ -52,7 +49,7 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
             !config.routes.is_empty(),
         )?;
         let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-        let routes = crate::route::config::check(config.routes, config.routing, &names, self.err)?;
+        let routes = crate::route::config::check(config.routes, config.routing, &names)?;
         let server_listen = server.listen.clone().into_inner();
         let server = ServerSettings {
             header_timeout: self
@@ -71,17 +68,15 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
                 .duration("[server] shutdown_timeout_ms", server.shutdown_timeout_ms)?,
         };
         let access_log = self.access_log(&config.log)?;
-        let cache = crate::cache::config::check(&config.cache).map_err(|e| (self.err)(None, e))?;
+        let cache = crate::cache::config::check(&config.cache).map_err(SectionError::from)?;
         let upgrades =
-            crate::relay::upgrade::check(&config.upgrades).map_err(|e| (self.err)(None, e))?;
-        let access = crate::access::config::check(config.access, self.err)?;
-        let admin = crate::admin::config::check(config.admin, self.err)?;
-        let compression = crate::compress::config::check(&config.compression, self.err)?;
+            crate::relay::upgrade::check(&config.upgrades).map_err(SectionError::from)?;
+        let access = crate::access::config::check(config.access)?;
+        let admin = crate::admin::config::check(config.admin)?;
+        let compression = crate::compress::config::check(&config.compression)?;
         let tls = match &config.tls {
             None => None,
-            Some(section) => {
-                Some(crate::tls::config::check(section).map_err(|(span, e)| (self.err)(span, e))?)
-            }
+            Some(section) => Some(crate::tls::config::check(section)?),
         };
         Ok(Settings {
             admin,
@@ -100,7 +95,7 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
         })
     }
 
-    fn access_log(&self, log: &LogSection) -> Result<AccessLogSettings, ConfigError> {
+    fn access_log(&self, log: &LogSection) -> Result<AccessLogSettings, SectionError> {
         let file = match &log.access_log {
             Some(path) if path.get_ref().trim().is_empty() => {
                 return Err(self.at(path, "access_log must name a file".to_owned()));
@@ -122,18 +117,18 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
         groups: &[UpstreamSettings],
         wanted: Option<&Spanned<String>>,
         routed: bool,
-    ) -> Result<UpstreamSettings, ConfigError> {
+    ) -> Result<UpstreamSettings, SectionError> {
         let name = match wanted {
             Some(name) => upstreams
                 .get_key_value(name.get_ref())
                 .map(|(key, _)| key)
                 .ok_or_else(|| self.at(name, format!("no [upstreams.{}] is defined", name.get_ref())))?,
             None => match (upstreams.keys().next(), upstreams.len()) {
-                (None, _) => return Err((self.err)(None, "no upstream: add an [upstreams.NAME] table with servers".to_owned())),
+                (None, _) => return Err(SectionError::new(None, "no upstream: add an [upstreams.NAME] table with servers".to_owned())),
                 (Some(first), 1) => first,
                 (Some(first), _) if routed => first,
                 _ => {
-                    return Err((self.err)(
+                    return Err(SectionError::new(
                         None,
                         "several upstreams: say which one serves requests with upstream = \"NAME\" in [server]".to_owned(),
                     ))
@@ -144,14 +139,14 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
             .iter()
             .find(|g| &g.name == name)
             .cloned()
-            .ok_or_else(|| (self.err)(None, format!("[upstreams.{name}] was not checked")))
+            .ok_or_else(|| SectionError::new(None, format!("[upstreams.{name}] was not checked")))
     }
 
     fn upstream(
         &self,
         name: &str,
         section: &Spanned<UpstreamSection>,
-    ) -> Result<UpstreamSettings, ConfigError> {
+    ) -> Result<UpstreamSettings, SectionError> {
         let group = section.get_ref();
         if group.servers.is_empty() {
             return Err(self.at(section, format!("[upstreams.{name}] has no servers")));
@@ -186,7 +181,7 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
             group.ca_file.as_ref(),
             group.tls_verify.as_ref(),
         )
-        .map_err(|(span, e)| (self.err)(span, format!("[upstreams.{name}] {e}")))?;
+        .map_err(|e| SectionError::new(e.span, format!("[upstreams.{name}] {}", e.message)))?;
         Ok(UpstreamSettings {
             tls,
             name: name.to_owned(),
@@ -199,22 +194,22 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
         })
     }
 
-    fn health(&self, name: &str, h: &HealthSection) -> Result<HealthSettings, ConfigError> {
+    fn health(&self, name: &str, h: &HealthSection) -> Result<HealthSettings, SectionError> {
         let table = format!("[upstreams.{name}.health]");
         if !h.path.starts_with('/') {
-            return Err((self.err)(
+            return Err(SectionError::new(
                 None,
                 format!("{table} path must start with '/'"),
             ));
         }
         if h.rise == 0 || h.fall == 0 {
-            return Err((self.err)(
+            return Err(SectionError::new(
                 None,
                 format!("{table} rise and fall must be at least 1"),
             ));
         }
         if h.timeout_ms > h.interval_ms {
-            return Err((self.err)(
+            return Err(SectionError::new(
                 None,
                 format!("{table} timeout_ms must not exceed interval_ms"),
             ));
@@ -228,9 +223,12 @@ impl<F: Fn(Option<Range<usize>>, String) -> ConfigError> Checker<'_, F> {
         })
     }
 
-    fn duration(&self, what: &str, ms: u64) -> Result<Duration, ConfigError> {
+    fn duration(&self, what: &str, ms: u64) -> Result<Duration, SectionError> {
         if ms == 0 {
-            return Err((self.err)(None, format!("{what} must be more than 0")));
+            return Err(SectionError::new(
+                None,
+                format!("{what} must be more than 0"),
+            ));
         }
         Ok(Duration::from_millis(ms))
     }

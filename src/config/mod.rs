@@ -7,13 +7,14 @@
 //! key with its default.
 
 mod check;
+mod error;
 mod file;
 
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use error::SectionError;
 pub use file::{
     Config, FullServerEntry, HealthSection, LogSection, ServerEntry, ServerSection, UpstreamSection,
 };
@@ -202,14 +203,14 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
 
 /// Parses and checks configuration text; `path` only names it in errors.
 pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
-    let err = |span: Option<Range<usize>>, message: String| ConfigError {
+    let locate = |e: SectionError| ConfigError {
         path: path.to_owned(),
-        position: span.map(|s| line_and_column(text, s.start)),
-        message,
+        position: e.span.map(|s| line_and_column(text, s.start)),
+        message: e.message,
     };
-    let config: Config =
-        toml::from_str(text).map_err(|e| err(e.span(), e.message().trim().to_owned()))?;
-    check::Checker { err: &err }.settings(config)
+    let config: Config = toml::from_str(text)
+        .map_err(|e| locate(SectionError::new(e.span(), e.message().trim().to_owned())))?;
+    check::Checker.settings(config).map_err(locate)
 }
 
 /// 1-based line and column (in characters) of byte `offset`.

@@ -28,7 +28,7 @@ use toml::Spanned;
 
 use super::table::HostPattern;
 use crate::access::path::normalise;
-use crate::config::ConfigError;
+use crate::config::SectionError;
 use crate::http::target::valid_host;
 
 /// One `[[routes]]` entry as written.
@@ -209,9 +209,6 @@ impl Default for Unmatched {
     }
 }
 
-/// Error maker of the config checker: a span in the file, a message.
-pub type ErrAt<'a> = &'a dyn Fn(Option<Range<usize>>, String) -> ConfigError;
-
 /// Request headers a route may not set or remove: the framing and `Expect` are decided before
 /// the route runs, `Host` has `upstream_host`, and hop-by-hop headers never go upstream.
 const FIXED_REQUEST_HEADERS: &[&str] = &[
@@ -241,8 +238,8 @@ pub fn check(
     sections: Vec<Spanned<RouteSection>>,
     routing: Option<Spanned<RoutingSection>>,
     upstreams: &[&str],
-    err: ErrAt<'_>,
-) -> Result<RouteSettings, ConfigError> {
+) -> Result<RouteSettings, SectionError> {
+    let err = SectionError::new;
     let at = |span: Range<usize>, message: String| err(Some(span), message);
     let mut routes: Vec<Route> = Vec::new();
     for (index, section) in sections.into_iter().enumerate() {
@@ -316,7 +313,7 @@ pub fn check(
     Ok(RouteSettings { routes, unmatched })
 }
 
-type At<'a> = dyn Fn(Range<usize>, String) -> ConfigError + 'a;
+type At<'a> = dyn Fn(Range<usize>, String) -> SectionError + 'a;
 
 fn check_route(
     index: usize,
@@ -324,7 +321,7 @@ fn check_route(
     span: Range<usize>,
     upstreams: &[&str],
     at: &At<'_>,
-) -> Result<Route, ConfigError> {
+) -> Result<Route, SectionError> {
     let name: Arc<str> = match &section.name {
         Some(name) => {
             let text = name.get_ref();
@@ -422,7 +419,7 @@ fn check_route(
 
 /// A prefix is matched against normalised paths, so it must be written normalised itself (a
 /// prefix `/a/../b` could never match anything).
-fn check_path(path: &Spanned<String>, at: &At<'_>) -> Result<String, ConfigError> {
+fn check_path(path: &Spanned<String>, at: &At<'_>) -> Result<String, SectionError> {
     let text = path.get_ref();
     if !text.starts_with('/') || text.contains('?') {
         return Err(at(
@@ -446,7 +443,7 @@ fn check_action(
     span: Range<usize>,
     upstreams: &[&str],
     at: &At<'_>,
-) -> Result<Action, ConfigError> {
+) -> Result<Action, SectionError> {
     let given: Vec<Range<usize>> = [
         section.upstream.as_ref().map(Spanned::span),
         section.fixed.as_ref().map(Spanned::span),
@@ -557,7 +554,7 @@ fn check_edits(
     what: &str,
     fixed: &[&str],
     at: &At<'_>,
-) -> Result<HeaderEdits, ConfigError> {
+) -> Result<HeaderEdits, SectionError> {
     let span = edits.span();
     let edits = edits.get_ref();
     let mut out = HeaderEdits::default();

@@ -20,12 +20,13 @@
 //! Checking here is about the text only (addresses, names, ranges); reading the PEM files
 //! is [`server_config`](super::server::server_config)'s job, at start.
 
-use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::config::SectionError;
 
 /// Default for `handshake_timeout_ms`: as long as a client gets to send a request head is
 /// far too long for a handshake, which takes one or two round trips; nginx gives 60 s
@@ -113,80 +114,80 @@ pub struct CertificateFiles {
     pub names: Vec<String>,
 }
 
-/// A problem in `[tls]`: where (a byte range of the file, when one key is to blame) and what.
-pub type CheckError = (Option<Range<usize>>, String);
-
 /// Checks `[tls]`.
-pub fn check(section: &TlsSection) -> Result<TlsSettings, CheckError> {
+pub fn check(section: &TlsSection) -> Result<TlsSettings, SectionError> {
     let listen = section.listen.get_ref();
     if listen.parse::<std::net::SocketAddr>().is_err() && !listen.contains(':') {
-        return Err((
+        return Err(SectionError::new(
             Some(section.listen.span()),
             format!("[tls] listen: '{listen}' is not host:port"),
         ));
     }
-    let certificates =
-        match (section.self_signed, section.certificates.is_empty()) {
-            (true, true) => {
-                let mut names = Vec::new();
-                for name in &section.self_signed_names {
-                    names.push(check_name(name.get_ref()).map_err(|e| {
-                        (Some(name.span()), format!("[tls] self_signed_names: {e}"))
-                    })?);
+    let certificates = match (section.self_signed, section.certificates.is_empty()) {
+        (true, true) => {
+            let mut names = Vec::new();
+            for name in &section.self_signed_names {
+                names.push(check_name(name.get_ref()).map_err(|e| {
+                    SectionError::at(name.span(), format!("[tls] self_signed_names: {e}"))
+                })?);
+            }
+            if names.is_empty() {
+                return Err(SectionError::new(
+                    None,
+                    "[tls] self_signed_names is empty".to_owned(),
+                ));
+            }
+            CertificateSource::SelfSigned {
+                names,
+                ca_path: section.self_signed_ca.as_ref().map(PathBuf::from),
+            }
+        }
+        (false, false) => {
+            let mut files = Vec::new();
+            for entry in &section.certificates {
+                let at =
+                    |e: String| SectionError::at(entry.span(), format!("[tls] certificates: {e}"));
+                let e = entry.get_ref();
+                if e.cert.is_empty() || e.key.is_empty() {
+                    return Err(at("cert and key must name PEM files".to_owned()));
                 }
-                if names.is_empty() {
-                    return Err((None, "[tls] self_signed_names is empty".to_owned()));
-                }
-                CertificateSource::SelfSigned {
+                let names = e
+                    .names
+                    .iter()
+                    .map(|n| check_name(n))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(at)?;
+                files.push(CertificateFiles {
+                    cert: PathBuf::from(&e.cert),
+                    key: PathBuf::from(&e.key),
                     names,
-                    ca_path: section.self_signed_ca.as_ref().map(PathBuf::from),
-                }
+                });
             }
-            (false, false) => {
-                let mut files = Vec::new();
-                for entry in &section.certificates {
-                    let at = |e: String| (Some(entry.span()), format!("[tls] certificates: {e}"));
-                    let e = entry.get_ref();
-                    if e.cert.is_empty() || e.key.is_empty() {
-                        return Err(at("cert and key must name PEM files".to_owned()));
-                    }
-                    let names = e
-                        .names
-                        .iter()
-                        .map(|n| check_name(n))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(at)?;
-                    files.push(CertificateFiles {
-                        cert: PathBuf::from(&e.cert),
-                        key: PathBuf::from(&e.key),
-                        names,
-                    });
-                }
-                CertificateSource::Files(files)
-            }
-            (true, false) => {
-                return Err((
-                    None,
-                    "[tls] give either certificates or self_signed = true, not both".to_owned(),
-                ))
-            }
-            (false, true) => {
-                return Err((
-                    None,
-                    "[tls] needs certificates = [{ cert, key, names }], or self_signed = true"
-                        .to_owned(),
-                ))
-            }
-        };
+            CertificateSource::Files(files)
+        }
+        (true, false) => {
+            return Err(SectionError::new(
+                None,
+                "[tls] give either certificates or self_signed = true, not both".to_owned(),
+            ))
+        }
+        (false, true) => {
+            return Err(SectionError::new(
+                None,
+                "[tls] needs certificates = [{ cert, key, names }], or self_signed = true"
+                    .to_owned(),
+            ))
+        }
+    };
     let hsts = match &section.hsts {
         None => None,
         Some(value) => Some(
             check_hsts(value.get_ref())
-                .map_err(|e| (Some(value.span()), format!("[tls] hsts: {e}")))?,
+                .map_err(|e| SectionError::at(value.span(), format!("[tls] hsts: {e}")))?,
         ),
     };
     if !(1..=300_000).contains(&section.handshake_timeout_ms) {
-        return Err((
+        return Err(SectionError::new(
             None,
             "[tls] handshake_timeout_ms must be from 1 to 300000".to_owned(),
         ));
@@ -282,14 +283,14 @@ pub fn upstream_tls(
     servers: Vec<(std::net::SocketAddr, String)>,
     ca_file: Option<&Spanned<String>>,
     tls_verify: Option<&Spanned<bool>>,
-) -> Result<Option<UpstreamTls>, CheckError> {
+) -> Result<Option<UpstreamTls>, SectionError> {
     if servers.is_empty() {
         return match (ca_file, tls_verify) {
-            (Some(key), _) => Err((
+            (Some(key), _) => Err(SectionError::new(
                 Some(key.span()),
                 "ca_file: no server is https://".to_owned(),
             )),
-            (None, Some(key)) => Err((
+            (None, Some(key)) => Err(SectionError::new(
                 Some(key.span()),
                 "tls_verify: no server is https://".to_owned(),
             )),
@@ -298,7 +299,7 @@ pub fn upstream_tls(
     }
     let verify = match (ca_file, tls_verify.map(|v| *v.get_ref())) {
         (Some(key), Some(false)) => {
-            return Err((
+            return Err(SectionError::new(
                 Some(key.span()),
                 "ca_file is pointless with tls_verify = false".to_owned(),
             ))
@@ -320,7 +321,7 @@ mod tests {
             tls: TlsSection,
         }
         let file: File = toml::from_str(text).map_err(|e| e.message().to_owned())?;
-        check(&file.tls).map_err(|(_, message)| message)
+        check(&file.tls).map_err(|e| e.message)
     }
 
     #[test]
