@@ -67,10 +67,6 @@ impl Entry {
         self.age().saturating_sub(self.lifetime.duration)
     }
 
-    pub fn is_fresh(&self) -> bool {
-        self.age() < self.lifetime.duration
-    }
-
     /// Whether the entry is good for nothing any more: stale for longer than
     /// [`KEPT_FOR_MAX_STALE`], without a validator to revalidate it, and past any window in
     /// which its origin allowed it to be served stale (`stale-while-revalidate`,
