@@ -18,7 +18,7 @@ use crate::balancer::{Balancer, Eligibility};
 use crate::config::{HealthSettings, UpstreamSettings};
 use crate::http::head::read_response_head;
 use crate::http::{BufStream, Limits};
-use crate::upstream::Outcome;
+use crate::upstream::{GroupPolicy, Outcome};
 
 /// What the proxy believes about a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,9 +270,14 @@ pub struct MonitoredUpstream {
 impl MonitoredUpstream {
     pub fn start(up: &UpstreamSettings) -> std::io::Result<MonitoredUpstream> {
         let strategy = up.strategy.build(up.servers.len(), None);
+        let policy = GroupPolicy {
+            connect_timeout: up.connect_timeout,
+            read_timeout: up.read_timeout,
+            retries: up.retries,
+        };
         let Some(settings) = &up.health else {
             return Ok(MonitoredUpstream {
-                balancer: Arc::new(Balancer::new(&up.servers, strategy)),
+                balancer: Arc::new(Balancer::new(&up.servers, strategy).with_policy(policy)),
                 health: None,
                 _checker: None,
             });
@@ -285,11 +290,9 @@ impl MonitoredUpstream {
             settings.fall,
         ));
         let eligibility = Box::new(Arc::clone(&table));
-        let balancer = Arc::new(Balancer::with_eligibility(
-            &up.servers,
-            strategy,
-            eligibility,
-        ));
+        let balancer = Arc::new(
+            Balancer::with_eligibility(&up.servers, strategy, eligibility).with_policy(policy),
+        );
         let checker = HealthChecker::start(Arc::clone(&table), settings.clone())?;
         Ok(MonitoredUpstream {
             balancer,

@@ -67,6 +67,22 @@ pub trait Upstreams: Send + Sync {
 
     /// The use of `backend` that `pick` started has ended, with `outcome`.
     fn finished(&self, _backend: SocketAddr, _outcome: Outcome) {}
+
+    /// This group's own timeouts and retries (`[upstreams.NAME]` `connect_timeout_ms`,
+    /// `read_timeout_ms`, `retries`); `None`: the relay's, which the flags of stages 1 to 5
+    /// set.
+    fn policy(&self) -> Option<GroupPolicy> {
+        None
+    }
+}
+
+/// What one upstream group sets for the requests it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupPolicy {
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// Further servers of the group tried when one cannot be reached.
+    pub retries: usize,
 }
 
 /// A backend picked for one attempt. Dropping it reports the outcome, so every `pick` is
@@ -99,6 +115,11 @@ impl<'a> Lease<'a> {
     /// Records how the attempt went; the last outcome set is the one reported.
     pub fn set(&mut self, outcome: Outcome) {
         self.outcome = outcome;
+    }
+
+    /// The policy of the group this backend was picked from.
+    pub fn policy(&self) -> Option<GroupPolicy> {
+        self.upstreams.policy()
     }
 }
 
@@ -193,6 +214,16 @@ impl Connector {
         backend: SocketAddr,
         replayable: bool,
     ) -> io::Result<(UpstreamConn, bool)> {
+        self.checkout_within(backend, replayable, self.timeouts)
+    }
+
+    /// [`checkout_for`](Self::checkout_for) with a group's own timeouts for a new connection.
+    pub fn checkout_within(
+        &self,
+        backend: SocketAddr,
+        replayable: bool,
+        timeouts: UpstreamTimeouts,
+    ) -> io::Result<(UpstreamConn, bool)> {
         while let Some(mut idle) = self.take_idle(backend) {
             let idled = idle.since.elapsed();
             if idled >= self.max_idle_time {
@@ -202,15 +233,25 @@ impl Connector {
                 return Ok((idle.conn, true));
             }
         }
-        self.connect(backend).map(|conn| (conn, false))
+        self.connect_within(backend, timeouts)
+            .map(|conn| (conn, false))
     }
 
     /// A new connection, never a kept one.
     pub fn connect(&self, backend: SocketAddr) -> io::Result<UpstreamConn> {
-        let stream = TcpStream::connect_timeout(&backend, self.timeouts.connect)?;
+        self.connect_within(backend, self.timeouts)
+    }
+
+    /// [`connect`](Self::connect) with a group's own timeouts.
+    pub fn connect_within(
+        &self,
+        backend: SocketAddr,
+        timeouts: UpstreamTimeouts,
+    ) -> io::Result<UpstreamConn> {
+        let stream = TcpStream::connect_timeout(&backend, timeouts.connect)?;
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(self.timeouts.read))?;
-        stream.set_write_timeout(Some(self.timeouts.write))?;
+        stream.set_read_timeout(Some(timeouts.read))?;
+        stream.set_write_timeout(Some(timeouts.write))?;
         let transport: BoxedTransport = match self.tls.get(&backend) {
             Some(tls) => tls.connect(stream)?,
             None => Box::new(stream),

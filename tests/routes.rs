@@ -512,3 +512,91 @@ fn access_runs_before_routing() {
     assert_eq!((res.status, res.text()), (200, "one /x".to_owned()));
     assert_eq!(get(&proxy, "svc.test", "/service2/x").text(), "two /x");
 }
+
+/// Each group's own `read_timeout_ms` and `retries` apply to the requests routed to it, not the
+/// default group's: a silent backend behind a group with a 300 ms read timeout gets a 504 (the
+/// other group's is 60 s, longer than this client waits), and of two requests to a group with
+/// `retries = 0` over a dead server and a live one, the one sent to the dead server gets a 502
+/// where the group with `retries = 1` tries the next server and answers both.
+#[test]
+fn each_group_applies_its_own_read_timeout_and_retries() {
+    let silent = raw_backend(|mut stream| {
+        let _ = read_request_head(&mut stream);
+        // Holds the request unanswered until the proxy gives up and closes (or the timeout).
+        let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
+    });
+    let live = Recorder::start("live");
+    let dead = dead_addr();
+    let text = format!(
+        r#"
+[server]
+upstream = "patient"
+
+[upstreams.patient]
+servers = ["{silent}"]
+
+[upstreams.hasty]
+servers = ["{silent}"]
+read_timeout_ms = 300
+connect_timeout_ms = 5000
+
+[upstreams.retrying]
+servers = ["{dead}", "{live}"]
+retries = 1
+
+[upstreams.once]
+servers = ["{dead}", "{live}"]
+retries = 0
+
+[[routes]]
+name = "hasty"
+path = "/hasty"
+upstream = "hasty"
+
+[[routes]]
+name = "retrying"
+path = "/retrying"
+upstream = "retrying"
+
+[[routes]]
+name = "once"
+path = "/once"
+upstream = "once"
+"#,
+        live = live.addr
+    );
+    // The silent server is in two groups with different read timeouts: refused with `-t`.
+    let path = config_file("group-policy-clash", &text);
+    let checked = Command::new(STAGE9)
+        .args(["-t", "--config", path.to_str().unwrap()])
+        .output()
+        .expect("run stage9 -t");
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("shares server") && stderr.contains("[upstreams.patient]"),
+        "{stderr}"
+    );
+
+    // Without the clash (the patient group on a server of its own), every group runs.
+    let other_silent = raw_backend(|mut stream| {
+        let _ = read_request_head(&mut stream);
+        let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
+    });
+    let text = text.replacen(
+        &format!("[upstreams.patient]\nservers = [\"{silent}\"]"),
+        &format!("[upstreams.patient]\nservers = [\"{other_silent}\"]"),
+        1,
+    );
+    let proxy = stage9("group-policy", &text, &[]);
+    assert_eq!(get(&proxy, "a.test", "/hasty").status, 504);
+    let retrying: Vec<u16> = (0..2)
+        .map(|_| get(&proxy, "a.test", "/retrying").status)
+        .collect();
+    assert_eq!(retrying, [200, 200]);
+    let mut once: Vec<u16> = (0..2)
+        .map(|_| get(&proxy, "a.test", "/once").status)
+        .collect();
+    once.sort_unstable();
+    assert_eq!(once, [200, 502]);
+}

@@ -15,7 +15,7 @@ pub use strategies::{
     IpHash, LeastConnections, PowerOfTwoChoices, Random, RoundRobin, WeightedRoundRobin,
 };
 
-use crate::upstream::{Outcome, Upstreams};
+use crate::upstream::{GroupPolicy, Outcome, Upstreams};
 
 /// One backend as configured: its address and its share of the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +215,8 @@ pub struct Balancer {
     backends: Vec<BackendState>,
     strategy: Box<dyn Strategy>,
     eligibility: Box<dyn Eligibility>,
+    /// The group's own timeouts and retries (configured stages); `None` on the flag stages.
+    policy: Option<GroupPolicy>,
 }
 
 impl Balancer {
@@ -239,7 +241,14 @@ impl Balancer {
             backends,
             strategy,
             eligibility,
+            policy: None,
         }
+    }
+
+    /// Requests to this group use its own timeouts and retries.
+    pub fn with_policy(mut self, policy: GroupPolicy) -> Balancer {
+        self.policy = Some(policy);
+        self
     }
 
     pub fn backends(&self) -> &[BackendState] {
@@ -252,6 +261,10 @@ impl Balancer {
 }
 
 impl Upstreams for Balancer {
+    fn policy(&self) -> Option<GroupPolicy> {
+        self.policy
+    }
+
     fn pick(&self, client: IpAddr, tried: &[SocketAddr]) -> Option<SocketAddr> {
         let candidates: Vec<usize> = (0..self.backends.len())
             .filter(|&i| !tried.contains(&self.backends[i].addr) && self.eligibility.eligible(i))

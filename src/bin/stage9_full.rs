@@ -63,6 +63,25 @@ type EdgePhases = (
     (AccessPhases, (RoutePhases, (CachePhases, CompressPhases))),
 );
 
+/// What a reload may carry over from the running phases, by name: the one place that reads
+/// the chain's positions, beside its type.
+struct Carried<'a> {
+    access: &'a AccessPhases,
+    routes: &'a RoutePhases,
+    cache: &'a CachePhases,
+}
+
+impl<'a> Carried<'a> {
+    fn from(running: &'a EdgePhases) -> Carried<'a> {
+        let (_tls, (access, (routes, (cache, _compress)))) = running;
+        Carried {
+            access,
+            routes,
+            cache,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let matches = Args::command().get_matches();
     let mut args = match Args::from_arg_matches(&matches) {
@@ -99,13 +118,14 @@ fn run(args: &Args) -> ExitCode {
         &args.config,
         |_| Ok(()),
         |settings, groups, running: Option<&EdgePhases>| {
+            let running = running.map(Carried::from);
             let access = AccessPhases::new(settings.access.clone().unwrap_or_default())?
-                .continuing(running.map(|(_, (access, _))| access));
+                .continuing(running.as_ref().map(|r| r.access));
             let routes = RoutePhases::new(&settings.routes, groups)?;
             // The entries are kept only while the routes that their keys name stay the same.
             let kept = running
-                .filter(|(_, (_, (old, _)))| old.same_routes(&routes))
-                .map(|(_, (_, (_, (cache, _))))| cache);
+                .filter(|r| r.routes.same_routes(&routes))
+                .map(|r| r.cache);
             let cache = CachePhases::new(&settings.cache)
                 .continuing(kept)
                 .refreshing_through(settings.listen.parse().ok());

@@ -130,25 +130,3 @@ pub(super) fn default_group<'a>(
         .map(|(_, monitored)| monitored)
         .ok_or_else(|| format!("upstream {} is not running", settings.upstream.name))
 }
-
-/// The relay has one connector and one retry count, the default group's; a group that asks
-/// for others is told at start rather than silently overruled.
-pub(super) fn warn_about_shared_tuning(settings: &Settings) {
-    let default = &settings.upstream;
-    for group in settings.groups.iter().filter(|g| g.name != default.name) {
-        if (group.connect_timeout, group.read_timeout, group.retries)
-            != (
-                default.connect_timeout,
-                default.read_timeout,
-                default.retries,
-            )
-        {
-            log::warn!(
-                "upstream {}: connect_timeout_ms, read_timeout_ms and retries of the default \
-                 group {} apply to every group",
-                group.name,
-                default.name
-            );
-        }
-    }
-}

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::build::{start_groups, warn_about_shared_tuning, Build, Counted};
+use super::build::{start_groups, Build, Counted};
 use super::{AdjustSettings, BuildPhases, Refused};
 use crate::access_log;
 use crate::config::{AccessLogSettings, Settings};
@@ -61,7 +61,6 @@ where
         self.one_group_unless_routed(&mut settings);
         let mut running = lock(running);
         self.warn_about_restart_only(&running, &settings);
-        warn_about_shared_tuning(&settings);
         let configured_listen = std::mem::replace(&mut settings.listen, self.bound.clone());
         // The TLS listener and its certificates stay as started (a restart changes them);
         // the phases see the address bound, as at start.

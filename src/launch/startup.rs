@@ -5,7 +5,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
-use super::build::{default_group, start_groups, warn_about_shared_tuning, Build, Counted};
+use super::build::{default_group, start_groups, Build, Counted};
 use super::demo::{server_addrs, start_demos};
 use super::reload::{lock, Running};
 use super::{AdjustSettings, BuildPhases};
@@ -53,7 +53,6 @@ where
     let listen = args.listen.as_deref().unwrap_or(&settings.listen);
     let listener = server::bind(listen).map_err(|e| e.to_string())?;
     let tuning = settings.tuning();
-    warn_about_shared_tuning(&settings);
     let pool = Pool::new(&tuning.pool).map_err(|e| format!("cannot start the pool: {e}"))?;
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for spec in settings.groups.iter().flat_map(|g| &g.servers) {

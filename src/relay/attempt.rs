@@ -20,7 +20,7 @@ use crate::http::head::read_response_head;
 use crate::http::headers::{client_response, upstream_request, ForwardInfo, OutFraming};
 use crate::http::pump::BodyPump;
 use crate::http::{BodyFraming, BufStream, HttpError, ResponseHead, Socket};
-use crate::upstream::{Lease, Outcome, UpstreamConn, Upstreams};
+use crate::upstream::{Lease, Outcome, UpstreamConn, UpstreamTimeouts, Upstreams};
 
 /// A backend's final response head, and what the relay must know to pass it on.
 pub(super) struct Answer<'u> {
@@ -72,6 +72,9 @@ impl<P: Phases> Relay<P> {
         upstreams: &'u dyn Upstreams,
     ) -> Result<Answer<'u>, Refusal> {
         let mut tried: Vec<SocketAddr> = Vec::new();
+        let retries = upstreams
+            .policy()
+            .map_or(self.config.retries, |group| group.retries);
         loop {
             let Some(mut lease) = Lease::pick(upstreams, req.peer.ip(), &tried) else {
                 let status = if tried.is_empty() { 503 } else { 502 };
@@ -99,7 +102,7 @@ impl<P: Phases> Relay<P> {
                         log::warn!("upstream {backend}: connect failed: {err}");
                         lease.set(Outcome::ConnectFailed);
                     }
-                    if tried.len() > self.config.retries {
+                    if tried.len() > retries {
                         return Err(Refusal::status(
                             502,
                             req.client_keep_alive && !req.body_pending,
@@ -140,9 +143,10 @@ impl<P: Phases> Relay<P> {
         if let Some(protocols) = req.upgrade {
             request_head = upgrade::with_upgrade_headers(request_head, protocols.as_bytes());
         }
+        let timeouts = self.timeouts_for(lease);
         let (mut conn, mut reused) = self
             .connector
-            .checkout_for(backend, replayable(req))
+            .checkout_within(backend, replayable(req), timeouts)
             .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
         loop {
             if let Err(err) = conn.write_all(&request_head) {
@@ -151,7 +155,7 @@ impl<P: Phases> Relay<P> {
                     // so sending again on a new connection is safe.
                     conn = self
                         .connector
-                        .connect(backend)
+                        .connect_within(backend, timeouts)
                         .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
                     reused = false;
                     continue;
@@ -170,7 +174,8 @@ impl<P: Phases> Relay<P> {
                 }
             }
             let mut interim_seen = false;
-            let head = self.read_final_head(client, req, &mut conn, &mut interim_seen);
+            let head =
+                self.read_final_head(client, req, &mut conn, timeouts.read, &mut interim_seen);
             // An interim response (a 103 already forwarded) shows the backend saw the request.
             let silent =
                 |err: &HttpError, conn: &UpstreamConn| !interim_seen && nothing_received(err, conn);
@@ -181,7 +186,7 @@ impl<P: Phases> Relay<P> {
                 Err(err) if reused && replayable(req) && silent(&err, &conn) => {
                     conn = self
                         .connector
-                        .connect(backend)
+                        .connect_within(backend, timeouts)
                         .map_err(|e| Attempt::Retry(RetryReason::Connect(e)))?;
                     reused = false;
                 }
@@ -238,7 +243,7 @@ impl<P: Phases> Relay<P> {
         let Some(mut pump) = BodyPump::new(req.framing, limits.max_body) else {
             return Ok(None);
         };
-        let uploaded = duplex::upload(client, conn, &mut pump, self.duplex_bounds());
+        let uploaded = duplex::upload(client, conn, &mut pump, self.duplex_bounds(lease));
         // What reached the backend was read from the client, even if the upload then failed.
         req.count_received(pump.sent());
         match uploaded {
@@ -274,12 +279,22 @@ impl<P: Phases> Relay<P> {
         }
     }
 
-    /// What the waits of a duplex exchange are bounded by.
-    pub(super) fn duplex_bounds(&self) -> duplex::Bounds<'_> {
+    /// The timeouts for the lease's backend: its group's own, else the relay's.
+    pub(super) fn timeouts_for(&self, lease: &Lease<'_>) -> UpstreamTimeouts {
+        let relay = self.connector.timeouts();
+        lease.policy().map_or(relay, |group| UpstreamTimeouts {
+            connect: group.connect_timeout,
+            read: group.read_timeout,
+            ..relay
+        })
+    }
+
+    /// What the waits of a duplex exchange with the lease's backend are bounded by.
+    pub(super) fn duplex_bounds(&self, lease: &Lease<'_>) -> duplex::Bounds<'_> {
         duplex::Bounds {
             limits: &self.config.limits,
             upstream_limits: &self.upstream_limits,
-            upstream_timeout: self.connector.timeouts().read,
+            upstream_timeout: self.timeouts_for(lease).read,
             body_timeout: self.config.client.body,
         }
     }
@@ -318,11 +333,11 @@ impl<P: Phases> Relay<P> {
         client: &mut BufStream<S>,
         req: &Request<'_>,
         conn: &mut UpstreamConn,
+        timeout: Duration,
         interim_seen: &mut bool,
     ) -> Result<ResponseHead, HttpError> {
         // A backend streaming interim responses forever must not hold the thread.
         const MAX_INTERIM: usize = 16;
-        let timeout = self.connector.timeouts().read;
         for _ in 0..MAX_INTERIM {
             let head = read_response_head(conn, &self.upstream_limits, Some(timeout))?;
             *interim_seen |= head.status < 200;

@@ -190,7 +190,7 @@ impl<P: Phases> Relay<P> {
                     conn: &mut conn,
                     client: &shared,
                     pump,
-                    bounds: self.duplex_bounds(),
+                    bounds: self.duplex_bounds(&lease),
                     end: BodyEnd::Pending,
                 });
                 let mut sink = SharedClient(&shared);
