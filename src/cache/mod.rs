@@ -5,7 +5,7 @@
 //! - `freshness.rs`: a response's freshness lifetime and its age;
 //! - `policy.rs`: what may be stored, and which fields;
 //! - `store.rs`: the LRU of entries and their variants, and the in-flight misses;
-//! - `phase.rs`: the phases (lookup, revalidation, stale-if-error, the copy of a miss);
+//! - `phase/`: the phases: lookup, fill, background refresh, ranges, conditionals, key;
 //! - `config.rs`: `[cache]`.
 
 pub mod config;

@@ -1,0 +1,275 @@
+//! The copy of a miss into the store: decided on the response head (`policy::storable`),
+//! taken by a body observer while the body streams to the client, stored when it ended whole;
+//! and an entry refreshed by a `304` to the cache's own revalidation.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{CacheCtx, CachePhases};
+use crate::cache::control::ResponseDirectives;
+use crate::cache::freshness::{self, Lifetime};
+use crate::cache::policy;
+use crate::cache::store::{vary_key, Entry, Lead, Store};
+use crate::http::head::Headers;
+use crate::http::{RequestHead, ResponseHead};
+use crate::relay::{BodyObserver, BodyPlan};
+
+impl CachePhases {
+    /// Decides on the response head whether to keep a copy, and if so observes the body.
+    pub(super) fn plan_store(
+        &self,
+        ctx: &mut CacheCtx,
+        key: &str,
+        request: &RequestHead,
+        response: &ResponseHead,
+        plan: &mut BodyPlan,
+    ) {
+        let response_time = SystemTime::now();
+        let cc = ResponseDirectives::parse(response);
+        let lifetime = freshness::lifetime(response, &cc, response_time, self.settings.default_ttl);
+        let verdict = policy::storable(
+            request,
+            &ctx.request_cc,
+            response,
+            &cc,
+            &lifetime,
+            self.settings.max_entry_size,
+        );
+        if let Err(reason) = verdict {
+            log::debug!("cache: not storing {key}: {reason:?}");
+            // A new representation the cache may not keep makes the stored one outdated; a
+            // 304 to the client's own conditional, or an error, does not.
+            let replaced = (200..300).contains(&response.status) && response.status != 206;
+            if let (true, Some(old)) = (replaced, ctx.stale.take()) {
+                self.store.remove_entry(key, &old);
+            }
+            ctx.lead = None; // waiters go upstream themselves
+            return;
+        }
+        let head = ResponseHead {
+            status: response.status,
+            reason: response.reason.clone(),
+            minor_version: response.minor_version,
+            headers: policy::kept_headers(response),
+        };
+        plan.observe(Fill {
+            store: Arc::clone(&self.store),
+            key: key.to_owned(),
+            parts: Some(Parts {
+                head,
+                vary: vary_key(request, response),
+                directives: cc,
+                lifetime,
+                initial_age: freshness::initial_age(
+                    response,
+                    ctx.request_time.unwrap_or(response_time),
+                    response_time,
+                ),
+                stored_at: Instant::now(),
+            }),
+            body: Vec::new(),
+            max: self.settings.max_entry_size,
+            expected: response
+                .header("content-length")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.trim().parse().ok()),
+            lead: ctx.lead.take(),
+        });
+    }
+
+    /// After a `304` to our revalidation: the entry with the 304's fields and a new age.
+    pub(super) fn refresh(
+        &self,
+        ctx: &CacheCtx,
+        entry: &Entry,
+        not_modified: &ResponseHead,
+    ) -> Entry {
+        let response_time = SystemTime::now();
+        let mut head = entry.head.clone();
+        head.headers = policy::refreshed_headers(&entry.head.headers, not_modified);
+        let directives = ResponseDirectives::parse(&head);
+        let lifetime =
+            freshness::lifetime(&head, &directives, response_time, self.settings.default_ttl);
+        let initial_age = freshness::initial_age(
+            &head,
+            ctx.request_time.unwrap_or(response_time),
+            response_time,
+        );
+        Entry::new(
+            head,
+            Arc::clone(&entry.body),
+            entry.vary.clone(),
+            directives,
+            lifetime,
+            initial_age,
+        )
+    }
+}
+
+/// An entry but its body, while the body streams.
+struct Parts {
+    head: ResponseHead,
+    vary: Vec<(String, Vec<u8>)>,
+    directives: ResponseDirectives,
+    lifetime: Lifetime,
+    initial_age: Duration,
+    stored_at: Instant,
+}
+
+/// Copies the identity body as it goes to the client, and stores it when it ended whole
+/// within `max` bytes. Holds the miss's lead, so that waiters wake when it is stored (or not).
+struct Fill {
+    store: Arc<Store>,
+    key: String,
+    /// `None` once the body outgrew `max`: the copy is dropped, the stream goes on.
+    parts: Option<Parts>,
+    body: Vec<u8>,
+    max: u64,
+    /// The declared length: reaching it completes the body before its last bytes are
+    /// written to the client, so a client that has the whole response finds it stored.
+    expected: Option<u64>,
+    lead: Option<Lead>,
+}
+
+impl Fill {
+    fn store(&mut self) {
+        let Some(parts) = self.parts.take() else {
+            return;
+        };
+        let mut entry = Entry::new(
+            parts.head,
+            std::mem::take(&mut self.body).into(),
+            parts.vary,
+            parts.directives,
+            parts.lifetime,
+            parts.initial_age,
+        );
+        // Its age counts from when the response head arrived, not from the body's end.
+        entry.stored_at = parts.stored_at;
+        self.store.insert(&self.key, entry);
+        self.lead = None;
+    }
+}
+
+impl BodyObserver for Fill {
+    fn data(&mut self, bytes: &[u8]) {
+        if self.parts.is_none() {
+            return;
+        }
+        if (self.body.len() + bytes.len()) as u64 > self.max {
+            log::debug!("cache: not storing {}: body over max_entry_size", self.key);
+            self.parts = None;
+            self.body = Vec::new();
+            return;
+        }
+        self.body.extend_from_slice(bytes);
+        if self.expected == Some(self.body.len() as u64) {
+            self.store();
+        }
+    }
+
+    fn end(&mut self, complete: bool) {
+        if complete {
+            self.store();
+        }
+        self.parts = None;
+        self.lead = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::cache::freshness::Source;
+    use crate::cache::store::Limits;
+    use crate::http::Header;
+
+    fn request() -> RequestHead {
+        RequestHead {
+            method: "GET".into(),
+            target: "/".into(),
+            minor_version: 1,
+            headers: Vec::new(),
+            route: None,
+            original_target: None,
+        }
+    }
+
+    fn fill(store: &Arc<Store>, max: u64, expected: Option<u64>) -> Fill {
+        let head = ResponseHead {
+            status: 200,
+            reason: "OK".into(),
+            minor_version: 1,
+            headers: vec![Header {
+                name: "Cache-Control".into(),
+                value: b"max-age=60".to_vec(),
+            }],
+        };
+        Fill {
+            store: Arc::clone(store),
+            key: "http://a.test/".into(),
+            parts: Some(Parts {
+                directives: ResponseDirectives::parse(&head),
+                head,
+                vary: Vec::new(),
+                lifetime: Lifetime {
+                    duration: Duration::from_secs(60),
+                    source: Source::MaxAge,
+                },
+                initial_age: Duration::ZERO,
+                stored_at: Instant::now(),
+            }),
+            body: Vec::new(),
+            max,
+            expected,
+            lead: None,
+        }
+    }
+
+    fn store() -> Arc<Store> {
+        Arc::new(Store::new(Limits {
+            max_size: 1 << 20,
+            max_entries: 16,
+        }))
+    }
+
+    fn stored(store: &Store) -> Option<Vec<u8>> {
+        store
+            .get("http://a.test/", &request())
+            .map(|e| e.body.to_vec())
+    }
+
+    #[test]
+    fn a_whole_body_is_stored_when_it_ends() {
+        let s = store();
+        let mut f = fill(&s, 100, None);
+        f.data(b"hello ");
+        f.data(b"world");
+        assert_eq!(stored(&s), None, "not before the end");
+        f.end(true);
+        assert_eq!(stored(&s).as_deref(), Some(&b"hello world"[..]));
+    }
+
+    #[test]
+    fn the_declared_length_completes_the_body_before_the_end() {
+        let s = store();
+        let mut f = fill(&s, 100, Some(5));
+        f.data(b"hello");
+        assert_eq!(stored(&s).as_deref(), Some(&b"hello"[..]));
+    }
+
+    #[test]
+    fn a_broken_or_oversized_body_is_not_stored() {
+        let s = store();
+        let mut f = fill(&s, 100, None);
+        f.data(b"half");
+        f.end(false);
+        assert_eq!(stored(&s), None);
+        let mut f = fill(&s, 8, None);
+        f.data(b"12345");
+        f.data(b"6789");
+        f.end(true);
+        assert_eq!(stored(&s), None);
+    }
+}
