@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the chapters' commands as a student would type them, and fail where they fail.
 
-    chapters/run.py [--quick] [--keep] [--committed] [-v] [CHAPTER.md ...]
+    chapters/run.py [--quick] [--keep] [--committed] [-v] [--figures] [CHAPTER.md ...]
 
 Reads each chapter's fenced blocks (the convention is at the top of chapters/README.md):
 ```sh blocks run, in order, each in a fresh `bash` with `set -euo pipefail`, from the root of
@@ -10,6 +10,10 @@ a scratch clone of this repository; ```sh background blocks (or a block after
 other block (```text, ```console, ```rust, a bare ```) is shown output or code and never runs.
 Without CHAPTER arguments it runs every chapter linked from chapters/README.md, in the order
 of its table, in one clone, as a student reading them in order would.
+
+Measured figures are checked first (`unmarked_figures`): a table or output block of measured
+figures either is the output of a block the runner runs, or has `<!-- recorded: COMMAND -->`
+right before it. `--figures` runs only that check, on every chapter, in a second.
 
 --quick exports DURATION=1s and REVPROXY_QUICK=1 (the chapters' timed runs honour them) and
 skips blocks marked `<!-- run: skip-quick -->`. A block that fails, or outlives its timeout,
@@ -99,6 +103,113 @@ def blocks_of(path, rel):
             blocks.append(Block(rel, start + 1, body, options))
         pending = {}
     return blocks
+
+
+# A measured figure: a number with a unit of time, rate or size, as a load test prints it.
+FIGURE = re.compile(r"\d(?:[\d,.]*\d)?\s?(?:k\s)?(?:req/s|requests/s|Requests/sec|µs|us|ms|KiB|MiB|GiB)\b"
+                    r"|\d\.\d+ ?s\b|\d/s\b|Requests/sec:")
+# A table is a measurement when its header names one of these, or a cell holds a figure.
+MEASURED_HEADER = re.compile(r"req/s|µs|\bp50\b|\bp99\b|\bCPU\b|/ ?nginx|/ ?wrk|bodies/s|ratio", re.I)
+RECORDED = re.compile(r"^\s*<!--\s*recorded:\s*(.*?)\s*-->\s*$")
+
+
+def unmarked_figures(path, rel):
+    """Measured figures that neither come from a block the runner runs nor say how they were
+    measured, as (line, message) pairs.
+
+    A figure is a table whose header names a measure (req/s, µs, p99, CPU...) or whose cells
+    hold a number with a unit (12 ms, 3.4 KiB, 2,830 req/s), or an output block (```text,
+    ```console, a bare ```) with such a number. It passes when `<!-- recorded: COMMAND -->`
+    stands right before it (blank lines aside), naming the command that produced it, or, for an
+    output block only, when the nearest block before it is an ```sh block the runner runs (not
+    `skip`): the output shown is that block's (a ```console transcript, which shows its own
+    `$ command`, always needs the marker). A table summarising runs always says how it was
+    measured. Numbers in prose are not checked.
+    """
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    problems = []
+    recorded = None  # (line, command) of a marker waiting for its figure
+    last_fence = None  # "run" when the nearest fenced block before this point runs, else "other"
+    pending_run = {}
+    i = 0
+
+    def marked(kind, line):
+        nonlocal recorded
+        if recorded is None:
+            return False
+        if not recorded[1]:
+            problems.append((recorded[0], "`<!-- recorded: -->` names no command"))
+        recorded = None
+        return True
+
+    while i < len(lines):
+        line = lines[i]
+        marker = RECORDED.match(line)
+        if marker:
+            if recorded is not None:
+                problems.append((recorded[0], "a `<!-- recorded: ... -->` marker with no table or output block after it"))
+            recorded = (i + 1, marker.group(1))
+            i += 1
+            continue
+        run_comment = RUN_COMMENT.match(line)
+        if run_comment:
+            pending_run = parse_options(run_comment.group(1))
+            i += 1
+            continue
+        fence = FENCE.match(line)
+        if fence:
+            marker_text, info = fence.group(2), fence.group(3).split()
+            start = i
+            i += 1
+            while i < len(lines) and not lines[i].strip().startswith(marker_text):
+                i += 1
+            body = lines[start + 1:i]
+            i += 1
+            lang = info[0] if info else ""
+            if lang in ("sh", "bash"):
+                options = dict(pending_run)
+                options.update(parse_options(" ".join(info[1:])))
+                runs = "skip" not in options and "background" not in options
+                if recorded is not None:
+                    problems.append((recorded[0], "a `<!-- recorded: ... -->` marker before a command block; put it before the figures"))
+                    recorded = None
+                last_fence = "run" if runs else "other"
+            elif lang in ("", "text", "console"):
+                has_figure = any(FIGURE.search(l) for l in body)
+                # A ```console transcript shows its own `$ command`: never the output of the
+                # block before it.
+                from_run = last_fence == "run" and lang != "console"
+                if has_figure and not marked("output", start + 1) and not from_run:
+                    problems.append((start + 1, "measured figures in an output block that no block the runner runs "
+                                     "produced: mark it `<!-- recorded: COMMAND -->` with the command that did"))
+                elif not has_figure and recorded is not None:
+                    marked("output", start + 1)
+            else:
+                last_fence = "other"
+            pending_run = {}
+            continue
+        if line.startswith("|"):
+            start = i
+            while i < len(lines) and lines[i].startswith("|"):
+                i += 1
+            table = lines[start:i]
+            measured = MEASURED_HEADER.search(table[0]) or any(FIGURE.search(l) for l in table[2:])
+            if measured and not marked("table", start + 1):
+                problems.append((start + 1, "a table of measured figures without `<!-- recorded: COMMAND -->` "
+                                 "right before it (the command that produced them)"))
+            elif not measured and recorded is not None:
+                marked("table", start + 1)
+            continue
+        if line.strip():
+            pending_run = {}
+            if recorded is not None:
+                problems.append((recorded[0], "a `<!-- recorded: ... -->` marker with no table or output block right after it"))
+                recorded = None
+        i += 1
+    if recorded is not None:
+        problems.append((recorded[0], "a `<!-- recorded: ... -->` marker with no table or output block after it"))
+    return [(line, f"{rel}:{line}: {message}") for line, message in problems]
 
 
 def chapters_in_readme():
@@ -266,6 +377,11 @@ class Chapter:
                 blocks = blocks_of(path, self.rel)
             except ValueError as err:
                 return None, (None, str(err), None)
+            figures = unmarked_figures(path, self.rel)
+            if figures:
+                more = f" (and {len(figures) - 1} more: run.py --figures)" if len(figures) > 1 else ""
+                line, message = figures[0]
+                return None, (line, message.split(": ", 1)[1] + more, None)
             for n, block in enumerate(blocks):
                 if block.skip or (self.quick and block.skip_quick):
                     self.skipped += 1
@@ -323,8 +439,18 @@ def main():
     parser.add_argument("-v", "--verbose", action="store_true", help="print each block's time")
     parser.add_argument("--committed", action="store_true",
                         help="test the last commit only, not the working tree's edits")
+    parser.add_argument("--figures", action="store_true",
+                        help="only check that every measured figure is run or marked as recorded")
     args = parser.parse_args()
     chapters = [os.path.relpath(os.path.abspath(c), ROOT) for c in args.chapters] or chapters_in_readme()
+
+    if args.figures:
+        problems = [m for rel in chapters for _, m in unmarked_figures(os.path.join(ROOT, rel), rel)]
+        for message in problems:
+            print(message)
+        bad = {m.split(":", 1)[0] for m in problems}
+        print(f"{len(chapters) - len(bad)} passed, {len(bad)} failed")
+        return 1 if problems else 0
 
     busy = [p for p in COURSE_PORTS if port_accepts(p)]
     if busy:

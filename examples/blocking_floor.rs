@@ -1,5 +1,5 @@
 //! The least a blocking, thread-per-connection relay can cost per request on this machine:
-//! the floor under every stage of the course, measured beside nginx in `chapters/measuring.md`.
+//! the floor under every stage of the course, measured beside nginx in `chapters/comparing.md`.
 //!
 //!     cargo build --release --example blocking_floor
 //!     target/release/examples/blocking_floor --listen 127.0.0.1:18082 --backend 127.0.0.1:19001

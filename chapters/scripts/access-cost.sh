@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The cost of stage 8's access checks: the same stage with access off, then with an API key
-# check, an IP list of 1,000 CIDRs (none matching, so every request walks all of them) and a
+# check, an IP list of 1,000 CIDRs (none of them matching the loopback client) and a
 # rate limit too high to refuse anything; c=64 keep-alive, the proxy pinned to one core and
 # the load tester to another.
 #
