@@ -43,15 +43,19 @@ pub struct ForwardInfo<'a> {
     pub fallback_host: SocketAddr,
 }
 
-/// How the receiver will find the end of the body that follows a head.
+/// How the receiver will find the end of the body that follows a head: the framing of a
+/// forwarded head, and of a reply the proxy makes itself (`relay::reply`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutFraming {
-    /// No body follows; framing headers of the original are kept as they are (a HEAD or 304
-    /// response's `Content-Length` describes the body the client did not ask for).
+    /// No body follows. A forwarded head keeps the original's framing headers as they are (a
+    /// HEAD or 304 response's `Content-Length` describes the body the client did not ask
+    /// for); a reply of the proxy's own writes none (the answer to a HEAD whose GET would be
+    /// re-framed by a transform).
     NoBody,
     Length(u64),
     Chunked,
-    /// The connection closes after the body.
+    /// The connection closes after the body (for a reply, an HTTP/1.0 client of a re-framed
+    /// body).
     Close,
 }
 

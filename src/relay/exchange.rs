@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use super::pace::Paced;
 use super::phases::{AnsweredBy, BodyPlan, Client, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
-use super::reply::{self, Framing, Reply};
+use super::reply::{self, Reply};
 use super::Relay;
 use crate::http::body::{copy_body_counting, Encoding};
 use crate::http::framing::request_framing;
 use crate::http::head::Headers;
+use crate::http::headers::OutFraming;
 use crate::http::{BodyFraming, BufStream, Header, HttpError, RequestHead, Socket};
 
 /// What the attempts and the response need to know about the request.
@@ -56,8 +57,8 @@ pub(super) struct Done {
     pub(super) answered_by: AnsweredBy,
     /// The connection went to this tunnel thread, which logs the exchange itself.
     pub(super) tunnel: Option<std::thread::JoinHandle<()>>,
-    /// What the response's `X-Cache` said (the cache phase's verdict), for the access log.
-    pub(super) cache: Option<String>,
+    /// The cache phase's verdict on the response sent, for the access log.
+    pub(super) cache: Option<&'static str>,
 }
 
 impl Done {
@@ -269,22 +270,22 @@ impl<P: Phases> Relay<P> {
         let mut plan = BodyPlan::default();
         self.phases
             .response_head(ctx, req.head, &mut reply.head, &mut plan);
-        let cache = cache_status(&reply.head);
+        let cache = self.phases.cache_status(ctx);
         let head_only = req.head_only || bodiless_status;
         let body = reply.body.as_bytes();
         // A 204 must not carry Content-Length (RFC 9110 section 8.6), and a 304's would
         // misstate the stored representation's; a HEAD gets the length its GET would get.
         let framing = if bodiless_status {
-            Framing::NoBody
+            OutFraming::NoBody
         } else if plan.keeps_length() {
-            Framing::Length(body.len() as u64)
+            OutFraming::Length(body.len() as u64)
         } else if head_only {
-            Framing::NoBody
+            OutFraming::NoBody
         } else if req.head.minor_version >= 1 {
-            Framing::Chunked
+            OutFraming::Chunked
         } else {
             keep_alive = false;
-            Framing::Close
+            OutFraming::Close
         };
         let mut out = Vec::with_capacity(256);
         reply::write_head(
@@ -379,11 +380,11 @@ fn write_head_and_body<W: Write>(client: &mut W, mut head: Vec<u8>, body: &[u8])
 /// A reply body from memory through the plan's observers and transforms.
 fn send_through<W: Write>(
     client: &mut W,
-    framing: Framing,
+    framing: OutFraming,
     plan: BodyPlan,
     body: &[u8],
 ) -> io::Result<u64> {
-    let encoding = if framing == Framing::Chunked {
+    let encoding = if framing == OutFraming::Chunked {
         Encoding::Chunked
     } else {
         Encoding::Raw
@@ -404,17 +405,6 @@ fn expects_continue(head: &RequestHead) -> Result<bool, Refusal> {
         }
         Some(_) => Err(Refusal::from_client(&HttpError::ExpectationFailed)),
     }
-}
-
-/// The `X-Cache` header that the cache phase put on a response, if any, for the access log
-/// (not looked for when there is none to write).
-pub(super) fn cache_status(response: &crate::http::ResponseHead) -> Option<String> {
-    if !crate::access_log::enabled() {
-        return None;
-    }
-    response
-        .header("x-cache")
-        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 closes unless asked to keep it.

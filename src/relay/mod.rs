@@ -440,7 +440,7 @@ impl<P: Phases> Relay<P> {
             upstream_time: done.upstream_time,
             answered_by: done.answered_by,
         };
-        log_summary(&*self.phases, ctx, &summary, done.cache.as_deref());
+        log_summary(&*self.phases, ctx, &summary, done.cache);
     }
 }
 

@@ -121,6 +121,12 @@ pub trait Phases: Send + Sync + 'static {
         None
     }
 
+    /// The cache's verdict on this exchange (`HIT`, `MISS`...), for the access log; `None`
+    /// where no cache took part.
+    fn cache_status(&self, _ctx: &Self::Ctx) -> Option<&'static str> {
+        None
+    }
+
     /// Adds what this phase set counts itself (a cache's hits, access decisions) to `report`,
     /// for `/metrics` and the status page. Called by the admin listener's thread, never on
     /// the request path.
@@ -202,6 +208,12 @@ impl<A: Phases, B: Phases> Phases for (A, B) {
 
     fn user<'c>(&self, ctx: &'c Self::Ctx) -> Option<&'c str> {
         self.0.user(&ctx.0).or_else(|| self.1.user(&ctx.1))
+    }
+
+    fn cache_status(&self, ctx: &Self::Ctx) -> Option<&'static str> {
+        self.0
+            .cache_status(&ctx.0)
+            .or_else(|| self.1.cache_status(&ctx.1))
     }
 
     fn report(&self, report: &mut PhaseReport) {

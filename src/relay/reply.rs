@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::http::head::{Header, Headers};
-use crate::http::headers::reason_phrase;
+use crate::http::headers::{reason_phrase, OutFraming};
 use crate::http::{BufStream, ResponseHead, Socket};
 
 /// The body of a reply, held in memory (a reply is short, or shared with a cache).
@@ -154,7 +154,7 @@ impl Reply {
             &mut out,
             &self.head,
             self.shared.as_deref(),
-            Framing::Length(body.len() as u64),
+            OutFraming::Length(body.len() as u64),
             keep_alive,
         );
         if !head_only {
@@ -164,25 +164,13 @@ impl Reply {
     }
 }
 
-/// How the body after a reply head is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Framing {
-    /// No body follows and no framing header is written: the answer to a HEAD whose GET would
-    /// be re-framed by a transform.
-    NoBody,
-    Length(u64),
-    Chunked,
-    /// Ended by closing the connection (an HTTP/1.0 client of a re-framed body).
-    Close,
-}
-
 /// Serialises a reply head: the shared fields, the phase-made headers minus any framing or
 /// connection headers (the proxy writes its own), then the framing and `Connection`.
 pub(super) fn write_head(
     out: &mut Vec<u8>,
     head: &ResponseHead,
     shared: Option<&SharedFields>,
-    framing: Framing,
+    framing: OutFraming,
     keep_alive: bool,
 ) {
     // Written by hand rather than with `write!`: this runs for every cache hit.
@@ -196,13 +184,13 @@ pub(super) fn write_head(
     }
     write_fields(out, head.header_list());
     match framing {
-        Framing::Length(n) => {
+        OutFraming::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
             push_decimal(out, n);
             out.extend_from_slice(b"\r\n");
         }
-        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        Framing::NoBody | Framing::Close => {}
+        OutFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        OutFraming::NoBody | OutFraming::Close => {}
     }
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");

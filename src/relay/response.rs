@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 
 use super::attempt::{Answer, RequestBody};
 use super::duplex::{BodyEnd, DuplexSource, SharedClient};
-use super::exchange::{cache_status, Done, Refusal, Request};
+use super::exchange::{Done, Refusal, Request};
 use super::pace::Paced;
 use super::phases::{AnsweredBy, BodyPlan, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
@@ -102,7 +102,7 @@ impl<P: Phases> Relay<P> {
             req.head.minor_version,
             &self.config.via_name,
         );
-        let cache = cache_status(&response);
+        let cache = self.phases.cache_status(ctx);
         let done = |bytes, keep_alive| Done {
             status: response.status,
             bytes,
@@ -111,7 +111,7 @@ impl<P: Phases> Relay<P> {
             upstream_time: Some(waited),
             answered_by: AnsweredBy::Upstream,
             tunnel: None,
-            cache: cache.clone(),
+            cache,
         };
         // A small body that arrived with the head leaves in the same write as the head: one
         // system call and one TCP segment fewer per response, the common case of an API. (A

@@ -272,6 +272,10 @@ impl Phases for CachePhases {
         false
     }
 
+    fn cache_status(&self, ctx: &CacheCtx) -> Option<&'static str> {
+        ctx.label.map(Label::as_str)
+    }
+
     fn report(&self, report: &mut PhaseReport) {
         let s = self.stats();
         report.add_cache(CacheReport {
