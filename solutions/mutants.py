@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""Mutation check of the chapters' rebuild exercises: stubbing the function an exercise
+names must make every test it names fail.
+
+    solutions/mutants.py [--list] [--timeout SECONDS] [EXERCISE ...]
+
+A rebuild exercise (an item of a chapter's `## Exercises` that starts with
+**Rebuild `F`** and names its file, `(src/...)`) says: replace the body of F with
+`todo!()`, and the tests named after "Checked by" fail; its `cargo test` commands run them.
+An exercise whose tests stay green with F gone teaches nothing, so for each one this script
+
+1. checks the text: F exists in that file, its body starts with the stub marker
+   `crate::exercise::stub!("F");` (src/exercise.rs), every named test is a `#[test]` in a
+   target that one of the commands runs, and no marker is left that no exercise names;
+2. builds the tests once with `--cfg revproxy_mutants`, into target/mutants so that the
+   normal build is left alone (a rebuild per stubbed function would cost tens of seconds
+   each); in that build the marker panics as `todo!()` when `REVPROXY_STUB` names F;
+3. runs the exercise's commands as written, with `REVPROXY_STUB=F` (the stage binaries that
+   integration tests start inherit it), and fails the exercise if one of its named tests
+   passes, or is not run at all.
+
+EXERCISE selects exercises by chapter (`04`, `hardening`) or by chapter and number (`04.2`).
+--list does step 1 only (no build) and prints each exercise. A command that outlives
+--timeout (default 300 s) is stopped: its tests that had not finished count as failed, as
+a hung test would for a student.
+
+Prints one line per exercise, then "N passed, N failed" alone on the last line. Exit code 0
+when every exercise can fail, 1 otherwise, 2 for a usage error. Python 3 standard library
+only. It lives beside solutions/check.sh, which proves the other kind of exercise (extend)
+can be solved; together they keep every exercise honest. CI runs both (.ci/run).
+"""
+
+import argparse
+import glob
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CFG = "--cfg revproxy_mutants"
+MARKER = re.compile(r'^\s*crate::exercise::stub!\("([^"]+)"\);\s*$')
+SPAN = re.compile(r"`([^`]+)`")
+TEST_FN = re.compile(r"#\[test\]\s*(?:#\[[^\]]*\]\s*)*(?:pub(?:\([^)]*\))?\s+)?fn\s+(\w+)")
+# An integration test file may define its tests as plain functions that a macro turns into a
+# `#[test]` per stage (tests/proxy_suite.rs): there any `fn` counts, and the run shows it ran.
+ANY_FN = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?fn\s+(\w+)", re.M)
+RESULT = re.compile(r"^test (\S+) \.\.\. (ok|FAILED|ignored)")
+
+
+class Exercise:
+    def __init__(self, chapter, number, text):
+        self.chapter = chapter  # "04", "hardening"
+        self.number = number
+        self.text = text  # the item, its lines joined
+        self.function = None
+        self.file = None
+        self.tests = []
+        self.commands = []
+
+    @property
+    def label(self):
+        where = f"chapter {self.chapter}" if self.chapter.isdigit() else self.chapter
+        return f"{where} exercise {self.number}"
+
+
+def chapter_files():
+    files = sorted(glob.glob(os.path.join(ROOT, "chapters", "[0-9][0-9]-*.md")))
+    files += [os.path.join(ROOT, "chapters", n) for n in ("measuring.md", "hardening.md")]
+    return [f for f in files if os.path.exists(f)]
+
+
+def exercise_items(path):
+    """(number, text) of each numbered item of the file's `## Exercises` section."""
+    items, inside, current = [], False, None
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("## "):
+                inside = line.strip() == "## Exercises"
+                current = None
+                continue
+            if not inside:
+                continue
+            m = re.match(r"^(\d+)\.\s+(.*)", line)
+            if m:
+                current = [int(m.group(1)), m.group(2).strip()]
+                items.append(current)
+            elif current is not None and line.strip():
+                current[1] += " " + line.strip()
+    return [(n, t) for n, t in items]
+
+
+def parse(errors):
+    """Every rebuild exercise of the chapters; text errors go to `errors`."""
+    exercises = []
+    for path in chapter_files():
+        name = os.path.basename(path)
+        chapter = name[:2] if name[:2].isdigit() else name[: -len(".md")]
+        last_file = None
+        for number, text in exercise_items(path):
+            bold = re.match(r"\*\*(.*?)\*\*", text)
+            if not bold or not bold.group(1).startswith("Rebuild"):
+                continue
+            ex = Exercise(chapter, number, text)
+            spans = SPAN.findall(bold.group(1))
+            if not spans:
+                errors.append(f"{ex.label}: no `function` in its title")
+                continue
+            ex.function = spans[0]
+            file = re.search(r"\(`(src/[^`]+\.rs)`\)", text)
+            if file:
+                ex.file = file.group(1)
+            elif "(same file)" in text:
+                ex.file = last_file
+            if ex.file is None:
+                errors.append(f"{ex.label}: names no file (`src/...`) for `{ex.function}`")
+                continue
+            last_file = ex.file
+            checked = text.split("Checked by", 1)
+            if len(checked) < 2:
+                errors.append(f"{ex.label}: no \"Checked by\" naming its tests")
+                continue
+            for span in SPAN.findall(checked[1]):
+                if span.startswith("cargo test"):
+                    ex.commands += [c.strip() for c in span.split("&&")]
+                elif re.fullmatch(r"[a-z][a-z0-9_]*", span):
+                    ex.tests.append(span)
+            exercises.append(ex)
+    return exercises
+
+
+def function_body_line(source, function):
+    """Index of the first line of `function`'s body in `source` (lines), or None.
+    `Type::method` is looked up in the `impl` blocks of Type (inherent or trait)."""
+    typ, _, method = function.rpartition("::")
+    ranges = [(0, len(source))]
+    if typ:
+        ranges = []
+        impl = re.compile(r"^impl\b(?:<[^{]*?>)?\s+(?:[\w:<>, ']+\s+for\s+)?%s\b" % re.escape(typ))
+        for i, line in enumerate(source):
+            if impl.match(line):
+                end = next((j for j in range(i + 1, len(source)) if source[j].startswith("}")), len(source))
+                ranges.append((i, end))
+    fn = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:unsafe\s+)?(?:extern\s+\"C\"\s+)?fn\s+%s\b" % re.escape(method))
+    for start, end in ranges:
+        for i in range(start, end):
+            if fn.match(source[i]):
+                while i < end and not source[i].rstrip().endswith("{"):
+                    i += 1
+                return i + 1
+    return None
+
+
+def test_index():
+    """Test function name -> the cargo targets (`--lib`, `--test NAME`) that hold it."""
+    index = {}
+    files = glob.glob(os.path.join(ROOT, "src", "**", "*.rs"), recursive=True)
+    files += glob.glob(os.path.join(ROOT, "tests", "**", "*.rs"), recursive=True)
+    for path in files:
+        rel = os.path.relpath(path, ROOT)
+        parts = rel.split(os.sep)
+        if parts[0] == "src":
+            if parts[1] == "bin":
+                continue
+            target = "--lib"
+        else:
+            target = "--test " + os.path.splitext(parts[1])[0]
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for name in (TEST_FN if target == "--lib" else ANY_FN).findall(text):
+            index.setdefault(name, set()).add(target)
+    return index
+
+
+def command_targets(command):
+    """The targets a `cargo test` command builds: `--lib`, `--test NAME`, or None for all."""
+    words = shlex.split(command)
+    words = words[: words.index("--")] if "--" in words else words
+    targets = []
+    for i, w in enumerate(words):
+        if w == "--lib":
+            targets.append("--lib")
+        elif w == "--test" and i + 1 < len(words):
+            targets.append("--test " + words[i + 1])
+    return targets or None
+
+
+def check_text(exercises, errors):
+    """Step 1: functions, markers and tests named by the chapters exist and agree."""
+    tests = test_index()
+    for ex in exercises:
+        path = os.path.join(ROOT, ex.file)
+        if not os.path.exists(path):
+            errors.append(f"{ex.label}: {ex.file} does not exist")
+            continue
+        with open(path, encoding="utf-8") as f:
+            source = f.read().split("\n")
+        body = function_body_line(source, ex.function)
+        if body is None:
+            errors.append(f"{ex.label}: no function `{ex.function}` in {ex.file}")
+            continue
+        m = MARKER.match(source[body]) if body < len(source) else None
+        if not m or m.group(1) != ex.function:
+            errors.append(
+                f"{ex.label}: `{ex.function}` ({ex.file}:{body + 1}) does not start with "
+                f'crate::exercise::stub!("{ex.function}");'
+            )
+        if not ex.tests:
+            errors.append(f"{ex.label}: names no test")
+        if not ex.commands:
+            errors.append(f"{ex.label}: gives no `cargo test` command")
+        targets = set()
+        for c in ex.commands:
+            targets.update(command_targets(c) or ["all"])
+        for t in ex.tests:
+            if t not in tests:
+                errors.append(f"{ex.label}: no test `{t}` in src/ or tests/")
+            elif "all" not in targets and not tests[t] & targets:
+                errors.append(f"{ex.label}: `{t}` is in {', '.join(sorted(tests[t]))}, which no command runs")
+    named = {ex.function for ex in exercises}
+    for path in glob.glob(os.path.join(ROOT, "src", "**", "*.rs"), recursive=True):
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                m = MARKER.match(line)
+                if m and m.group(1) not in named:
+                    rel = os.path.relpath(path, ROOT)
+                    errors.append(f"{rel}:{n}: stub marker for `{m.group(1)}`, which no exercise names")
+
+
+def cargo_env(target_dir, stub=None):
+    env = dict(os.environ)
+    env.pop("CARGO_ENCODED_RUSTFLAGS", None)  # it would override RUSTFLAGS
+    env["RUSTFLAGS"] = (env.get("RUSTFLAGS", "") + " " + CFG).strip()
+    env["CARGO_TARGET_DIR"] = target_dir
+    env["CARGO_TERM_COLOR"] = "never"
+    env.pop("REVPROXY_STUB", None)
+    if stub:
+        env["REVPROXY_STUB"] = stub
+    return env
+
+
+def run(command, env, timeout):
+    """Runs `command` in a process group of its own; (output, timed out). On a timeout the
+    whole group (cargo, the test binary, the stages it started) is stopped."""
+    proc = subprocess.Popen(
+        shlex.split(command), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return out, False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return out, True
+
+
+def check_exercise(ex, target_dir, timeout):
+    """Step 3 for one exercise: a list of problems, empty when every named test failed."""
+    results = []  # (test path, outcome) of every test the commands ran
+    problems, hung = [], []
+    for command in ex.commands:
+        out, timed_out = run(command, cargo_env(target_dir, ex.function), timeout)
+        ran = [(m.group(1), m.group(2)) for m in map(RESULT.match, out.splitlines()) if m]
+        if not ran and not timed_out:
+            tail = "\n".join(out.splitlines()[-15:])
+            problems.append(f"`{command}` ran no test:\n{tail}")
+        if timed_out:
+            hung.append(command)
+        results += ran
+
+    def named(path):
+        return path.rsplit("::", 1)[-1] in ex.tests
+
+    passing = [p for p, outcome in results if outcome == "ok" and named(p)]
+    if passing:
+        problems.insert(
+            0, f"with `{ex.function}` stubbed, these tests still pass: {', '.join(passing)}"
+        )
+    seen = {p.rsplit("::", 1)[-1] for p, outcome in results if outcome != "ignored"}
+    missing = [t for t in ex.tests if t not in seen]
+    if missing and not hung:
+        problems.append(f"its commands do not run: {', '.join(missing)}")
+    others = [p for p, outcome in results if outcome == "ok" and not named(p)]
+    return problems, hung, others
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Details: the docstring at the top of solutions/mutants.py.",
+    )
+    parser.add_argument("exercises", nargs="*", metavar="EXERCISE",
+                        help="chapter (04, hardening) or chapter.number (04.2); default: all")
+    parser.add_argument("--list", action="store_true",
+                        help="check the chapters' text and markers only, and list the exercises")
+    parser.add_argument("--timeout", type=int, default=300,
+                        help="seconds per cargo test command (default 300)")
+    parser.add_argument("--target-dir", default=os.path.join(ROOT, "target", "mutants"),
+                        help="where the stubbed build goes (default target/mutants)")
+    args = parser.parse_args()
+
+    errors = []
+    exercises = parse(errors)
+    check_text(exercises, errors)
+    if args.exercises:
+        wanted = set(args.exercises)
+        exercises = [e for e in exercises if e.chapter in wanted or f"{e.chapter}.{e.number}" in wanted]
+        if not exercises:
+            parser.error(f"no rebuild exercise matches {' '.join(args.exercises)}")
+    for e in errors:
+        print(f"error: {e}")
+    if args.list:
+        for ex in exercises:
+            print(f"{ex.label}: {ex.function} ({ex.file}); tests: {', '.join(ex.tests)}")
+            for c in ex.commands:
+                print(f"    {c}")
+        print(f"{len(exercises)} rebuild exercises, {len(errors)} errors")
+        return 1 if errors else 0
+    if errors:
+        print(f"0 passed, {len(exercises)} failed")
+        return 1
+
+    targets = []
+    for ex in exercises:
+        for c in ex.commands:
+            for t in command_targets(c) or ["--all-targets"]:
+                if t not in targets:
+                    targets.append(t)
+    build = "cargo test --locked --no-run " + " ".join(targets)
+    print(f"building once, with {CFG}, into {os.path.relpath(args.target_dir, ROOT)}: {build}", flush=True)
+    started = time.monotonic()
+    built = subprocess.run(shlex.split(build), cwd=ROOT, env=cargo_env(args.target_dir))
+    if built.returncode != 0:
+        print(f"0 passed, {len(exercises)} failed")
+        return 1
+    print(f"built in {time.monotonic() - started:.0f} s", flush=True)
+
+    passed = failed = 0
+    for i, ex in enumerate(exercises, 1):
+        started = time.monotonic()
+        problems, hung, others = check_exercise(ex, args.target_dir, args.timeout)
+        took = time.monotonic() - started
+        head = f"[{i}/{len(exercises)}] {ex.label}: {ex.function}"
+        note = f"; stopped after {args.timeout} s: {'; '.join(hung)}" if hung else ""
+        if problems:
+            failed += 1
+            print(f"FAIL {head} ({took:.0f} s{note})")
+            for p in problems:
+                print(f"     {ex.label}: {p}")
+        else:
+            passed += 1
+            print(f"ok   {head}: {len(ex.tests)} named tests fail ({took:.0f} s{note})")
+        if others:
+            print(f"     note: its commands also run tests it does not name, which pass: {', '.join(others)}")
+        sys.stdout.flush()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
