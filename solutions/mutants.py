@@ -15,9 +15,11 @@ An exercise whose tests stay green with F gone teaches nothing, so for each one 
 2. builds the tests once with `--cfg revproxy_mutants`, into target/mutants so that the
    normal build is left alone (a rebuild per stubbed function would cost tens of seconds
    each); in that build the marker panics as `todo!()` when `REVPROXY_STUB` names F;
-3. runs the exercise's commands as written, with `REVPROXY_STUB=F` (the stage binaries that
-   integration tests start inherit it), and fails the exercise if one of its named tests
-   passes, or is not run at all.
+3. runs the exercise's commands as written, first without a stub, where every test they run
+   must pass (else a failure would prove nothing) and the named tests must be among them,
+   then with `REVPROXY_STUB=F` (the stage binaries that integration tests start inherit
+   it), where every test they run must fail: a student who stubs F and runs the commands
+   sees only failures, so a command that also runs tests of something else is caught too.
 
 EXERCISE selects exercises by chapter (`04`, `hardening`) or by chapter and number (`04.2`).
 --list does step 1 only (no build) and prints each exercise. A command that outlives
@@ -258,34 +260,48 @@ def run(command, env, timeout):
         return out, True
 
 
-def check_exercise(ex, target_dir, timeout):
-    """Step 3 for one exercise: a list of problems, empty when every named test failed."""
-    results = []  # (test path, outcome) of every test the commands ran
-    problems, hung = [], []
+def run_commands(ex, env, timeout):
+    """Runs the exercise's commands: (every test's (path, outcome), the commands that were
+    stopped at the timeout, the commands that ran no test with the end of their output)."""
+    results, hung, empty = [], [], []
     for command in ex.commands:
-        out, timed_out = run(command, cargo_env(target_dir, ex.function), timeout)
+        out, timed_out = run(command, env, timeout)
         ran = [(m.group(1), m.group(2)) for m in map(RESULT.match, out.splitlines()) if m]
-        if not ran and not timed_out:
-            tail = "\n".join(out.splitlines()[-15:])
-            problems.append(f"`{command}` ran no test:\n{tail}")
         if timed_out:
             hung.append(command)
+        elif not ran:
+            empty.append(f"`{command}` runs no test:\n" + "\n".join(out.splitlines()[-15:]))
         results += ran
+    return results, hung, empty
 
-    def named(path):
-        return path.rsplit("::", 1)[-1] in ex.tests
 
-    passing = [p for p, outcome in results if outcome == "ok" and named(p)]
+def last(path):
+    return path.rsplit("::", 1)[-1]
+
+
+def check_exercise(ex, target_dir, timeout):
+    """Step 3 for one exercise: (problems, commands stopped at the timeout); no problem when
+    every test its commands run passes without the stub and fails with it."""
+    # Without a stub first: a test that fails anyway would fail with the stub too, and prove
+    # nothing about the exercise.
+    results, hung, problems = run_commands(ex, cargo_env(target_dir), timeout)
+    broken = [p for p, outcome in results if outcome == "FAILED"]
+    if broken or hung:
+        problems.append(
+            "without any stub these fail already, so the check proves nothing for them: "
+            + ", ".join(broken + [f"`{c}` (stopped after {timeout} s)" for c in hung])
+        )
+    passed = {last(p) for p, outcome in results if outcome == "ok"}
+    missing = [t for t in ex.tests if t not in passed]
+    if missing and not broken and not hung:
+        problems.append(f"its commands do not run (or ignore): {', '.join(missing)}")
+    results, hung, _ = run_commands(ex, cargo_env(target_dir, ex.function), timeout)
+    passing = [p for p, outcome in results if outcome == "ok"]
     if passing:
         problems.insert(
             0, f"with `{ex.function}` stubbed, these tests still pass: {', '.join(passing)}"
         )
-    seen = {p.rsplit("::", 1)[-1] for p, outcome in results if outcome != "ignored"}
-    missing = [t for t in ex.tests if t not in seen]
-    if missing and not hung:
-        problems.append(f"its commands do not run: {', '.join(missing)}")
-    others = [p for p, outcome in results if outcome == "ok" and not named(p)]
-    return problems, hung, others
+    return problems, hung
 
 
 def main():
@@ -342,7 +358,7 @@ def main():
     passed = failed = 0
     for i, ex in enumerate(exercises, 1):
         started = time.monotonic()
-        problems, hung, others = check_exercise(ex, args.target_dir, args.timeout)
+        problems, hung = check_exercise(ex, args.target_dir, args.timeout)
         took = time.monotonic() - started
         head = f"[{i}/{len(exercises)}] {ex.label}: {ex.function}"
         note = f"; stopped after {args.timeout} s: {'; '.join(hung)}" if hung else ""
@@ -353,9 +369,7 @@ def main():
                 print(f"     {ex.label}: {p}")
         else:
             passed += 1
-            print(f"ok   {head}: {len(ex.tests)} named tests fail ({took:.0f} s{note})")
-        if others:
-            print(f"     note: its commands also run tests it does not name, which pass: {', '.join(others)}")
+            print(f"ok   {head}: its {len(ex.tests)} named tests fail ({took:.0f} s{note})")
         sys.stdout.flush()
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
