@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Mutation check of the chapters' rebuild exercises: stubbing the function an exercise
-names must make every test it names fail.
+names must make every test of its commands fail.
 
     solutions/mutants.py [--list] [--timeout SECONDS] [EXERCISE ...]
 
@@ -10,8 +10,10 @@ A rebuild exercise (an item of a chapter's `## Exercises` that starts with
 An exercise whose tests stay green with F gone teaches nothing, so for each one this script
 
 1. checks the text: F exists in that file, its body starts with the stub marker
-   `crate::exercise::stub!("F");` (src/exercise.rs), every named test is a `#[test]` in a
-   target that one of the commands runs, and no marker is left that no exercise names;
+   `crate::exercise::stub!("F");` (src/exercise.rs), every named test exists (a `#[test]`
+   in src/, a function of an integration test file in tests/, where a macro may make the
+   tests) in a target that one of the commands runs, and no marker is left that no exercise
+   names;
 2. builds the tests once with `--cfg revproxy_mutants`, into target/mutants so that the
    normal build is left alone (a rebuild per stubbed function would cost tens of seconds
    each); in that build the marker panics as `todo!()` when `REVPROXY_STUB` names F;
@@ -28,8 +30,10 @@ a hung test would for a student.
 
 Prints one line per exercise, then "N passed, N failed" alone on the last line. Exit code 0
 when every exercise can fail, 1 otherwise, 2 for a usage error. Python 3 standard library
-only. It lives beside solutions/check.sh, which proves the other kind of exercise (extend)
-can be solved; together they keep every exercise honest. CI runs both (.ci/run).
+only (it parses Markdown and Rust, and stops a hung command's whole process group, which a
+shell script does poorly). It lives beside solutions/check.sh, which proves the other kind
+of exercise (extend) can be solved; together they keep every exercise honest, and CI runs
+both (.ci/run).
 """
 
 import argparse
@@ -280,8 +284,9 @@ def last(path):
 
 
 def check_exercise(ex, target_dir, timeout):
-    """Step 3 for one exercise: (problems, commands stopped at the timeout); no problem when
-    every test its commands run passes without the stub and fails with it."""
+    """Step 3 for one exercise: (problems, commands stopped at the timeout, tests failed with
+    the stub); no problem when every test its commands run passes without the stub and fails
+    with it."""
     # Without a stub first: a test that fails anyway would fail with the stub too, and prove
     # nothing about the exercise.
     results, hung, problems = run_commands(ex, cargo_env(target_dir), timeout)
@@ -301,13 +306,13 @@ def check_exercise(ex, target_dir, timeout):
         problems.insert(
             0, f"with `{ex.function}` stubbed, these tests still pass: {', '.join(passing)}"
         )
-    return problems, hung
+    failed = sum(outcome == "FAILED" for _, outcome in results)
+    return problems, hung, failed
 
 
 def main():
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="Details: the docstring at the top of solutions/mutants.py.",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("exercises", nargs="*", metavar="EXERCISE",
                         help="chapter (04, hardening) or chapter.number (04.2); default: all")
@@ -358,7 +363,7 @@ def main():
     passed = failed = 0
     for i, ex in enumerate(exercises, 1):
         started = time.monotonic()
-        problems, hung = check_exercise(ex, args.target_dir, args.timeout)
+        problems, hung, failed_tests = check_exercise(ex, args.target_dir, args.timeout)
         took = time.monotonic() - started
         head = f"[{i}/{len(exercises)}] {ex.label}: {ex.function}"
         note = f"; stopped after {args.timeout} s: {'; '.join(hung)}" if hung else ""
@@ -369,7 +374,7 @@ def main():
                 print(f"     {ex.label}: {p}")
         else:
             passed += 1
-            print(f"ok   {head}: its {len(ex.tests)} named tests fail ({took:.0f} s{note})")
+            print(f"ok   {head}: {failed_tests} tests fail, {len(ex.tests)} named ({took:.0f} s{note})")
         sys.stdout.flush()
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
