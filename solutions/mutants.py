@@ -28,6 +28,10 @@ EXERCISE selects exercises by chapter (`04`, `hardening`) or by chapter and numb
 --timeout (default 300 s) is stopped: its tests that had not finished count as failed, as
 a hung test would for a student.
 
+Measured on this 2-core machine while other builds loaded it (load average 9 to 21): cold
+(no target/mutants) 7.4 minutes, of which the build took 350 s for 2.7 minutes of CPU; warm
+(nothing to rebuild) 70 to 90 s for the 28 exercises, each run twice, 1 to 13 s apiece.
+
 Prints one line per exercise, then "N passed, N failed" alone on the last line. Exit code 0
 when every exercise can fail, 1 otherwise, 2 for a usage error. Python 3 standard library
 only (it parses Markdown and Rust, and stops a hung command's whole process group, which a
