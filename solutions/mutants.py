@@ -58,7 +58,10 @@ TEST_FN = re.compile(r"#\[test\]\s*(?:#\[[^\]]*\]\s*)*(?:pub(?:\([^)]*\))?\s+)?f
 # An integration test file may define its tests as plain functions that a macro turns into a
 # `#[test]` per stage (tests/proxy_suite.rs): there any `fn` counts, and the run shows it ran.
 ANY_FN = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?fn\s+(\w+)", re.M)
-RESULT = re.compile(r"^test (\S+) \.\.\. (ok|FAILED|ignored)")
+# Not anchored to a line start: a stage that a test started shares the test's stdout, and its
+# output can land mid-line (stderr, where the stages log, is read apart).
+RESULT = re.compile(r"test (\S+) \.\.\. (ok|FAILED|ignored)")
+SUMMARY = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed")
 
 
 class Exercise:
@@ -253,34 +256,53 @@ def cargo_env(target_dir, stub=None):
 
 
 def run(command, env, timeout):
-    """Runs `command` in a process group of its own; (output, timed out). On a timeout the
-    whole group (cargo, the test binary, the stages it started) is stopped."""
+    """Runs `command` in a process group of its own; (stdout, stderr, timed out). On a
+    timeout the whole group (cargo, the test binary, the stages it started) is stopped."""
     proc = subprocess.Popen(
         shlex.split(command), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, errors="replace",
+        start_new_session=True,
     )
     try:
-        out, _ = proc.communicate(timeout=timeout)
-        return out, False
+        out, err = proc.communicate(timeout=timeout)
+        return out, err, False
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        return out, True
+        out, err = proc.communicate()
+        return out, err, True
+
+
+class Run:
+    """What an exercise's commands did: every test's (path, outcome) as listed, the totals
+    of libtest's summaries, and the commands stopped at the timeout or that ran no test."""
+
+    def __init__(self):
+        self.results, self.passed, self.failed, self.hung, self.empty = [], 0, 0, [], []
+
+    def outcomes(self, outcome):
+        return [p for p, o in self.results if o == outcome]
+
+    def lost(self, outcome, total):
+        """The tests a summary counted but whose line the output lost, as a list entry."""
+        n = total - len(self.outcomes(outcome))
+        return [f"{n} more (their names lost in the output)"] if n > 0 else []
 
 
 def run_commands(ex, env, timeout):
-    """Runs the exercise's commands: (every test's (path, outcome), the commands that were
-    stopped at the timeout, the commands that ran no test with the end of their output)."""
-    results, hung, empty = [], [], []
+    run_ = Run()
     for command in ex.commands:
-        out, timed_out = run(command, env, timeout)
-        ran = [(m.group(1), m.group(2)) for m in map(RESULT.match, out.splitlines()) if m]
+        out, err, timed_out = run(command, env, timeout)
+        ran = [(m.group(1), m.group(2)) for m in RESULT.finditer(out)]
+        for m in SUMMARY.finditer(out):
+            run_.passed += int(m.group(1))
+            run_.failed += int(m.group(2))
         if timed_out:
-            hung.append(command)
+            run_.hung.append(command)
         elif not ran:
-            empty.append(f"`{command}` runs no test:\n" + "\n".join(out.splitlines()[-15:]))
-        results += ran
-    return results, hung, empty
+            tail = "\n".join((out + err).splitlines()[-15:])
+            run_.empty.append(f"`{command}` runs no test:\n{tail}")
+        run_.results += ran
+    return run_
 
 
 def last(path):
@@ -293,25 +315,25 @@ def check_exercise(ex, target_dir, timeout):
     with it."""
     # Without a stub first: a test that fails anyway would fail with the stub too, and prove
     # nothing about the exercise.
-    results, hung, problems = run_commands(ex, cargo_env(target_dir), timeout)
-    broken = [p for p, outcome in results if outcome == "FAILED"]
-    if broken or hung:
+    control = run_commands(ex, cargo_env(target_dir), timeout)
+    problems = control.empty
+    broken = control.outcomes("FAILED") + control.lost("FAILED", control.failed)
+    if broken or control.hung:
         problems.append(
             "without any stub these fail already, so the check proves nothing for them: "
-            + ", ".join(broken + [f"`{c}` (stopped after {timeout} s)" for c in hung])
+            + ", ".join(broken + [f"`{c}` (stopped after {timeout} s)" for c in control.hung])
         )
-    passed = {last(p) for p, outcome in results if outcome == "ok"}
+    passed = {last(p) for p in control.outcomes("ok")}
     missing = [t for t in ex.tests if t not in passed]
-    if missing and not broken and not hung:
+    if missing and not broken and not control.hung:
         problems.append(f"its commands do not run (or ignore): {', '.join(missing)}")
-    results, hung, _ = run_commands(ex, cargo_env(target_dir, ex.function), timeout)
-    passing = [p for p, outcome in results if outcome == "ok"]
+    stubbed = run_commands(ex, cargo_env(target_dir, ex.function), timeout)
+    passing = stubbed.outcomes("ok") + stubbed.lost("ok", stubbed.passed)
     if passing:
         problems.insert(
             0, f"with `{ex.function}` stubbed, these tests still pass: {', '.join(passing)}"
         )
-    failed = sum(outcome == "FAILED" for _, outcome in results)
-    return problems, hung, failed
+    return problems, stubbed.hung, max(stubbed.failed, len(stubbed.outcomes("FAILED")))
 
 
 def main():
