@@ -113,6 +113,7 @@ impl HealthTable {
 
     /// Counts one success or failure against server `index`, from a probe or a real request.
     pub fn record(&self, index: usize, success: bool, source: &str) {
+        crate::exercise::stub!("HealthTable::record");
         let mut servers = self.lock();
         let server = &mut servers[index];
         let before = server.state;

@@ -22,6 +22,7 @@
 //! - [`metrics`]: request counters and the Prometheus text format (stage 9's `/metrics`).
 //! - [`admin`]: the admin listener: `/metrics`, the status page and `/status.json`.
 //! - [`access_log`]: one Combined Log Format (or JSON) line per request, to stderr or a file.
+//! - `exercise`: the chapters' rebuild exercises, stubbed at run time by the mutation check.
 //! - [`lifecycle`]: signals of a running proxy: graceful shutdown, reload, log reopening.
 
 pub mod access;
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod compress;
 pub mod config;
 pub mod dashboard;
+mod exercise;
 pub mod health;
 pub mod http;
 pub mod launch;

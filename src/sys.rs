@@ -149,6 +149,7 @@ impl Reaper {
     /// Blocks until fewer than `max` counted children are alive. Each child's life is bounded
     /// by the relay's timeouts, so this wait is too.
     pub fn wait_below(&self, max: usize) {
+        crate::exercise::stub!("Reaper::wait_below");
         if self.live() < max {
             return;
         }
@@ -177,6 +178,7 @@ impl Reaper {
 /// The `SIGCHLD` handler: reaps every child that has ended (several may end before the signal
 /// is delivered; signals do not queue) and decrements the live count for each.
 extern "C" fn reap_children(_signal: libc::c_int) {
+    crate::exercise::stub!("reap_children");
     // The interrupted code may be about to read errno, and waitpid sets it.
     let saved_errno = errno();
     loop {

@@ -91,6 +91,7 @@ pub enum Decision {
 /// and the TAT to store (unchanged on a reject). Times are nanoseconds on any monotonic
 /// clock, so tests run it on a made-up one.
 pub fn gcra(tat: Option<u64>, now: u64, spec: &LimitSpec) -> (Decision, u64) {
+    crate::exercise::stub!("gcra");
     let t = spec.rate.interval_nanos();
     let tau = t.saturating_mul(spec.burst);
     let tat = tat.unwrap_or(now).max(now);

@@ -59,6 +59,7 @@ fn hex(b: u8) -> Option<u8> {
 /// The normalised path of `target` (the query dropped). `*` (OPTIONS) is matched as `/`, so a
 /// rule for the whole site covers it too.
 pub fn normalise(target: &str, strict: bool) -> Result<String, PathError> {
+    crate::exercise::stub!("normalise");
     if target == "*" {
         return Ok("/".to_owned());
     }

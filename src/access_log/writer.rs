@@ -103,6 +103,7 @@ fn open_append(path: &Path) -> io::Result<File> {
 
 /// The writer thread: lines to the file, flushed whenever nothing more is waiting.
 fn write_lines(lines: &Receiver<Message>, mut path: PathBuf, file: File) {
+    crate::exercise::stub!("write_lines");
     let mut out = BufWriter::new(file);
     let mut failing = false;
     loop {

@@ -39,6 +39,7 @@ impl WeightedRoundRobin {
 
 impl Strategy for WeightedRoundRobin {
     fn choose(&self, choice: &Choice<'_>) -> usize {
+        crate::exercise::stub!("WeightedRoundRobin::choose");
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let mut total = 0;
         let mut best = choice.candidates[0];
@@ -101,6 +102,7 @@ pub struct LeastConnections {
 
 impl Strategy for LeastConnections {
     fn choose(&self, choice: &Choice<'_>) -> usize {
+        crate::exercise::stub!("LeastConnections::choose");
         let n = choice.candidates.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let mut best = choice.candidates[start];

@@ -115,6 +115,7 @@ pub fn request_value(request: &RequestHead, name: &str) -> Vec<u8> {
 
 /// The variant key of a response about to be stored.
 pub fn vary_key(request: &RequestHead, response: &ResponseHead) -> Vec<(String, Vec<u8>)> {
+    crate::exercise::stub!("vary_key");
     let mut names: Vec<String> = response
         .values("vary")
         .flat_map(|v| v.split(|&b| b == b','))

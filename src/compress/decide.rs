@@ -26,6 +26,7 @@ pub fn decide(
     request: &RequestHead,
     response: &ResponseHead,
 ) -> Decision {
+    crate::exercise::stub!("decide");
     let status = response.status;
     if status < 200 || matches!(status, 204 | 206 | 304) || request.header("range").is_some() {
         return Decision::Untouched;

@@ -121,6 +121,7 @@ fn weights(elements: &[Element], name: &str) -> Weights {
 }
 
 fn choose_from(elements: &[Element], offered: &[Coding]) -> Option<Coding> {
+    crate::exercise::stub!("choose_from");
     let mut best: Option<(Weight, Coding)> = None;
     // `offered` is in preference order, so a strict `>` keeps the preferred one on a tie.
     for &coding in offered {

@@ -107,6 +107,7 @@ fn copy_framed<S: Read, W: Write>(
     limits: &Limits,
     max_body: Option<u64>,
 ) -> Result<(), BodyError> {
+    crate::exercise::stub!("copy_framed");
     match framing {
         BodyFraming::Empty => {}
         BodyFraming::Length(n) => {

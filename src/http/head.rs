@@ -270,6 +270,7 @@ fn collect_head<S: Socket>(
     max_first_line: Option<usize>,
     timeouts: HeadTimeouts,
 ) -> Result<usize, HttpError> {
+    crate::exercise::stub!("collect_head");
     let mut scanned = 0;
     // Set when the first byte of the head arrives; `None` inside means no limit.
     let mut deadline: Option<Option<Instant>> = None;

@@ -219,6 +219,7 @@ impl Registry {
 
     /// Counts one exchange.
     pub fn record(&self, seen: &Observation<'_>) {
+        crate::exercise::stub!("Registry::record");
         let route = match seen.route {
             None => self.routes.len() - 2,
             Some(name) => self

@@ -190,6 +190,7 @@ impl Drop for Pool {
 
 impl ConnectionModel for Pool {
     fn dispatch(&self, stream: TcpStream, peer: SocketAddr, handler: &Arc<dyn ConnectionHandler>) {
+        crate::exercise::stub!("Pool::dispatch");
         // Only new connections are refused: one coming back from the parker was admitted
         // already and has a request waiting. The queue can therefore exceed `queue` by the
         // parked connections that became ready at the same moment, a bounded amount.
@@ -297,6 +298,7 @@ const MAX_GATHERED: usize = 64 * 1024;
 /// for what it can give without blocking, so a TLS record that arrived in part never blocks a
 /// worker.
 fn gather(conn: &mut Conn) -> Gathered {
+    crate::exercise::stub!("gather");
     // Bounded: each round reads at least one byte, and the buffer stops at MAX_GATHERED.
     loop {
         if conn.handler.request_ready(conn.stream.buffered()) {

@@ -46,6 +46,7 @@ impl ThreadPerConnection {
 
 impl ConnectionModel for ThreadPerConnection {
     fn dispatch(&self, stream: TcpStream, peer: SocketAddr, handler: &Arc<dyn ConnectionHandler>) {
+        crate::exercise::stub!("ThreadPerConnection::dispatch");
         let Some(slot) = Slot::take(&self.live, self.max) else {
             log::debug!("{peer}: {} connections already, refusing", self.max);
             refuse_busy(stream, peer, &**handler);
@@ -81,6 +82,7 @@ pub(crate) struct Slot(Arc<AtomicUsize>);
 impl Slot {
     /// A slot if fewer than `max` are taken.
     pub(crate) fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        crate::exercise::stub!("Slot::take");
         count
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < max).then_some(n + 1)

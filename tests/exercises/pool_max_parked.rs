@@ -1,8 +1,9 @@
 //! Chapter 04, exercise: `stage4 --max-parked N`. The parker watches idle keep-alive
-//! connections, at most `PoolConfig::max_parked` (1024) of them; past that it closes the one
-//! that has been idle longest, as nginx reuses its idle keep-alive connections when it runs
-//! short of `worker_connections`. The limit is in the library already: the exercise is to
-//! make it a flag of every pool stage (`PoolArgs`, `src/cli.rs`), counted like `--workers`.
+//! connections, at most `PoolConfig::max_parked` (`DEFAULT_MAX_PARKED`, 16,384) of them; past
+//! that it closes the one that has been idle longest, as nginx reuses its idle keep-alive
+//! connections when it runs short of `worker_connections`. The limit is in the library
+//! already: the exercise is to make it a flag of every pool stage (`PoolArgs`, `src/cli.rs`),
+//! counted like `--workers`.
 //! Solution: `solutions/04-pool-max-parked.patch`.
 
 use crate::support::{backend, Client, Proxy};
