@@ -1,0 +1,108 @@
+//! The workbook's proxy, stages 1 to 6. This file is given: flags, logging and the timeouts
+//! every socket gets. The lesson is in `http.rs` (stage 1: where a message ends, streaming a
+//! body, the statuses for bad input) and `pool.rs` (stage 4: a bounded pool and parked idle
+//! connections); each stage's own part is in `src/bin/stageN.rs`.
+//!
+//! Flags (`-h` prints them): `--listen ADDR`, `--backend ADDR` (repeatable), `--workers N`,
+//! `--queue N`, `--config FILE`, `--log-level LEVEL`. Exit codes: 0 ok, 2 usage error,
+//! 78 config error, 1 other failure.
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::process::exit;
+use std::time::Duration;
+
+pub mod http;
+pub mod pool;
+
+/// How long a client may stay silent: an idle keep-alive connection, or a head that stalls.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a backend may take to accept a connection (-> 502).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long each read from a backend may wait, the response head included (-> 504).
+pub const BACKEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The command line of every stage; each stage reads the flags it needs.
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub listen: String,
+    pub backends: Vec<SocketAddr>,
+    pub workers: usize,
+    pub queue: usize,
+    pub config: Option<String>,
+    pub log_level: log::LevelFilter,
+}
+
+impl Args {
+    /// Parses the command line; `-h` prints `usage` and exits 0, a bad flag exits 2.
+    pub fn parse(usage: &str) -> Args {
+        let fail = |message: String| -> ! {
+            eprintln!("error: {message}\n{usage}");
+            exit(2)
+        };
+        let mut args = Args {
+            listen: "127.0.0.1:8080".to_owned(),
+            backends: Vec::new(),
+            workers: 8,
+            queue: 64,
+            config: None,
+            log_level: log::LevelFilter::Info,
+        };
+        let mut words = std::env::args().skip(1);
+        while let Some(flag) = words.next() {
+            if flag == "-h" || flag == "--help" {
+                println!("{usage}");
+                exit(0)
+            }
+            let value = words.next().unwrap_or_else(|| fail(format!("{flag} needs a value")));
+            let number = || match value.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => fail(format!("{flag}: expected a number above 0, got {value:?}")),
+            };
+            match flag.as_str() {
+                "--listen" => args.listen = value.clone(),
+                "--backend" => args.backends.push(resolve(&value).unwrap_or_else(|e| fail(e))),
+                "--workers" => args.workers = number(),
+                "--queue" => args.queue = number(),
+                "--config" => args.config = Some(value.clone()),
+                "--log-level" => {
+                    args.log_level =
+                        value.parse().unwrap_or_else(|_| fail(format!("bad level {value}")))
+                }
+                _ => fail(format!("unknown flag {flag}")),
+            }
+        }
+        if args.backends.is_empty() {
+            args.backends.push(resolve("127.0.0.1:8000").unwrap_or_else(|e| fail(e)));
+        }
+        args
+    }
+}
+
+/// The first address `addr` names ("127.0.0.1:8000", "localhost:8000").
+pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    let mut all = addr.to_socket_addrs().map_err(|e| format!("{addr}: {e}"))?;
+    all.next().ok_or_else(|| format!("{addr}: no address"))
+}
+
+/// Logs to stderr with UTC timestamps (local ones panic in threaded programs) and thread names.
+pub fn init_logging(level: log::LevelFilter) {
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_utc_timestamps()
+        .with_threads(true)
+        .init();
+}
+
+/// Binds `addr` and says where it listens; a port in use ends the program (exit 1).
+pub fn bind(stage: &str, addr: &str) -> TcpListener {
+    match TcpListener::bind(addr).and_then(|l| Ok((l.local_addr()?, l))) {
+        Ok((local, listener)) => {
+            log::info!("{stage} listening on {local}");
+            listener
+        }
+        Err(e) => {
+            eprintln!("{stage}: cannot listen on {addr}: {e}");
+            exit(1)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Stage 4: a fixed pool of workers with a bounded queue, and idle connections parked.
