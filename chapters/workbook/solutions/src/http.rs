@@ -212,12 +212,13 @@ pub fn rewrite(first: String, headers: &[httparse::Header], extra: &str) -> Vec<
     out
 }
 
-/// Connects to a backend, with a timeout on the connect (502) and on every read after (504).
-pub fn connect(addr: SocketAddr) -> Result<TcpStream, Error> {
+/// Connects to a backend, with a timeout on the connect (502) and on every read and write after
+/// (`timeout`: 504).
+pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
     let stream = TcpStream::connect_timeout(&addr, crate::CONNECT_TIMEOUT)
         .map_err(|_| Error::Status(502))?;
-    stream.set_read_timeout(Some(crate::BACKEND_TIMEOUT))?;
-    stream.set_write_timeout(Some(crate::BACKEND_TIMEOUT))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     Ok(stream)
 }
 

@@ -6,16 +6,16 @@
 
 use workbook_solutions::{bind, http, init_logging, Args};
 
-const USAGE: &str = "usage: solution-stage1 [--listen ADDR] [--backend ADDR] [--log-level LEVEL]";
+const USAGE: &str = "usage: solution-stage1 [--listen ADDR] [--backend ADDR] [--upstream-timeout 10s]\n       [--log-level LEVEL]";
 
 fn main() {
     let args = Args::parse(USAGE);
     init_logging(args.log_level);
     let listener = bind("stage1", &args.listen);
-    let backend = args.backends[0];
+    let (backend, timeout) = (args.backends[0], args.upstream_timeout);
     for stream in listener.incoming() {
         match stream {
-            Ok(stream) => http::serve_connection(stream, &|| http::connect(backend)),
+            Ok(stream) => http::serve_connection(stream, &|| http::connect(backend, timeout)),
             Err(e) => log::warn!("accept: {e}"),
         }
     }
