@@ -76,7 +76,6 @@ impl<S: Read> Conn<S> {
 
     /// Reads up to the empty line that ends a head, and returns the head; `None` when the
     /// peer closed before sending a byte of it.
-    #[allow(unused_variables)] // a stub: its arguments are unused until you write its body
     pub fn read_head(&mut self) -> Result<Option<Vec<u8>>, Error> {
         // Read (`self.fill()`) until the buffer holds "\r\n\r\n", however many reads that takes;
         // return the head (drained from the buffer: what follows is the next message), or `None` if
@@ -87,7 +86,6 @@ impl<S: Read> Conn<S> {
     }
 
     /// Reads one line (a chunk size, the end of a chunk, a trailer), at most 4 KiB.
-    #[allow(unused_variables)] // a stub: its arguments are unused until you write its body
     pub fn read_line(&mut self) -> Result<Vec<u8>, Error> {
         // Read until the buffer holds a "\n" (at most 4 KiB, else 400) and drain that line, "\n"
         // included. Used by copy_body for chunk-size lines and trailers.
@@ -138,11 +136,13 @@ pub fn rewrite(first: String, headers: &[httparse::Header], extra: &str) -> Vec<
     todo!("stage 1: write rewrite (the forwarded head, less the hop-by-hop headers); see chapters/01-single-connection-forwarder.md#build-it-yourself")
 }
 
-/// Connects to a backend, with a timeout on the connect (502) and on every read after (504).
+/// Connects to a backend, with a timeout on the connect (502) and on every read and write after
+/// (`timeout`: 504).
 #[allow(unused_variables)] // a stub: its arguments are unused until you write its body
-pub fn connect(addr: SocketAddr) -> Result<TcpStream, Error> {
+pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
     // `TcpStream::connect_timeout(&addr, crate::CONNECT_TIMEOUT)`: a failure is 502. Then a read
-    // and a write timeout of crate::BACKEND_TIMEOUT, so a silent backend is a 504, not a hang.
+    // and a write timeout of `timeout`, so a silent backend is a 504 (serve_request turns
+    // `Error::Timeout` from its read into one), not a hang. Checks: 502 and 504.
     todo!("stage 1: write connect (to the backend, with timeouts); see chapters/01-single-connection-forwarder.md#build-it-yourself")
 }
 

@@ -4,7 +4,7 @@
 //! connections); each stage's own part is in `src/bin/stageN.rs`.
 //!
 //! Flags (`-h` prints them): `--listen ADDR`, `--backend ADDR` (repeatable), `--workers N`,
-//! `--queue N`, `--config FILE`, `--log-level LEVEL`. Exit codes: 0 ok, 2 usage error,
+//! `--queue N`, `--upstream-timeout 1500ms`, `--config FILE`, `--log-level LEVEL`. Exit codes: 0 ok, 2 usage error,
 //! 78 config error, 1 other failure.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -18,8 +18,9 @@ pub mod pool;
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a backend may take to accept a connection (-> 502).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long each read from a backend may wait, the response head included (-> 504).
-pub const BACKEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long each read from a backend may wait, the response head included (-> 504), unless
+/// `--upstream-timeout` (or stage 6's `read_timeout_ms`) says otherwise.
+pub const BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The command line of every stage; each stage reads the flags it needs.
 #[derive(Debug, Clone)]
@@ -29,6 +30,7 @@ pub struct Args {
     pub workers: usize,
     pub queue: usize,
     pub config: Option<String>,
+    pub upstream_timeout: Duration,
     pub log_level: log::LevelFilter,
 }
 
@@ -45,6 +47,7 @@ impl Args {
             workers: 8,
             queue: 64,
             config: None,
+            upstream_timeout: BACKEND_TIMEOUT,
             log_level: log::LevelFilter::Info,
         };
         let mut words = std::env::args().skip(1);
@@ -64,6 +67,9 @@ impl Args {
                 "--workers" => args.workers = number(),
                 "--queue" => args.queue = number(),
                 "--config" => args.config = Some(value.clone()),
+                "--upstream-timeout" => {
+                    args.upstream_timeout = duration(&value).unwrap_or_else(|e| fail(e))
+                }
                 "--log-level" => {
                     args.log_level =
                         value.parse().unwrap_or_else(|_| fail(format!("bad level {value}")))
@@ -78,6 +84,18 @@ impl Args {
     }
 }
 
+/// "1500ms", "2s" or "2" (seconds) as a duration.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let (number, scale) = match text.strip_suffix("ms") {
+        Some(ms) => (ms, 1),
+        None => (text.strip_suffix('s').unwrap_or(text), 1000),
+    };
+    match number.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Duration::from_millis(n * scale)),
+        _ => Err(format!("bad duration {text:?} (1500ms, 2s)")),
+    }
+}
+
 /// The first address `addr` names ("127.0.0.1:8000", "localhost:8000").
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
     let mut all = addr.to_socket_addrs().map_err(|e| format!("{addr}: {e}"))?;
@@ -85,12 +103,19 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
 }
 
 /// Logs to stderr with UTC timestamps (local ones panic in threaded programs) and thread names.
+/// A panic in any thread ends the program (exit 101) after its message: a `todo!()` reached
+/// in a worker shows at once, instead of a proxy that hangs without it.
 pub fn init_logging(level: log::LevelFilter) {
     let _ = simple_logger::SimpleLogger::new()
         .with_level(level)
         .with_utc_timestamps()
         .with_threads(true)
         .init();
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        exit(101)
+    }));
 }
 
 /// Binds `addr` and says where it listens; a port in use ends the program (exit 1).

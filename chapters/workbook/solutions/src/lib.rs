@@ -103,12 +103,19 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
 }
 
 /// Logs to stderr with UTC timestamps (local ones panic in threaded programs) and thread names.
+/// A panic in any thread ends the program (exit 101) after its message: a `todo!()` reached
+/// in a worker shows at once, instead of a proxy that hangs without it.
 pub fn init_logging(level: log::LevelFilter) {
     let _ = simple_logger::SimpleLogger::new()
         .with_level(level)
         .with_utc_timestamps()
         .with_threads(true)
         .init();
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        exit(101)
+    }));
 }
 
 /// Binds `addr` and says where it listens; a port in use ends the program (exit 1).

@@ -5,8 +5,9 @@
 //! Known limit: a process per connection is costly to start, and children share nothing
 //! (stage 3 uses threads).
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use workbook_solutions::{bind, http, init_logging, Args};
 
@@ -25,22 +26,34 @@ fn main() {
         if !readable(&listener, 100) {
             continue;
         }
-        let Ok((mut stream, _)) = listener.accept() else { continue };
-        // SAFETY: this process has one thread, so the child gets every lock in a known state;
-        // the child only serves its connection and exits.
-        match unsafe { libc::fork() } {
-            -1 => {
-                log::error!("fork: {}", std::io::Error::last_os_error());
-                http::refuse(&mut stream, 503);
-            }
-            0 => {
-                drop(listener); // the child never accepts
-                http::serve_connection(stream, &|| http::connect(backend, timeout));
-                // SAFETY: ends the child at once, without running the parent's exit handlers.
-                unsafe { libc::_exit(0) }
-            }
-            _ => drop(stream), // the child holds its own copy of the socket
+        if let Ok((stream, _)) = listener.accept() {
+            fork_child(&listener, stream, backend, timeout);
         }
+    }
+}
+
+/// Serves `stream` in a child process of its own; the parent goes back to accepting at once.
+fn fork_child(
+    listener: &TcpListener,
+    mut stream: TcpStream,
+    backend: SocketAddr,
+    timeout: Duration,
+) {
+    // SAFETY: this process has one thread, so the child gets every lock in a known state;
+    // the child only serves its connection and exits.
+    match unsafe { libc::fork() } {
+        -1 => {
+            log::error!("fork: {}", std::io::Error::last_os_error());
+            http::refuse(&mut stream, 503);
+        }
+        0 => {
+            // SAFETY: the child never accepts: it closes its copy of the listening socket.
+            unsafe { libc::close(listener.as_raw_fd()) };
+            http::serve_connection(stream, &|| http::connect(backend, timeout));
+            // SAFETY: ends the child at once, without running the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        _ => drop(stream), // the child holds its own copy of the socket
     }
 }
 

@@ -4,9 +4,11 @@
 //! Run: `cargo run -p workbook-solutions --bin solution-stage3 -- --backend 127.0.0.1:8000`.
 //! Known limit: every idle keep-alive client holds a thread and its stack (stage 4 pools them).
 
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use workbook_solutions::{bind, http, init_logging, Args};
 
@@ -30,21 +32,29 @@ fn main() {
     let listener = bind("stage3", &args.listen);
     let (backend, timeout) = (args.backends[0], args.upstream_timeout);
     let active = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        if active.fetch_add(1, Ordering::SeqCst) >= MAX_THREADS {
-            active.fetch_sub(1, Ordering::SeqCst);
-            let _ = stream.set_nonblocking(true); // the accept loop must not wait on it
-            http::refuse(&mut stream, 503);
-            continue;
-        }
-        let slot = Slot(Arc::clone(&active));
-        let spawned = thread::Builder::new().name("conn".into()).spawn(move || {
-            let _slot = slot;
-            http::serve_connection(stream, &|| http::connect(backend, timeout));
-        });
-        if let Err(e) = spawned {
-            log::error!("cannot start a thread: {e}"); // the closure, its slot and stream are dropped
-        }
+    for stream in listener.incoming().flatten() {
+        spawn_connection(stream, &active, backend, timeout);
+    }
+}
+
+/// Serves `stream` on a thread of its own, counted in `active`; 503 past MAX_THREADS.
+fn spawn_connection(
+    mut stream: TcpStream,
+    active: &Arc<AtomicUsize>,
+    backend: SocketAddr,
+    timeout: Duration,
+) {
+    if active.fetch_add(1, Ordering::SeqCst) >= MAX_THREADS {
+        active.fetch_sub(1, Ordering::SeqCst);
+        let _ = stream.set_nonblocking(true); // the accept loop must not wait on it
+        return http::refuse(&mut stream, 503);
+    }
+    let slot = Slot(Arc::clone(active));
+    let spawned = thread::Builder::new().name("conn".into()).spawn(move || {
+        let _slot = slot;
+        http::serve_connection(stream, &|| http::connect(backend, timeout));
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot start a thread: {e}"); // the closure, its slot and stream are dropped
     }
 }
