@@ -175,11 +175,18 @@ pub fn serve_request(
     todo!("stage 1: write serve_request in chapters/workbook/src/http.rs (read the head, frame the body, forward it, relay the response); see chapters/01-single-connection-forwarder.md#build-it-yourself")
 }
 
-/// Sets the client's timeouts, then serves its requests in turn until it closes or fails.
-pub fn serve_connection(stream: TcpStream, backend: &dyn Fn() -> Result<TcpStream, Error>) {
+/// Gives a client connection its timeouts, and sends small writes at once (without Nagle's
+/// delay, a head and a body written apart wait for the client's delayed ACK, 40 ms).
+pub fn accepted(stream: TcpStream) -> Conn<TcpStream> {
     let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
-    let mut client = Conn::new(stream);
+    let _ = stream.set_nodelay(true);
+    Conn::new(stream)
+}
+
+/// Serves a client's requests in turn until it closes or fails.
+pub fn serve_connection(stream: TcpStream, backend: &dyn Fn() -> Result<TcpStream, Error>) {
+    let mut client = accepted(stream);
     while serve(&mut client, backend) {}
 }
 

@@ -21,8 +21,8 @@ use std::time::Instant;
 
 use threadpool::ThreadPool;
 
-#[allow(unused_imports)] // used by the code you write
 use crate::http::{self, Conn, Error};
+#[allow(unused_imports)] // used by the code you write
 use crate::CLIENT_TIMEOUT;
 
 /// Connects to the backend that serves the next request (stage 5 and 6 choose one).
@@ -55,11 +55,8 @@ pub fn serve(listener: TcpListener, workers: usize, queue: usize, backend: Arc<B
     let parking =
         move || park_loop(rx, woken, |conn| dispatch(conn, &pool, queue, &to_pool, &backend));
     thread::Builder::new().name("parker".into()).spawn(parking).expect("the parker thread");
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-        let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
-        parker.park(Conn::new(stream));
+    for stream in listener.incoming().flatten() {
+        parker.park(http::accepted(stream));
     }
 }
 

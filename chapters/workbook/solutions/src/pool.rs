@@ -48,11 +48,8 @@ pub fn serve(listener: TcpListener, workers: usize, queue: usize, backend: Arc<B
     let parking =
         move || park_loop(rx, woken, |conn| dispatch(conn, &pool, queue, &to_pool, &backend));
     thread::Builder::new().name("parker".into()).spawn(parking).expect("the parker thread");
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-        let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
-        parker.park(Conn::new(stream));
+    for stream in listener.incoming().flatten() {
+        parker.park(http::accepted(stream));
     }
 }
 
