@@ -114,6 +114,9 @@ pub fn init_logging(level: log::LevelFilter) {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         report(info);
+        // Once more after a backtrace (RUST_BACKTRACE=1), so that the last lines of stderr,
+        // all a grader shows, still say where and why.
+        eprintln!("the program stops: {info}");
         exit(101)
     }));
 }
