@@ -115,7 +115,11 @@ pub fn init_logging(level: log::LevelFilter) {
         // One line, the message with its place, so that a grader quoting the line or the last
         // lines of stderr shows the todo!() whole; then a backtrace if RUST_BACKTRACE asks.
         let at = info.location().map_or(String::new(), |l| l.to_string());
-        let line = format!("thread '{}' panicked at {at}: {}", thread_name(), info.payload_as_str().unwrap_or("?"));
+        let line = format!(
+            "thread '{}' panicked at {at}: {}",
+            thread_name(),
+            info.payload_as_str().unwrap_or("?")
+        );
         eprintln!("{line}");
         let trace = std::backtrace::Backtrace::capture();
         if trace.status() == std::backtrace::BacktraceStatus::Captured {
