@@ -35,7 +35,8 @@ pub struct Args {
 }
 
 impl Args {
-    /// Parses the command line; `-h` prints `usage` and exits 0, a bad flag exits 2.
+    /// Parses the command line; `-h` prints `usage`, `-V` the version, and both exit 0; a bad
+    /// flag exits 2.
     pub fn parse(usage: &str) -> Args {
         let fail = |message: String| -> ! {
             eprintln!("error: {message}\n{usage}");
@@ -52,8 +53,12 @@ impl Args {
         };
         let mut words = std::env::args().skip(1);
         while let Some(flag) = words.next() {
-            if flag == "-h" || flag == "--help" {
-                println!("{usage}");
+            match flag.as_str() {
+                "-h" | "--help" => println!("{usage}"),
+                "-V" | "--version" => println!("workbook {}", env!("CARGO_PKG_VERSION")),
+                _ => {}
+            }
+            if ["-h", "--help", "-V", "--version"].contains(&flag.as_str()) {
                 exit(0)
             }
             let value = words.next().unwrap_or_else(|| fail(format!("{flag} needs a value")));

@@ -48,7 +48,9 @@ impl Parker {
 pub fn serve(listener: TcpListener, workers: usize, queue: usize, backend: Arc<Backend>) {
     let (tx, rx) = channel();
     let (wake, woken) = UnixStream::pair().expect("a socket pair for the parker");
-    let _ = woken.set_nonblocking(true);
+    // Neither end ever blocks: the parker empties `woken` on every turn, and a wake-up that
+    // finds the socket full is not needed (one is already pending).
+    let _ = (woken.set_nonblocking(true), wake.set_nonblocking(true));
     let parker = Parker { tx, wake: Arc::new(wake) };
     let pool = ThreadPool::with_name("worker".into(), workers);
     let to_pool = parker.clone();
@@ -91,9 +93,10 @@ fn park_loop(
     // The parker's loop, forever: add what `rx.try_iter()` brings to `parked` with the time it
     // came; build one `libc::pollfd` per parked stream (`as_raw_fd()`, events POLLIN) after one
     // for `woken`; `libc::poll` them (unsafe, with a SAFETY comment) for at most 1000 ms; read
-    // `woken` to empty it (it is non-blocking); then, from the last parked connection to the
-    // first (so `swap_remove` only moves ones already looked at), hand each whose `revents` is
-    // not 0 to `ready`, and drop those parked longer than CLIENT_TIMEOUT. Checks: 6 idle
-    // keep-alive clients on 2 workers do not starve a new one; every stage 1 check on stage 4.
+    // `woken` to empty it (it is non-blocking); then go through the parked connections in the
+    // order they came (the first to arrive gets the last place in the queue, not the 503): hand
+    // each whose `revents` is not 0 to `ready`, drop those parked longer than CLIENT_TIMEOUT, and
+    // keep the others. Checks: 6 idle keep-alive clients on 2 workers do not starve a new one; a
+    // full queue answers the newest client 503; every stage 1 check on stage 4.
     todo!("stage 4: write park_loop in chapters/workbook/src/pool.rs (poll the parked connections, hand the readable ones on); see chapters/04-thread-pool.md#build-it-yourself")
 }

@@ -41,7 +41,9 @@ impl Parker {
 pub fn serve(listener: TcpListener, workers: usize, queue: usize, backend: Arc<Backend>) {
     let (tx, rx) = channel();
     let (wake, woken) = UnixStream::pair().expect("a socket pair for the parker");
-    let _ = woken.set_nonblocking(true);
+    // Neither end ever blocks: the parker empties `woken` on every turn, and a wake-up that
+    // finds the socket full is not needed (one is already pending).
+    let _ = (woken.set_nonblocking(true), wake.set_nonblocking(true));
     let parker = Parker { tx, wake: Arc::new(wake) };
     let pool = ThreadPool::with_name("worker".into(), workers);
     let to_pool = parker.clone();
@@ -94,14 +96,18 @@ fn park_loop(
             fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
         // SAFETY: `fds` is a valid array of `fds.len()` pollfd, alive for the call.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000) };
-        let _ = woken.read(&mut [0; 256]); // non-blocking: empties the wake-ups
-                                           // From the end, so that swap_remove only moves entries already looked at.
-        for i in (0..parked.len()).rev() {
-            if fds[i + 1].revents != 0 {
-                ready(parked.swap_remove(i).0);
-            } else if parked[i].1.elapsed() > CLIENT_TIMEOUT {
-                parked.swap_remove(i); // dropped: closed
-            }
+        // Empties the wake-ups (non-blocking).
+        let _ = woken.read(&mut [0; 256]);
+        // In the order they were parked: the first to arrive gets the last place in the queue,
+        // and the one after it the 503.
+        let mut kept = Vec::with_capacity(parked.len());
+        for ((conn, since), fd) in parked.drain(..).zip(&fds[1..]) {
+            if fd.revents != 0 {
+                ready(conn);
+            } else if since.elapsed() < CLIENT_TIMEOUT {
+                kept.push((conn, since));
+            } // else dropped, which closes it
         }
+        parked = kept;
     }
 }
