@@ -77,7 +77,8 @@ impl<S: Read> Conn<S> {
     /// Reads up to the empty line that ends a head, and returns the head; `None` when the
     /// peer closed before sending a byte of it.
     pub fn read_head(&mut self) -> Result<Option<Vec<u8>>, Error> {
-        // Read (`self.fill()`) until the buffer holds "\r\n\r\n", however many reads that takes;
+        // Read (`self.fill()`) until the buffer holds the empty line that ends a head ("\r\n\r\n";
+        // RFC 9112 lets you accept bare "\n\n" too), however many reads that takes;
         // return the head (drained from the buffer: what follows is the next message), or `None` if
         // the stream ended before its first byte. Too long: more than MAX_REQUEST_LINE bytes with no
         // line end is 414, a head over MAX_HEAD 431; the stream ending mid-head 400. Checks: a head

@@ -73,12 +73,19 @@ impl<S: Read> Conn<S> {
     /// Reads up to the empty line that ends a head, and returns the head; `None` when the
     /// peer closed before sending a byte of it.
     pub fn read_head(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        let mut from = 0; // bytes already searched: a head sent a byte at a time costs O(n)
         loop {
-            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            // The empty line: CRLF CRLF, or bare LFs, which RFC 9112 lets a recipient accept.
+            let end = (from..self.buf.len()).find_map(|i| match &self.buf[i..] {
+                [b'\n', b'\n', ..] => Some(i + 2),
+                [b'\n', b'\r', b'\n', ..] => Some(i + 3),
+                _ => None,
+            });
+            if let Some(end) = end {
                 if end > MAX_HEAD {
                     return Err(Error::Status(431));
                 }
-                return Ok(Some(self.buf.drain(..end + 4).collect()));
+                return Ok(Some(self.buf.drain(..end).collect()));
             }
             if !self.buf.contains(&b'\n') && self.buf.len() > MAX_REQUEST_LINE {
                 return Err(Error::Status(414));
@@ -86,6 +93,7 @@ impl<S: Read> Conn<S> {
             if self.buf.len() > MAX_HEAD {
                 return Err(Error::Status(431));
             }
+            from = self.buf.len().saturating_sub(2);
             match self.fill()? {
                 0 if self.buf.is_empty() => return Ok(None),
                 0 => return Err(Error::Status(400)),
