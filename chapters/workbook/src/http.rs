@@ -78,11 +78,11 @@ impl<S: Read> Conn<S> {
     /// peer closed before sending a byte of it.
     pub fn read_head(&mut self) -> Result<Option<Vec<u8>>, Error> {
         // Read (`self.fill()`) until the buffer holds the empty line that ends a head ("\r\n\r\n";
-        // RFC 9112 lets you accept bare "\n\n" too), however many reads that takes;
-        // return the head (drained from the buffer: what follows is the next message), or `None` if
-        // the stream ended before its first byte. Too long: more than MAX_REQUEST_LINE bytes with no
-        // line end is 414, a head over MAX_HEAD 431; the stream ending mid-head 400. Checks: a head
-        // split at every byte, pipelining, 414, 431.
+        // RFC 9112 lets you accept bare "\n\n" too), however many reads that takes; return the head
+        // (drained from the buffer: what follows is the next message), or `None` if the stream
+        // ended before its first byte. Too long: more than MAX_REQUEST_LINE bytes with no line end
+        // is 414, a head over MAX_HEAD 431; the stream ending mid-head 400. Checks: a head split at
+        // every byte, pipelining, 414, 431.
         todo!("stage 1: write Conn::read_head (read until the empty line that ends a head); see chapters/01-single-connection-forwarder.md#build-it-yourself")
     }
 
@@ -97,7 +97,8 @@ impl<S: Read> Conn<S> {
     #[allow(unused_variables)] // a stub: its arguments are unused until you write its body
     pub fn copy_exact(&mut self, n: u64, to: &mut impl Write) -> Result<(), Error> {
         // Copy the next `n` bytes to `to`: what is buffered first, then `self.more()` and again.
-        // Never read more than one buffer ahead: that is what keeps a 100 MiB body in bounded memory.
+        // Never read more than one buffer ahead: that is what keeps a 100 MiB body in bounded
+        // memory.
         todo!("stage 1: write Conn::copy_exact (n bytes through the buffer); see chapters/01-single-connection-forwarder.md#build-it-yourself")
     }
 
@@ -123,8 +124,8 @@ pub fn framing(headers: &[httparse::Header], request: bool) -> Result<Body, Erro
     // Collect the values of Content-Length and Transfer-Encoding (comma lists, trimmed,
     // lowercased). Requests: both headers 400; a Transfer-Encoding whose last coding is not
     // `chunked` 400; lengths that are not all digits, or differ, 400; neither header: Body::None.
-    // Responses: chunked last -> Chunked, another coding or no header -> UntilClose.
-    // Checks: the three smuggling framings refused with nothing sent to the origin.
+    // Responses: chunked last -> Chunked, another coding or no header -> UntilClose. Checks: the
+    // three smuggling framings refused with nothing sent to the origin.
     todo!("stage 1: write framing (where a body ends, and the smuggling refusals); see chapters/01-single-connection-forwarder.md#build-it-yourself")
 }
 
@@ -132,8 +133,8 @@ pub fn framing(headers: &[httparse::Header], request: bool) -> Result<Body, Erro
 #[allow(unused_variables)] // a stub: its arguments are unused until you write its body
 pub fn rewrite(first: String, headers: &[httparse::Header], extra: &str) -> Vec<u8> {
     // `first` (the request or status line, with its "\r\n"), then each header "Name: value\r\n"
-    // except the HOP_BY_HOP ones (compare lowercased), then `extra`, then the "\r\n" that ends
-    // the head.
+    // except the HOP_BY_HOP ones (compare lowercased), then `extra`, then the "\r\n" that ends the
+    // head.
     todo!("stage 1: write rewrite (the forwarded head, less the hop-by-hop headers); see chapters/01-single-connection-forwarder.md#build-it-yourself")
 }
 
@@ -158,21 +159,23 @@ pub fn serve_request(
     // writing each helper it calls as you reach it (each has its own todo!):
     //  1. `client.read_head()`: `None` means the client closed, return Ok(false).
     //  2. Parse the head with `httparse::Request` (100 header slots): too many headers is
-    //     `Error::Status(431)`, any other parse error 400, a target longer than MAX_REQUEST_LINE 414.
-    //  3. `framing(req.headers, true)`: where the request body ends; smuggling framings are 400
-    //     and nothing reaches the backend. A Content-Length over MAX_BODY is 413, also before.
+    //     `Error::Status(431)`, any other parse error 400, a target longer than MAX_REQUEST_LINE
+    //     414.
+    //  3. `framing(req.headers, true)`: where the request body ends; smuggling framings are 400 and
+    //     nothing reaches the backend. A Content-Length over MAX_BODY is 413, also before.
     //  4. `backend()?` connects (stage 1 passes `connect`); write the head `rewrite` makes, with
-    //     `Connection: close` (one backend connection per request). If the client sent
-    //     `Expect: 100-continue` with a body, answer `HTTP/1.1 100 Continue` yourself; then
+    //     `Connection: close` (one backend connection per request). If the client sent `Expect:
+    //     100-continue` with a body, answer `HTTP/1.1 100 Continue` yourself; then
     //     `client.copy_body(body, &mut upstream.stream, MAX_BODY)` streams the body.
-    //  5. `upstream.read_head()`: `Err(Error::Timeout)` is 504, no head or a bad one 502. Parse
-    //     it with `httparse::Response`; 204, 304 and answers to HEAD have no body, others
+    //  5. `upstream.read_head()`: `Err(Error::Timeout)` is 504, no head or a bad one 502. Parse it
+    //     with `httparse::Response`; 204, 304 and answers to HEAD have no body, others
     //     `framing(resp.headers, false)`. Write the head (`rewrite`, adding `Connection: close`
-    //     when this connection will close), then `upstream.copy_body(body, &mut client.stream, u64::MAX)`.
-    //  Return Ok(keep_alive): HTTP/1.1, no `Connection: close`, a response that did not end
-    //  with the close. Grader checks that pass then: framing by Content-Length, chunked and
-    //  close; HEAD/204/304; split heads; 100 MiB streamed; keep-alive, pipelining; 400, 413,
-    //  414, 431, 502, 504; smuggling refused.
+    //     when this connection will close), then `upstream.copy_body(body, &mut client.stream,
+    //     u64::MAX)`.
+    // Return Ok(keep_alive): HTTP/1.1, no `Connection: close`, a response that did not end with the
+    // close. Grader checks that pass then: framing by Content-Length, chunked and close;
+    // HEAD/204/304; split heads; 100 MiB streamed; keep-alive, pipelining; 400, 413, 414, 431, 502,
+    // 504; smuggling refused.
     todo!("stage 1: write serve_request in chapters/workbook/src/http.rs (read the head, frame the body, forward it, relay the response); see chapters/01-single-connection-forwarder.md#build-it-yourself")
 }
 

@@ -4,8 +4,8 @@
 //! connections); each stage's own part is in `src/bin/stageN.rs`.
 //!
 //! Flags (`-h` prints them): `--listen ADDR`, `--backend ADDR` (repeatable), `--workers N`,
-//! `--queue N`, `--upstream-timeout 1500ms`, `--config FILE`, `--log-level LEVEL`. Exit codes: 0 ok, 2 usage error,
-//! 78 config error, 1 other failure.
+//! `--queue N`, `--upstream-timeout 1500ms`, `--config FILE`, `--log-level LEVEL`, `-V`.
+//! Exit codes: 0 ok, 2 usage error, 78 config error, 1 other failure.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::process::exit;

@@ -90,7 +90,8 @@ fn stage1_frames_keep_alive_and_refuses_smuggling() {
     // relayed chunked as it came, and the second one closes the connection.
     let answer = exchange(
         &proxy.addr,
-        b"GET /one HTTP/1.1\r\nHost: t\r\n\r\nGET /two HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /two HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
     assert!(
@@ -132,7 +133,8 @@ fn stage1_dead_backend_is_502() {
 #[test]
 fn stage6_broken_config_names_file_line_and_column() {
     let path = std::env::temp_dir().join(format!("workbook-broken-{}.toml", std::process::id()));
-    let text = "[server]\nlisten = \"127.0.0.1:0\"\n\n[upstreams.app]\nservers = [\"127.0.0.1:1\"]\nretires = 2\n";
+    let text = "[server]\nlisten = \"127.0.0.1:0\"\n\n\
+                [upstreams.app]\nservers = [\"127.0.0.1:1\"]\nretires = 2\n";
     std::fs::write(&path, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_solution-stage6"))
         .arg("--config")

@@ -7,7 +7,8 @@
 
 use workbook::{bind, http, init_logging, Args};
 
-const USAGE: &str = "usage: workbook-stage1 [--listen ADDR] [--backend ADDR] [--upstream-timeout 10s]\n       [--log-level LEVEL]";
+const USAGE: &str = "usage: workbook-stage1 [--listen ADDR] [--backend ADDR]
+       [--upstream-timeout 10s] [--log-level LEVEL]";
 
 fn main() {
     let args = Args::parse(USAGE);

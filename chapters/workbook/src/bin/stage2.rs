@@ -5,8 +5,8 @@
 //! Known limit: a process per connection is costly to start, and children share nothing
 //! (stage 3 uses threads).
 //!
-//! You write `fork_child` and `reap_children` (their `todo!()` says what, in order); the rest is given.
-//! Stuck? `solutions/src/bin/stage2.rs` is one answer.
+//! You write `fork_child` and `reap_children` (their `todo!()` says what, in order); the rest is
+//! given. Stuck? `solutions/src/bin/stage2.rs` is one answer.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -45,19 +45,19 @@ fn fork_child(
     timeout: Duration,
 ) {
     // `libc::fork()` (unsafe: say in a SAFETY comment why it is sound here: one thread). -1: log
-    // the error and `http::refuse(&mut stream, 503)`. 0, the child: close its copy of the
-    // listener (`libc::close(listener.as_raw_fd())`), `http::serve_connection(stream, ...)` as
-    // stage 1 does, then `libc::_exit(0)`, never return into the accept loop. Any other value,
-    // the parent: drop `stream` (the child has its own copy) and return. Checks: a second client
-    // is served while a first sits idle; 50 clients at once.
+    // the error and `http::refuse(&mut stream, 503)`. 0, the child: close its copy of the listener
+    // (`libc::close(listener.as_raw_fd())`), `http::serve_connection(stream, ...)` as stage 1 does,
+    // then `libc::_exit(0)`, never return into the accept loop. Any other value, the parent: drop
+    // `stream` (the child has its own copy) and return. Checks: a second client is served while a
+    // first sits idle; 50 clients at once.
     todo!("stage 2: write fork_child in chapters/workbook/src/bin/stage2.rs; see chapters/02-process-per-connection.md#build-it-yourself")
 }
 
 /// Collects the exit status of every child that has ended, without waiting for the others.
 fn reap_children() {
-    // Call `libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG)` (unsafe, with a SAFETY
-    // comment) until it returns 0 or -1: each call collects one ended child, and WNOHANG never
-    // waits for one still running. Check: no zombie children after 200 connections.
+    // Call `libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG)` (unsafe, with a SAFETY comment)
+    // until it returns 0 or -1: each call collects one ended child, and WNOHANG never waits for one
+    // still running. Check: no zombie children after 200 connections.
     todo!("stage 2: write reap_children (then fork_child) in chapters/workbook/src/bin/stage2.rs; see chapters/02-process-per-connection.md#build-it-yourself")
 }
 

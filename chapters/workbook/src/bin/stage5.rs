@@ -7,8 +7,8 @@
 //! --backend 127.0.0.1:8001 --backend 127.0.0.1:8002`. Known limit: a dead backend is tried
 //! (and skipped) again on every turn; stage 6 checks health instead.
 //!
-//! You write `RoundRobin::connect` (their `todo!()` says what, in order); the rest is given.
-//! Stuck? `solutions/src/bin/stage5.rs` is one answer.
+//! You write `RoundRobin::connect` (their `todo!()` says what, in order); the rest is given. Stuck?
+//! `solutions/src/bin/stage5.rs` is one answer.
 
 use std::net::{SocketAddr, TcpStream};
 #[allow(unused_imports)] // used by the code you write

@@ -7,8 +7,8 @@
 //! line and column. Known limit: only active checks; a failure seen by a real request does not
 //! count against a server (the reference's stage 6 counts both).
 //!
-//! You write `load`, `Balancer::connect`, `probe` and `check_health` (their `todo!()` says what, in order); the rest is given.
-//! Stuck? `solutions/src/bin/stage6.rs` is one answer.
+//! You write `load`, `Balancer::connect`, `probe` and `check_health` (their `todo!()` says what, in
+//! order); the rest is given. Stuck? `solutions/src/bin/stage6.rs` is one answer.
 
 use std::collections::BTreeMap;
 #[allow(unused_imports)] // used by the code you write
@@ -106,8 +106,8 @@ impl Balancer {
     /// none of the healthy ones accepts.
     fn connect(&self) -> Result<TcpStream, Error> {
         // Stage 5's round robin, over the servers whose `healthy` is true only: none healthy is
-        // `Error::Status(503)`; healthy ones that all refuse, 502. Check: a killed origin leaves the
-        // rotation (no request waits on it) and comes back.
+        // `Error::Status(503)`; healthy ones that all refuse, 502. Check: a killed origin leaves
+        // the rotation (no request waits on it) and comes back.
         todo!("stage 6: write Balancer::connect (round robin over the healthy servers); see chapters/06-health-checks.md#build-it-yourself")
     }
 }
@@ -116,8 +116,8 @@ impl Balancer {
 #[allow(unused_variables)] // a stub: its arguments are unused until you write its body
 #[allow(dead_code)] // used by the code you write
 fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
-    // Connect with `timeout` (`TcpStream::connect_timeout`), set read and write timeouts, send
-    // "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n", read the first 12 bytes
+    // Connect with `timeout` (`TcpStream::connect_timeout`), set read and write timeouts, send "GET
+    // {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n", read the first 12 bytes
     // ("HTTP/1.1 200"): true when they start "HTTP/1." and the status starts with 2 or 3.
     todo!("stage 6: write probe (one health check); see chapters/06-health-checks.md#build-it-yourself")
 }
@@ -125,9 +125,9 @@ fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
 /// Probes `balancer.servers[i]` every interval, for as long as the program runs.
 #[allow(unused_variables)] // a stub: its arguments are unused until you write its body
 fn check_health(balancer: &Balancer, i: usize, health: &Health) {
-    // Forever: probe, count successes and failures in a row (a success resets the failures and
-    // the other way round); a healthy server with `fall` failures becomes unhealthy, an unhealthy
-    // one with `rise` successes healthy again (store in `server.healthy`, log the change); sleep
+    // Forever: probe, count successes and failures in a row (a success resets the failures and the
+    // other way round); a healthy server with `fall` failures becomes unhealthy, an unhealthy one
+    // with `rise` successes healthy again (store in `server.healthy`, log the change); sleep
     // `interval_ms`. Check: a killed origin leaves the rotation and comes back.
     todo!("stage 6: write check_health (rise and fall); see chapters/06-health-checks.md#build-it-yourself")
 }

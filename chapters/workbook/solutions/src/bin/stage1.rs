@@ -6,7 +6,8 @@
 
 use workbook_solutions::{bind, http, init_logging, Args};
 
-const USAGE: &str = "usage: solution-stage1 [--listen ADDR] [--backend ADDR] [--upstream-timeout 10s]\n       [--log-level LEVEL]";
+const USAGE: &str = "usage: solution-stage1 [--listen ADDR] [--backend ADDR]
+       [--upstream-timeout 10s] [--log-level LEVEL]";
 
 fn main() {
     let args = Args::parse(USAGE);
