@@ -90,13 +90,14 @@ fn park_loop(
     mut woken: UnixStream,
     ready: impl Fn(Conn<TcpStream>),
 ) {
-    // The parker's loop, forever: add what `rx.try_iter()` brings to `parked` with the time it
-    // came; build one `libc::pollfd` per parked stream (`as_raw_fd()`, events POLLIN) after one for
-    // `woken`; `libc::poll` them (unsafe, with a SAFETY comment) for at most 1000 ms; read `woken`
-    // to empty it (it is non-blocking); then go through the parked connections in the order they
-    // came (the first to arrive gets the last place in the queue, not the 503): hand each whose
-    // `revents` is not 0 to `ready`, drop those parked longer than CLIENT_TIMEOUT, and keep the
-    // others. Checks: 6 idle keep-alive clients on 2 workers do not starve a new one; a full queue
-    // answers the newest client 503; every stage 1 check on stage 4.
+    // Keep the parked connections in a `Vec<(Conn<TcpStream>, Instant)>`, and loop forever: add
+    // what `rx.try_iter()` brings, each with `Instant::now()`; build one `libc::pollfd` per parked
+    // stream (`as_raw_fd()`, events POLLIN) after one for `woken`; `libc::poll` them (unsafe, with
+    // a SAFETY comment) for at most 1000 ms; read `woken` to empty it (it is non-blocking); then go
+    // through the parked connections in the order they came (the first to arrive gets the last
+    // place in the queue, not the 503): hand each whose `revents` is not 0 to `ready`, drop those
+    // parked longer than CLIENT_TIMEOUT, and keep the others. Checks: 6 idle keep-alive clients on
+    // 2 workers do not starve a new one; a full queue answers the newest client 503; every stage 1
+    // check on stage 4.
     todo!("stage 4: write park_loop in chapters/workbook/src/pool.rs (poll the parked connections, hand the readable ones on); see chapters/04-thread-pool.md#build-it-yourself")
 }
