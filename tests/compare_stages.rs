@@ -121,11 +121,13 @@ fn compare_layers_measures_flag_and_config_stages_with_their_cpu() {
     std::fs::set_permissions(&backends, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let out = dir.join("out");
     let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 temp path").to_string();
+    // One second a cell: long enough for the stage's CPU to pass the ten clock ticks a figure
+    // needs (compare says "-" below them), even on a busy machine.
     let args = compare_args(&[
         "compare",
         "--layers",
         "-z",
-        "300ms",
+        "1s",
         "--stages",
         "stage4,stage9,stage2",
         "--bin-dir",

@@ -577,7 +577,8 @@ pub fn markdown(report: &CompareReport) -> String {
          with {} ms delay; timeout {:.1} s; {} CPU(s). req/s counts responses below 400; errors are \
          failed requests plus 4xx/5xx responses; p50/p99 cover responses only. CPU and context \
          switches: the stage's, during the cell (its process group, from /proc), over the \
-         responses below 400; \"-\" where they cannot be known.{}\n",
+         responses below 400; \"-\" where they cannot be known, or where the cell took fewer \
+         than 10 clock ticks of CPU (a figure within 10% needs at least 10).{}\n",
         report.duration_secs,
         report.backends,
         report.backend_delay_ms,
@@ -670,10 +671,22 @@ fn write_outputs(dir: &Path, report: &CompareReport, markdown: &str) -> Result<(
     })?;
     write("compare.json", &json)?;
     let title = format!(
-        "revproxy stages: {} demo backend(s), {} ms delay, {:.0} s per point",
-        report.backends, report.backend_delay_ms, report.duration_secs
+        "revproxy stages: {} demo backend(s), {} ms delay, {} s per point",
+        report.backends,
+        report.backend_delay_ms,
+        seconds_label(report.duration_secs)
     );
     write("chart.svg", &svg::chart(&report.cells, &title))
+}
+
+/// `2` for 2 s, `0.5` for half a second: whole seconds without a fraction, the rest with one
+/// digit (the chart's title once said "0 s per point" for `--quick`'s 0.5 s).
+fn seconds_label(secs: f64) -> String {
+    if (secs - secs.round()).abs() < 1e-9 {
+        format!("{secs:.0}")
+    } else {
+        format!("{secs:.1}")
+    }
 }
 
 #[cfg(test)]
@@ -720,6 +733,13 @@ mod tests {
             interrupted: false,
             cells: sample_cells(),
         }
+    }
+
+    #[test]
+    fn the_title_says_half_a_second() {
+        assert_eq!(seconds_label(0.5), "0.5");
+        assert_eq!(seconds_label(2.0), "2");
+        assert_eq!(seconds_label(1.25), "1.2");
     }
 
     #[test]

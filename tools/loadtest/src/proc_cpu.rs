@@ -114,6 +114,11 @@ pub fn ticks_per_second() -> Option<u64> {
     u64::try_from(hz).ok().filter(|&hz| hz > 0)
 }
 
+/// The fewest clock ticks a CPU figure is given for: a count of ticks is off by up to one,
+/// so ten or more keep the figure within 10%. A short cell (`compare --quick` at c=1 holds
+/// a few dozen requests in 0.5 s, a tick or two) says "-" rather than 0.0 or a tick's worth.
+pub const MIN_TICKS: u64 = 10;
+
 /// Per request, between two samples of the same group.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Cost {
@@ -122,7 +127,8 @@ pub struct Cost {
 }
 
 /// The cost of `requests` successful requests, `None` where a sample is missing, went
-/// backwards (not the same process) or there were no requests to share it.
+/// backwards (not the same process) or there were no requests to share it; the CPU also
+/// `None` below [`MIN_TICKS`].
 pub fn cost(
     before: Option<Usage>,
     after: Option<Usage>,
@@ -137,7 +143,7 @@ pub fn cost(
     }
     let per_request = |n: u64| n as f64 / requests as f64;
     let cpu_us_per_request = match (after.ticks.checked_sub(before.ticks), ticks_per_second) {
-        (Some(ticks), Some(hz)) => Some(per_request(ticks) * 1e6 / hz as f64),
+        (Some(ticks), Some(hz)) if ticks >= MIN_TICKS => Some(per_request(ticks) * 1e6 / hz as f64),
         _ => None,
     };
     let context_switches_per_request = match (before.context_switches, after.context_switches) {
@@ -222,6 +228,12 @@ mod tests {
         ] {
             assert_eq!(unknown.cpu_us_per_request, None, "{unknown:?}");
         }
+        // Too few ticks for a figure within 10%: "-", though the switches are exact.
+        let short = cost_of(usage(100, Some(10)), usage(109, Some(60)), 25);
+        assert_eq!(short.cpu_us_per_request, None);
+        assert_eq!(short.context_switches_per_request, Some(2.0));
+        let enough = cost_of(usage(100, Some(10)), usage(110, Some(60)), 25);
+        assert_eq!(enough.cpu_us_per_request, Some(4000.0));
     }
 
     /// Starts `script` in a group of its own and waits for its first line, by which time
