@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::file::{Config, HealthSection, LogSection, ServerEntry, UpstreamSection};
+use super::file::{ConfigFile, HealthSection, LogSection, ServerEntry, UpstreamSection};
 use super::{
     AccessLogSettings, HealthSettings, SectionError, ServerSettings, Settings, UpstreamSettings,
 };
@@ -22,7 +22,7 @@ impl Checker {
         SectionError::new(Some(spanned.span()), message)
     }
 
-    pub(super) fn settings(&self, config: Config) -> Result<Settings, SectionError> {
+    pub(super) fn settings(&self, config: ConfigFile) -> Result<Settings, SectionError> {
         let server = config.server;
         resolve(server.listen.get_ref())
             .map_err(|e| self.at(&server.listen, format!("listen: {e}")))?;
@@ -73,8 +73,7 @@ impl Checker {
         };
         let access_log = self.access_log(&config.log)?;
         let cache = crate::cache::config::check(&config.cache).map_err(SectionError::from)?;
-        let upgrades =
-            crate::relay::upgrade::check(&config.upgrades).map_err(SectionError::from)?;
+        let upgrades = super::upgrades::check(&config.upgrades).map_err(SectionError::from)?;
         let access = crate::access::config::check(config.access)?;
         let admin = crate::admin::config::check(config.admin)?;
         let compression = crate::compress::config::check(&config.compression)?;

@@ -13,7 +13,7 @@ use crate::settings;
 /// The whole file, as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct ConfigFile {
     #[serde(default)]
     pub server: ServerSection,
     #[serde(default)]
@@ -22,9 +22,9 @@ pub struct Config {
     pub log: LogSection,
     #[serde(default)]
     pub cache: crate::cache::config::CacheSection,
-    /// WebSocket and other upgrades (stage 6 on); see `relay::upgrade`.
+    /// WebSocket and other upgrades (stage 6 on); see `config::upgrades`.
     #[serde(default)]
-    pub upgrades: crate::relay::upgrade::UpgradeSection,
+    pub upgrades: super::upgrades::UpgradeSection,
     /// Stage 8; its types and checks live in `access::config`.
     #[serde(default)]
     pub access: Option<crate::access::config::AccessSection>,

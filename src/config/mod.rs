@@ -9,6 +9,7 @@
 mod check;
 mod error;
 mod file;
+mod upgrades;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ use std::time::Duration;
 
 pub use error::SectionError;
 pub use file::{
-    Config, FullServerEntry, HealthSection, LogSection, ServerEntry, ServerSection, UpstreamSection,
+    ConfigFile, FullServerEntry, HealthSection, LogSection, ServerEntry, ServerSection,
+    UpstreamSection,
 };
 
 use crate::balancer::{BackendSpec, StrategyKind};
@@ -208,7 +210,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         position: e.span.map(|s| line_and_column(text, s.start)),
         message: e.message,
     };
-    let config: Config = toml::from_str(text)
+    let config: ConfigFile = toml::from_str(text)
         .map_err(|e| locate(SectionError::new(e.span(), e.message().trim().to_owned())))?;
     check::Checker.settings(config).map_err(locate)
 }
