@@ -1,0 +1,150 @@
+//! The runner: start the origins and the program, run the checks of stages 1 to N in order,
+//! notice when the program is gone, stop everything.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::time::Instant;
+
+use crate::checks::{self, Check, Ctx, Failure};
+use crate::options::{Options, Target};
+use crate::origin::Origins;
+use crate::program::{self, Program};
+use crate::report::{CheckResult, Outcome, Report};
+use crate::setup::{self, Launcher, Setup};
+
+/// The checks `options` selects, in order.
+pub fn selected(options: &Options) -> Vec<Check> {
+    checks::all()
+        .into_iter()
+        .filter(|c| c.stage <= options.stage)
+        .filter(|c| options.only.is_empty() || options.only.iter().any(|n| n == c.name))
+        .collect()
+}
+
+/// Grades what `options` says and returns the report (nothing is printed).
+pub fn run(options: &Options) -> Report {
+    let checks = selected(options);
+    let mut report = Report {
+        stage: options.stage,
+        target: match &options.target {
+            Target::Program { command, args } => {
+                let mut words = vec![command.clone()];
+                words.extend(args.iter().cloned());
+                format!("`{}`", words.join(" "))
+            }
+            Target::Addr(addr) => format!("the proxy at {addr}"),
+        },
+        ..Report::default()
+    };
+    let not_run = |report: &mut Report, checks: &[Check], why: &str| {
+        for c in checks {
+            report
+                .results
+                .push(result(c, Outcome::Fail(format!("not run: {why}")), 0.0));
+        }
+    };
+    let origins = match Origins::start(3, options.origin_port) {
+        Ok(o) => o,
+        Err(e) => {
+            report.notes.push(e);
+            not_run(&mut report, &checks, "the origins could not start");
+            return report;
+        }
+    };
+    let addrs = origins.addrs();
+    let count = if options.stage >= 5 { 3 } else { 1 };
+    let extra = setup::stage_toml(options.stage, &addrs);
+    let mut launcher = None;
+    let mut main: Option<Program> = None;
+    let proxy = match &options.target {
+        Target::Addr(addr) => *addr,
+        Target::Program { command, args } => {
+            let started = Launcher::new(command, args, options.stage).and_then(|l| {
+                let setup = Setup {
+                    backends: addrs[..count].to_vec(),
+                    extra_toml: extra.clone(),
+                    ..Setup::default()
+                };
+                let program = l.start(&setup)?;
+                Ok((l, program))
+            });
+            match started {
+                Ok((l, program)) => {
+                    launcher = Some(l);
+                    let addr = program.addr;
+                    main = Some(program);
+                    addr
+                }
+                Err(e) => {
+                    report.notes.push(format!("the program did not start: {e}"));
+                    not_run(&mut report, &checks, "the program did not start");
+                    return report;
+                }
+            }
+        }
+    };
+    let mut ctx = Ctx::new(proxy, &origins, options.stage, launcher.as_ref());
+    ctx.main_pid = main.as_ref().map(Program::pid);
+    ctx.extra_toml = extra;
+    let mut gone = false;
+    let mut panics_seen = None;
+    for check in &checks {
+        if gone {
+            report.results.push(result(
+                check,
+                Outcome::Fail("not run: the program is gone".into()),
+                0.0,
+            ));
+            continue;
+        }
+        ctx.check = check.name;
+        let started = Instant::now();
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| (check.run)(&mut ctx)));
+        origins.release_hangs();
+        let mut outcome = match outcome {
+            Ok(Ok(())) => Outcome::Pass,
+            Ok(Err(Failure::Fail(why))) => Outcome::Fail(why),
+            Ok(Err(Failure::Skip(why))) => Outcome::Skip(why),
+            Err(_) => Outcome::Fail("the grader's check itself panicked (a bug in grade)".into()),
+        };
+        if let Some(program) = main.as_mut() {
+            if let Some(status) = program.exit_status() {
+                gone = true;
+                let note = format!(
+                    "the program exited with {} during `{}`{}",
+                    program::status_words(status),
+                    check.name,
+                    program.stderr_words()
+                );
+                report.notes.push(note.clone());
+                outcome = Outcome::Fail(note);
+            } else if let Outcome::Fail(why) = &outcome {
+                // A thread of the program panicked (a `todo!()` in a workbook skeleton): say
+                // so once, with its message.
+                let panicked = program.panic_words();
+                if panicked.is_some() && panicked != panics_seen {
+                    panics_seen = panicked.clone();
+                    let words = panicked.unwrap_or_default();
+                    outcome = Outcome::Fail(format!("{why}; the program panicked: {words}"));
+                }
+            }
+        }
+        report
+            .results
+            .push(result(check, outcome, started.elapsed().as_secs_f64()));
+    }
+    if let Some(mut program) = main {
+        program.stop();
+    }
+    report
+}
+
+fn result(check: &Check, outcome: Outcome, seconds: f64) -> CheckResult {
+    CheckResult {
+        name: check.name.to_string(),
+        stage: check.stage,
+        points: check.points,
+        teaches: check.teaches.to_string(),
+        outcome,
+        seconds,
+    }
+}
