@@ -1,0 +1,69 @@
+//! Every reference stage graded by the course's grader (`tools/grade`, which shares no code
+//! with this crate): each scores full marks at its own stage, and fails exactly the later
+//! stages' checks it cannot pass, as a student's program would.
+//!
+//! Run one with its report: `cargo test --test grade stage3 -- --nocapture`.
+
+use grade::{Options, Outcome, Report};
+
+const STAGE1: &str = env!("CARGO_BIN_EXE_stage1");
+const STAGE2: &str = env!("CARGO_BIN_EXE_stage2");
+const STAGE3: &str = env!("CARGO_BIN_EXE_stage3");
+const STAGE4: &str = env!("CARGO_BIN_EXE_stage4");
+const STAGE5: &str = env!("CARGO_BIN_EXE_stage5");
+
+/// Grades `bin` with the checks of stages 1 to `stage`, printing the report.
+fn grade(stage: u8, bin: &str) -> Report {
+    let report = grade::run(&Options::program(stage, bin, &["--log-level", "warn"]));
+    print!("{}", report.text());
+    report
+}
+
+/// Every check of stages 1 to `own` passed, and exactly `failed` failed.
+fn assert_grades(report: &Report, own: u8, failed: &[&str]) {
+    for r in report.results.iter().filter(|r| r.stage <= own) {
+        assert_eq!(r.outcome, Outcome::Pass, "{} (stage {}) must pass", r.name, r.stage);
+    }
+    assert_eq!(report.failed_names(), failed, "{}", report.text());
+    assert_eq!(report.skipped(), 0, "nothing is skipped when the grader starts the program");
+}
+
+#[test]
+fn stage1_full_marks_and_blocked_by_a_silent_client_or_origin() {
+    // Stage 1 serves one connection at a time: Proxy Lab's silent client and silent server
+    // both block the next client.
+    let report = grade(2, STAGE1);
+    assert_grades(&report, 1, &["silent_client", "silent_origin"]);
+    // No children, so no zombies: that stage 2 check passes.
+    assert_eq!(report.outcome("no_zombies"), Some(&Outcome::Pass));
+}
+
+#[test]
+fn stage2_and_stage3_full_marks_and_no_pool_flags() {
+    // Neither has a pool: stage 4's checks start an instance with --workers, which they refuse.
+    for bin in [STAGE2, STAGE3] {
+        let report = grade(4, bin);
+        assert_grades(&report, 3, &["idle_clients_do_not_starve", "full_queue_503"]);
+        let Some(Outcome::Fail(why)) = report.outcome("full_queue_503") else {
+            unreachable!("checked above")
+        };
+        assert!(why.contains("--workers"), "{why}");
+    }
+}
+
+#[test]
+fn stage4_full_marks_and_takes_one_backend_only() {
+    let report = grade(4, STAGE4);
+    assert_grades(&report, 4, &[]);
+    // Stage 5 starts it with three --backend flags: it refuses them and nothing runs.
+    let report = grade(5, STAGE4);
+    assert!(report.results.iter().all(|r| r.outcome
+        == Outcome::Fail("not run: the program did not start".into())));
+    assert!(report.notes[0].contains("--backend"), "{:?}", report.notes);
+}
+
+#[test]
+fn stage5_full_marks() {
+    let report = grade(5, STAGE5);
+    assert_grades(&report, 5, &[]);
+}
