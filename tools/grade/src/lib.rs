@@ -11,6 +11,7 @@
 //! by stage), [`report`] (text and JSON), [`run`] (the runner).
 
 pub mod checks;
+pub mod controls;
 pub mod http;
 pub mod options;
 pub mod origin;

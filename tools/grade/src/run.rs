@@ -2,7 +2,7 @@
 //! notice when the program is gone, stop everything.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::checks::{self, Check, Ctx, Failure};
 use crate::options::{Options, Target};
@@ -107,13 +107,23 @@ pub fn run(options: &Options) -> Report {
             Err(_) => Outcome::Fail("the grader's check itself panicked (a bug in grade)".into()),
         };
         if let Some(program) = main.as_mut() {
-            if let Some(status) = program.exit_status() {
+            // A program that crashed is still exiting as the failure shows (printing its panic,
+            // a backtrace): it gets a moment, so the report blames the right check.
+            let exited = match outcome {
+                Outcome::Fail(_) => program.wait_exit(Duration::from_millis(500)),
+                _ => program.exit_status(),
+            };
+            if let Some(status) = exited {
                 gone = true;
+                // The panic message says more than the last lines (a backtrace, often).
+                let said = match program.panic_words() {
+                    Some(panic) => format!(": it panicked: {panic}"),
+                    None => program.stderr_words(),
+                };
                 let note = format!(
-                    "the program exited with {} during `{}`{}",
+                    "the program exited with {} during `{}`{said}",
                     program::status_words(status),
                     check.name,
-                    program.stderr_words()
                 );
                 report.notes.push(note.clone());
                 outcome = Outcome::Fail(note);
