@@ -11,6 +11,10 @@ const STAGE2: &str = env!("CARGO_BIN_EXE_stage2");
 const STAGE3: &str = env!("CARGO_BIN_EXE_stage3");
 const STAGE4: &str = env!("CARGO_BIN_EXE_stage4");
 const STAGE5: &str = env!("CARGO_BIN_EXE_stage5");
+const STAGE6: &str = env!("CARGO_BIN_EXE_stage6");
+const STAGE7: &str = env!("CARGO_BIN_EXE_stage7");
+const STAGE8: &str = env!("CARGO_BIN_EXE_stage8");
+const STAGE9: &str = env!("CARGO_BIN_EXE_stage9");
 
 /// Grades `bin` with the checks of stages 1 to `stage`, printing the report.
 fn grade(stage: u8, bin: &str) -> Report {
@@ -22,10 +26,20 @@ fn grade(stage: u8, bin: &str) -> Report {
 /// Every check of stages 1 to `own` passed, and exactly `failed` failed.
 fn assert_grades(report: &Report, own: u8, failed: &[&str]) {
     for r in report.results.iter().filter(|r| r.stage <= own) {
-        assert_eq!(r.outcome, Outcome::Pass, "{} (stage {}) must pass", r.name, r.stage);
+        assert_eq!(
+            r.outcome,
+            Outcome::Pass,
+            "{} (stage {}) must pass",
+            r.name,
+            r.stage
+        );
     }
     assert_eq!(report.failed_names(), failed, "{}", report.text());
-    assert_eq!(report.skipped(), 0, "nothing is skipped when the grader starts the program");
+    assert_eq!(
+        report.skipped(),
+        0,
+        "nothing is skipped when the grader starts the program"
+    );
 }
 
 #[test]
@@ -43,7 +57,11 @@ fn stage2_and_stage3_full_marks_and_no_pool_flags() {
     // Neither has a pool: stage 4's checks start an instance with --workers, which they refuse.
     for bin in [STAGE2, STAGE3] {
         let report = grade(4, bin);
-        assert_grades(&report, 3, &["idle_clients_do_not_starve", "full_queue_503"]);
+        assert_grades(
+            &report,
+            3,
+            &["idle_clients_do_not_starve", "full_queue_503"],
+        );
         let Some(Outcome::Fail(why)) = report.outcome("full_queue_503") else {
             unreachable!("checked above")
         };
@@ -51,19 +69,66 @@ fn stage2_and_stage3_full_marks_and_no_pool_flags() {
     }
 }
 
+/// Every check was "not run" because the program refused its command line or config, and
+/// the note quotes what it said.
+fn assert_refused(report: &Report, said: &str) {
+    assert!(
+        report
+            .results
+            .iter()
+            .all(|r| r.outcome == Outcome::Fail("not run: the program did not start".into())),
+        "{}",
+        report.text()
+    );
+    assert!(report.notes[0].contains(said), "{:?}", report.notes);
+}
+
 #[test]
 fn stage4_full_marks_and_takes_one_backend_only() {
     let report = grade(4, STAGE4);
     assert_grades(&report, 4, &[]);
     // Stage 5 starts it with three --backend flags: it refuses them and nothing runs.
-    let report = grade(5, STAGE4);
-    assert!(report.results.iter().all(|r| r.outcome
-        == Outcome::Fail("not run: the program did not start".into())));
-    assert!(report.notes[0].contains("--backend"), "{:?}", report.notes);
+    assert_refused(&grade(5, STAGE4), "--backend");
 }
 
 #[test]
-fn stage5_full_marks() {
-    let report = grade(5, STAGE5);
-    assert_grades(&report, 5, &[]);
+fn stage5_full_marks_and_no_config_file() {
+    assert_grades(&grade(5, STAGE5), 5, &[]);
+    assert_refused(&grade(6, STAGE5), "--config");
+}
+
+#[test]
+fn stage6_full_marks_and_no_cache() {
+    let report = grade(7, STAGE6);
+    assert_grades(
+        &report,
+        6,
+        &[
+            "cache_serves_dead_origin",
+            "cache_respects_no_store_private_authorization",
+            "vary_keeps_variants",
+            "revalidation_304",
+        ],
+    );
+}
+
+#[test]
+fn stage7_full_marks_and_no_access_control() {
+    let report = grade(8, STAGE7);
+    assert_grades(
+        &report,
+        7,
+        &["access_401_403_429", "denied_prefix_respelled"],
+    );
+}
+
+#[test]
+fn stage8_full_marks_and_no_routes() {
+    assert_grades(&grade(8, STAGE8), 8, &[]);
+    assert_refused(&grade(9, STAGE8), "[[routes]]");
+}
+
+#[test]
+fn stage9_full_marks() {
+    assert_grades(&grade(9, STAGE9), 9, &[]);
 }

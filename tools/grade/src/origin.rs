@@ -7,7 +7,8 @@
 //! one byte per write), `hang` (never answer), `hold` (stream the body but keep its last 64 KiB
 //! until the client says it has seen the first bytes), `drop` (read the request, close without
 //! an answer), `cc` (Cache-Control), `vary`, `etag` (answers 304 to a matching
-//! If-None-Match), `ws` (a WebSocket echo of one frame). `GET /health` gets 200.
+//! If-None-Match), `echo` (the named request header ends the body), `ctype` (Content-Type),
+//! `ws` (a WebSocket echo of one frame). `GET /health` gets 200.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -98,7 +99,7 @@ struct Shared {
     conns: Mutex<HashMap<u64, (usize, TcpStream)>>,
     /// Connections held by `hang` (with their token), closed by `release_hangs`.
     hanging: Mutex<HashMap<u64, (String, TcpStream)>>,
-    /// Tokens whose hangs were released: a proxy that retries one gets a close at once.
+    /// Tokens whose hangs were released: a proxy that retries one gets an answer at once.
     released_hangs: Mutex<HashSet<String>>,
     next_id: AtomicU64,
     /// `hold` answers whose tail went out without the client's signal.
@@ -494,10 +495,9 @@ fn answer(
         .header("connection")
         .is_some_and(|v| v.eq_ignore_ascii_case("close"));
 
-    if get("hang").is_some() {
-        if lock(&shared.released_hangs).contains(&token) {
-            return false;
-        }
+    // A released hang that a proxy sends again (a retry) is answered like any request, so that
+    // the retry does not count as one more failure of the origin.
+    if get("hang").is_some() && !lock(&shared.released_hangs).contains(&token) {
         if let Ok(clone) = stream.try_clone() {
             lock(&shared.hanging).insert(id, (token.clone(), clone));
         }
@@ -529,7 +529,11 @@ fn answer(
             status = 304;
         }
     }
-    let default_body = format!("origin {} {}\n", record.origin, token).into_bytes();
+    // `echo=NAME`: the request's header NAME ends the default body (Vary checks).
+    let echoed = get("echo")
+        .map(|name| format!(" {}", record.header(name).unwrap_or_default()))
+        .unwrap_or_default();
+    let default_body = format!("origin {} {token}{echoed}\n", record.origin).into_bytes();
     let length = num("n").unwrap_or(default_body.len() as u64);
     let frame = get("frame").unwrap_or("cl");
     let no_body = status == 204 || status == 304 || record.method == "HEAD";
@@ -606,10 +610,8 @@ fn answer(
         }
         ok
     };
-    if ok && chunked {
-        if out.write_all(b"0\r\n\r\n").is_err() {
-            return false;
-        }
+    if ok && chunked && out.write_all(b"0\r\n\r\n").is_err() {
+        return false;
     }
     ok && !close
 }

@@ -23,6 +23,8 @@ struct Stderr {
     tail: VecDeque<String>,
     panics: Vec<String>,
     lines: u64,
+    /// The pipe reached its end (the program and its children closed it).
+    closed: bool,
 }
 
 /// A running program.
@@ -81,6 +83,7 @@ impl Program {
                     }
                     s.tail.push_back(line);
                 }
+                keep.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
             });
         }
         Ok(Program {
@@ -97,6 +100,7 @@ impl Program {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = program.exit_status() {
+                program.settle();
                 return Err(format!(
                     "the program exited ({}) before it accepted connections{}",
                     status_words(status),
@@ -138,14 +142,25 @@ impl Program {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.exit_status() {
-                // Gives the stderr reader a moment to take the last lines.
-                thread::sleep(Duration::from_millis(50));
+                self.settle();
                 return Some(status);
             }
             if Instant::now() >= deadline {
                 return None;
             }
             thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Once the program has exited: waits up to 1 s for the stderr reader to take the last
+    /// lines (a forked child may still hold the pipe, hence the bound).
+    fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            if self.stderr.lock().unwrap_or_else(|e| e.into_inner()).closed {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
         }
     }
 

@@ -1,6 +1,7 @@
 //! The runner: start the origins and the program, run the checks of stages 1 to N in order,
 //! notice when the program is gone, stop everything.
 
+use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use crate::origin::Origins;
 use crate::program::{self, Program};
 use crate::report::{CheckResult, Outcome, Report};
 use crate::setup::{self, Launcher, Setup};
+use crate::websocket::Trust;
 
 /// The checks `options` selects, in order.
 pub fn selected(options: &Options) -> Vec<Check> {
@@ -55,13 +57,22 @@ pub fn run(options: &Options) -> Report {
     let extra = setup::stage_toml(options.stage, &addrs);
     let mut launcher = None;
     let mut main: Option<Program> = None;
+    let mut tls = None;
     let proxy = match &options.target {
         Target::Addr(addr) => *addr,
         Target::Program { command, args } => {
             let started = Launcher::new(command, args, options.stage).and_then(|l| {
+                let mut main_toml = extra.clone();
+                if options.stage >= 9 {
+                    // Stage 9's TLS listener: a certificate from a CA made for this run.
+                    let (trust, cert, key) = Trust::make(l.dir())?;
+                    let port = program::free_port()?;
+                    main_toml.push_str(&setup::tls_toml(port, &cert, &key));
+                    tls = Some((SocketAddr::from(([127, 0, 0, 1], port)), trust));
+                }
                 let setup = Setup {
                     backends: addrs[..count].to_vec(),
-                    extra_toml: extra.clone(),
+                    extra_toml: main_toml,
                     ..Setup::default()
                 };
                 let program = l.start(&setup)?;
@@ -84,6 +95,7 @@ pub fn run(options: &Options) -> Report {
     };
     let mut ctx = Ctx::new(proxy, &origins, options.stage, launcher.as_ref());
     ctx.main_pid = main.as_ref().map(Program::pid);
+    ctx.tls = tls.as_ref().map(|(addr, trust)| (*addr, trust));
     ctx.extra_toml = extra;
     let mut gone = false;
     let mut panics_seen = None;

@@ -164,7 +164,7 @@ pub fn revproxy_config(stage: u8, port: u16, setup: &Setup) -> String {
         text.push_str(&format!("read_timeout_ms = {ms}\n"));
     }
     text.push_str(
-        "\n[upstreams.app.health]\npath = \"/health\"\ninterval_ms = 100\ntimeout_ms = 500\nrise = 1\nfall = 1\n",
+        "\n[upstreams.app.health]\npath = \"/health\"\ninterval_ms = 200\ntimeout_ms = 200\nrise = 1\nfall = 2\n",
     );
     let _ = stage;
     text.push_str(&setup.extra_toml);
@@ -250,8 +250,41 @@ fn origins_for(stage: u8, origins: &[SocketAddr]) -> Vec<SocketAddr> {
     }
 }
 
-/// What the main instance's config adds at `stage` (7 to 9) to the contract's subset.
+/// What the config adds at `stage` (7 to 9) to the contract's subset, in the reference's
+/// keys: the cache on (7); an API key, a denied prefix and a rate limit (8); routes by Host
+/// and path to origins 1 and 2, compression and WebSocket upgrades (9). TLS is added for the
+/// main instance alone ([`tls_toml`]), since its port is fixed.
 pub fn stage_toml(stage: u8, origins: &[SocketAddr]) -> String {
-    let _ = (stage, origins);
-    String::new()
+    let mut text = String::new();
+    if stage >= 7 {
+        text.push_str("\n[cache]\nenabled = true\n");
+    }
+    if stage >= 8 {
+        text.push_str(&format!(
+            "\n[access.keys]\nlist = [{{ name = \"grader\", key = \"{}\" }}]\n\
+             \n[[access.rules]]\npath = \"/keyed\"\nauth = \"key\"\n\
+             \n[[access.rules]]\npath = \"/blocked\"\nip = [\"deny all\"]\n\
+             \n[[access.rules]]\npath = \"/limited\"\nlimit = {{ rate = \"1r/m\", burst = 0, nodelay = true }}\n",
+            crate::checks::API_KEY
+        ));
+    }
+    if stage >= 9 && origins.len() >= 3 {
+        text.push_str(&format!(
+            "\n[upstreams.one]\nservers = [\"{}\"]\n\n[upstreams.two]\nservers = [\"{}\"]\n\
+             \n[[routes]]\nname = \"by-host\"\nhosts = [\"one.grade.test\"]\nupstream = \"one\"\n\
+             \n[[routes]]\nname = \"by-path\"\npath = \"/two\"\nupstream = \"two\"\n\
+             \n[[routes]]\nname = \"rest\"\npath = \"/\"\nupstream = \"app\"\n\
+             \n[compression]\nenabled = true\nmin_length = 256\n\
+             \n[upgrades]\nenabled = true\n",
+            origins[1], origins[2]
+        ));
+    }
+    text
+}
+
+/// The main instance's TLS listener at stage 9: its port and the certificate files.
+pub fn tls_toml(port: u16, cert: &str, key: &str) -> String {
+    format!(
+        "\n[tls]\nlisten = \"127.0.0.1:{port}\"\ncertificates = [{{ cert = \"{cert}\", key = \"{key}\" }}]\n"
+    )
 }

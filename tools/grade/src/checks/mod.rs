@@ -10,6 +10,8 @@ mod framing;
 mod health;
 mod refusals;
 
+pub use access::API_KEY;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
