@@ -288,12 +288,16 @@ impl Conn {
             self.pos = 0;
         }
         let mut chunk = [0u8; 64 * 1024];
-        match self.stream.read(&mut chunk) {
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(n)
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(n);
+                }
+                // A signal (a debugger attaching) is not the proxy's doing.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_words(&e)),
             }
-            Err(e) => Err(io_words(&e)),
         }
     }
 }

@@ -22,6 +22,10 @@ use crate::pattern;
 
 /// Longest an origin holds back an answer (`hang`, `hold`): a bound, so nothing waits forever.
 const HOLD_LIMIT: Duration = Duration::from_secs(15);
+/// How long an origin keeps an idle keep-alive connection open for the next request: Apache's
+/// default KeepAliveTimeout. A forwarder that waits for the origin to close (the C course's
+/// first programs) is held this long per request, not the whole `HOLD_LIMIT`.
+const IDLE_LIMIT: Duration = Duration::from_secs(5);
 /// Bytes of each request body kept in its record (the rest is counted).
 const KEEP_BODY: usize = 1024 * 1024;
 /// Bytes of the body that `hold` keeps back until the client has seen the first bytes.
@@ -280,7 +284,7 @@ fn serve(index: usize, stream: TcpStream, shared: &Shared) {
     if let Ok(clone) = stream.try_clone() {
         lock(&shared.conns).insert(id, (index, clone));
     }
-    stream.set_read_timeout(Some(HOLD_LIMIT)).ok();
+    stream.set_read_timeout(Some(IDLE_LIMIT)).ok();
     stream.set_write_timeout(Some(HOLD_LIMIT)).ok();
     stream.set_nodelay(true).ok();
     let mut reader = Reader {
@@ -506,8 +510,14 @@ fn answer(
         let deadline = Instant::now() + HOLD_LIMIT;
         while Instant::now() < deadline {
             match (&*stream).read(&mut sink) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+                Ok(0) => break,
+                Err(e)
+                    if e.kind() != std::io::ErrorKind::WouldBlock
+                        && e.kind() != std::io::ErrorKind::TimedOut =>
+                {
+                    break
+                }
+                _ => {}
             }
         }
         lock(&shared.hanging).remove(&id);

@@ -175,7 +175,7 @@ pub fn revproxy_config(stage: u8, port: u16, setup: &Setup) -> String {
 pub fn nginx_config(stage: u8, listen: u16, origins: &[SocketAddr]) -> String {
     let servers: String = origins_for(stage, origins)
         .iter()
-        .map(|a| format!("        server {a};\n"))
+        .map(|a| format!("        server {a} max_fails=0;\n"))
         .collect();
     format!(
         "# nginx in front of grade's origins: `grade --stage {stage} --addr 127.0.0.1:{listen}`.
@@ -192,6 +192,8 @@ http {{
     # Short upstream timeouts, so grade's slow-origin check sees a 504 within its patience.
     proxy_connect_timeout 2s;
     proxy_read_timeout 2s;
+    # max_fails=0: grade kills and restarts its origins between checks, and nginx's passive
+    # marking (max_fails=1 fail_timeout=10s) would keep a restarted origin out for 10 s.
     upstream app {{
 {servers}        keepalive 16;
     }}
