@@ -305,9 +305,19 @@ fn serve(index: usize, stream: TcpStream, shared: &Shared) {
                 }
             }
             Err(record) => {
+                // The body says what the origin could not read, so the client's failure
+                // message shows it.
+                let why = format!(
+                    "grade origin: cannot read the request: {}\n",
+                    record.error.as_deref().unwrap_or("")
+                );
                 lock(&shared.records).push(*record);
                 let _ = (&stream).write_all(
-                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    format!(
+                        "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{why}",
+                        why.len()
+                    )
+                    .as_bytes(),
                 );
                 break;
             }
@@ -373,7 +383,10 @@ fn read_request(index: usize, r: &mut Reader) -> Result<Option<Record>, Box<Reco
             if r.buf.is_empty() {
                 return Ok(None);
             }
-            return Err(bad(&r.buf, "the connection closed inside a head"));
+            return Err(bad(
+                &r.buf,
+                "the head never ended (the connection closed, or was silent for 5 s)",
+            ));
         }
     };
     let head_bytes: Vec<u8> = r.buf.drain(..end).collect();
