@@ -119,3 +119,19 @@ fn threaded_proxy_serves_clients_at_once_without_zombies() {
     };
     assert_eq!(report.failed_names(), ["pipelining"]);
 }
+
+#[test]
+fn proxy_load_balancer_spreads_but_does_not_skip_a_refusing_backend() {
+    // Chapter 05: round robin over the backends, and a backend that refuses gets its clients
+    // nothing instead of the next backend.
+    let only = [
+        "spread_over_three",
+        "spread_over_two",
+        "refused_origin_skipped",
+        "post_not_sent_twice",
+    ];
+    let Some(report) = grade_c("proxy_load_balancer", 5, &only) else {
+        return;
+    };
+    assert_eq!(report.failed_names(), ["refused_origin_skipped"]);
+}
