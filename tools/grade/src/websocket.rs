@@ -17,7 +17,7 @@ use crate::origin::Record;
 
 /// The name the program's certificate is for, sent as SNI.
 pub const TLS_NAME: &str = "grade.test";
-const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC11B85";
+const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// The CA a TLS check trusts.
 pub struct Trust {

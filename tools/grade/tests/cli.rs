@@ -162,14 +162,14 @@ fn printed_configs_point_at_the_fixed_origins() {
     assert!(out.status.success(), "{nginx}");
     for port in [19101, 19102, 19103] {
         assert!(
-            nginx.contains(&format!("server 127.0.0.1:{port};")),
+            nginx.contains(&format!("server 127.0.0.1:{port} max_fails=0;")),
             "{nginx}"
         );
     }
     assert!(nginx.contains("listen 127.0.0.1:18080;"), "{nginx}");
     let (_, one) = grade(&["--print-config", "nginx", "--stage", "1"]);
     assert!(
-        one.contains("server 127.0.0.1:19101;") && !one.contains("19102"),
+        one.contains("server 127.0.0.1:19101 ") && !one.contains("19102"),
         "{one}"
     );
     let (out, haproxy) = grade(&[
