@@ -16,6 +16,11 @@ use grade::{Options, Target};
 /// Every check of stages 1 to N runs (earlier stages re-run). Each prints PASS, FAIL (the
 /// reason, and where the course teaches it) or SKIP; then the points per stage and
 /// `N passed, M failed`. Exit status: 0 when no check failed, 1 when one did, 2 usage error.
+///
+/// The program gets `--listen 127.0.0.1:PORT --backend ADDR` (stages 1 to 5) or
+/// `--config FILE` (stage 6 on): the contract in tools/grade/README.md. Another command line
+/// works with placeholders: `grade -- ./proxy {port} {backend_port}`.
+/// GRADE_SHOW_STDERR=1 echoes the program's stderr while it is graded.
 #[derive(Debug, Parser)]
 #[command(name = "grade", version, verbatim_doc_comment)]
 struct Cli {
@@ -49,7 +54,8 @@ struct Cli {
     #[arg(long, value_name = "SERVER")]
     print_config: Option<Server>,
 
-    /// The program to grade and its arguments (after --), started per the contract.
+    /// The program to grade and its arguments (after --); {port}, {backend}, {backend_port}
+    /// and {config} in them are replaced, and then nothing is appended.
     #[arg(last = true, value_name = "PROGRAM")]
     program: Vec<String>,
 }

@@ -44,6 +44,16 @@ pub fn run(options: &Options) -> Report {
                 .push(result(c, Outcome::Fail(format!("not run: {why}")), 0.0));
         }
     };
+    if let Target::Addr(addr) = &options.target {
+        // Said once, rather than as every check's own connection failure.
+        if let Err(e) = std::net::TcpStream::connect_timeout(addr, Duration::from_secs(5)) {
+            report
+                .notes
+                .push(format!("nothing accepts connections on {addr}: {e}"));
+            not_run(&mut report, &checks, "nothing listens on the address");
+            return report;
+        }
+    }
     let origins = match Origins::start(3, options.origin_port) {
         Ok(o) => o,
         Err(e) => {

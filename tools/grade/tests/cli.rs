@@ -184,3 +184,18 @@ fn printed_configs_point_at_the_fixed_origins() {
     assert!(haproxy.contains("server o2 127.0.0.1:29103"), "{haproxy}");
     assert!(haproxy.contains("bind 127.0.0.1:8080"), "{haproxy}");
 }
+
+#[test]
+fn an_address_where_nothing_listens_is_said_once() {
+    // Port 1 on loopback: nothing listens there on a test machine.
+    let (out, text) = grade(&["--addr", "127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("NOTE  nothing accepts connections on 127.0.0.1:1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not run: nothing listens on the address"),
+        "{text}"
+    );
+}
