@@ -147,8 +147,16 @@ pub fn run(options: &Options) -> Report {
                     program::status_words(status),
                     check.name,
                 );
-                report.notes.push(note.clone());
-                outcome = Outcome::Fail(note);
+                report.notes.push(note);
+                // The note says it in full, once; the check's line says what it saw.
+                let saw = match &outcome {
+                    Outcome::Fail(why) => format!("{why}; "),
+                    _ => String::new(),
+                };
+                outcome = Outcome::Fail(format!(
+                    "{saw}the program exited with {} during this check (see the NOTE above)",
+                    program::status_words(status)
+                ));
             } else if let Outcome::Fail(why) = &outcome {
                 // A thread of the program panicked (a `todo!()` in a workbook skeleton): say
                 // so once, with its message.
