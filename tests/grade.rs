@@ -92,6 +92,17 @@ fn stage4_full_marks_and_takes_one_backend_only() {
 }
 
 #[test]
+fn stage4_naive_pool_is_starved_by_idle_clients() {
+    // `--keep-alive hold`, the pool chapter 04 starts from: a worker holds its idle
+    // keep-alive connection, so two idle clients take both workers.
+    let mut options = Options::program(4, STAGE4, &["--log-level", "warn", "--keep-alive", "hold"]);
+    options.only = vec!["idle_clients_do_not_starve".into(), "full_queue_503".into()];
+    let report = grade::run(&options);
+    print!("{}", report.text());
+    assert_eq!(report.failed_names(), ["idle_clients_do_not_starve"]);
+}
+
+#[test]
 fn stage5_full_marks_and_no_config_file() {
     assert_grades(&grade(5, STAGE5), 5, &[]);
     assert_refused(&grade(6, STAGE5), "--config");

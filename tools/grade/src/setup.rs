@@ -125,7 +125,16 @@ impl Launcher {
     pub fn start(&self, setup: &Setup) -> Result<Program, String> {
         let port = program::free_port()?;
         let args = self.command_line(setup, port)?;
-        Program::start(&self.command, &args, port)
+        match Program::start(&self.command, &args, port) {
+            // The free port was taken between the grader's look and the program's bind
+            // (another test's connection, say): once more, on another port.
+            Err(e) if e.contains("in use") => {
+                let port = program::free_port()?;
+                let args = self.command_line(setup, port)?;
+                Program::start(&self.command, &args, port)
+            }
+            result => result,
+        }
     }
 
     /// Starts an instance that is expected to exit (a broken config): its command line too.
