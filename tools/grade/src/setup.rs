@@ -173,7 +173,7 @@ pub fn revproxy_config(stage: u8, port: u16, setup: &Setup) -> String {
         text.push_str(&format!("read_timeout_ms = {ms}\n"));
     }
     text.push_str(
-        "\n[upstreams.app.health]\npath = \"/health\"\ninterval_ms = 200\ntimeout_ms = 200\nrise = 1\nfall = 2\n",
+        "\n[upstreams.app.health]\npath = \"/health\"\ninterval_ms = 500\ntimeout_ms = 500\nrise = 1\nfall = 2\n",
     );
     let _ = stage;
     text.push_str(&setup.extra_toml);
