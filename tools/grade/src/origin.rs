@@ -8,7 +8,7 @@
 //! until the client says it has seen the first bytes), `drop` (read the request, close without
 //! an answer), `cc` (Cache-Control), `vary`, `etag` (answers 304 to a matching
 //! If-None-Match), `echo` (the named request header ends the body), `ctype` (Content-Type),
-//! `ws` (a WebSocket echo of one frame). `GET /health` gets 200.
+//! `hop` (a Connection-named field in the answer), `ws` (a WebSocket echo of one frame). `GET /health` gets 200.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -563,6 +563,12 @@ fn answer(
 
     let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
     head.push_str(&format!("X-Grade-Origin: {}\r\n", record.origin));
+    if get("hop").is_some() {
+        // A field the origin's Connection header names: for the proxy, not for the client.
+        head.push_str(
+            "Connection: X-Grade-Resp-Hop\r\nX-Grade-Resp-Hop: 1\r\nX-Grade-Resp-Kept: yes\r\n",
+        );
+    }
     for (key, name) in [("cc", "Cache-Control"), ("vary", "Vary"), ("etag", "ETag")] {
         if let Some(v) = get(key) {
             head.push_str(&format!("{name}: {v}\r\n"));

@@ -1,6 +1,6 @@
 //! Proof that the grader discriminates: two negative controls fail the framing and
 //! smuggling checks, exactly these. A raw TCP tunnel changes nothing, so it passes the framing
-//! checks and fails every check where a proxy must read the request; a forwarder that takes a
+//! checks and fails every check where a proxy must read the request (or drop what is its own); a forwarder that takes a
 //! request as one `read()` of 4 KiB (the C course's first program) fails the framing checks
 //! too.
 
@@ -23,6 +23,7 @@ fn a_tcp_tunnel_passes_framing_and_fails_every_refusal() {
     assert_eq!(
         report.failed_names(),
         [
+            "hop_by_hop_removed",
             "bad_request_400",
             "body_too_large_413",
             "uri_too_long_414",

@@ -6,6 +6,7 @@ mod balance;
 mod cache;
 mod concurrency;
 mod edge;
+mod forwarding;
 mod framing;
 mod health;
 mod refusals;
@@ -63,6 +64,7 @@ pub struct Check {
 pub fn all() -> Vec<Check> {
     let mut list = Vec::new();
     list.extend(framing::checks());
+    list.extend(forwarding::checks());
     list.extend(refusals::checks());
     list.extend(concurrency::checks());
     list.extend(balance::checks());
