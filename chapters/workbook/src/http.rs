@@ -4,7 +4,7 @@
 //!
 //! You write the functions whose body is a `todo!()`, starting with `serve_request` (the
 //! first request a client sends reaches it); each says what to write and which grader checks
-//! pass once it is there. The rest is given. Stuck? `solutions/src/http.rs` is one answer.
+//! pass once it is there. The rest is given. Stuck? `chapters/workbook/solutions/src/http.rs` is one answer.
 
 use std::io::{self, ErrorKind::*, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -15,9 +15,10 @@ use crate::CLIENT_TIMEOUT;
 pub const MAX_REQUEST_LINE: usize = 8 * 1024; // nginx's large_client_header_buffers
 pub const MAX_HEAD: usize = 32 * 1024;
 pub const MAX_BODY: u64 = 1024 * 1024; // nginx's client_max_body_size
-/// Hop-by-hop headers describe one connection, so the proxy never forwards them.
-pub const HOP_BY_HOP: [&str; 6] =
-    ["connection", "keep-alive", "te", "trailer", "upgrade", "expect"];
+/// Hop-by-hop headers describe one connection, so the proxy never forwards them; nor any
+/// header the message's own `Connection` header names (RFC 9110 section 7.6.1).
+pub const HOP_BY_HOP: [&str; 7] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect"];
 
 /// Why an exchange stopped: a status to answer with (400, 413, 414, 431, 502, 503, 504), or
 /// a socket that timed out or failed, when the connection can only be closed.
@@ -80,9 +81,9 @@ impl<S: Read> Conn<S> {
         // Read (`self.fill()`) until the buffer holds the empty line that ends a head ("\r\n\r\n";
         // RFC 9112 lets you accept bare "\n\n" too), however many reads that takes; return the head
         // (drained from the buffer: what follows is the next message), or `None` if the stream
-        // ended before its first byte. Too long: more than MAX_REQUEST_LINE bytes with no line end
-        // is 414, a head over MAX_HEAD 431; the stream ending mid-head 400. Checks: a head split at
-        // every byte, pipelining, 414, 431.
+        // ended before its first byte. Too long: a first line longer than MAX_REQUEST_LINE, ended
+        // or not, is 414 (it wins over 431), a head over MAX_HEAD 431; the stream ending mid-head
+        // 400. Checks: a head split at every byte, pipelining, 414, 431.
         todo!("stage 1: write Conn::read_head (read until the empty line that ends a head); see chapters/01-single-connection-forwarder.md#build-it-yourself")
     }
 
@@ -133,8 +134,9 @@ pub fn framing(headers: &[httparse::Header], request: bool) -> Result<Body, Erro
 #[allow(unused_variables)] // a stub: its arguments are unused until you write its body
 pub fn rewrite(first: String, headers: &[httparse::Header], extra: &str) -> Vec<u8> {
     // `first` (the request or status line, with its "\r\n"), then each header "Name: value\r\n"
-    // except the HOP_BY_HOP ones (compare lowercased), then `extra`, then the "\r\n" that ends the
-    // head.
+    // except the HOP_BY_HOP ones and those the message's own `Connection` header names
+    // (`Connection: keep-alive, X-Foo` makes X-Foo hop-by-hop; compare case-insensitively),
+    // then `extra`, then the "\r\n" that ends the head. Grader: hop_by_hop_removed.
     todo!("stage 1: write rewrite (the forwarded head, less the hop-by-hop headers); see chapters/01-single-connection-forwarder.md#build-it-yourself")
 }
 
@@ -162,18 +164,22 @@ pub fn serve_request(
     //     `Error::Status(431)`, any other parse error 400, a target longer than MAX_REQUEST_LINE
     //     414.
     //  3. `framing(req.headers, true)`: where the request body ends; smuggling framings are 400 and
-    //     nothing reaches the backend. A Content-Length over MAX_BODY is 413, also before.
-    //  4. `backend()?` connects (stage 1 passes `connect`); write the head `rewrite` makes, with
+    //     nothing reaches the backend. A Content-Length over MAX_BODY is 413, also before (a
+    //     chunked body is only known to be too large once MAX_BODY has gone by: copy_body's 413).
+    //  4. `let mut upstream = Conn::new(backend()?)` connects (stage 1 passes `connect`); write
+    //     the head `rewrite` makes from the client's own request line, with
     //     `Connection: close` (one backend connection per request). If the client sent `Expect:
     //     100-continue` with a body, answer `HTTP/1.1 100 Continue` yourself; then
     //     `client.copy_body(body, &mut upstream.stream, MAX_BODY)` streams the body.
     //  5. `upstream.read_head()`: `Err(Error::Timeout)` is 504, no head or a bad one 502. Parse it
     //     with `httparse::Response`; 204, 304 and answers to HEAD have no body, others
-    //     `framing(resp.headers, false)`. Write the head (`rewrite`, adding `Connection: close`
-    //     when this connection will close), then `upstream.copy_body(body, &mut client.stream,
-    //     u64::MAX)`.
-    // Return Ok(keep_alive): HTTP/1.1, no `Connection: close`, a response that did not end with the
-    // close. Grader checks that pass then: framing by Content-Length, chunked and close;
+    //     `framing(resp.headers, false)`. An interim 1xx head other than 101: skip it and read
+    //     the next. Write the head (`rewrite` from the backend's own status line, adding
+    //     `Connection: close` when this connection will close), then `upstream.copy_body(body,
+    //     &mut client.stream, u64::MAX)`. Once the client has any byte of the response, a
+    //     failure can no longer be a status: return `Err(Error::Closed)` (the caller closes).
+    // Return Ok(keep_alive): the client's request was HTTP/1.1 without `Connection: close`, and
+    // the response did not end with the close. Grader checks that pass then: framing by Content-Length, chunked and close;
     // HEAD/204/304; split heads; 100 MiB streamed; keep-alive, pipelining; 400, 413, 414, 431, 502,
     // 504; smuggling refused.
     todo!("stage 1: write serve_request in chapters/workbook/src/http.rs (read the head, frame the body, forward it, relay the response); see chapters/01-single-connection-forwarder.md#build-it-yourself")

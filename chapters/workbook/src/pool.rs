@@ -5,7 +5,7 @@
 //! connection that finds the queue full gets 503.
 //!
 //! Given: `Parker` and `serve`, which wire the pool, the parker thread and the accept loop.
-//! You write `park_loop` and `dispatch`. Stuck? `solutions/src/pool.rs` is one answer.
+//! You write `park_loop` and `dispatch`. Stuck? `chapters/workbook/solutions/src/pool.rs` is one answer.
 
 #[allow(unused_imports)] // used by the code you write
 use std::io::{Read, Write};

@@ -11,9 +11,10 @@ use crate::CLIENT_TIMEOUT;
 pub const MAX_REQUEST_LINE: usize = 8 * 1024; // nginx's large_client_header_buffers
 pub const MAX_HEAD: usize = 32 * 1024;
 pub const MAX_BODY: u64 = 1024 * 1024; // nginx's client_max_body_size
-/// Hop-by-hop headers describe one connection, so the proxy never forwards them.
-pub const HOP_BY_HOP: [&str; 6] =
-    ["connection", "keep-alive", "te", "trailer", "upgrade", "expect"];
+/// Hop-by-hop headers describe one connection, so the proxy never forwards them; nor any
+/// header the message's own `Connection` header names (RFC 9110 section 7.6.1).
+pub const HOP_BY_HOP: [&str; 7] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect"];
 
 /// Why an exchange stopped: a status to answer with (400, 413, 414, 431, 502, 503, 504), or
 /// a socket that timed out or failed, when the connection can only be closed.
@@ -208,10 +209,26 @@ pub fn framing(headers: &[httparse::Header], request: bool) -> Result<Body, Erro
     }
 }
 
-/// The head to forward: `first` line, `headers` less the hop-by-hop ones, then `extra`.
+/// The head to forward: `first` line, `headers` less the hop-by-hop ones (and those its
+/// `Connection` header names), then `extra`.
 pub fn rewrite(first: String, headers: &[httparse::Header], extra: &str) -> Vec<u8> {
+    let named: Vec<String> = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| {
+            String::from_utf8_lossy(h.value)
+                .to_lowercase()
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let hop = |name: &str| {
+        let name = name.to_lowercase();
+        HOP_BY_HOP.contains(&name.as_str()) || named.contains(&name)
+    };
     let mut out = first.into_bytes();
-    for h in headers.iter().filter(|h| !HOP_BY_HOP.contains(&&*h.name.to_lowercase())) {
+    for h in headers.iter().filter(|h| !hop(h.name)) {
         out.extend_from_slice(format!("{}: ", h.name).as_bytes());
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");

@@ -6,7 +6,7 @@
 //! (stage 3 uses threads).
 //!
 //! You write `fork_child` and `reap_children` (their `todo!()` says what, in order); the rest is
-//! given. Stuck? `solutions/src/bin/stage2.rs` is one answer.
+//! given. Stuck? `chapters/workbook/solutions/src/bin/stage2.rs` is one answer.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;

@@ -5,7 +5,7 @@
 //! Known limit: every idle keep-alive client holds a thread and its stack (stage 4 pools them).
 //!
 //! You write `spawn_connection` (their `todo!()` says what, in order); the rest is given. Stuck?
-//! `solutions/src/bin/stage3.rs` is one answer.
+//! `chapters/workbook/solutions/src/bin/stage3.rs` is one answer.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -8,7 +8,7 @@
 //! (and skipped) again on every turn; stage 6 checks health instead.
 //!
 //! You write `RoundRobin::connect` (their `todo!()` says what, in order); the rest is given. Stuck?
-//! `solutions/src/bin/stage5.rs` is one answer.
+//! `chapters/workbook/solutions/src/bin/stage5.rs` is one answer.
 
 use std::net::{SocketAddr, TcpStream};
 #[allow(unused_imports)] // used by the code you write

@@ -8,7 +8,7 @@
 //! count against a server (the reference's stage 6 counts both).
 //!
 //! You write `load`, `Balancer::connect`, `probe` and `check_health` (their `todo!()` says what, in
-//! order); the rest is given. Stuck? `solutions/src/bin/stage6.rs` is one answer.
+//! order); the rest is given. Stuck? `chapters/workbook/solutions/src/bin/stage6.rs` is one answer.
 
 use std::collections::BTreeMap;
 #[allow(unused_imports)] // used by the code you write

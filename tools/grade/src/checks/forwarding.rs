@@ -10,7 +10,7 @@ pub fn checks() -> Vec<Check> {
             name: "hop_by_hop_removed",
             stage: 1,
             points: 1,
-            teaches: "chapters/hardening.md#what-a-desync-is",
+            teaches: "chapters/glossary.md#hop-by-hop-headers",
             what: "fields named in Connection, Keep-Alive and Proxy-Connection do not cross the proxy either way; end-to-end fields do",
             run: hop_by_hop_removed,
         },
