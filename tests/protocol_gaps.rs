@@ -9,7 +9,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use revproxy::http::date::parse_http_date;
 use support::{raw_backend, read_request_head, Proxy, TIMEOUT};
@@ -225,7 +225,9 @@ pub fn a_response_without_date_gets_one_and_a_date_is_kept(bin: &str) {
 }
 
 /// With the default 60 s head timeout, a head that can never end must still be answered at
-/// once, and with 400, not 408.
+/// once, and with 400, not 408. "At once" is the client's own read deadline (`TIMEOUT`, 10 s),
+/// far below the head timeout: a proxy that waited for more would leave `status_of` without
+/// an answer. No duration is asserted, so a loaded machine cannot fail it.
 pub fn heads_that_never_end_get_400_at_once(bin: &str) {
     let (addr, rx) = recording_backend();
     let p = Proxy::start(bin, &[addr], &[]);
@@ -238,17 +240,11 @@ pub fn heads_that_never_end_get_400_at_once(bin: &str) {
     ];
     for (n, request) in cases.iter().enumerate() {
         for fragments in [false, true] {
-            let started = Instant::now();
             assert_eq!(
                 status_of(&p, request, fragments),
                 400,
                 "for {:?}",
                 String::from_utf8_lossy(request)
-            );
-            let took = started.elapsed();
-            assert!(
-                took < Duration::from_secs(2),
-                "{request:?} answered after {took:?}"
             );
             next_client_is_the_first_to_reach_the_backend(&p, &rx, n);
         }
