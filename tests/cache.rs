@@ -501,6 +501,54 @@ fn vary_selects_among_variants() {
     assert_eq!(origin.count("/v"), 3);
 }
 
+/// RFC 9111 section 4.1: a selecting field that says the same thing in another spelling
+/// (whitespace, case, lines, the order of items of different weight) is a hit.
+#[test]
+fn vary_matches_preference_lists_however_they_are_spelled() {
+    let origin = Origin::start(|head| {
+        let lang = header_of(head, "accept-language").unwrap_or_default();
+        Some(ok(
+            &[
+                "Cache-Control: max-age=60",
+                "Vary: Accept-Language, Accept-Encoding",
+            ],
+            &format!("lang {lang}"),
+        ))
+    });
+    let p = proxy("vary-normal", &origin, "");
+    let first = [
+        "Accept-Language: en-US,fr;q=0.8",
+        "Accept-Encoding: gzip, br",
+    ];
+    assert_eq!(x_cache(&request(&p, "GET", "/n", &first)), "MISS");
+    let spellings: &[&[&str]] = &[
+        &[
+            "Accept-Language: en-us, fr;q=0.80",
+            "Accept-Encoding: GZIP,br",
+        ],
+        &[
+            "Accept-Language: fr;q=0.8, en-US",
+            "Accept-Encoding: gzip , br",
+        ],
+        &[
+            "Accept-Language: en-US",
+            "Accept-Language: fr; q=0.8",
+            "Accept-Encoding: gzip,br",
+        ],
+    ];
+    for extra in spellings {
+        let res = request(&p, "GET", "/n", extra);
+        assert_eq!(
+            (x_cache(&res), res.text().as_str()),
+            ("HIT", "lang en-US,fr;q=0.8"),
+            "{extra:?}"
+        );
+    }
+    let other = ["Accept-Language: fr,en-US", "Accept-Encoding: gzip, br"];
+    assert_eq!(x_cache(&request(&p, "GET", "/n", &other)), "MISS");
+    assert_eq!(origin.count("/n"), 2);
+}
+
 /// An origin for revalidation: first a stale-on-arrival 200 with `validator`; then a 304 to
 /// any conditional request (with new headers), a 200 otherwise.
 fn revalidating_origin(validator: &'static str) -> Origin {
