@@ -298,6 +298,43 @@ fn freshness_comes_from_each_source_and_no_information_is_not_stored() {
     }
 }
 
+/// RFC 9110 section 5.6.7: an `Expires` with its names in the wrong case (or its weekday
+/// wrong) is the date it names, so the response is fresh; another zone is not a date at all.
+#[test]
+fn expires_in_the_wrong_case_is_still_a_date() {
+    let future = date(3600); // "Sun, 06 Nov 1994 08:49:37 GMT" shape
+    let (weekday, rest) = future.split_at(3);
+    let month_upper = format!(
+        "{}{}{}",
+        &future[..8],
+        future[8..11].to_uppercase(),
+        &future[11..]
+    );
+    let table = vec![
+        ("/upper-day", format!("{}{rest}", weekday.to_uppercase())),
+        ("/upper-month", month_upper),
+        ("/lower-zone", future.replace("GMT", "gmt")),
+        ("/utc", future.replace("GMT", "UTC")),
+    ];
+    let origin = table_origin(
+        table
+            .iter()
+            .map(|(path, expires)| {
+                (
+                    *path,
+                    vec![format!("Expires: {expires}"), format!("Date: {}", date(0))],
+                )
+            })
+            .collect(),
+    );
+    let p = proxy("expires-case", &origin, "");
+    for (path, expires) in &table {
+        assert_eq!(x_cache(&get(&p, path)), "MISS", "{path}");
+        let want = if *path == "/utc" { "MISS" } else { "HIT" };
+        assert_eq!(x_cache(&get(&p, path)), want, "Expires: {expires}");
+    }
+}
+
 #[test]
 fn default_ttl_applies_only_to_responses_that_say_nothing() {
     let origin = table_origin(vec![
