@@ -831,6 +831,47 @@ fn a_conditional_client_request_is_answered_304_from_a_fresh_entry() {
     assert_eq!(origin.count("/c"), 1);
 }
 
+/// RFC 9111 section 4.3.2: without `Last-Modified`, the stored response's `Date` is the
+/// validator an `If-Modified-Since` is evaluated against.
+#[test]
+fn if_modified_since_is_evaluated_against_the_stored_date_without_last_modified() {
+    let stored_date = date(-60);
+    let origin = table_origin(vec![
+        (
+            "/d",
+            vec![
+                "Cache-Control: max-age=600".into(),
+                format!("Date: {stored_date}"),
+            ],
+        ),
+        ("/none", vec!["Cache-Control: max-age=600".into()]),
+    ]);
+    let p = proxy("ims-date", &origin, "");
+    assert_eq!(x_cache(&get(&p, "/d")), "MISS");
+    for since in [stored_date.clone(), date(0)] {
+        let res = request(&p, "GET", "/d", &[&format!("If-Modified-Since: {since}")]);
+        assert_eq!((res.status, x_cache(&res)), (304, "HIT"), "since {since}");
+        assert_eq!(res.header("date"), Some(stored_date.as_str()));
+    }
+    let res = request(
+        &p,
+        "GET",
+        "/d",
+        &[&format!("If-Modified-Since: {}", date(-3600))],
+    );
+    assert_eq!((res.status, res.text().as_str()), (200, "body of /d"));
+    // A response without a Date of its own gets one at receipt, which serves the same way.
+    get(&p, "/none");
+    let res = request(
+        &p,
+        "GET",
+        "/none",
+        &[&format!("If-Modified-Since: {}", date(5))],
+    );
+    assert_eq!((res.status, x_cache(&res)), (304, "HIT"));
+    assert_eq!(origin.count("/d") + origin.count("/none"), 2);
+}
+
 #[test]
 fn request_directives_are_honoured_and_unknown_ones_ignored() {
     let origin = table_origin(vec![
