@@ -335,6 +335,106 @@ fn expires_in_the_wrong_case_is_still_a_date() {
     }
 }
 
+/// RFC 9213: a valid `CDN-Cache-Control` (or another field this cache is configured to
+/// obey) replaces `Cache-Control` and `Expires` here, either way; an invalid one is ignored;
+/// the field goes on to the client.
+#[test]
+fn targeted_cache_control_takes_precedence_over_cache_control() {
+    let table = vec![
+        // (path, response fields, whether the second request is a hit)
+        (
+            "/cdn-max-age",
+            vec!["CDN-Cache-Control: max-age=60", "Cache-Control: no-store"],
+            true,
+        ),
+        (
+            "/cdn-no-store",
+            vec!["CDN-Cache-Control: no-store", "Cache-Control: max-age=60"],
+            false,
+        ),
+        (
+            "/cdn-private",
+            vec!["CDN-Cache-Control: private", "Cache-Control: max-age=60"],
+            false,
+        ),
+        (
+            "/cdn-no-cache",
+            vec!["CDN-Cache-Control: no-cache", "Cache-Control: max-age=60"],
+            false,
+        ),
+        (
+            "/cdn-expires",
+            vec!["CDN-Cache-Control: max-age=60", "Expires: 0"],
+            true,
+        ),
+        (
+            "/cdn-invalid",
+            vec![
+                "CDN-Cache-Control: max-age=\"60",
+                "Cache-Control: max-age=60",
+            ],
+            true,
+        ),
+        (
+            "/cdn-invalid-2",
+            vec!["CDN-Cache-Control: MAX-AGE=60", "Cache-Control: no-store"],
+            false,
+        ),
+        (
+            "/ours",
+            vec![
+                "Revproxy-Cache-Control: no-store",
+                "CDN-Cache-Control: max-age=60",
+            ],
+            false,
+        ),
+        (
+            "/ours-max-age",
+            vec![
+                "Revproxy-Cache-Control: max-age=60",
+                "CDN-Cache-Control: no-store",
+            ],
+            true,
+        ),
+    ];
+    let origin = table_origin(
+        table
+            .iter()
+            .map(|(path, fields, _)| (*path, fields.iter().map(|f| (*f).to_owned()).collect()))
+            .collect(),
+    );
+    let p = proxy(
+        "targeted",
+        &origin,
+        "targeted_fields = [\"Revproxy-Cache-Control\", \"CDN-Cache-Control\"]\n",
+    );
+    for (path, fields, hit) in &table {
+        assert_eq!(x_cache(&get(&p, path)), "MISS", "{path}");
+        let res = get(&p, path);
+        let want = if *hit { "HIT" } else { "MISS" };
+        assert_eq!(x_cache(&res), want, "{path}: {fields:?}");
+        let sent = fields.iter().find(|f| f.starts_with("CDN-")).unwrap();
+        let value = sent.split_once(": ").unwrap().1;
+        assert_eq!(
+            res.header("cdn-cache-control"),
+            Some(value),
+            "{path}: kept on the way out"
+        );
+    }
+
+    // With the default list, only CDN-Cache-Control is obeyed.
+    let origin = table_origin(vec![(
+        "/d",
+        vec![
+            "Revproxy-Cache-Control: no-store".into(),
+            "CDN-Cache-Control: max-age=60".into(),
+        ],
+    )]);
+    let p = proxy("targeted-default", &origin, "");
+    get(&p, "/d");
+    assert_eq!(x_cache(&get(&p, "/d")), "HIT");
+}
+
 #[test]
 fn default_ttl_applies_only_to_responses_that_say_nothing() {
     let origin = table_origin(vec![

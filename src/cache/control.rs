@@ -120,6 +120,9 @@ pub struct ResponseDirectives {
     /// RFC 5861.
     pub stale_while_revalidate: Option<Duration>,
     pub stale_if_error: Option<Duration>,
+    /// Read from a targeted field (`CDN-Cache-Control`, see `targeted`), which replaces
+    /// `Cache-Control` and `Expires` for this cache.
+    pub targeted: bool,
 }
 
 impl ResponseDirectives {
@@ -148,6 +151,12 @@ impl ResponseDirectives {
             }
         }
         d
+    }
+
+    /// The directives this cache follows: those of the first targeted field in `fields` that
+    /// `head` carries valid (RFC 9213), else its `Cache-Control`.
+    pub fn for_this_cache(head: &impl Headers, fields: &[String]) -> ResponseDirectives {
+        super::targeted::directives(head, fields).unwrap_or_else(|| ResponseDirectives::parse(head))
     }
 
     /// Whether a stale copy may never be served without revalidation (a shared cache obeys

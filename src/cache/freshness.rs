@@ -67,7 +67,8 @@ pub fn lifetime(
     if let Some(d) = cc.max_age {
         return of(d, Source::MaxAge);
     }
-    if let Some(expires) = head.header("expires") {
+    // A targeted field replaces Expires as well as Cache-Control (RFC 9213 section 2.1).
+    if let Some(expires) = head.header("expires").filter(|_| !cc.targeted) {
         // An invalid date (including "0") means already expired (section 5.3); one in the
         // wrong case or with the wrong weekday is read as the date it names.
         let duration = parse_http_date_lenient(expires)

@@ -370,7 +370,7 @@ impl CachePhases {
         let response_time = SystemTime::now();
         let mut head = entry.head.clone();
         head.headers = policy::refreshed_headers(&entry.head.headers, not_modified);
-        let directives = ResponseDirectives::parse(&head);
+        let directives = ResponseDirectives::for_this_cache(&head, &self.settings.targeted_fields);
         let lifetime =
             freshness::lifetime(&head, &directives, response_time, self.settings.default_ttl);
         let initial_age = freshness::initial_age(
@@ -592,7 +592,7 @@ impl CachePhases {
         plan: &mut BodyPlan,
     ) {
         let response_time = SystemTime::now();
-        let cc = ResponseDirectives::parse(response);
+        let cc = ResponseDirectives::for_this_cache(response, &self.settings.targeted_fields);
         let lifetime = freshness::lifetime(response, &cc, response_time, self.settings.default_ttl);
         let verdict = policy::storable(
             request,
