@@ -153,12 +153,6 @@ impl ResponseDirectives {
         d
     }
 
-    /// The directives this cache follows: those of the first targeted field in `fields` that
-    /// `head` carries valid (RFC 9213), else its `Cache-Control`.
-    pub fn for_this_cache(head: &impl Headers, fields: &[String]) -> ResponseDirectives {
-        super::targeted::directives(head, fields).unwrap_or_else(|| ResponseDirectives::parse(head))
-    }
-
     /// Whether a stale copy may never be served without revalidation (a shared cache obeys
     /// `proxy-revalidate` and `s-maxage` as `must-revalidate`, section 5.2.2.8 and 5.2.2.10).
     pub fn no_stale(&self) -> bool {

@@ -15,6 +15,7 @@ use super::control::{RequestDirectives, ResponseDirectives};
 use super::freshness::{self, Lifetime};
 use super::policy;
 use super::store::{vary_key, CacheStats, Entry, Flights, Joined, Lead, Limits, Store};
+use super::targeted;
 use crate::http::date::parse_http_date;
 use crate::http::head::Headers;
 use crate::http::{Header, RequestHead, ResponseHead};
@@ -370,7 +371,7 @@ impl CachePhases {
         let response_time = SystemTime::now();
         let mut head = entry.head.clone();
         head.headers = policy::refreshed_headers(&entry.head.headers, not_modified);
-        let directives = ResponseDirectives::for_this_cache(&head, &self.settings.targeted_fields);
+        let directives = targeted::for_this_cache(&head, &self.settings.targeted_fields);
         let lifetime =
             freshness::lifetime(&head, &directives, response_time, self.settings.default_ttl);
         let initial_age = freshness::initial_age(
@@ -592,7 +593,7 @@ impl CachePhases {
         plan: &mut BodyPlan,
     ) {
         let response_time = SystemTime::now();
-        let cc = ResponseDirectives::for_this_cache(response, &self.settings.targeted_fields);
+        let cc = targeted::for_this_cache(response, &self.settings.targeted_fields);
         let lifetime = freshness::lifetime(response, &cc, response_time, self.settings.default_ttl);
         let verdict = policy::storable(
             request,

@@ -30,6 +30,12 @@ enum Item {
     Other,
 }
 
+/// The directives this cache follows: those of the first targeted field in `fields` that
+/// `head` carries valid, else its `Cache-Control`.
+pub fn for_this_cache(head: &impl Headers, fields: &[String]) -> ResponseDirectives {
+    directives(head, fields).unwrap_or_else(|| ResponseDirectives::parse(head))
+}
+
 /// The directives of the first field of `fields` (names, in order) that `head` carries as a
 /// valid, non-empty dictionary; `None` when there is none, and `Cache-Control` applies.
 pub fn directives(head: &impl Headers, fields: &[String]) -> Option<ResponseDirectives> {
