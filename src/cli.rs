@@ -83,6 +83,15 @@ pub struct TuningArgs {
     /// Largest request body accepted (-> 413); suffixes k, m, g.
     #[arg(long, value_name = "SIZE", default_value_t = Size(settings::DEFAULT_MAX_BODY))]
     pub max_body_size: Size,
+
+    /// Forward request header fields whose name holds an underscore (dropped by default, as
+    /// nginx does: CGI-style backends read X_Foo as X-Foo).
+    #[arg(long)]
+    pub underscores_in_headers: bool,
+
+    /// Forward TRACE requests (answered 405 by default: cross-site tracing).
+    #[arg(long)]
+    pub allow_trace: bool,
 }
 
 impl TuningArgs {
@@ -97,6 +106,8 @@ impl TuningArgs {
             send_timeout: self.send_timeout.0,
             min_send_rate: self.min_send_rate.0,
             max_body: self.max_body_size.0,
+            underscores_in_headers: self.underscores_in_headers,
+            allow_trace: self.allow_trace,
             ..Tuning::default()
         }
     }

@@ -46,6 +46,10 @@ pub struct Tuning {
     pub max_body: u64,
     pub retries: usize,
     pub pool: PoolConfig,
+    /// Forward request fields whose name holds an `_` (nginx's `underscores_in_headers`).
+    pub underscores_in_headers: bool,
+    /// Forward `TRACE` instead of answering 405.
+    pub allow_trace: bool,
 }
 
 impl Default for Tuning {
@@ -61,6 +65,8 @@ impl Default for Tuning {
             max_body: DEFAULT_MAX_BODY,
             retries: DEFAULT_RETRIES,
             pool: PoolConfig::default(),
+            underscores_in_headers: false,
+            allow_trace: false,
         }
     }
 }
@@ -81,6 +87,8 @@ impl Tuning {
                 min_send_rate: self.min_send_rate,
             },
             retries: self.retries,
+            underscores_in_headers: self.underscores_in_headers,
+            allow_trace: self.allow_trace,
             ..RelayConfig::default()
         }
     }
@@ -115,6 +123,7 @@ mod tests {
         assert_eq!(relay.limits, Limits::default());
         assert_eq!(relay.client, ClientTimeouts::default());
         assert_eq!(relay.retries, DEFAULT_RETRIES);
+        assert!(!relay.underscores_in_headers && !relay.allow_trace);
         assert_eq!(tuning.upstream_timeouts().read, DEFAULT_UPSTREAM_TIMEOUT);
         assert_eq!(tuning.pool.workers, DEFAULT_WORKERS);
     }

@@ -444,6 +444,88 @@ fn strict_mode_refuses_what_an_origin_may_read_differently() {
     assert_eq!(backend.lines(), vec!["GET /ok%20x HTTP/1.1"]);
 }
 
+/// Issue 23: origins commonly decode `%2F` (and read `\\` or `%5C` as `/`) before routing,
+/// so in the default mode a separator that would put the request under another rule once
+/// decoded is refused; one that changes nothing is forwarded byte for byte.
+#[test]
+fn encoded_separators_that_would_change_the_rule_are_refused() {
+    let backend = Recorder::start();
+    let access = "[[access.rules]]\npath = \"/admin\"\nip = [\"deny all\"]\n";
+    let proxy = stage8("separators", backend.addr, access, &[]);
+    for target in [
+        "/%2fadmin",
+        "/%2Fadmin",
+        "/x%2f..%2fadmin",
+        "/x%2F..%2Fadmin/users",
+        "/x%5c..%5cadmin",
+        "/x\\..\\admin",
+        "/%2f..%2fetc",
+    ] {
+        assert_eq!(get(&proxy, target, "").status, 400, "{target}");
+    }
+    assert_eq!(get(&proxy, "/files/a%2Fb", "").status, 200);
+    assert_eq!(backend.lines(), vec!["GET /files/a%2Fb HTTP/1.1"]);
+}
+
+/// Strict mode matches rules whatever the case (case-insensitive origins) and refuses a
+/// path that starts with `//` (a network-path reference some origins read as a URL).
+#[test]
+fn strict_mode_refuses_case_and_network_path_tricks() {
+    let backend = Recorder::start();
+    let access =
+        "[access]\nstrict = true\n[[access.rules]]\npath = \"/admin\"\nip = [\"deny all\"]\n";
+    let proxy = stage8("strict-case", backend.addr, access, &[]);
+    let table: &[(&str, u16)] = &[
+        ("/ADMIN", 403),
+        ("/Admin", 403),
+        ("/aDmIn/users", 403),
+        ("/%41DMIN", 403),
+        ("//host/admin", 400),
+        ("//admin", 400),
+        ("/%2fadmin", 400),
+        ("/x%2f..%2fadmin", 400),
+        ("/ok", 200),
+    ];
+    for (target, want) in table {
+        assert_eq!(get(&proxy, target, "").status, *want, "{target}");
+    }
+    assert_eq!(backend.lines(), vec!["GET /ok HTTP/1.1"]);
+}
+
+/// `X-Original-URL` and `X-Rewrite-URL` make some frameworks serve another URL than the
+/// target: stripped in every mode, unless the request's rule allows them, and then only when
+/// the URL they name falls under that same rule.
+#[test]
+fn url_override_headers_are_stripped_unless_a_rule_allows_them() {
+    for strict in [false, true] {
+        let backend = Recorder::start();
+        let access = format!(
+            "[access]\nstrict = {strict}\n[[access.rules]]\npath = \"/admin\"\nip = [\"deny all\"]\n\
+             [[access.rules]]\npath = \"/legacy/\"\nallow_url_override = true\n"
+        );
+        let proxy = stage8(&format!("overrides-{strict}"), backend.addr, &access, &[]);
+        for header in ["X-Original-URL", "X-Rewrite-URL"] {
+            let res = get(&proxy, "/", &format!("{header}: /admin\r\n"));
+            assert_eq!(res.status, 200, "{header}, strict {strict}");
+            let res = get(&proxy, "/legacy/a", &format!("{header}: /legacy/b\r\n"));
+            assert_eq!(res.status, 200, "{header}, strict {strict}");
+            for elsewhere in ["/admin", "/legacy/%2e%2e/admin", "http://t/admin"] {
+                let res = get(&proxy, "/legacy/a", &format!("{header}: {elsewhere}\r\n"));
+                assert_eq!(res.status, 400, "{header}: {elsewhere}, strict {strict}");
+            }
+        }
+        let heads = backend.heads();
+        assert_eq!(heads.len(), 4, "{heads:?}");
+        for (n, head) in heads.iter().enumerate() {
+            let lower = head.to_ascii_lowercase();
+            let carried =
+                lower.contains("\r\nx-original-url:") || lower.contains("\r\nx-rewrite-url:");
+            // Requests 0 and 2 went to `/` (stripped), 1 and 3 to `/legacy/a` (allowed).
+            assert_eq!(carried, n % 2 == 1, "strict {strict}:\n{head}");
+        }
+    }
+}
+
 #[test]
 fn a_denied_request_second_on_a_kept_connection_and_pipelined() {
     let backend = Recorder::start();

@@ -298,6 +298,143 @@ fn freshness_comes_from_each_source_and_no_information_is_not_stored() {
     }
 }
 
+/// RFC 9110 section 5.6.7: an `Expires` with its names in the wrong case (or its weekday
+/// wrong) is the date it names, so the response is fresh; another zone is not a date at all.
+#[test]
+fn expires_in_the_wrong_case_is_still_a_date() {
+    let future = date(3600); // "Sun, 06 Nov 1994 08:49:37 GMT" shape
+    let (weekday, rest) = future.split_at(3);
+    let month_upper = format!(
+        "{}{}{}",
+        &future[..8],
+        future[8..11].to_uppercase(),
+        &future[11..]
+    );
+    let table = vec![
+        ("/upper-day", format!("{}{rest}", weekday.to_uppercase())),
+        ("/upper-month", month_upper),
+        ("/lower-zone", future.replace("GMT", "gmt")),
+        ("/utc", future.replace("GMT", "UTC")),
+    ];
+    let origin = table_origin(
+        table
+            .iter()
+            .map(|(path, expires)| {
+                (
+                    *path,
+                    vec![format!("Expires: {expires}"), format!("Date: {}", date(0))],
+                )
+            })
+            .collect(),
+    );
+    let p = proxy("expires-case", &origin, "");
+    for (path, expires) in &table {
+        assert_eq!(x_cache(&get(&p, path)), "MISS", "{path}");
+        let want = if *path == "/utc" { "MISS" } else { "HIT" };
+        assert_eq!(x_cache(&get(&p, path)), want, "Expires: {expires}");
+    }
+}
+
+/// RFC 9213: a valid `CDN-Cache-Control` (or another field this cache is configured to
+/// obey) replaces `Cache-Control` and `Expires` here, either way; an invalid one is ignored;
+/// the field goes on to the client.
+#[test]
+fn targeted_cache_control_takes_precedence_over_cache_control() {
+    let table = vec![
+        // (path, response fields, whether the second request is a hit)
+        (
+            "/cdn-max-age",
+            vec!["CDN-Cache-Control: max-age=60", "Cache-Control: no-store"],
+            true,
+        ),
+        (
+            "/cdn-no-store",
+            vec!["CDN-Cache-Control: no-store", "Cache-Control: max-age=60"],
+            false,
+        ),
+        (
+            "/cdn-private",
+            vec!["CDN-Cache-Control: private", "Cache-Control: max-age=60"],
+            false,
+        ),
+        (
+            "/cdn-no-cache",
+            vec!["CDN-Cache-Control: no-cache", "Cache-Control: max-age=60"],
+            false,
+        ),
+        (
+            "/cdn-expires",
+            vec!["CDN-Cache-Control: max-age=60", "Expires: 0"],
+            true,
+        ),
+        (
+            "/cdn-invalid",
+            vec![
+                "CDN-Cache-Control: max-age=\"60",
+                "Cache-Control: max-age=60",
+            ],
+            true,
+        ),
+        (
+            "/cdn-invalid-2",
+            vec!["CDN-Cache-Control: MAX-AGE=60", "Cache-Control: no-store"],
+            false,
+        ),
+        (
+            "/ours",
+            vec![
+                "Revproxy-Cache-Control: no-store",
+                "CDN-Cache-Control: max-age=60",
+            ],
+            false,
+        ),
+        (
+            "/ours-max-age",
+            vec![
+                "Revproxy-Cache-Control: max-age=60",
+                "CDN-Cache-Control: no-store",
+            ],
+            true,
+        ),
+    ];
+    let origin = table_origin(
+        table
+            .iter()
+            .map(|(path, fields, _)| (*path, fields.iter().map(|f| (*f).to_owned()).collect()))
+            .collect(),
+    );
+    let p = proxy(
+        "targeted",
+        &origin,
+        "targeted_fields = [\"Revproxy-Cache-Control\", \"CDN-Cache-Control\"]\n",
+    );
+    for (path, fields, hit) in &table {
+        assert_eq!(x_cache(&get(&p, path)), "MISS", "{path}");
+        let res = get(&p, path);
+        let want = if *hit { "HIT" } else { "MISS" };
+        assert_eq!(x_cache(&res), want, "{path}: {fields:?}");
+        let sent = fields.iter().find(|f| f.starts_with("CDN-")).unwrap();
+        let value = sent.split_once(": ").unwrap().1;
+        assert_eq!(
+            res.header("cdn-cache-control"),
+            Some(value),
+            "{path}: kept on the way out"
+        );
+    }
+
+    // With the default list, only CDN-Cache-Control is obeyed.
+    let origin = table_origin(vec![(
+        "/d",
+        vec![
+            "Revproxy-Cache-Control: no-store".into(),
+            "CDN-Cache-Control: max-age=60".into(),
+        ],
+    )]);
+    let p = proxy("targeted-default", &origin, "");
+    get(&p, "/d");
+    assert_eq!(x_cache(&get(&p, "/d")), "HIT");
+}
+
 #[test]
 fn default_ttl_applies_only_to_responses_that_say_nothing() {
     let origin = table_origin(vec![
@@ -499,6 +636,54 @@ fn vary_selects_among_variants() {
         "no Accept-Language is a third variant"
     );
     assert_eq!(origin.count("/v"), 3);
+}
+
+/// RFC 9111 section 4.1: a selecting field that says the same thing in another spelling
+/// (whitespace, case, lines, the order of items of different weight) is a hit.
+#[test]
+fn vary_matches_preference_lists_however_they_are_spelled() {
+    let origin = Origin::start(|head| {
+        let lang = header_of(head, "accept-language").unwrap_or_default();
+        Some(ok(
+            &[
+                "Cache-Control: max-age=60",
+                "Vary: Accept-Language, Accept-Encoding",
+            ],
+            &format!("lang {lang}"),
+        ))
+    });
+    let p = proxy("vary-normal", &origin, "");
+    let first = [
+        "Accept-Language: en-US,fr;q=0.8",
+        "Accept-Encoding: gzip, br",
+    ];
+    assert_eq!(x_cache(&request(&p, "GET", "/n", &first)), "MISS");
+    let spellings: &[&[&str]] = &[
+        &[
+            "Accept-Language: en-us, fr;q=0.80",
+            "Accept-Encoding: GZIP,br",
+        ],
+        &[
+            "Accept-Language: fr;q=0.8, en-US",
+            "Accept-Encoding: gzip , br",
+        ],
+        &[
+            "Accept-Language: en-US",
+            "Accept-Language: fr; q=0.8",
+            "Accept-Encoding: gzip,br",
+        ],
+    ];
+    for extra in spellings {
+        let res = request(&p, "GET", "/n", extra);
+        assert_eq!(
+            (x_cache(&res), res.text().as_str()),
+            ("HIT", "lang en-US,fr;q=0.8"),
+            "{extra:?}"
+        );
+    }
+    let other = ["Accept-Language: fr,en-US", "Accept-Encoding: gzip, br"];
+    assert_eq!(x_cache(&request(&p, "GET", "/n", &other)), "MISS");
+    assert_eq!(origin.count("/n"), 2);
 }
 
 /// An origin for revalidation: first a stale-on-arrival 200 with `validator`; then a 304 to
@@ -744,6 +929,47 @@ fn a_conditional_client_request_is_answered_304_from_a_fresh_entry() {
     );
     assert_eq!((res.status, res.text().as_str()), (200, "body of /c"));
     assert_eq!(origin.count("/c"), 1);
+}
+
+/// RFC 9111 section 4.3.2: without `Last-Modified`, the stored response's `Date` is the
+/// validator an `If-Modified-Since` is evaluated against.
+#[test]
+fn if_modified_since_is_evaluated_against_the_stored_date_without_last_modified() {
+    let stored_date = date(-60);
+    let origin = table_origin(vec![
+        (
+            "/d",
+            vec![
+                "Cache-Control: max-age=600".into(),
+                format!("Date: {stored_date}"),
+            ],
+        ),
+        ("/none", vec!["Cache-Control: max-age=600".into()]),
+    ]);
+    let p = proxy("ims-date", &origin, "");
+    assert_eq!(x_cache(&get(&p, "/d")), "MISS");
+    for since in [stored_date.clone(), date(0)] {
+        let res = request(&p, "GET", "/d", &[&format!("If-Modified-Since: {since}")]);
+        assert_eq!((res.status, x_cache(&res)), (304, "HIT"), "since {since}");
+        assert_eq!(res.header("date"), Some(stored_date.as_str()));
+    }
+    let res = request(
+        &p,
+        "GET",
+        "/d",
+        &[&format!("If-Modified-Since: {}", date(-3600))],
+    );
+    assert_eq!((res.status, res.text().as_str()), (200, "body of /d"));
+    // A response without a Date of its own gets one at receipt, which serves the same way.
+    get(&p, "/none");
+    let res = request(
+        &p,
+        "GET",
+        "/none",
+        &[&format!("If-Modified-Since: {}", date(5))],
+    );
+    assert_eq!((res.status, x_cache(&res)), (304, "HIT"));
+    assert_eq!(origin.count("/d") + origin.count("/none"), 2);
 }
 
 #[test]

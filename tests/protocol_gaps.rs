@@ -1,5 +1,6 @@
 //! Issue 13, protocol gaps 1, 2, 3 and 5, over real sockets: Host validation, absolute-form
-//! targets, `Date`, and heads that never end. Run against stage 1 (sequential) and stage 4
+//! targets, `Date`, and heads that never end; issue 23's strict HTTP/1.1 edges (non-ASCII and
+//! NUL in targets, chunk extensions, long methods, `HTTP/1.2`, underscored fields, TRACE). Run against stage 1 (sequential) and stage 4
 //! (the pool, whose readiness check decides when a head is worth a worker).
 
 mod support;
@@ -8,7 +9,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use revproxy::http::date::parse_http_date;
 use support::{raw_backend, read_request_head, Proxy, TIMEOUT};
@@ -224,7 +225,9 @@ pub fn a_response_without_date_gets_one_and_a_date_is_kept(bin: &str) {
 }
 
 /// With the default 60 s head timeout, a head that can never end must still be answered at
-/// once, and with 400, not 408.
+/// once, and with 400, not 408. "At once" is the client's own read deadline (`TIMEOUT`, 10 s),
+/// far below the head timeout: a proxy that waited for more would leave `status_of` without
+/// an answer. No duration is asserted, so a loaded machine cannot fail it.
 pub fn heads_that_never_end_get_400_at_once(bin: &str) {
     let (addr, rx) = recording_backend();
     let p = Proxy::start(bin, &[addr], &[]);
@@ -237,17 +240,11 @@ pub fn heads_that_never_end_get_400_at_once(bin: &str) {
     ];
     for (n, request) in cases.iter().enumerate() {
         for fragments in [false, true] {
-            let started = Instant::now();
             assert_eq!(
                 status_of(&p, request, fragments),
                 400,
                 "for {:?}",
                 String::from_utf8_lossy(request)
-            );
-            let took = started.elapsed();
-            assert!(
-                took < Duration::from_secs(2),
-                "{request:?} answered after {took:?}"
             );
             next_client_is_the_first_to_reach_the_backend(&p, &rx, n);
         }
@@ -353,6 +350,134 @@ pub fn an_early_2xx_still_gets_the_whole_body(bin: &str) {
     assert_eq!((res.status, res.text()), (200, format!("got {BODY}")));
 }
 
+/// Issue 23's strict HTTP/1.1 edges that are refused: a raw non-ASCII byte in the target, an
+/// encoded NUL in the path, and a chunked body whose first chunk-size line has an invalid
+/// extension (a bare `;`, a name that is not a token). None reaches the backend: the chunk
+/// line is checked before a backend is chosen.
+pub fn strict_edges_get_400_and_never_reach_the_backend(bin: &str) {
+    refused_and_not_forwarded(
+        bin,
+        &[
+            b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET /caf\xe9 HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET /a%00b HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET /x%00.php?q=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET http://t/%00 HTTP/1.1\r\n\r\n",
+            b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;\r\nhello\r\n0\r\n\r\n",
+            b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;(x)\r\nhello\r\n0\r\n\r\n",
+            b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;a b=c\r\nhello\r\n0\r\n\r\n",
+        ],
+    );
+}
+
+/// A valid extension still goes through (to a backend that echoes the body it decoded), and
+/// a `%00` in the query is not the path's.
+pub fn valid_chunk_extensions_and_query_nuls_are_forwarded(bin: &str) {
+    let echo = support::backend("b1");
+    let p = Proxy::start(bin, &[echo.addr()], &[]);
+    let mut c = p.connect();
+    c.send_in_fragments(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5 ; name=\"v;al\" ; flag\r\nhello\r\n1;x=y\r\n!\r\n0\r\n\r\n",
+        3,
+    );
+    let res = c.read_response("POST");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert!(
+        res.text().contains("\"body\": \"hello!\""),
+        "{}",
+        res.text()
+    );
+
+    let (addr, rx) = recording_backend();
+    let p = Proxy::start(bin, &[addr], &[]);
+    let request = b"GET /q?nul=%00 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    assert_eq!(status_of(&p, request, true), 200);
+    let head = rx.recv_timeout(TIMEOUT).expect("the backend saw it");
+    assert!(head.starts_with("GET /q?nul=%00 HTTP/1.1\r\n"), "{head}");
+}
+
+/// A method of thousands of characters is a bad request line (400), not a long target (414),
+/// and is refused from its first bytes: the proxy does not wait for the rest of the line.
+pub fn a_very_long_method_gets_400_not_414(bin: &str) {
+    let (addr, rx) = recording_backend();
+    let p = Proxy::start(bin, &[addr], &[]);
+    for len in [2_000, 10_000] {
+        let request = format!("{} / HTTP/1.1\r\nHost: t\r\n\r\n", "M".repeat(len));
+        assert_eq!(status_of(&p, request.as_bytes(), false), 400, "{len}");
+        next_client_is_the_first_to_reach_the_backend(&p, &rx, len);
+    }
+    // Only a start of the method, in pieces, and the line never ends.
+    assert_eq!(status_of(&p, "M".repeat(100).as_bytes(), true), 400);
+    next_client_is_the_first_to_reach_the_backend(&p, &rx, 0);
+}
+
+/// RFC 9112 section 2.3: `HTTP/1.2` is read as HTTP/1.1 (forwarded as such, and kept alive
+/// as an HTTP/1.1 connection is), never refused with 400.
+pub fn a_higher_minor_version_is_served_as_http11(bin: &str) {
+    let (addr, rx) = recording_backend();
+    let p = Proxy::start(bin, &[addr], &[]);
+    let mut c = p.connect();
+    c.send_in_fragments(b"GET /v12 HTTP/1.2\r\nHost: t\r\n\r\n", 3);
+    let res = c.read_response("GET");
+    assert_eq!(res.status, 200);
+    assert_ne!(res.header("connection"), Some("close"), "kept alive as 1.1");
+    let head = rx.recv_timeout(TIMEOUT).expect("the backend saw it");
+    assert!(head.starts_with("GET /v12 HTTP/1.1\r\n"), "{head}");
+    c.send(b"GET /again HTTP/1.9\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.read_response("GET").status, 200);
+    let head = rx.recv_timeout(TIMEOUT).expect("the backend saw it");
+    assert!(head.starts_with("GET /again HTTP/1.1\r\n"), "{head}");
+}
+
+/// Fields named with `_` are dropped by default (nginx's `underscores_in_headers off`): a
+/// CGI-style backend would read `Content_Length` as `Content-Length`. The flag keeps them.
+pub fn underscored_fields_are_dropped_unless_kept(bin: &str) {
+    let request = b"GET /u HTTP/1.1\r\nHost: t\r\nContent_Length: 99\r\n\
+                    Transfer_Encoding: chunked\r\nX_Api_Key: k\r\nX-Kept: 1\r\nConnection: close\r\n\r\n";
+    let (addr, rx) = recording_backend();
+    let p = Proxy::start(bin, &[addr], &[]);
+    assert_eq!(status_of(&p, request, true), 200);
+    let head = rx.recv_timeout(TIMEOUT).expect("the backend saw it");
+    assert!(
+        !head.contains('_'),
+        "an underscored field was forwarded:\n{head}"
+    );
+    assert!(head.contains("\r\nX-Kept: 1\r\n"), "{head}");
+
+    let (addr, rx) = recording_backend();
+    let p = Proxy::start(bin, &[addr], &["--underscores-in-headers"]);
+    assert_eq!(status_of(&p, request, true), 200);
+    let head = rx.recv_timeout(TIMEOUT).expect("the backend saw it");
+    for kept in [
+        "Content_Length: 99",
+        "Transfer_Encoding: chunked",
+        "X_Api_Key: k",
+    ] {
+        assert!(
+            head.contains(&format!("\r\n{kept}\r\n")),
+            "{kept} dropped:\n{head}"
+        );
+    }
+}
+
+/// TRACE is answered 405 by the proxy (cross-site tracing) unless `--allow-trace`.
+pub fn trace_gets_405_unless_allowed(bin: &str) {
+    let request = b"TRACE /t HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let (addr, rx) = recording_backend();
+    let p = Proxy::start(bin, &[addr], &[]);
+    for fragments in [false, true] {
+        assert_eq!(status_of(&p, request, fragments), 405);
+        next_client_is_the_first_to_reach_the_backend(&p, &rx, 1);
+    }
+
+    let (addr, rx) = recording_backend();
+    let p = Proxy::start(bin, &[addr], &["--allow-trace"]);
+    assert_eq!(status_of(&p, request, false), 200);
+    let head = rx.recv_timeout(TIMEOUT).expect("the backend saw it");
+    assert!(head.starts_with("TRACE /t HTTP/1.1\r\n"), "{head}");
+}
+
 macro_rules! stages {
     ($($stage:ident),*) => {
         $(
@@ -369,6 +494,12 @@ macro_rules! stages {
                     early_hints_reach_http11_clients_only,
                     an_early_refusal_of_a_large_upload_reaches_the_client,
                     an_early_2xx_still_gets_the_whole_body,
+                    strict_edges_get_400_and_never_reach_the_backend,
+                    valid_chunk_extensions_and_query_nuls_are_forwarded,
+                    a_very_long_method_gets_400_not_414,
+                    a_higher_minor_version_is_served_as_http11,
+                    underscored_fields_are_dropped_unless_kept,
+                    trace_gets_405_unless_allowed,
                 );
             }
         )*

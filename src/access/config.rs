@@ -173,6 +173,10 @@ pub struct RuleSection {
     pub auth: Option<Spanned<String>>,
     pub ip: Option<Vec<Spanned<String>>>,
     pub limit: Option<Spanned<LimitSection>>,
+    /// Forward `X-Original-URL` and `X-Rewrite-URL` on requests this rule covers (stripped
+    /// everywhere else: some frameworks serve the URL they name instead of the target).
+    #[serde(default)]
+    pub allow_url_override: bool,
 }
 
 /// Which credential a rule demands.
@@ -194,6 +198,8 @@ pub struct Rule {
     pub auth: Auth,
     pub ip: IpRules,
     pub limit: Option<(LimitSpec, LimitBy)>,
+    /// `X-Original-URL` and `X-Rewrite-URL` go upstream (see `RuleSection`).
+    pub allow_url_override: bool,
 }
 
 /// Where the API key is read from.
@@ -328,6 +334,7 @@ pub fn check(section: Option<AccessSection>) -> Result<Option<AccessSettings>, S
         auth: auth(section.auth.as_ref(), &at)?.unwrap_or_default(),
         ip: ip_list(section.ip.as_deref(), &at)?.unwrap_or_default(),
         limit: limit(section.limit.as_ref(), &at)?,
+        allow_url_override: false,
     };
     let mut rules = Vec::new();
     for rule in section.rules {
@@ -360,6 +367,7 @@ pub fn check(section: Option<AccessSection>) -> Result<Option<AccessSettings>, S
                 Some(_) => limit(r.limit.as_ref(), &at)?,
                 None => base.limit,
             },
+            allow_url_override: r.allow_url_override,
         });
     }
     // Longest prefix first, so the first covering rule is the most specific (nginx).

@@ -7,7 +7,9 @@
 //! commonly do and the RFC does not: repeated slashes merged (nginx's `merge_slashes`) and
 //! `;` parameters dropped from each segment (Tomcat and Spring read `/admin;x` as `/admin`).
 //! What an origin may still read differently (case, `\` as `/`, `%2F` as `/`, `%25` decoded
-//! twice) is refused by strict mode instead of guessed at.
+//! twice, `//host/x` as a URL) is refused by strict mode instead of guessed at. One of these
+//! is judged in every mode: an encoded separator that would change which rule applies once an
+//! origin decodes it ([`as_separators_decoded`]).
 
 use std::fmt;
 
@@ -26,6 +28,12 @@ pub enum PathError {
     DoubleEncoding,
     /// Strict mode: a control character or a byte outside ASCII, spelled raw or encoded.
     Control,
+    /// Strict mode: `//host/x`, a network-path reference that some origins read as a URL
+    /// whose path is `/x`.
+    NetworkPath,
+    /// Any mode: `%2F`, `%5C` or `\` that, read as `/` (as many origins do before routing),
+    /// would put the request under another rule than the one it was judged by.
+    AmbiguousSeparator,
 }
 
 impl fmt::Display for PathError {
@@ -37,6 +45,10 @@ impl fmt::Display for PathError {
             PathError::EncodedSlash => "encoded slash in the path (strict mode)",
             PathError::DoubleEncoding => "double percent-encoding in the path (strict mode)",
             PathError::Control => "control or non-ASCII byte in the path (strict mode)",
+            PathError::NetworkPath => "path starts with // (strict mode)",
+            PathError::AmbiguousSeparator => {
+                "encoded slash or backslash that would change the rule once decoded"
+            }
         })
     }
 }
@@ -64,6 +76,9 @@ pub fn normalise(target: &str, strict: bool) -> Result<String, PathError> {
         return Ok("/".to_owned());
     }
     let path = target.split_once('?').map_or(target, |(p, _)| p);
+    if strict && path.starts_with("//") {
+        return Err(PathError::NetworkPath);
+    }
     let bytes = path.as_bytes();
     // Pass 1: decode unreserved characters, upper-case the hex of the rest.
     let mut decoded = Vec::with_capacity(bytes.len());
@@ -146,6 +161,51 @@ pub fn normalise(target: &str, strict: bool) -> Result<String, PathError> {
     Ok(String::from_utf8_lossy(&normal).into_owned())
 }
 
+/// The path as an origin that decodes `%2F` and `%5C` before routing, or reads `\` as `/`
+/// (IIS, and many frameworks), would see it, normalised like [`normalise`]; `None` when the
+/// target has no such separator, which is the common case and costs one scan. A rule judged
+/// on [`normalise`]'s copy alone would let `/%2fadmin` or `/x%2f..%2fadmin` past a rule for
+/// `/admin`; the access phase refuses a target whose two readings fall under different rules.
+pub fn as_separators_decoded(target: &str) -> Option<Result<String, PathError>> {
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let bytes = path.as_bytes();
+    let is_encoded_separator = |i: usize| {
+        bytes[i] == b'%'
+            && matches!(
+                bytes.get(i + 1..i + 3),
+                Some([b'2', b'f' | b'F'] | [b'5', b'c' | b'C'])
+            )
+    };
+    let mut found = false;
+    let mut plain = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if is_encoded_separator(i) {
+            plain.push('/');
+            i += 3;
+            found = true;
+        } else if bytes[i] == b'\\' {
+            plain.push('/');
+            i += 1;
+            found = true;
+        } else {
+            // Every byte pushed here is one of `path`'s whole characters: a multi-byte
+            // character has no byte equal to `%` or `\`, so `i` never stops inside one.
+            let len = path[i..].chars().next().map_or(1, char::len_utf8);
+            plain.push_str(&path[i..i + len]);
+            i += len;
+        }
+    }
+    found.then(|| normalise(&plain, false))
+}
+
+/// Whether a rule for `prefix` covers `path`, ignoring ASCII case: strict mode's match, since
+/// a case-insensitive origin (IIS, a macOS or Windows file system) serves `/ADMIN` as `/admin`.
+pub fn covers_any_case(prefix: &str, path: &str) -> bool {
+    path.len() >= prefix.len()
+        && path.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
 /// Whether a rule for `prefix` covers `path`, nginx's prefix `location`: a plain string prefix
 /// of the normalised path (so `/admin` also covers `/administrator`; write `/admin/` to
 /// stop at the segment).
@@ -209,6 +269,8 @@ mod tests {
             ("/%2561dmin", PathError::DoubleEncoding),
             ("/a%00b", PathError::Control),
             ("/a%C3%A9", PathError::Control),
+            ("//host/admin", PathError::NetworkPath),
+            ("//admin", PathError::NetworkPath),
         ];
         for (target, want) in table {
             assert_eq!(normalise(target, true), Err(*want), "{target}");
@@ -222,6 +284,36 @@ mod tests {
             Ok("/admin/x%20y")
         );
         assert_eq!(normalise("/100%25", true).as_deref(), Ok("/100%25"));
+    }
+
+    #[test]
+    fn separators_read_as_an_origin_may_decode_them() {
+        let table: &[(&str, Option<Result<&str, PathError>>)] = &[
+            ("/admin", None),
+            ("/a%20b?x=%2F", None),
+            ("/%2fadmin", Some(Ok("/admin"))),
+            ("/%2Fadmin", Some(Ok("/admin"))),
+            ("/x%2f..%2fadmin", Some(Ok("/admin"))),
+            ("/x%5C..%5Cadmin", Some(Ok("/admin"))),
+            ("/x\\..\\admin", Some(Ok("/admin"))),
+            ("/files/a%2Fb", Some(Ok("/files/a/b"))),
+            ("/caf\u{e9}%2fx", Some(Ok("/caf\u{e9}/x"))),
+            ("/%2f..%2f..%2fetc", Some(Err(PathError::AboveRoot))),
+            ("/%2", None),
+        ];
+        for (target, want) in table {
+            let got = as_separators_decoded(target);
+            let got = got.as_ref().map(|r| r.as_deref().map_err(|e| *e));
+            assert_eq!(got, *want, "{target}");
+        }
+    }
+
+    #[test]
+    fn strict_prefixes_ignore_case() {
+        assert!(covers_any_case("/admin", "/ADMIN"));
+        assert!(covers_any_case("/admin", "/Admin/x"));
+        assert!(!covers_any_case("/admin", "/adm"));
+        assert!(!covers_any_case("/admin", "/x/admin"));
     }
 
     #[test]

@@ -19,7 +19,8 @@ use super::config::{AccessSettings, Auth, LimitBy, Rule};
 use super::ip::{real_client, Verdict};
 use super::jwt::claim_value;
 use super::limit::{ConnLimit, Decision, LimitSpec, Limiter, MonotonicClock};
-use super::path::{covers, normalise};
+use super::path::PathError;
+use super::path::{as_separators_decoded, covers, covers_any_case, normalise};
 use super::store::{Fallback, RedisStore, Shared};
 use crate::http::head::{Header, Headers};
 use crate::http::{RequestHead, ResponseHead};
@@ -130,13 +131,35 @@ impl AccessPhases {
         self
     }
 
+    /// The rule for a normalised path. Strict mode ignores case, for case-insensitive
+    /// origins: `/ADMIN` meets the rule for `/admin`.
     fn rule(&self, path: &str) -> (usize, &Rule) {
+        let matches = if self.settings.strict {
+            covers_any_case
+        } else {
+            covers
+        };
         self.settings
             .rules
             .iter()
             .enumerate()
-            .find(|(_, r)| covers(&r.prefix, path))
+            .find(|(_, r)| matches(&r.prefix, path))
             .unwrap_or((usize::MAX, &self.settings.default_rule))
+    }
+
+    /// The request's rule, or the error that refuses it: the path cannot be normalised, or an
+    /// encoded separator would put it under another rule once an origin decodes it. Such a
+    /// target is refused rather than judged on one reading: the rule the origin ends up
+    /// applying is the one we cannot know.
+    fn judge_path(&self, target: &str) -> Result<(usize, &Rule), PathError> {
+        let path = normalise(target, self.settings.strict)?;
+        let (index, rule) = self.rule(&path);
+        if let Some(decoded) = as_separators_decoded(target) {
+            if self.rule(&decoded?).0 != index {
+                return Err(PathError::AmbiguousSeparator);
+            }
+        }
+        Ok((index, rule))
     }
 
     fn refuse(&self, ctx: &mut AccessCtx, why: &'static str, reply: Reply) -> Option<Reply> {
@@ -264,6 +287,9 @@ impl AccessPhases {
     }
 }
 
+/// Request fields that some frameworks read as the URL to serve, instead of the target.
+const URL_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
 /// What the rate-limit counters of `settings` mean: each rule's place, name, prefix and limit,
 /// the default's limit, and how many clients the table holds.
 fn limits_shape(settings: &AccessSettings) -> impl PartialEq + '_ {
@@ -342,13 +368,35 @@ impl Phases for AccessPhases {
         head: &mut RequestHead,
         client: &Client,
     ) -> Option<Reply> {
-        let path = match normalise(&head.target, self.settings.strict) {
-            Ok(path) => path,
+        let (index, rule) = match self.judge_path(&head.target) {
+            Ok(found) => found,
             Err(e) => {
                 log::debug!("access: {}: {e}", client.peer);
                 return self.refuse(ctx, "bad path", Reply::error(400).closing());
             }
         };
+        // Frameworks behind proxies (Symfony, Laminas, IIS's URL Rewrite) serve the URL these
+        // name instead of the target: `GET /` with `X-Original-URL: /admin` would reach
+        // `/admin` past every rule here. Stripped, unless the rule allows them; then the URL
+        // they name must fall under the same rule as the target.
+        for name in URL_OVERRIDES {
+            if !rule.allow_url_override {
+                remove(head, name);
+                continue;
+            }
+            let elsewhere = head
+                .values(name)
+                .any(|value| match std::str::from_utf8(value) {
+                    // Only an origin-form path is judged; anything else could name any place.
+                    Ok(value) if value.starts_with('/') => {
+                        self.judge_path(value).map(|(i, _)| i) != Ok(index)
+                    }
+                    _ => true,
+                });
+            if elsewhere {
+                return self.refuse(ctx, "url override", Reply::error(400).closing());
+            }
+        }
         // The claim header is ours: a client's own copy goes on every request, whether or not
         // this rule checks a token, so the origin can trust what it finds there.
         if let Some((_, header)) = self
@@ -364,7 +412,6 @@ impl Phases for AccessPhases {
             &self.settings.trusted,
             head.values("x-forwarded-for"),
         );
-        let (index, rule) = self.rule(&path);
         if let Some(conns) = &self.conns {
             if !conns.enter(ip) {
                 return self.refuse(

@@ -21,12 +21,22 @@ pub struct CacheSection {
     /// Longest a request waits for a concurrent miss of the same URL (nginx's
     /// `proxy_cache_lock_timeout`).
     pub lock_timeout_ms: u64,
+    /// Targeted cache-control fields this cache obeys, first present and valid one wins, in
+    /// place of `Cache-Control` and `Expires` (RFC 9213); `[]` turns them off.
+    pub targeted_fields: Vec<String>,
 }
 
 pub const DEFAULT_MAX_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_ENTRY_SIZE: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn default_targeted_fields() -> Vec<String> {
+    super::targeted::DEFAULT_FIELDS
+        .iter()
+        .map(|f| (*f).to_owned())
+        .collect()
+}
 
 impl Default for CacheSection {
     fn default() -> CacheSection {
@@ -37,6 +47,7 @@ impl Default for CacheSection {
             max_entries: DEFAULT_MAX_ENTRIES,
             default_ttl: 0,
             lock_timeout_ms: DEFAULT_LOCK_TIMEOUT.as_millis() as u64,
+            targeted_fields: default_targeted_fields(),
         }
     }
 }
@@ -50,6 +61,7 @@ pub struct CacheSettings {
     pub max_entries: usize,
     pub default_ttl: Option<Duration>,
     pub lock_timeout: Duration,
+    pub targeted_fields: Vec<String>,
 }
 
 impl Default for CacheSettings {
@@ -62,6 +74,7 @@ impl Default for CacheSettings {
             max_entries: DEFAULT_MAX_ENTRIES,
             default_ttl: None,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            targeted_fields: default_targeted_fields(),
         })
     }
 }
@@ -77,6 +90,16 @@ pub fn check(section: &CacheSection) -> Result<CacheSettings, String> {
     if section.lock_timeout_ms > 60_000 {
         return Err("[cache] lock_timeout_ms must be at most 60000".to_owned());
     }
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if let Some(bad) = section
+        .targeted_fields
+        .iter()
+        .find(|f| f.is_empty() || !f.bytes().all(tchar))
+    {
+        return Err(format!(
+            "[cache] targeted_fields: {bad:?} is not a field name"
+        ));
+    }
     Ok(CacheSettings {
         enabled: section.enabled,
         max_size: section.max_size,
@@ -84,6 +107,7 @@ pub fn check(section: &CacheSection) -> Result<CacheSettings, String> {
         max_entries: section.max_entries,
         default_ttl: (section.default_ttl > 0).then(|| Duration::from_secs(section.default_ttl)),
         lock_timeout: Duration::from_millis(section.lock_timeout_ms),
+        targeted_fields: section.targeted_fields.clone(),
     })
 }
 
@@ -107,6 +131,13 @@ mod tests {
             s.cache.default_ttl,
             Some(std::time::Duration::from_secs(30))
         );
+        assert_eq!(s.cache.targeted_fields, ["CDN-Cache-Control"]);
+        let text = format!("{UPSTREAM}[cache]\ntargeted_fields = [\"Revproxy-Cache-Control\", \"CDN-Cache-Control\"]\n");
+        let s = parse(&text, Path::new("p.toml")).unwrap();
+        assert_eq!(
+            s.cache.targeted_fields,
+            ["Revproxy-Cache-Control", "CDN-Cache-Control"]
+        );
         for (bad, want) in [
             ("max_sise = 1\n", "p.toml:4:1: unknown field `max_sise`"),
             (
@@ -114,6 +145,7 @@ mod tests {
                 "max_entry_size must be from 1 to max_size",
             ),
             ("max_entries = 0\n", "at least 1"),
+            ("targeted_fields = [\"CDN Cache\"]\n", "is not a field name"),
         ] {
             let err = parse(&format!("{UPSTREAM}[cache]\n{bad}"), Path::new("p.toml")).unwrap_err();
             assert!(err.to_string().contains(want), "{bad:?}: {err}");

@@ -120,6 +120,9 @@ pub struct ResponseDirectives {
     /// RFC 5861.
     pub stale_while_revalidate: Option<Duration>,
     pub stale_if_error: Option<Duration>,
+    /// Read from a targeted field (`CDN-Cache-Control`, see `targeted`), which replaces
+    /// `Cache-Control` and `Expires` for this cache.
+    pub targeted: bool,
 }
 
 impl ResponseDirectives {

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::control::ResponseDirectives;
-use crate::http::date::parse_http_date;
+use crate::http::date::{parse_http_date, parse_http_date_lenient};
 use crate::http::head::Headers;
 use crate::http::ResponseHead;
 
@@ -68,9 +68,11 @@ pub fn lifetime(
     if let Some(d) = cc.max_age {
         return of(d, Source::MaxAge);
     }
-    if let Some(expires) = head.header("expires") {
-        // An invalid date (including "0") means already expired (section 5.3).
-        let duration = parse_http_date(expires)
+    // A targeted field replaces Expires as well as Cache-Control (RFC 9213 section 2.1).
+    if let Some(expires) = head.header("expires").filter(|_| !cc.targeted) {
+        // An invalid date (including "0") means already expired (section 5.3); one in the
+        // wrong case or with the wrong weekday is read as the date it names.
+        let duration = parse_http_date_lenient(expires)
             .and_then(|e| e.duration_since(date_value(head, response_time)).ok())
             .unwrap_or(Duration::ZERO);
         return of(duration, Source::Expires);

@@ -2,6 +2,7 @@
 //!
 //! One job per file:
 //! - `control.rs`: `Cache-Control` directives of requests and responses;
+//! - `targeted.rs`: `CDN-Cache-Control` and other targeted fields (RFC 9213);
 //! - `freshness.rs`: a response's freshness lifetime and its age;
 //! - `policy.rs`: what may be stored, and which fields;
 //! - `store.rs`: the LRU of entries and their variants, and the in-flight misses;
@@ -14,6 +15,7 @@ pub mod freshness;
 pub mod phase;
 pub mod policy;
 pub mod store;
+pub mod targeted;
 
 pub use config::CacheSettings;
 pub use phase::{CacheCtx, CachePhases, Label};

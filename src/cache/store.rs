@@ -101,7 +101,9 @@ impl Entry {
     }
 }
 
-/// The request's value of `name` as a variant key: every line, joined, spaces trimmed.
+/// The request's value of `name` as a variant key: every line, joined, spaces trimmed; the
+/// preference lists normalised (see [`normal_preferences`]), so two requests that say the
+/// same thing select the same variant (RFC 9111 section 4.1).
 pub fn request_value(request: &RequestHead, name: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for value in request.values(name) {
@@ -110,7 +112,86 @@ pub fn request_value(request: &RequestHead, name: &str) -> Vec<u8> {
         }
         out.extend_from_slice(value.trim_ascii());
     }
+    if PREFERENCE_LISTS
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(name))
+    {
+        if let Some(normal) = normal_preferences(&out) {
+            return normal;
+        }
+    }
     out
+}
+
+/// Request fields whose value is a list of case-insensitive items with optional weights
+/// (RFC 9110 section 12.4.2): `Accept-Language: en-US, fr;q=0.8`.
+const PREFERENCE_LISTS: [&str; 4] = [
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+];
+
+/// A preference list in one spelling: items lower-cased (language tags, codings, charsets and
+/// media types are case-insensitive), whitespace and empty elements dropped, `q` written as
+/// thousandths and left out when it is 1, and the items ordered by weight, highest first
+/// (the weights, not the order, say what is preferred; items of equal weight keep their
+/// order, which a server may read). `None` for a value that does not parse: it is then
+/// compared as sent, never guessed at.
+fn normal_preferences(value: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(value).ok()?;
+    let mut items: Vec<(u16, String)> = Vec::new();
+    for element in text.split(',') {
+        let mut parts = element.split(';');
+        let item = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        if item.is_empty() {
+            if parts.next().is_some() {
+                return None; // parameters without an item
+            }
+            continue; // an empty list element, which the list syntax allows
+        }
+        let mut q = 1000;
+        let mut normal = item;
+        for param in parts {
+            let (name, arg) = param.split_once('=')?;
+            let (name, arg) = (name.trim().to_ascii_lowercase(), arg.trim());
+            if name == "q" {
+                q = qvalue(arg)?;
+            } else {
+                normal.push(';');
+                normal.push_str(&name);
+                normal.push('=');
+                normal.push_str(arg);
+            }
+        }
+        items.push((q, normal));
+    }
+    items.sort_by_key(|&(q, _)| std::cmp::Reverse(q)); // stable: equal weights keep order
+    let mut out = String::new();
+    for (q, item) in &items {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(item);
+        if *q != 1000 {
+            out.push_str(&format!(";q={}", f64::from(*q) / 1000.0));
+        }
+    }
+    Some(out.into_bytes())
+}
+
+/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` as thousandths.
+fn qvalue(text: &str) -> Option<u16> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = format!("{fraction:0<3}").parse::<u16>().ok()?;
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 /// The variant key of a response about to be stored.
@@ -520,6 +601,48 @@ mod tests {
             2,
             "the en variant was replaced"
         );
+    }
+
+    /// RFC 9111 section 4.1: values that differ only in whitespace, case, how the list is
+    /// split over lines, or the order of items of different weight select the same variant.
+    #[test]
+    fn preference_lists_select_a_variant_however_they_are_spelled() {
+        let store = Store::new(Limits {
+            max_size: 1 << 20,
+            max_entries: 100,
+        });
+        let stored = request(Some("en-US,fr;q=0.8"));
+        put(&store, "k", &stored, head(Some("Accept-Language")), b"en");
+        let same = [
+            "en-US, fr;q=0.8",
+            "en-us,FR;Q=0.80",
+            "fr;q=0.8, en-US",
+            " en-US ,, fr ; q=0.800 ",
+            "en-US;q=1.0,fr;q=0.8",
+        ];
+        for lang in same {
+            assert!(store.get("k", &request(Some(lang))).is_some(), "{lang}");
+        }
+        let mut two_lines = request(Some("en-US"));
+        two_lines
+            .headers
+            .push(header("Accept-Language", b"fr;q=0.8"));
+        assert!(store.get("k", &two_lines).is_some(), "two lines");
+        for other in [
+            "fr,en-US",
+            "en-US,fr;q=0.7",
+            "en-US",
+            "en-GB,fr;q=0.8",
+            "en-US,fr;q=x",
+        ] {
+            assert!(store.get("k", &request(Some(other))).is_none(), "{other}");
+        }
+        assert_eq!(
+            normal_preferences(b"gzip, BR;q=0"),
+            Some(b"gzip,br;q=0".to_vec())
+        );
+        assert_eq!(normal_preferences(b"a;q=1.5"), None);
+        assert_eq!(normal_preferences(b"a;q"), None);
     }
 
     #[test]

@@ -70,6 +70,8 @@ impl Checker {
             },
             shutdown_timeout: self
                 .duration("[server] shutdown_timeout_ms", server.shutdown_timeout_ms)?,
+            underscores_in_headers: server.underscores_in_headers,
+            allow_trace: server.allow_trace,
         };
         let access_log = self.access_log(&config.log)?;
         let cache = crate::cache::config::check(&config.cache).map_err(SectionError::from)?;

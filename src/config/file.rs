@@ -68,6 +68,11 @@ pub struct ServerSection {
     pub upstream: Option<Spanned<String>>,
     /// How long a graceful shutdown (SIGTERM, SIGINT) waits for requests in flight.
     pub shutdown_timeout_ms: u64,
+    /// Forward request header fields whose name holds an `_` (nginx's
+    /// `underscores_in_headers`); dropped by default.
+    pub underscores_in_headers: bool,
+    /// Forward `TRACE` requests; answered 405 by default.
+    pub allow_trace: bool,
 }
 
 impl Default for ServerSection {
@@ -84,6 +89,8 @@ impl Default for ServerSection {
             max_body_bytes: settings::DEFAULT_MAX_BODY,
             upstream: None,
             shutdown_timeout_ms: millis(settings::DEFAULT_SHUTDOWN_TIMEOUT),
+            underscores_in_headers: false,
+            allow_trace: false,
         }
     }
 }

@@ -98,6 +98,8 @@ pub struct ServerSettings {
     pub max_body: u64,
     pub pool: PoolConfig,
     pub shutdown_timeout: Duration,
+    pub underscores_in_headers: bool,
+    pub allow_trace: bool,
 }
 
 /// One upstream group, resolved.
@@ -140,6 +142,8 @@ impl Settings {
             max_body: self.server.max_body,
             retries: self.upstream.retries,
             pool: self.server.pool.clone(),
+            underscores_in_headers: self.server.underscores_in_headers,
+            allow_trace: self.server.allow_trace,
         }
     }
 
@@ -271,6 +275,15 @@ mod tests {
         assert!(s.upstream.health.is_none());
         assert_eq!(s.server.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(s.access_log, AccessLogSettings::default());
+        assert!(!s.tuning().underscores_in_headers && !s.tuning().allow_trace);
+    }
+
+    #[test]
+    fn underscores_and_trace_are_allowed_by_the_server_section() {
+        let text =
+            format!("[server]\nunderscores_in_headers = true\nallow_trace = true\n{MINIMAL}");
+        let relay = check(&text).unwrap().tuning().relay_config();
+        assert!(relay.underscores_in_headers && relay.allow_trace);
     }
 
     #[test]

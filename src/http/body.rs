@@ -292,6 +292,22 @@ fn copy_chunks<S: Read, W: Write>(
     }
 }
 
+/// Reads a chunked body's first chunk-size line and checks it, leaving it buffered for the
+/// copy that follows. The relay calls it before it sends a request upstream, so a body whose
+/// framing is invalid from its first line (`5;`, an extension name that is not a token)
+/// reaches no backend at all: it is refused like a bad head, not after the head went on.
+pub fn check_first_chunk_line<S: Read>(
+    src: &mut BufStream<S>,
+    limits: &Limits,
+) -> Result<(), HttpError> {
+    let len = buffer_line(src, limits.max_chunk_line).map_err(|err| match err {
+        BodyError::Source(err) => err,
+        BodyError::Sink(err) => HttpError::Io(err),
+        BodyError::TooLarge => HttpError::BodyTooLarge,
+    })?;
+    parse_chunk_size(&src.buffered()[..len]).map(|_| ())
+}
+
 /// Buffers one line and returns its length including the line feed.
 pub(super) fn buffer_line<S: Read>(src: &mut BufStream<S>, max: usize) -> Result<usize, BodyError> {
     let mut scanned = 0;
@@ -327,19 +343,78 @@ pub fn parse_chunk_size(line: &[u8]) -> Result<u64, HttpError> {
         let v = (d as char).to_digit(16).unwrap_or(0);
         (acc << 4) | u64::from(v)
     });
-    let rest = &line[digits..];
-    let blanks = rest
-        .iter()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count();
-    let ext = &rest[blanks..];
-    let valid_ext = ext.is_empty() && rest.is_empty()
-        || ext.first() == Some(&b';')
-            && ext.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
-    if !valid_ext {
+    if !valid_chunk_ext(&line[digits..]) {
         return Err(BAD);
     }
     Ok(size)
+}
+
+/// `chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`, with a token
+/// for a name and a token or quoted-string for a value (RFC 9112 section 7.1.1). Read to the
+/// letter: a bare `;`, a name that is not a token or an unclosed quote is a framing error like
+/// any other, since a next hop that reads the line differently (where the size ends, what is
+/// data) is how a chunked body smuggles a request.
+fn valid_chunk_ext(mut ext: &[u8]) -> bool {
+    // Bounded by the line: every turn consumes at least the `;` and one name byte.
+    while !ext.is_empty() {
+        let Some(after_semi) = skip_bws(ext).strip_prefix(b";") else {
+            return false;
+        };
+        let after_name = skip_bws(after_semi);
+        let name = token_len(after_name);
+        if name == 0 {
+            return false;
+        }
+        ext = &after_name[name..];
+        if let Some(after_eq) = skip_bws(ext).strip_prefix(b"=") {
+            let value = skip_bws(after_eq);
+            let len = match value.first() {
+                Some(b'"') => quoted_string_len(value),
+                _ => token_len(value),
+            };
+            if len == 0 {
+                return false;
+            }
+            ext = &value[len..];
+        }
+    }
+    true
+}
+
+fn skip_bws(bytes: &[u8]) -> &[u8] {
+    let blanks = bytes
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    &bytes[blanks..]
+}
+
+/// `tchar` of RFC 9110 section 5.6.2.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn token_len(bytes: &[u8]) -> usize {
+    bytes.iter().take_while(|&&b| is_tchar(b)).count()
+}
+
+/// The length of the quoted-string `bytes` starts with (RFC 9110 section 5.6.4), or 0 when it
+/// is not closed or holds a byte the grammar refuses.
+fn quoted_string_len(bytes: &[u8]) -> usize {
+    let qdtext = |b: u8| b == b'\t' || b == b' ' || (b >= 0x21 && b != b'"' && b != 0x7f);
+    let mut i = 1;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' => return i + 1,
+            b'\\' => match bytes.get(i + 1) {
+                Some(&next) if next == b'\t' || (next >= 0x20 && next != 0x7f) => i += 2,
+                _ => return 0,
+            },
+            b if qdtext(b) => i += 1,
+            _ => return 0,
+        }
+    }
+    0
 }
 
 pub(super) fn read_trailers<S: Read>(
@@ -510,6 +585,50 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(input)
             );
+        }
+    }
+
+    /// RFC 9112 section 7.1.1's chunk-ext, read to the letter.
+    #[test]
+    fn chunk_size_lines_and_their_extensions() {
+        let good: &[(&[u8], u64)] = &[
+            (b"5\r\n", 5),
+            (b"a\r\n", 10),
+            (b"5;name\r\n", 5),
+            (b"5;name=val\r\n", 5),
+            (b"5 ; name = val\r\n", 5),
+            (b"5;a=1;b;c=\"q s\\\"x\"\r\n", 5),
+            (b"5;a=\"\"\r\n", 5),
+            (b"5\t;\tx\r\n", 5),
+            (b"0;ieof\r\n", 0),
+        ];
+        for &(line, size) in good {
+            let got = parse_chunk_size(line);
+            assert_eq!(got.ok(), Some(size), "{:?}", String::from_utf8_lossy(line));
+        }
+        let bad: &[&[u8]] = &[
+            b"5;\r\n",
+            b"5; \r\n",
+            b"5;;x\r\n",
+            b"5;x;\r\n",
+            b"5;(x)\r\n",
+            b"5;a b\r\n",
+            b"5;na\"me\r\n",
+            b"5;x=\r\n",
+            b"5;x=a b\r\n",
+            b"5;x=\"open\r\n",
+            b"5;x=\"a\"b\r\n",
+            b"5;x=\"a\x01\"\r\n",
+            b"5;x=y=z\r\n",
+            b"5 \r\n",
+            b"5 x\r\n",
+            b"5;x\x7f\r\n",
+            b"5;\xc3\xa9\r\n",
+            b"5;x\n",
+        ];
+        for line in bad {
+            let err = parse_chunk_size(line).expect_err(&String::from_utf8_lossy(line));
+            assert_eq!(err.client_status(), Some(400));
         }
     }
 

@@ -158,14 +158,36 @@ pub fn parse_http_date(value: &[u8]) -> Option<SystemTime> {
 
 /// [`parse_http_date`] with the clock that a two-digit RFC 850 year is read against.
 pub fn parse_http_date_at(value: &[u8], now: SystemTime) -> Option<SystemTime> {
+    parse(value, now, Reading::Strict)
+}
+
+/// Parses an HTTP date as a lenient recipient does, for `Expires`: the three formats with
+/// their layout exactly as strict, but names in any case (`THU`, `AUG`, `gmt`) and a weekday
+/// that is not the date's taken as a slip (the date says when; the weekday only repeats it).
+/// RFC 9110 section 5.6.7 asks recipients to accept the three formats, and senders of
+/// `Expires` get the case and weekday wrong often enough that refusing them would treat a
+/// fresh response as expired. Another zone, a two-digit year in IMF-fixdate, a missing comma,
+/// extra spaces, dashes, dots or a one-digit hour stay invalid: those are not one of the
+/// three formats misspelled, and reading them would be guessing.
+pub fn parse_http_date_lenient(value: &[u8]) -> Option<SystemTime> {
+    parse(value, SystemTime::now(), Reading::Lenient)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Strict,
+    Lenient,
+}
+
+fn parse(value: &[u8], now: SystemTime, reading: Reading) -> Option<SystemTime> {
     let fields = if value.len() == IMF_FIXDATE_LEN && value.get(3) == Some(&b',') {
-        imf_fields(value)?
+        imf_fields(value, reading)?
     } else if value.len() == 24 && value.get(3) == Some(&b' ') {
-        asctime_fields(value)?
+        asctime_fields(value, reading)?
     } else {
-        rfc850_fields(value, now)?
+        rfc850_fields(value, now, reading)?
     };
-    fields.to_time()
+    fields.to_time(reading)
 }
 
 /// A date as written, before it is checked.
@@ -180,7 +202,7 @@ struct Fields {
 }
 
 impl Fields {
-    fn to_time(&self) -> Option<SystemTime> {
+    fn to_time(&self, reading: Reading) -> Option<SystemTime> {
         if !(1..=12).contains(&self.month)
             || self.day == 0
             || self.day > days_in_month(self.year, self.month)
@@ -193,7 +215,7 @@ impl Fields {
             return None;
         }
         let days = days_from_civil(self.year, self.month, self.day);
-        if weekday(days) != self.weekday {
+        if reading == Reading::Strict && weekday(days) != self.weekday {
             return None;
         }
         let secs = days * SECS_PER_DAY
@@ -215,12 +237,23 @@ fn digits(bytes: &[u8]) -> Option<u32> {
     )
 }
 
-fn position(names: &[&[u8]], name: &[u8]) -> Option<usize> {
-    names.iter().position(|&n| n == name)
+fn position(names: &[&[u8]], name: &[u8], reading: Reading) -> Option<usize> {
+    names.iter().position(|&n| match reading {
+        Reading::Strict => n == name,
+        Reading::Lenient => n.eq_ignore_ascii_case(name),
+    })
 }
 
-fn month(name: &[u8]) -> Option<u32> {
-    position(&MONTHS, name).map(|m| m as u32 + 1)
+fn month(name: &[u8], reading: Reading) -> Option<u32> {
+    position(&MONTHS, name, reading).map(|m| m as u32 + 1)
+}
+
+/// `GMT`, the only zone an HTTP date has.
+fn is_gmt(zone: &[u8], reading: Reading) -> bool {
+    match reading {
+        Reading::Strict => zone == b"GMT",
+        Reading::Lenient => zone.eq_ignore_ascii_case(b"GMT"),
+    }
 }
 
 /// `HH:MM:SS`.
@@ -236,15 +269,21 @@ fn time_of_day(bytes: &[u8]) -> Option<(u32, u32, u32)> {
 }
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT`
-fn imf_fields(v: &[u8]) -> Option<Fields> {
-    if &v[3..5] != b", " || v[7] != b' ' || v[11] != b' ' || v[16] != b' ' || &v[25..] != b" GMT" {
+fn imf_fields(v: &[u8], reading: Reading) -> Option<Fields> {
+    if &v[3..5] != b", "
+        || v[7] != b' '
+        || v[11] != b' '
+        || v[16] != b' '
+        || v[25] != b' '
+        || !is_gmt(&v[26..], reading)
+    {
         return None;
     }
     let (hour, minute, second) = time_of_day(&v[17..25])?;
     Some(Fields {
-        weekday: position(&DAY_NAMES, &v[..3])?,
+        weekday: position(&DAY_NAMES, &v[..3], reading)?,
         day: digits(&v[5..7])?,
-        month: month(&v[8..11])?,
+        month: month(&v[8..11], reading)?,
         year: i64::from(digits(&v[12..16])?),
         hour,
         minute,
@@ -253,7 +292,7 @@ fn imf_fields(v: &[u8]) -> Option<Fields> {
 }
 
 /// `Sun Nov  6 08:49:37 1994`: the day is two digits or a space and one digit.
-fn asctime_fields(v: &[u8]) -> Option<Fields> {
+fn asctime_fields(v: &[u8], reading: Reading) -> Option<Fields> {
     if v[7] != b' ' || v[10] != b' ' || v[19] != b' ' {
         return None;
     }
@@ -263,8 +302,8 @@ fn asctime_fields(v: &[u8]) -> Option<Fields> {
     };
     let (hour, minute, second) = time_of_day(&v[11..19])?;
     Some(Fields {
-        weekday: position(&DAY_NAMES, &v[..3])?,
-        month: month(&v[4..7])?,
+        weekday: position(&DAY_NAMES, &v[..3], reading)?,
+        month: month(&v[4..7], reading)?,
         day,
         year: i64::from(digits(&v[20..24])?),
         hour,
@@ -274,16 +313,17 @@ fn asctime_fields(v: &[u8]) -> Option<Fields> {
 }
 
 /// `Sunday, 06-Nov-94 08:49:37 GMT`
-fn rfc850_fields(v: &[u8], now: SystemTime) -> Option<Fields> {
+fn rfc850_fields(v: &[u8], now: SystemTime, reading: Reading) -> Option<Fields> {
     let comma = v.iter().position(|&b| b == b',')?;
-    let weekday = position(&DAY_NAMES_LONG, &v[..comma])?;
+    let weekday = position(&DAY_NAMES_LONG, &v[..comma], reading)?;
     let rest = v.get(comma..)?;
     if rest.len() != 24
         || &rest[..2] != b", "
         || rest[4] != b'-'
         || rest[8] != b'-'
         || rest[11] != b' '
-        || &rest[20..] != b" GMT"
+        || rest[20] != b' '
+        || !is_gmt(&rest[21..], reading)
     {
         return None;
     }
@@ -291,7 +331,7 @@ fn rfc850_fields(v: &[u8], now: SystemTime) -> Option<Fields> {
     let mut fields = Fields {
         weekday,
         day: digits(&rest[2..4])?,
-        month: month(&rest[5..8])?,
+        month: month(&rest[5..8], reading)?,
         year: 0,
         hour,
         minute,
@@ -410,6 +450,40 @@ mod tests {
         ];
         for &(text, want) in table {
             assert_eq!(parse_http_date_at(text.as_bytes(), now), want, "{text}");
+        }
+    }
+
+    /// What the strict parser refuses as a misspelling of the three formats, the lenient one
+    /// reads; anything else it refuses as well.
+    #[test]
+    fn expires_is_read_leniently() {
+        let aug18 = Some(at(2_544_400_878)); // Thu, 18 Aug 2050 02:01:18 GMT
+        let aug8 = Some(at(2_543_536_878)); // a Monday
+        let table: &[(&str, Option<SystemTime>)] = &[
+            ("Thu, 18 Aug 2050 02:01:18 GMT", aug18),
+            ("THU, 18 Aug 2050 02:01:18 GMT", aug18),
+            ("Thu, 18 AUG 2050 02:01:18 GMT", aug18),
+            ("Thu, 18 Aug 2050 02:01:18 gMT", aug18),
+            ("thursday, 18-aug-50 02:01:18 gmt", aug18),
+            ("Thu Aug  8 02:01:18 2050", aug8),
+            ("Mon, 18 Aug 2050 02:01:18 GMT", aug18),
+            ("Thu, 18 Aug 2050 02:01:18 UTC", None),
+            ("Thu, 18 Aug 2050 02:01:18 AEST", None),
+            ("Thu, 18 Aug 50 02:01:18 GMT", None),
+            ("Thu 18 Aug 2050 02:01:18 GMT", None),
+            ("Thu, 18  Aug  2050 02:01:18 GMT", None),
+            ("Thu, 18-Aug-2050 02:01:18 GMT", None),
+            ("Thu, 18 Aug 2050 02.01.18 GMT", None),
+            ("Thu, 18 Aug 2050 2:01:18 GMT", None),
+            ("Xyz, 18 Aug 2050 02:01:18 GMT", None),
+            ("Thu, 31 Feb 2050 02:01:18 GMT", None),
+            ("0", None),
+        ];
+        for &(text, want) in table {
+            assert_eq!(parse_http_date_lenient(text.as_bytes()), want, "{text}");
+        }
+        for strict_refuses in &table[1..7] {
+            assert_eq!(parse_http_date(strict_refuses.0.as_bytes()), None);
         }
     }
 

@@ -1,6 +1,7 @@
 //! Reading one message head (request line or status line, then headers) from a stream that may
 //! deliver it in any number of pieces, with limits and timeouts.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -173,12 +174,16 @@ pub fn read_response_head<S: Socket>(
 
 /// Parses a complete request head (ending in an empty line).
 pub fn parse_request(bytes: &[u8], max_headers: usize) -> Result<RequestHead, HttpError> {
+    let bytes = as_highest_minor_version(bytes);
     let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
     let mut req = httparse::Request::new(&mut slots);
-    if req.parse(bytes)?.is_partial() {
+    if req.parse(&bytes)?.is_partial() {
         return Err(HttpError::BadSyntax("incomplete head"));
     }
     let method = req.method.unwrap_or_default();
+    if method.len() > MAX_METHOD {
+        return Err(METHOD_TOO_LONG);
+    }
     let target = req.path.unwrap_or_default();
     let mut head = RequestHead {
         method: method.to_owned(),
@@ -263,6 +268,50 @@ fn leading_empty_lines(buffered: &[u8]) -> usize {
         .count()
 }
 
+/// Longest method accepted. The longest registered methods (`UPDATEREDIRECTREF`,
+/// `BASELINE-CONTROL`) have 17 characters; a method of thousands is a bad request line, and
+/// must not be answered 414 (the target is not what is too long), so it is refused on its own
+/// as soon as it is longer than this, before the line-length limit is reached.
+const MAX_METHOD: usize = 64;
+
+const METHOD_TOO_LONG: HttpError = HttpError::BadSyntax("method too long");
+
+/// Whether the request line that `buf` starts with has a method longer than [`MAX_METHOD`]:
+/// no space, CR or LF among its first `MAX_METHOD + 1` bytes. Decided from a prefix, so the
+/// reader refuses it before the rest of the line arrives.
+fn method_too_long(buf: &[u8]) -> bool {
+    buf.len() > MAX_METHOD
+        && !buf[..=MAX_METHOD]
+            .iter()
+            .any(|&b| b == b' ' || b == b'\r' || b == b'\n')
+}
+
+/// RFC 9112 section 2.3: a recipient reads a message of a higher minor version of a major
+/// version it implements as the highest minor version it supports. `HTTP/1.2` to `HTTP/1.9`
+/// in a request line is therefore read as `HTTP/1.1`, not refused (httparse knows only 1.0
+/// and 1.1, so the version is rewritten in a copy before it parses). Not 505: that status is
+/// for a major version the server does not support, and the client speaks HTTP/1 features we
+/// implement. The copy is made only for such a line; any other request is borrowed as it is.
+fn as_highest_minor_version(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let start = leading_empty_lines(bytes);
+    let Some(nl) = bytes[start..].iter().position(|&b| b == b'\n') else {
+        return Cow::Borrowed(bytes);
+    };
+    let line_end = start + nl;
+    let line = &bytes[start..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match line {
+        [.., b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor]
+            if (b'2'..=b'9').contains(minor) =>
+        {
+            let mut owned = bytes.to_vec();
+            owned[start + line.len() - 1] = b'1';
+            Cow::Owned(owned)
+        }
+        _ => Cow::Borrowed(bytes),
+    }
+}
+
 /// Reads until the buffer holds a whole head and returns its length.
 fn collect_head<S: Socket>(
     stream: &mut BufStream<S>,
@@ -290,6 +339,9 @@ fn collect_head<S: Socket>(
             deadline.get_or_insert_with(|| deadline_after(timeouts.whole));
         }
         let buf = stream.buffered();
+        if max_first_line.is_some() && method_too_long(buf) {
+            return Err(METHOD_TOO_LONG);
+        }
         if let Some(max) = max_first_line {
             let first_line = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
             if first_line > max {
@@ -357,14 +409,18 @@ fn early_refusal(buf: &[u8], from: usize, request: bool) -> Option<HttpError> {
     if !request {
         return None;
     }
+    if method_too_long(buf) {
+        return Some(METHOD_TOO_LONG);
+    }
     let line_end = buf.iter().position(|&b| b == b'\n')?;
     if line_end + 1 < from {
         return None; // judged on an earlier call, when it first arrived whole
     }
     // With no header slots and nothing after the line, a valid request line is `Partial`
     // (the headers are still to come); an invalid one is an error whatever follows.
+    let line = as_highest_minor_version(&buf[..=line_end]);
     let mut req = httparse::Request::new(&mut []);
-    match req.parse(&buf[..=line_end]) {
+    match req.parse(&line) {
         Err(err) => Some(HttpError::from(err)),
         Ok(_) => None,
     }
@@ -533,6 +589,66 @@ mod tests {
                 assert_eq!(err.client_status(), status, "{err} for step {step}");
             }
         }
+    }
+
+    /// RFC 9112 section 2.3: a higher minor version is read as the highest we implement, in
+    /// the reader and the parser alike; another major version stays a bad request.
+    #[test]
+    fn a_higher_minor_version_is_read_as_http11() {
+        for input in [
+            &b"GET /v HTTP/1.2\r\nHost: a\r\n\r\n"[..],
+            b"\r\nGET /v HTTP/1.9\nHost: a\n\n",
+        ] {
+            for step in [1, 5, input.len()] {
+                let (head, _) = read_req(input, step);
+                let head = head.unwrap_or_else(|e| panic!("{input:?} step {step}: {e}"));
+                assert_eq!((head.target.as_str(), head.minor_version), ("/v", 1));
+            }
+            assert!(request_head_ready(input, &Limits::default()));
+        }
+        let head = parse_request(b"GET /v HTTP/1.2\r\nHost: a\r\n\r\n", 10).unwrap();
+        assert_eq!(head.minor_version, 1);
+        assert_eq!(head.header("host"), Some(&b"a"[..]));
+        // Only the request line's version: a header that ends the same way is left alone.
+        let head = parse_request(b"GET / HTTP/1.1\r\nX: HTTP/1.2\r\n\r\n", 10).unwrap();
+        assert_eq!(head.header("x"), Some(&b"HTTP/1.2"[..]));
+        for bad in [
+            &b"GET / HTTP/2.0\r\n\r\n"[..],
+            b"GET / HTTP/1.x\r\n\r\n",
+            b"GET / HTTP/1.12\r\n\r\n",
+            b"GET HTTP/1.2\r\n\r\n",
+        ] {
+            let (head, _) = read_req(bad, 1);
+            assert_eq!(head.expect_err("refused").client_status(), Some(400));
+        }
+    }
+
+    /// A method of thousands of token characters is a bad request line (400), refused from
+    /// its first bytes, not a target too long (414).
+    #[test]
+    fn a_very_long_method_is_a_bad_request_not_a_long_uri() {
+        let limits = Limits::default();
+        let huge = format!("{} / HTTP/1.1\r\nHost: a\r\n\r\n", "A".repeat(10_000));
+        let over = format!(
+            "{} / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "A".repeat(MAX_METHOD + 1)
+        );
+        for input in [huge.as_bytes(), over.as_bytes()] {
+            for step in [1, 7, input.len()] {
+                let (head, _) = read_req(input, step);
+                let err = head.expect_err("a long method is refused");
+                assert_eq!(err.client_status(), Some(400), "{err}");
+            }
+            assert!(request_head_ready(&input[..MAX_METHOD + 1], &limits));
+            assert!(parse_request(input, 10).is_err());
+        }
+        let longest = format!("{} / HTTP/1.1\r\nHost: a\r\n\r\n", "A".repeat(MAX_METHOD));
+        let (head, _) = read_req(longest.as_bytes(), 3);
+        assert_eq!(head.unwrap().method.len(), MAX_METHOD);
+        assert!(!request_head_ready(
+            &longest.as_bytes()[..MAX_METHOD],
+            &limits
+        ));
     }
 
     /// Heads that can never end are refused from what has arrived, without waiting for more

@@ -21,8 +21,21 @@ pub struct AbsoluteTarget {
 /// pass unchanged. CONNECT is not judged here: its authority-form is refused later, with the
 /// 501 a proxy that opens no tunnels owes.
 pub fn check_target(method: &str, target: &str) -> Result<Option<AbsoluteTarget>, HttpError> {
+    // The target grammar is ASCII (RFC 9112 section 3.2, RFC 3986): a raw UTF-8 byte, which
+    // httparse lets through, is a client that did not percent-encode, and a backend may
+    // decode it in another charset than the rules in front of it did.
+    if !target.is_ascii() {
+        return Err(HttpError::BadSyntax("non-ASCII byte in the request target"));
+    }
     if method == "CONNECT" {
         return Ok(None);
+    }
+    // An encoded NUL in the path ends the string for C code and some runtimes, so a backend
+    // would serve another path than the one every rule here judged; nginx refuses it too.
+    // The query is left alone: a NUL there names no file.
+    let path = target.split('?').next().unwrap_or(target);
+    if path.contains("%00") {
+        return Err(HttpError::BadSyntax("encoded NUL in the request path"));
     }
     // A fragment is for the user agent only (RFC 9110 section 4.2.5); one on the wire means a
     // client that builds targets by hand, and a backend could cut the path there.
@@ -222,6 +235,8 @@ mod tests {
             ("GET", "/", None),
             ("GET", "/a/b?x=%2F", None),
             ("GET", "//double", None),
+            ("GET", "/x?nul=%00", None),
+            ("GET", "/a%2000", None),
             ("OPTIONS", "*", None),
             ("CONNECT", "example.test:443", None),
             ("CONNECT", "*", None),
@@ -270,6 +285,13 @@ mod tests {
             ("GET", "http://a.test:8o/"),
             ("GET", "httpx://a.test/"),
             ("OPTIONS", "**"),
+            ("GET", "/caf\u{e9}"),
+            ("GET", "/?q=\u{e9}"),
+            ("GET", "http://a.test/\u{e9}"),
+            ("CONNECT", "\u{e9}.test:443"),
+            ("GET", "/a%00b"),
+            ("GET", "/a%00"),
+            ("GET", "http://a.test/x%00.php"),
         ];
         for &(method, target) in bad {
             let err = check_target(method, target).expect_err(target);

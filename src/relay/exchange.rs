@@ -11,7 +11,7 @@ use super::phases::{AnsweredBy, BodyPlan, Client, Phases, UpstreamAnswer};
 use super::pipeline::BodySink;
 use super::reply::{self, Reply};
 use super::Relay;
-use crate::http::body::{copy_body_counting, Encoding};
+use crate::http::body::{check_first_chunk_line, copy_body_counting, Encoding};
 use crate::http::framing::request_framing;
 use crate::http::head::Headers;
 use crate::http::headers::OutFraming;
@@ -141,6 +141,14 @@ impl<P: Phases> Relay<P> {
             // reach whatever the backend can.
             return Err(Refusal::close(501));
         }
+        if head.method == "TRACE" && !self.config.allow_trace {
+            return Err(Refusal::close(405));
+        }
+        if !self.config.underscores_in_headers {
+            // Dropped before anything reads them, framing included, as nginx ignores them:
+            // a `Transfer_Encoding: chunked` frames nothing here and reaches no backend.
+            head.headers.retain(|h| !h.name.contains('_'));
+        }
         let framing = request_framing(head).map_err(|err| {
             log::debug!("{peer}: refusing {} {}: {err}", head.method, head.target);
             Refusal::from_client(&err)
@@ -172,6 +180,18 @@ impl<P: Phases> Relay<P> {
         };
         if let Some(reply) = answer {
             return Ok(self.answer(client, &request, ctx, reply));
+        }
+        if framing == BodyFraming::Chunked && !expects_continue {
+            // Checked before a backend is chosen, so invalid framing reaches none. A client
+            // that asked `Expect: 100-continue` sends nothing before it hears 100; its first
+            // line is checked as the body streams, like every later one.
+            client
+                .set_read_timeout(Some(self.config.client.body))
+                .map_err(|_| Refusal::silent())?;
+            check_first_chunk_line(client, limits).map_err(|err| {
+                log::debug!("{peer}: refusing {} {}: {err}", head.method, head.target);
+                Refusal::from_client(&err)
+            })?;
         }
         let upstreams = self.phases.route(ctx, head).unwrap_or(&*self.upstreams);
         let (protocols, offer) = self.upgrade_offer(&request, ctx)?.unzip();

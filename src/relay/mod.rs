@@ -116,6 +116,14 @@ pub struct RelayConfig {
     pub via_name: String,
     /// WebSocket and other upgrades: off unless allowed (see [`upgrade`]).
     pub upgrades: UpgradeConfig,
+    /// Forward request header fields whose name holds an `_` (nginx's
+    /// `underscores_in_headers`). Off by default: a backend that maps fields to CGI/WSGI
+    /// variables reads `X_Foo` and `X-Foo` as the same one, so `Content_Length` or a forged
+    /// `X_Forwarded_For` could pass for the field this proxy vetted.
+    pub underscores_in_headers: bool,
+    /// Forward `TRACE`; off by default, answered 405: a backend that echoes the request would
+    /// show a page's script the cookies and credentials it cannot read (cross-site tracing).
+    pub allow_trace: bool,
     /// Set when a graceful shutdown starts: from then on every response closes its
     /// connection (`Connection: close`).
     pub drain: Drain,
@@ -129,6 +137,8 @@ impl Default for RelayConfig {
             retries: 0,
             via_name: "revproxy".to_owned(),
             upgrades: UpgradeConfig::default(),
+            underscores_in_headers: false,
+            allow_trace: false,
             drain: Drain::default(),
         }
     }

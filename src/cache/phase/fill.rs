@@ -10,6 +10,7 @@ use crate::cache::control::ResponseDirectives;
 use crate::cache::freshness::{self, Lifetime};
 use crate::cache::policy;
 use crate::cache::store::{vary_key, Entry, Lead, Store};
+use crate::cache::targeted;
 use crate::http::head::Headers;
 use crate::http::{RequestHead, ResponseHead};
 use crate::relay::{BodyObserver, BodyPlan};
@@ -25,7 +26,7 @@ impl CachePhases {
         plan: &mut BodyPlan,
     ) {
         let response_time = SystemTime::now();
-        let cc = ResponseDirectives::parse(response);
+        let cc = targeted::for_this_cache(response, &self.settings.targeted_fields);
         let lifetime = freshness::lifetime(response, &cc, response_time, self.settings.default_ttl);
         let verdict = policy::storable(
             request,
@@ -87,7 +88,7 @@ impl CachePhases {
         let response_time = SystemTime::now();
         let mut head = entry.head.clone();
         head.headers = policy::refreshed_headers(&entry.head.headers, not_modified);
-        let directives = ResponseDirectives::parse(&head);
+        let directives = targeted::for_this_cache(&head, &self.settings.targeted_fields);
         let lifetime =
             freshness::lifetime(&head, &directives, response_time, self.settings.default_ttl);
         let initial_age = freshness::initial_age(
