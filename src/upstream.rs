@@ -230,6 +230,9 @@ impl Connector {
                 continue;
             }
             if (replayable && idled < PROBE_AFTER) || still_idle(idle.conn.get_mut()) {
+                // A server in two groups shares its kept connections: the socket takes the
+                // read timeout of the group that reuses it (a no-op when it is the same).
+                idle.conn.set_read_timeout(Some(timeouts.read))?;
                 return Ok((idle.conn, true));
             }
         }

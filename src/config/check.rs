@@ -40,11 +40,7 @@ impl Checker {
         })?;
         let mut groups: Vec<UpstreamSettings> = Vec::new();
         for (name, section) in &config.upstreams {
-            let group = self.upstream(name, section)?;
-            if let Some(clash) = timeouts_clash(&groups, &group) {
-                return Err(self.at(section, clash));
-            }
-            groups.push(group);
+            groups.push(self.upstream(name, section)?);
         }
         let upstream = self.pick_upstream(
             &config.upstreams,
@@ -237,24 +233,4 @@ impl Checker {
         }
         Ok(Duration::from_millis(ms))
     }
-}
-
-/// A server listed in two groups is one pool of kept connections, whose sockets carry the
-/// timeouts of the group that opened them: the two groups must agree on them.
-fn timeouts_clash(checked: &[UpstreamSettings], group: &UpstreamSettings) -> Option<String> {
-    let timeouts = |g: &UpstreamSettings| (g.connect_timeout, g.read_timeout);
-    for other in checked {
-        let shared = group
-            .servers
-            .iter()
-            .find(|s| other.servers.iter().any(|o| o.addr == s.addr));
-        if let Some(server) = shared.filter(|_| timeouts(other) != timeouts(group)) {
-            return Some(format!(
-                "[upstreams.{}] shares server {} with [upstreams.{}], but not its \
-                 connect_timeout_ms and read_timeout_ms: give both groups the same",
-                group.name, server.addr, other.name
-            ));
-        }
-    }
-    None
 }
