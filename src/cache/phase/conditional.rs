@@ -81,22 +81,7 @@ fn weak_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> RequestHead {
-        RequestHead {
-            method: method.into(),
-            target: target.into(),
-            minor_version: 1,
-            headers: headers
-                .iter()
-                .map(|(n, v)| Header {
-                    name: (*n).into(),
-                    value: v.as_bytes().to_vec(),
-                })
-                .collect(),
-            route: None,
-            original_target: None,
-        }
-    }
+    use crate::cache::phase::test_heads::request;
 
     fn entry(headers: &[(&str, &str)]) -> Entry {
         use crate::cache::control::ResponseDirectives;

@@ -187,14 +187,7 @@ mod tests {
     use crate::http::Header;
 
     fn request() -> RequestHead {
-        RequestHead {
-            method: "GET".into(),
-            target: "/".into(),
-            minor_version: 1,
-            headers: Vec::new(),
-            route: None,
-            original_target: None,
-        }
+        crate::cache::phase::test_heads::request("GET", "/", &[])
     }
 
     fn fill(store: &Arc<Store>, max: u64, expected: Option<u64>) -> Fill {

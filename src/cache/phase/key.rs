@@ -70,24 +70,8 @@ fn same_origin_key(origin: &str, value: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::Header;
 
-    fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> RequestHead {
-        RequestHead {
-            method: method.into(),
-            target: target.into(),
-            minor_version: 1,
-            headers: headers
-                .iter()
-                .map(|(n, v)| Header {
-                    name: (*n).into(),
-                    value: v.as_bytes().to_vec(),
-                })
-                .collect(),
-            route: None,
-            original_target: None,
-        }
-    }
+    use crate::cache::phase::test_heads::request;
 
     #[test]
     fn a_key_is_scheme_lower_cased_host_target_and_route() {

@@ -249,21 +249,14 @@ mod tests {
     }
 
     fn asks(cache_control: &str) -> RequestDirectives {
-        let mut head = RequestHead {
-            method: "GET".into(),
-            target: "/".into(),
-            minor_version: 1,
-            headers: Vec::new(),
-            route: None,
-            original_target: None,
+        let headers: &[(&str, &str)] = if cache_control.is_empty() {
+            &[]
+        } else {
+            &[("Cache-Control", cache_control)]
         };
-        if !cache_control.is_empty() {
-            head.headers.push(Header {
-                name: "Cache-Control".into(),
-                value: cache_control.as_bytes().to_vec(),
-            });
-        }
-        RequestDirectives::parse(&head)
+        RequestDirectives::parse(&crate::cache::phase::test_heads::request(
+            "GET", "/", headers,
+        ))
     }
 
     #[test]
