@@ -78,6 +78,8 @@ fn stage2_with_one_child_serves_one_request_at_a_time() {
     requests_never_meet(STAGE2, &["--max-children", "1"]);
 }
 
+/// Also the control of `meeting_backend`: the tests that expect one request at a time would
+/// pass with a backend that never answered, and this one shows that two meeting get a 200.
 #[test]
 fn stage3_has_two_requests_in_flight() {
     requests_meet_at_the_backend(STAGE3, &[]);
