@@ -212,6 +212,11 @@ pub(super) fn next_response_is_clean(
     after: &str,
     statuses: &[u16],
 ) -> Checked {
+    // Bytes read with the head, before another request was sent, can only be a body; checked
+    // first, since a proxy that then closed would make the request below fail.
+    if !conn.leftover().is_empty() {
+        return Err(carried_a_body(conn.leftover(), after));
+    }
     let (_, target) = ctx.target("n=5");
     // Closing after a response is allowed; what matters is that no body came. A proxy that
     // closed may also reset the connection when this request arrives: the same close.
@@ -227,14 +232,8 @@ pub(super) fn next_response_is_clean(
             return Err(format!("after {after}, the next request on the connection got {e}").into())
         }
     }
-    let left = conn.leftover();
-    if !left.starts_with(b"HTTP/1.") {
-        let extra = http::find(left, b"HTTP/1.").unwrap_or(left.len());
-        return Err(format!(
-            "the response to {after} carried a body: {extra} bytes after the head ({})",
-            http::show(&left[..extra])
-        )
-        .into());
+    if !conn.leftover().starts_with(b"HTTP/1.") {
+        return Err(carried_a_body(conn.leftover(), after));
     }
     let r = conn.read_response(false)?;
     let what = format!("the GET after {after}");
@@ -246,6 +245,21 @@ pub(super) fn next_response_is_clean(
         expect_pattern(&r.body, 5, &what)?;
     }
     Ok(())
+}
+
+/// The failure for `left`, bytes that came where no body may be: up to the next status line.
+fn carried_a_body(left: &[u8], after: &str) -> Failure {
+    let extra = http::find(left, b"HTTP/1.").unwrap_or(left.len());
+    if extra == 0 {
+        return Failure::Fail(format!(
+            "after {after}, a second response came before another request was sent ({})",
+            http::show(left)
+        ));
+    }
+    Failure::Fail(format!(
+        "the response to {after} carried a body: {extra} bytes after the head ({})",
+        http::show(&left[..extra])
+    ))
 }
 
 fn head_response_has_no_body(ctx: &mut Ctx) -> Checked {

@@ -233,7 +233,7 @@ fn dead_origin_answers(ctx: &mut Ctx) -> Checked {
         )
         .into());
     }
-    next_response_is_clean(&mut conn, ctx, "its own answer to HEAD", allowed)
+    next_response_is_clean(&mut conn, ctx, "a HEAD with its origin down", allowed)
 }
 
 fn slow_origin_504(ctx: &mut Ctx) -> Checked {
