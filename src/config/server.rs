@@ -146,7 +146,9 @@ mod tests {
 
     #[test]
     fn zero_durations_and_an_empty_pool_are_refused_by_key() {
-        let table: &[(fn(&mut ServerSection), &str)] = &[
+        /// A change that makes the section wrong, and the message it must get.
+        type Case = (fn(&mut ServerSection), &'static str);
+        let table: &[Case] = &[
             (
                 |s| s.header_timeout_ms = 0,
                 "[server] header_timeout_ms must be more than 0",

@@ -106,8 +106,9 @@ impl Default for ClientTimeouts {
 /// What a client may send and how long it may take: the client-facing settings, which the
 /// flags of every stage (`cli::TuningArgs`) and the `[server]` table of the file
 /// (`config::server`) both fill, and which the relay reads as they are. A new such setting is
-/// a field here with its default, and the flag or key that sets it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// a field here with its default, and the flag or key that sets it. The defaults are the
+/// field types' own (`ClientTimeouts`, `Limits`; the two switches off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientPolicy {
     pub timeouts: ClientTimeouts,
     /// Sizes of what a client may send; `max_body` is the one a flag or key sets.
@@ -120,17 +121,6 @@ pub struct ClientPolicy {
     /// Forward `TRACE`; off by default, answered 405: a backend that echoes the request would
     /// show a page's script the cookies and credentials it cannot read (cross-site tracing).
     pub allow_trace: bool,
-}
-
-impl Default for ClientPolicy {
-    fn default() -> ClientPolicy {
-        ClientPolicy {
-            timeouts: ClientTimeouts::default(),
-            limits: Limits::default(),
-            underscores_in_headers: false,
-            allow_trace: false,
-        }
-    }
 }
 
 /// Everything about a relay that is not a backend.
