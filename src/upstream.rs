@@ -350,6 +350,25 @@ mod tests {
         }
     }
 
+    /// A group's connections are bounded by its own timeouts, writes by its read timeout (as
+    /// the flags' `--upstream-timeout` bounds both), never by another group's.
+    #[test]
+    fn a_group_policy_gives_its_own_connection_timeouts() {
+        let policy = GroupPolicy {
+            connect_timeout: Duration::from_millis(700),
+            read_timeout: Duration::from_millis(300),
+            retries: 0,
+        };
+        assert_eq!(
+            policy.timeouts(),
+            UpstreamTimeouts {
+                connect: Duration::from_millis(700),
+                read: Duration::from_millis(300),
+                write: Duration::from_millis(300),
+            }
+        );
+    }
+
     #[test]
     fn idle_connections_are_reused_until_the_backend_closes_them() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
