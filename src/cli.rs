@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::http::Limits;
+use crate::relay::{ClientPolicy, ClientTimeouts};
 use crate::server::pool::{KeepAlive, PoolConfig};
-use crate::settings::{self, Tuning};
+use crate::tuning::{self, Tuning};
 pub use crate::upstream::resolve;
+use crate::upstream::GroupPolicy;
 
 /// Where to listen and how much to log.
 #[derive(Debug, Args)]
@@ -47,41 +50,41 @@ impl SingleBackendArgs {
     }
 }
 
-/// Timeouts and limits, with nginx's defaults unless noted (`settings` names them).
+/// Timeouts and limits, with nginx's defaults unless noted (`tuning` names them).
 #[derive(Debug, Args)]
 pub struct TuningArgs {
     /// Longest wait to connect to a backend.
-    #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_CONNECT_TIMEOUT))]
+    #[arg(long, value_name = "DURATION", default_value_t = Span(tuning::DEFAULT_CONNECT_TIMEOUT))]
     pub connect_timeout: Span,
 
     /// Longest wait for each read from a backend, the response head included (-> 504).
-    #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_UPSTREAM_TIMEOUT))]
+    #[arg(long, value_name = "DURATION", default_value_t = Span(tuning::DEFAULT_UPSTREAM_TIMEOUT))]
     pub upstream_timeout: Span,
 
     /// Longest a client may take to send a request head, once it started (-> 408).
-    #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_HEADER_TIMEOUT))]
+    #[arg(long, value_name = "DURATION", default_value_t = Span(tuning::DEFAULT_HEADER_TIMEOUT))]
     pub header_timeout: Span,
 
     /// How long an idle keep-alive client connection is kept open.
-    #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_IDLE_TIMEOUT))]
+    #[arg(long, value_name = "DURATION", default_value_t = Span(tuning::DEFAULT_IDLE_TIMEOUT))]
     pub idle_timeout: Span,
 
     /// Longest pause while a client sends a request body (-> 408).
-    #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_BODY_TIMEOUT))]
+    #[arg(long, value_name = "DURATION", default_value_t = Span(tuning::DEFAULT_BODY_TIMEOUT))]
     pub body_timeout: Span,
 
     /// Longest a write to a client may block; also the window over which --min-send-rate is
     /// averaged.
-    #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_SEND_TIMEOUT))]
+    #[arg(long, value_name = "DURATION", default_value_t = Span(tuning::DEFAULT_SEND_TIMEOUT))]
     pub send_timeout: Span,
 
     /// Slowest a client may read a response, in bytes per second over each --send-timeout of
     /// waiting for it, before it is cut off (0: no minimum); suffixes k, m, g.
-    #[arg(long, value_name = "SIZE", default_value_t = Size(settings::DEFAULT_MIN_SEND_RATE))]
+    #[arg(long, value_name = "SIZE", default_value_t = Size(tuning::DEFAULT_MIN_SEND_RATE))]
     pub min_send_rate: Size,
 
     /// Largest request body accepted (-> 413); suffixes k, m, g.
-    #[arg(long, value_name = "SIZE", default_value_t = Size(settings::DEFAULT_MAX_BODY))]
+    #[arg(long, value_name = "SIZE", default_value_t = Size(tuning::DEFAULT_MAX_BODY))]
     pub max_body_size: Size,
 
     /// Forward request header fields whose name holds an underscore (dropped by default, as
@@ -98,16 +101,26 @@ impl TuningArgs {
     /// The settings these flags give, the rest at their defaults.
     pub fn tuning(&self) -> Tuning {
         Tuning {
-            connect_timeout: self.connect_timeout.0,
-            upstream_timeout: self.upstream_timeout.0,
-            header_timeout: self.header_timeout.0,
-            idle_timeout: self.idle_timeout.0,
-            body_timeout: self.body_timeout.0,
-            send_timeout: self.send_timeout.0,
-            min_send_rate: self.min_send_rate.0,
-            max_body: self.max_body_size.0,
-            underscores_in_headers: self.underscores_in_headers,
-            allow_trace: self.allow_trace,
+            client: ClientPolicy {
+                timeouts: ClientTimeouts {
+                    idle: self.idle_timeout.0,
+                    head: self.header_timeout.0,
+                    body: self.body_timeout.0,
+                    write: self.send_timeout.0,
+                    min_send_rate: self.min_send_rate.0,
+                },
+                limits: Limits {
+                    max_body: self.max_body_size.0,
+                    ..Limits::default()
+                },
+                underscores_in_headers: self.underscores_in_headers,
+                allow_trace: self.allow_trace,
+            },
+            upstream: GroupPolicy {
+                connect_timeout: self.connect_timeout.0,
+                read_timeout: self.upstream_timeout.0,
+                ..GroupPolicy::default()
+            },
             ..Tuning::default()
         }
     }
@@ -117,11 +130,11 @@ impl TuningArgs {
 #[derive(Debug, Args)]
 pub struct PoolArgs {
     /// Worker threads serving requests.
-    #[arg(long, value_name = "N", default_value_t = settings::DEFAULT_WORKERS, value_parser = parse_count)]
+    #[arg(long, value_name = "N", default_value_t = tuning::DEFAULT_WORKERS, value_parser = parse_count)]
     pub workers: usize,
 
     /// Connections waiting for a worker before new ones are refused with 503.
-    #[arg(long, value_name = "N", default_value_t = settings::DEFAULT_QUEUE, value_parser = parse_count)]
+    #[arg(long, value_name = "N", default_value_t = tuning::DEFAULT_QUEUE, value_parser = parse_count)]
     pub queue: usize,
 
     /// What a worker does with an idle keep-alive connection: park it until its next request
@@ -131,7 +144,7 @@ pub struct PoolArgs {
 
     /// How long a worker with nothing else to do waits for a keep-alive client's next request
     /// before parking the connection (0: park at once).
-    #[arg(long, value_name = "DURATION", default_value_t = Span(settings::DEFAULT_LINGER), value_parser = parse_linger)]
+    #[arg(long, value_name = "DURATION", default_value_t = Span(tuning::DEFAULT_LINGER), value_parser = parse_linger)]
     pub linger: Span,
 }
 
@@ -360,6 +373,48 @@ mod tests {
         assert_eq!(parse_count("16"), Ok(16));
         assert!(parse_count("0").is_err());
         assert!(parse_count("-1").is_err());
+    }
+
+    /// Every flag of `TuningArgs`, set away from its default, reaches the part that reads it.
+    #[test]
+    fn every_tuning_flag_reaches_its_part() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            tuning: TuningArgs,
+        }
+        let flags = <Flags as clap::Parser>::try_parse_from([
+            "stage",
+            "--connect-timeout=1s",
+            "--upstream-timeout=2s",
+            "--header-timeout=3s",
+            "--idle-timeout=4s",
+            "--body-timeout=5s",
+            "--send-timeout=6s",
+            "--min-send-rate=7",
+            "--max-body-size=8",
+            "--underscores-in-headers",
+            "--allow-trace",
+        ])
+        .unwrap();
+        let tuning = flags.tuning.tuning();
+        let s = Duration::from_secs;
+        let upstream = tuning.connector().timeouts();
+        assert_eq!(
+            (upstream.connect, upstream.read, upstream.write),
+            (s(1), s(2), s(2))
+        );
+        let relay = tuning.relay_config();
+        let client = relay.client.timeouts;
+        assert_eq!(
+            (client.head, client.idle, client.body, client.write),
+            (s(3), s(4), s(5), s(6))
+        );
+        assert_eq!(client.min_send_rate, 7);
+        assert_eq!(relay.client.limits.max_body, 8);
+        assert!(relay.client.underscores_in_headers && relay.client.allow_trace);
+        let defaults = <Flags as clap::Parser>::try_parse_from(["stage"]).unwrap();
+        assert_eq!(defaults.tuning.tuning(), Tuning::default());
     }
 
     #[test]

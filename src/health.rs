@@ -18,7 +18,7 @@ use crate::balancer::{Balancer, Eligibility};
 use crate::config::{HealthSettings, UpstreamSettings};
 use crate::http::head::read_response_head;
 use crate::http::{BufStream, Limits};
-use crate::upstream::{GroupPolicy, Outcome};
+use crate::upstream::Outcome;
 
 /// What the proxy believes about a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,11 +271,7 @@ pub struct MonitoredUpstream {
 impl MonitoredUpstream {
     pub fn start(up: &UpstreamSettings) -> std::io::Result<MonitoredUpstream> {
         let strategy = up.strategy.build(up.servers.len(), None);
-        let policy = GroupPolicy {
-            connect_timeout: up.connect_timeout,
-            read_timeout: up.read_timeout,
-            retries: up.retries,
-        };
+        let policy = up.policy;
         let Some(settings) = &up.health else {
             return Ok(MonitoredUpstream {
                 balancer: Arc::new(Balancer::new(&up.servers, strategy).with_policy(policy)),

@@ -12,7 +12,8 @@
 //! - [`sys`]: safe wrappers for the POSIX calls `std` lacks (fork, waitpid, sigaction, poll).
 //! - [`cli`]: the flags every stage shares.
 //! - [`config`]: the TOML configuration of stage 6 and later.
-//! - [`settings`]: what flags and config files both set, defaults named once, mapped to the parts.
+//! - [`tuning`]: what the flags and the file both set (client, upstream, pool, upgrades), composed
+//!   from the parts' own checked types and handed to them.
 //! - [`launch`]: starting a stage from its configuration file (stage 6 and later).
 //! - [`route`]: stage 9's routing by Host and path (fixed pages, redirects, upstream groups).
 //! - [`cache`]: stage 7's shared HTTP cache (RFC 9111), as request phases.
@@ -43,7 +44,7 @@ pub mod metrics;
 pub mod relay;
 pub mod route;
 pub mod server;
-pub mod settings;
 pub mod sys;
 pub mod tls;
+pub mod tuning;
 pub mod upstream;

@@ -76,13 +76,46 @@ pub trait Upstreams: Send + Sync {
     }
 }
 
-/// What one upstream group sets for the requests it serves.
+/// Longest wait to connect to a backend (nginx `proxy_connect_timeout` is 60 s; a backend on
+/// the same network that takes 5 s is down).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for each read from a backend (nginx `proxy_read_timeout`).
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+/// Further backends tried when one cannot be reached (nginx tries every server; two more is
+/// enough to ride out one dead server without tripling a client's wait).
+pub const DEFAULT_RETRIES: usize = 2;
+
+/// What one upstream group sets for the requests it serves: checked from `[upstreams.NAME]`
+/// (`connect_timeout_ms`, `read_timeout_ms`, `retries`), or from the flags of stages 1 to 5
+/// for their one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupPolicy {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     /// Further servers of the group tried when one cannot be reached.
     pub retries: usize,
+}
+
+impl Default for GroupPolicy {
+    fn default() -> GroupPolicy {
+        GroupPolicy {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+        }
+    }
+}
+
+impl GroupPolicy {
+    /// The timeouts of a connection to one of the group's servers; a write may block as long
+    /// as a read may wait.
+    pub fn timeouts(&self) -> UpstreamTimeouts {
+        UpstreamTimeouts {
+            connect: self.connect_timeout,
+            read: self.read_timeout,
+            write: self.read_timeout,
+        }
+    }
 }
 
 /// A backend picked for one attempt. Dropping it reports the outcome, so every `pick` is
@@ -315,6 +348,25 @@ mod tests {
             read: s,
             write: s,
         }
+    }
+
+    /// A group's connections are bounded by its own timeouts, writes by its read timeout (as
+    /// the flags' `--upstream-timeout` bounds both), never by another group's.
+    #[test]
+    fn a_group_policy_gives_its_own_connection_timeouts() {
+        let policy = GroupPolicy {
+            connect_timeout: Duration::from_millis(700),
+            read_timeout: Duration::from_millis(300),
+            retries: 0,
+        };
+        assert_eq!(
+            policy.timeouts(),
+            UpstreamTimeouts {
+                connect: Duration::from_millis(700),
+                read: Duration::from_millis(300),
+                write: Duration::from_millis(300),
+            }
+        );
     }
 
     #[test]

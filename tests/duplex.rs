@@ -375,7 +375,7 @@ fn recording_relay() -> (SocketAddr, std::sync::mpsc::Receiver<Outcome>) {
         outcomes: std::sync::Mutex::new(tx),
     };
     let mut config = RelayConfig::default();
-    config.client.body = Duration::from_millis(150);
+    config.client.timeouts.body = Duration::from_millis(150);
     let second = Duration::from_secs(3);
     let relay = Arc::new(Relay::new(
         config,

@@ -191,14 +191,13 @@ struct Harness {
 }
 
 fn relay_config(head_timeout: Duration, idle: Duration) -> RelayConfig {
-    RelayConfig {
-        client: ClientTimeouts {
-            head: head_timeout,
-            idle,
-            ..ClientTimeouts::default()
-        },
-        ..RelayConfig::default()
-    }
+    let mut config = RelayConfig::default();
+    config.client.timeouts = ClientTimeouts {
+        head: head_timeout,
+        idle,
+        ..ClientTimeouts::default()
+    };
+    config
 }
 
 fn connector() -> Connector {
@@ -545,7 +544,7 @@ impl ConnectionHandler for HoardingHandler {
         ConnectionHandler::request_ready(&self.relay, buffered)
     }
     fn timeouts(&self) -> ClientTimeouts {
-        self.relay.config().client
+        self.relay.config().client.timeouts
     }
     fn refused(&self, peer: SocketAddr, status: u16, duration: Duration) {
         self.relay.log_refusal(peer, status, duration);

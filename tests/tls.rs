@@ -150,7 +150,7 @@ fn relay_config() -> RelayConfig {
     let mut config = RelayConfig::default();
     // Longer than any test waits: a connection closed early was closed by the handshake
     // timeout, not by the idle one.
-    config.client.idle = Duration::from_secs(60);
+    config.client.timeouts.idle = Duration::from_secs(60);
     config
 }
 

@@ -24,7 +24,7 @@ use revproxy::cli::{self, ServerArgs, SingleBackendArgs, TuningArgs};
 use revproxy::lifecycle::graceful::Graceful;
 use revproxy::server;
 use revproxy::server::threads::{ThreadPerConnection, DEFAULT_MAX_CONNECTIONS};
-use revproxy::settings::DEFAULT_SHUTDOWN_TIMEOUT;
+use revproxy::tuning::DEFAULT_SHUTDOWN_TIMEOUT;
 use revproxy::upstream::SingleUpstream;
 
 /// Stage 3 of revproxy: a thread per connection, one backend.

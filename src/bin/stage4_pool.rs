@@ -22,7 +22,7 @@ use revproxy::cli::{self, PoolArgs, ServerArgs, SingleBackendArgs, TuningArgs};
 use revproxy::lifecycle::graceful::Graceful;
 use revproxy::server;
 use revproxy::server::pool::Pool;
-use revproxy::settings::DEFAULT_SHUTDOWN_TIMEOUT;
+use revproxy::tuning::DEFAULT_SHUTDOWN_TIMEOUT;
 use revproxy::upstream::SingleUpstream;
 
 /// Stage 4 of revproxy: a fixed thread pool with a bounded queue, one backend.

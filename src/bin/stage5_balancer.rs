@@ -23,7 +23,7 @@ use revproxy::balancer::{BackendSpec, Balancer, StrategyKind};
 use revproxy::cli::{self, PoolArgs, ServerArgs, TuningArgs};
 use revproxy::lifecycle::graceful::Graceful;
 use revproxy::server::{self, pool::Pool};
-use revproxy::settings::{DEFAULT_RETRIES, DEFAULT_SHUTDOWN_TIMEOUT};
+use revproxy::tuning::{DEFAULT_RETRIES, DEFAULT_SHUTDOWN_TIMEOUT};
 
 /// Stage 5 of revproxy: several backends, chosen by a load-balancing strategy.
 #[derive(Debug, Parser)]
@@ -79,7 +79,7 @@ fn run(args: &Args) -> Result<(), String> {
     let listener = server::bind(&args.server.listen).map_err(|e| e.to_string())?;
     let mut tuning = args.tuning.tuning();
     args.pool.apply(&mut tuning);
-    tuning.retries = args.retries;
+    tuning.upstream.retries = args.retries;
     let model = Pool::new(&tuning.pool).map_err(|e| format!("cannot start the pool: {e}"))?;
     let addrs: Vec<_> = specs.iter().map(|s| s.addr).collect();
     cli::announce("stage5", &listener, &addrs)?;

@@ -23,8 +23,9 @@
 //! address of every group.
 //! `-t` checks the file and exits (0, or 78 with file:line:column).
 //!
-//! Known limits: the connect and read timeouts and the retries of the default group apply to
-//! every group; `--debug` shows the default group's table only.
+//! Each group's connect and read timeouts and retries apply to the requests it serves.
+//!
+//! Known limits: `--debug` shows the default group's table only.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

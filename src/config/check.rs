@@ -8,12 +8,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::file::{ConfigFile, HealthSection, LogSection, ServerEntry, UpstreamSection};
-use super::{
-    AccessLogSettings, HealthSettings, SectionError, ServerSettings, Settings, UpstreamSettings,
-};
+use super::{AccessLogSettings, HealthSettings, SectionError, Settings, UpstreamSettings};
 use crate::balancer::BackendSpec;
-use crate::server::pool::PoolConfig;
-use crate::upstream::resolve;
+use crate::upstream::{resolve, GroupPolicy};
 
 pub(super) struct Checker;
 
@@ -23,15 +20,7 @@ impl Checker {
     }
 
     pub(super) fn settings(&self, config: ConfigFile) -> Result<Settings, SectionError> {
-        let server = config.server;
-        resolve(server.listen.get_ref())
-            .map_err(|e| self.at(&server.listen, format!("listen: {e}")))?;
-        if server.workers == 0 || server.queue == 0 {
-            return Err(SectionError::new(
-                None,
-                "[server] workers and queue must be at least 1".to_owned(),
-            ));
-        }
+        let server = super::server::check(&config.server)?;
         let log_level = config.log.level.get_ref().parse().map_err(|_| {
             self.at(
                 &config.log.level,
@@ -45,30 +34,11 @@ impl Checker {
         let upstream = self.pick_upstream(
             &config.upstreams,
             &groups,
-            server.upstream.as_ref(),
+            config.server.upstream.as_ref(),
             !config.routes.is_empty(),
         )?;
         let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
         let routes = crate::route::config::check(config.routes, config.routing, &names)?;
-        let server_listen = server.listen.clone().into_inner();
-        let server = ServerSettings {
-            header_timeout: self
-                .duration("[server] header_timeout_ms", server.header_timeout_ms)?,
-            idle_timeout: self.duration("[server] idle_timeout_ms", server.idle_timeout_ms)?,
-            body_timeout: self.duration("[server] body_timeout_ms", server.body_timeout_ms)?,
-            send_timeout: self.duration("[server] send_timeout_ms", server.send_timeout_ms)?,
-            min_send_rate: server.min_send_rate,
-            max_body: server.max_body_bytes,
-            pool: PoolConfig {
-                workers: server.workers,
-                queue: server.queue,
-                ..PoolConfig::default()
-            },
-            shutdown_timeout: self
-                .duration("[server] shutdown_timeout_ms", server.shutdown_timeout_ms)?,
-            underscores_in_headers: server.underscores_in_headers,
-            allow_trace: server.allow_trace,
-        };
         let access_log = self.access_log(&config.log)?;
         let cache = crate::cache::config::check(&config.cache).map_err(SectionError::from)?;
         let upgrades = super::upgrades::check(&config.upgrades).map_err(SectionError::from)?;
@@ -85,7 +55,7 @@ impl Checker {
             tls,
             cache,
             upgrades,
-            listen: server_listen,
+            listen: config.server.listen.into_inner(),
             log_level,
             upstream,
             groups,
@@ -188,9 +158,11 @@ impl Checker {
             name: name.to_owned(),
             servers,
             strategy: group.strategy,
-            retries: group.retries,
-            connect_timeout: self.duration("connect_timeout_ms", group.connect_timeout_ms)?,
-            read_timeout: self.duration("read_timeout_ms", group.read_timeout_ms)?,
+            policy: GroupPolicy {
+                connect_timeout: self.duration("connect_timeout_ms", group.connect_timeout_ms)?,
+                read_timeout: self.duration("read_timeout_ms", group.read_timeout_ms)?,
+                retries: group.retries,
+            },
             health,
         })
     }
@@ -225,12 +197,6 @@ impl Checker {
     }
 
     fn duration(&self, what: &str, ms: u64) -> Result<Duration, SectionError> {
-        if ms == 0 {
-            return Err(SectionError::new(
-                None,
-                format!("{what} must be more than 0"),
-            ));
-        }
-        Ok(Duration::from_millis(ms))
+        super::server::positive_ms(what, ms)
     }
 }

@@ -1,14 +1,14 @@
 //! The configuration file as written: one serde type per table, every table refusing
-//! unknown keys, defaults taken from `settings` so they are written nowhere else.
+//! unknown keys, defaults taken from the checked types' own so they are written nowhere else.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::server::{millis, ServerSection};
 use crate::balancer::StrategyKind;
-use crate::settings;
+use crate::upstream::GroupPolicy;
 
 /// The whole file, as written.
 #[derive(Debug, Deserialize)]
@@ -44,57 +44,6 @@ pub struct ConfigFile {
     pub tls: Option<crate::tls::config::TlsSection>,
 }
 
-/// `[server]`: the listener, its workers, and what clients may do.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerSection {
-    pub listen: Spanned<String>,
-    /// Pool threads that serve requests.
-    pub workers: usize,
-    /// Accepted connections waiting for a worker before new ones get 503.
-    pub queue: usize,
-    pub header_timeout_ms: u64,
-    pub idle_timeout_ms: u64,
-    /// Longest pause while a client sends a request body (nginx `client_body_timeout`).
-    pub body_timeout_ms: u64,
-    /// Longest a write to a client may block (nginx `send_timeout`), and the window over
-    /// which `min_send_rate` is averaged.
-    pub send_timeout_ms: u64,
-    /// Bytes per second a client must read a response at, or be cut off (`0`: no minimum).
-    pub min_send_rate: u64,
-    pub max_body_bytes: u64,
-    /// The upstream that serves requests; may be left out when there is only one, or when
-    /// `[[routes]]` (stage 9) say which group takes each request.
-    pub upstream: Option<Spanned<String>>,
-    /// How long a graceful shutdown (SIGTERM, SIGINT) waits for requests in flight.
-    pub shutdown_timeout_ms: u64,
-    /// Forward request header fields whose name holds an `_` (nginx's
-    /// `underscores_in_headers`); dropped by default.
-    pub underscores_in_headers: bool,
-    /// Forward `TRACE` requests; answered 405 by default.
-    pub allow_trace: bool,
-}
-
-impl Default for ServerSection {
-    fn default() -> ServerSection {
-        ServerSection {
-            listen: Spanned::new(0..0, "127.0.0.1:8080".to_owned()),
-            workers: settings::DEFAULT_WORKERS,
-            queue: settings::DEFAULT_QUEUE,
-            header_timeout_ms: millis(settings::DEFAULT_HEADER_TIMEOUT),
-            idle_timeout_ms: millis(settings::DEFAULT_IDLE_TIMEOUT),
-            body_timeout_ms: millis(settings::DEFAULT_BODY_TIMEOUT),
-            send_timeout_ms: millis(settings::DEFAULT_SEND_TIMEOUT),
-            min_send_rate: settings::DEFAULT_MIN_SEND_RATE,
-            max_body_bytes: settings::DEFAULT_MAX_BODY,
-            upstream: None,
-            shutdown_timeout_ms: millis(settings::DEFAULT_SHUTDOWN_TIMEOUT),
-            underscores_in_headers: false,
-            allow_trace: false,
-        }
-    }
-}
-
 /// `[upstreams.NAME]`: a group of backends.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,16 +72,13 @@ fn default_strategy() -> StrategyKind {
     StrategyKind::RoundRobin
 }
 fn default_retries() -> usize {
-    settings::DEFAULT_RETRIES
+    GroupPolicy::default().retries
 }
 fn default_connect_timeout_ms() -> u64 {
-    millis(settings::DEFAULT_CONNECT_TIMEOUT)
+    millis(GroupPolicy::default().connect_timeout)
 }
 fn default_read_timeout_ms() -> u64 {
-    millis(settings::DEFAULT_UPSTREAM_TIMEOUT)
-}
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+    millis(GroupPolicy::default().read_timeout)
 }
 
 /// A server: `"127.0.0.1:8000"`, or `{ addr = "127.0.0.1:8000", weight = 2 }`; an address

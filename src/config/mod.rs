@@ -9,6 +9,7 @@
 mod check;
 mod error;
 mod file;
+mod server;
 mod upgrades;
 
 use std::fmt;
@@ -17,13 +18,13 @@ use std::time::Duration;
 
 pub use error::SectionError;
 pub use file::{
-    ConfigFile, FullServerEntry, HealthSection, LogSection, ServerEntry, ServerSection,
-    UpstreamSection,
+    ConfigFile, FullServerEntry, HealthSection, LogSection, ServerEntry, UpstreamSection,
 };
+pub use server::{ServerSection, ServerSettings};
 
 use crate::balancer::{BackendSpec, StrategyKind};
-use crate::server::pool::PoolConfig;
-use crate::settings::Tuning;
+use crate::tuning::Tuning;
+use crate::upstream::GroupPolicy;
 
 /// A configuration error, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,30 +88,14 @@ pub struct AccessLogSettings {
     pub format: crate::access_log::Format,
 }
 
-/// `[server]`, resolved: what clients may do, and the pool that serves them.
-#[derive(Debug, Clone)]
-pub struct ServerSettings {
-    pub header_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub body_timeout: Duration,
-    pub send_timeout: Duration,
-    pub min_send_rate: u64,
-    pub max_body: u64,
-    pub pool: PoolConfig,
-    pub shutdown_timeout: Duration,
-    pub underscores_in_headers: bool,
-    pub allow_trace: bool,
-}
-
 /// One upstream group, resolved.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     pub name: String,
     pub servers: Vec<BackendSpec>,
     pub strategy: StrategyKind,
-    pub retries: usize,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
+    /// Its connect and read timeouts and retries, which the requests it serves get.
+    pub policy: GroupPolicy,
     pub health: Option<HealthSettings>,
     /// How to reach its `https://` servers; `None` when it has none.
     pub tls: Option<crate::tls::config::UpstreamTls>,
@@ -127,23 +112,14 @@ pub struct HealthSettings {
 }
 
 impl Settings {
-    /// Timeouts, limits, retries and the pool, as the flags of earlier stages set them too:
-    /// the one place the file's values become the library's settings. The upstream's values
-    /// are those of the upstream that serves requests.
+    /// What the flags of earlier stages set too, as the file sets it: the client policy and
+    /// the pool of `[server]`, the serving group's policy, `[upgrades]`.
     pub fn tuning(&self) -> Tuning {
         Tuning {
-            connect_timeout: self.upstream.connect_timeout,
-            upstream_timeout: self.upstream.read_timeout,
-            header_timeout: self.server.header_timeout,
-            idle_timeout: self.server.idle_timeout,
-            body_timeout: self.server.body_timeout,
-            send_timeout: self.server.send_timeout,
-            min_send_rate: self.server.min_send_rate,
-            max_body: self.server.max_body,
-            retries: self.upstream.retries,
+            client: self.server.client,
+            upstream: self.upstream.policy,
             pool: self.server.pool.clone(),
-            underscores_in_headers: self.server.underscores_in_headers,
-            allow_trace: self.server.allow_trace,
+            upgrades: self.upgrades.clone(),
         }
     }
 
@@ -271,11 +247,13 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:8080");
         assert_eq!(s.upstream.name, "app");
         assert_eq!(s.upstream.strategy, StrategyKind::RoundRobin);
-        assert_eq!(s.upstream.retries, 2);
+        assert_eq!(s.upstream.policy, crate::upstream::GroupPolicy::default());
+        assert_eq!(s.upstream.policy.retries, 2);
         assert!(s.upstream.health.is_none());
         assert_eq!(s.server.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(s.access_log, AccessLogSettings::default());
-        assert!(!s.tuning().underscores_in_headers && !s.tuning().allow_trace);
+        assert_eq!(s.tuning().client, crate::relay::ClientPolicy::default());
+        assert!(!s.tuning().client.underscores_in_headers && !s.tuning().client.allow_trace);
     }
 
     #[test]
@@ -283,7 +261,7 @@ mod tests {
         let text =
             format!("[server]\nunderscores_in_headers = true\nallow_trace = true\n{MINIMAL}");
         let relay = check(&text).unwrap().tuning().relay_config();
-        assert!(relay.underscores_in_headers && relay.allow_trace);
+        assert!(relay.client.underscores_in_headers && relay.client.allow_trace);
     }
 
     #[test]
@@ -329,20 +307,81 @@ mod tests {
         );
     }
 
+    /// `[upgrades]` reaches the relay the way every other setting does (`Settings::tuning`),
+    /// not patched into the relay's configuration by the launcher.
+    #[test]
+    fn upgrades_reach_the_relay_through_the_tuning() {
+        let text = format!("{MINIMAL}[upgrades]\nenabled = true\nmax_tunnels = 8\n");
+        let settings = check(&text).unwrap();
+        assert_eq!(settings.tuning().relay_config().upgrades, settings.upgrades);
+        assert!(settings.tuning().relay_config().upgrades.allow);
+    }
+
+    /// Every `[server]` key, set away from its default, reaches the part that reads it.
+    #[test]
+    fn every_server_key_reaches_its_part() {
+        let text = format!(
+            "[server]\nworkers = 3\nqueue = 5\nheader_timeout_ms = 1001\nidle_timeout_ms = 1002\n\
+             body_timeout_ms = 1003\nsend_timeout_ms = 1004\nmin_send_rate = 7\n\
+             max_body_bytes = 9\nunderscores_in_headers = true\nallow_trace = true\n{MINIMAL}"
+        );
+        let tuning = check(&text).unwrap().tuning();
+        let relay = tuning.relay_config();
+        let ms = Duration::from_millis;
+        let timeouts = relay.client.timeouts;
+        assert_eq!(
+            (timeouts.head, timeouts.idle, timeouts.body, timeouts.write),
+            (ms(1001), ms(1002), ms(1003), ms(1004))
+        );
+        assert_eq!(timeouts.min_send_rate, 7);
+        assert_eq!(relay.client.limits.max_body, 9);
+        assert!(relay.client.underscores_in_headers && relay.client.allow_trace);
+        assert_eq!((tuning.pool.workers, tuning.pool.queue), (3, 5));
+    }
+
+    /// Each group keeps its own timeouts and retries; the serving group's are the relay's.
+    #[test]
+    fn each_group_has_its_own_policy() {
+        let text = "[server]\nupstream = \"a\"\n\
+                    [upstreams.a]\nservers = [\"127.0.0.1:8000\"]\nretries = 0\nread_timeout_ms = 300\n\
+                    [upstreams.b]\nservers = [\"127.0.0.1:8001\"]\nconnect_timeout_ms = 700\n";
+        let s = check(text).unwrap();
+        let policy = |name: &str| s.groups.iter().find(|g| g.name == name).unwrap().policy;
+        let ms = Duration::from_millis;
+        assert_eq!(
+            (policy("a").retries, policy("a").read_timeout),
+            (0, ms(300))
+        );
+        assert_eq!(
+            policy("b").connect_timeout,
+            ms(700),
+            "b keeps its own, not a's"
+        );
+        assert_eq!(policy("b").retries, crate::tuning::DEFAULT_RETRIES);
+        assert_eq!(s.tuning().upstream, policy("a"));
+        assert_eq!(s.tuning().relay_config().retries, 0);
+    }
+
     #[test]
     fn the_send_rate_keys_reach_the_relay() {
-        let defaults = check(MINIMAL).unwrap().tuning().relay_config().client;
+        let defaults = check(MINIMAL)
+            .unwrap()
+            .tuning()
+            .relay_config()
+            .client
+            .timeouts;
         assert_eq!(
             defaults.send_rate().min_bytes_per_sec,
-            crate::settings::DEFAULT_MIN_SEND_RATE
+            crate::tuning::DEFAULT_MIN_SEND_RATE
         );
-        assert_eq!(defaults.write, crate::settings::DEFAULT_SEND_TIMEOUT);
+        assert_eq!(defaults.write, crate::tuning::DEFAULT_SEND_TIMEOUT);
         let text = format!("[server]\nsend_timeout_ms = 1500\nmin_send_rate = 0\n{MINIMAL}");
         let rate = check(&text)
             .unwrap()
             .tuning()
             .relay_config()
             .client
+            .timeouts
             .send_rate();
         assert_eq!(rate.window, std::time::Duration::from_millis(1500));
         assert_eq!(rate.min_bytes_per_sec, 0);
@@ -356,10 +395,20 @@ mod tests {
 
     #[test]
     fn the_body_timeout_key_reaches_the_relay() {
-        let defaults = check(MINIMAL).unwrap().tuning().relay_config().client;
-        assert_eq!(defaults.body, crate::settings::DEFAULT_BODY_TIMEOUT);
+        let defaults = check(MINIMAL)
+            .unwrap()
+            .tuning()
+            .relay_config()
+            .client
+            .timeouts;
+        assert_eq!(defaults.body, crate::tuning::DEFAULT_BODY_TIMEOUT);
         let text = format!("[server]\nbody_timeout_ms = 1500\n{MINIMAL}");
-        let client = check(&text).unwrap().tuning().relay_config().client;
+        let client = check(&text)
+            .unwrap()
+            .tuning()
+            .relay_config()
+            .client
+            .timeouts;
         assert_eq!(client.body, std::time::Duration::from_millis(1500));
         let err = check(&format!("[server]\nbody_timeout_ms = 0\n{MINIMAL}")).unwrap_err();
         assert!(

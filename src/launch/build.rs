@@ -12,8 +12,8 @@ use crate::config::{self, Settings};
 use crate::health::MonitoredUpstream;
 use crate::lifecycle::drain::Drain;
 use crate::metrics::{MetricsPhases, Registry};
-use crate::relay::{Phases, Relay, RelayConfig};
-use crate::upstream::{Connector, Upstreams};
+use crate::relay::{Phases, Relay};
+use crate::upstream::Upstreams;
 
 /// What building a relay from the file takes, at startup and at each reload.
 pub(super) struct Build<P, A, F> {
@@ -87,16 +87,12 @@ where
             .collect();
         let phases = (self.phases)(settings, by_name, running)?;
         let tuning = settings.tuning();
-        let relay_config = RelayConfig {
-            upgrades: settings.upgrades.clone(),
-            ..tuning.relay_config()
-        };
-        let mut connector = Connector::new(tuning.upstream_timeouts());
+        let mut connector = tuning.connector();
         for tls in settings.groups.iter().filter_map(|g| g.tls.as_ref()) {
             connector = connector.with_tls_group(tls)?;
         }
         Ok(Relay::with_phases(
-            relay_config,
+            tuning.relay_config(),
             upstream.balancer.clone(),
             connector,
             (MetricsPhases::counting(self.registry.clone()), phases),

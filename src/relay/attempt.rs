@@ -237,9 +237,9 @@ impl<P: Phases> Relay<P> {
             return Err(Attempt::Refused(Refusal::silent()));
         }
         client
-            .set_read_timeout(Some(self.config.client.body))
+            .set_read_timeout(Some(self.config.client.timeouts.body))
             .map_err(|_| Attempt::Refused(Refusal::silent()))?;
-        let limits = &self.config.limits;
+        let limits = &self.config.client.limits;
         let Some(mut pump) = BodyPump::new(req.framing, limits.max_body) else {
             return Ok(None);
         };
@@ -281,21 +281,18 @@ impl<P: Phases> Relay<P> {
 
     /// The timeouts for the lease's backend: its group's own, else the relay's.
     pub(super) fn timeouts_for(&self, lease: &Lease<'_>) -> UpstreamTimeouts {
-        let relay = self.connector.timeouts();
-        lease.policy().map_or(relay, |group| UpstreamTimeouts {
-            connect: group.connect_timeout,
-            read: group.read_timeout,
-            ..relay
-        })
+        lease
+            .policy()
+            .map_or(self.connector.timeouts(), |group| group.timeouts())
     }
 
     /// What the waits of a duplex exchange with the lease's backend are bounded by.
     pub(super) fn duplex_bounds(&self, lease: &Lease<'_>) -> duplex::Bounds<'_> {
         duplex::Bounds {
-            limits: &self.config.limits,
+            limits: &self.config.client.limits,
             upstream_limits: &self.upstream_limits,
             upstream_timeout: self.timeouts_for(lease).read,
-            body_timeout: self.config.client.body,
+            body_timeout: self.config.client.timeouts.body,
         }
     }
 }

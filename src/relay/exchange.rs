@@ -135,16 +135,16 @@ impl<P: Phases> Relay<P> {
         started: Instant,
         received: &Cell<u64>,
     ) -> Result<Done, Refusal> {
-        let limits = &self.config.limits;
+        let limits = &self.config.client.limits;
         if head.method == "CONNECT" {
             // A reverse proxy does not open tunnels; forwarding CONNECT would let a client
             // reach whatever the backend can.
             return Err(Refusal::close(501));
         }
-        if head.method == "TRACE" && !self.config.allow_trace {
+        if head.method == "TRACE" && !self.config.client.allow_trace {
             return Err(Refusal::close(405));
         }
-        if !self.config.underscores_in_headers {
+        if !self.config.client.underscores_in_headers {
             // Dropped before anything reads them, framing included, as nginx ignores them:
             // a `Transfer_Encoding: chunked` frames nothing here and reaches no backend.
             head.headers.retain(|h| !h.name.contains('_'));
@@ -186,7 +186,7 @@ impl<P: Phases> Relay<P> {
             // that asked `Expect: 100-continue` sends nothing before it hears 100; its first
             // line is checked as the body streams, like every later one.
             client
-                .set_read_timeout(Some(self.config.client.body))
+                .set_read_timeout(Some(self.config.client.timeouts.body))
                 .map_err(|_| Refusal::silent())?;
             check_first_chunk_line(client, limits).map_err(|err| {
                 log::debug!("{peer}: refusing {} {}: {err}", head.method, head.target);
@@ -317,7 +317,11 @@ impl<P: Phases> Relay<P> {
         );
         let status = reply.status();
         // A cache hit can be as large as any backend's body: slow readers are cut off here too.
-        let mut paced = Paced::new(&mut *client, self.config.client.send_rate(), req.peer);
+        let mut paced = Paced::new(
+            &mut *client,
+            self.config.client.timeouts.send_rate(),
+            req.peer,
+        );
         let sent = if head_only {
             plan.end_without_body();
             paced.write_all(&out).map(|()| 0)
@@ -353,9 +357,9 @@ impl<P: Phases> Relay<P> {
     /// Reads a request body that nobody will use, within the body limit and timeout. Its
     /// bytes count as received: the client sent them, and they crossed the network.
     fn discard_body<S: Socket>(&self, client: &mut BufStream<S>, req: &Request<'_>) -> bool {
-        let limits = &self.config.limits;
+        let limits = &self.config.client.limits;
         if client
-            .set_read_timeout(Some(self.config.client.body))
+            .set_read_timeout(Some(self.config.client.timeouts.body))
             .is_err()
         {
             return false;

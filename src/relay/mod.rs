@@ -103,19 +103,16 @@ impl Default for ClientTimeouts {
     }
 }
 
-/// Everything about a relay that is not a backend.
-#[derive(Debug, Clone)]
-pub struct RelayConfig {
+/// What a client may send and how long it may take: the client-facing settings, which the
+/// flags of every stage (`cli::TuningArgs`) and the `[server]` table of the file
+/// (`config::server`) both fill, and which the relay reads as they are. A new such setting is
+/// a field here with its default, and the flag or key that sets it. The defaults are the
+/// field types' own (`ClientTimeouts`, `Limits`; the two switches off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientPolicy {
+    pub timeouts: ClientTimeouts,
+    /// Sizes of what a client may send; `max_body` is the one a flag or key sets.
     pub limits: Limits,
-    pub client: ClientTimeouts,
-    /// Further backends to try when one cannot be reached, or drops a replayable request
-    /// without answering.
-    pub retries: usize,
-    /// This proxy's name in `Via`. (`X-Forwarded-Proto` comes from each connection's
-    /// `Socket::scheme`, since one relay may serve a plain and a TLS listener.)
-    pub via_name: String,
-    /// WebSocket and other upgrades: off unless allowed (see [`upgrade`]).
-    pub upgrades: UpgradeConfig,
     /// Forward request header fields whose name holds an `_` (nginx's
     /// `underscores_in_headers`). Off by default: a backend that maps fields to CGI/WSGI
     /// variables reads `X_Foo` and `X-Foo` as the same one, so `Content_Length` or a forged
@@ -124,6 +121,21 @@ pub struct RelayConfig {
     /// Forward `TRACE`; off by default, answered 405: a backend that echoes the request would
     /// show a page's script the cookies and credentials it cannot read (cross-site tracing).
     pub allow_trace: bool,
+}
+
+/// Everything about a relay that is not a backend.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// What clients may do.
+    pub client: ClientPolicy,
+    /// Further backends to try when one cannot be reached, or drops a replayable request
+    /// without answering, for upstreams without a policy of their own (`Upstreams::policy`).
+    pub retries: usize,
+    /// This proxy's name in `Via`. (`X-Forwarded-Proto` comes from each connection's
+    /// `Socket::scheme`, since one relay may serve a plain and a TLS listener.)
+    pub via_name: String,
+    /// WebSocket and other upgrades: off unless allowed (see [`upgrade`]).
+    pub upgrades: UpgradeConfig,
     /// Set when a graceful shutdown starts: from then on every response closes its
     /// connection (`Connection: close`).
     pub drain: Drain,
@@ -132,13 +144,10 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> RelayConfig {
         RelayConfig {
-            limits: Limits::default(),
-            client: ClientTimeouts::default(),
+            client: ClientPolicy::default(),
             retries: 0,
             via_name: "revproxy".to_owned(),
             upgrades: UpgradeConfig::default(),
-            underscores_in_headers: false,
-            allow_trace: false,
             drain: Drain::default(),
         }
     }
@@ -204,8 +213,8 @@ impl<P: Phases> Relay<P> {
     ) -> Relay<P> {
         // A response head may legitimately be larger than a request's (cookies, CSP headers).
         let upstream_limits = Limits {
-            max_head: config.limits.max_head.max(64 * 1024),
-            ..config.limits
+            max_head: config.client.limits.max_head.max(64 * 1024),
+            ..config.client.limits
         };
         let tunnels = upgrade::Tunnels::new(config.upgrades.max_tunnels);
         Relay {
@@ -237,7 +246,7 @@ impl<P: Phases> Relay<P> {
     pub fn prepare_tcp(&self, stream: &TcpStream) -> std::io::Result<()> {
         // Small heads and chunks must not wait for Nagle's algorithm.
         stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(self.config.client.write))
+        stream.set_write_timeout(Some(self.config.client.timeouts.write))
     }
 
     /// Serves one client connection: every request on it, in order, until either side closes.
@@ -249,7 +258,7 @@ impl<P: Phases> Relay<P> {
         let mut client = BufStream::new(client);
         // Bounded by the connection: each turn serves one request, or ends it.
         loop {
-            match self.serve_one(&mut client, peer, self.config.client.idle) {
+            match self.serve_one(&mut client, peer, self.config.client.timeouts.idle) {
                 Served::Next => {}
                 Served::Closed => break,
                 Served::Tunnel(tunnel) => {
@@ -288,9 +297,9 @@ impl<P: Phases> Relay<P> {
     ) -> Served {
         let timeouts = HeadTimeouts {
             idle: Some(idle),
-            whole: Some(self.config.client.head),
+            whole: Some(self.config.client.timeouts.head),
         };
-        let mut head = match read_request_head(client, &self.config.limits, timeouts) {
+        let mut head = match read_request_head(client, &self.config.client.limits, timeouts) {
             Ok(head) => head,
             Err(err) => {
                 if let Some(status) = err.client_status() {

@@ -175,7 +175,11 @@ impl<P: Phases> Relay<P> {
             None => (
                 self.copy_response(
                     &mut conn,
-                    &mut Paced::new(&mut *client, self.config.client.send_rate(), req.peer),
+                    &mut Paced::new(
+                        &mut *client,
+                        self.config.client.timeouts.send_rate(),
+                        req.peer,
+                    ),
                     framing,
                     encoding,
                     plan,
@@ -252,7 +256,11 @@ impl<P: Phases> Relay<P> {
         req: &Request<'_>,
         request_body_cut: bool,
     ) -> bool {
-        let mut paced = Paced::new(&mut *client, self.config.client.send_rate(), req.peer);
+        let mut paced = Paced::new(
+            &mut *client,
+            self.config.client.timeouts.send_rate(),
+            req.peer,
+        );
         if std::io::Write::write_all(&mut paced, bytes).is_err() {
             return false;
         }

@@ -98,11 +98,11 @@ impl<P: Phases> ConnectionHandler for Relay<P> {
     }
 
     fn request_ready(&self, buffered: &[u8]) -> bool {
-        request_head_ready(buffered, &self.config().limits)
+        request_head_ready(buffered, &self.config().client.limits)
     }
 
     fn timeouts(&self) -> ClientTimeouts {
-        self.config().client
+        self.config().client.timeouts
     }
 
     fn refused(&self, peer: SocketAddr, status: u16, duration: Duration) {
