@@ -435,6 +435,55 @@ fn targeted_cache_control_takes_precedence_over_cache_control() {
     assert_eq!(x_cache(&get(&p, "/d")), "HIT");
 }
 
+/// RFC 9213 on the way out. Section 3: a cache that uses a targeted field typically forwards
+/// it (the default, checked above), and MAY remove it when configured to. Section 2.1: a
+/// targeted field this cache does not obey is passed through and changes nothing here. Each
+/// is checked on a miss, on a hit, and on a hit after a `304` refreshed the entry.
+#[test]
+fn targeted_fields_this_cache_obeys_are_removed_on_the_way_out_when_configured() {
+    let origin = Origin::start(|head| {
+        let fields = [
+            "Revproxy-Cache-Control: max-age=60",
+            "CDN-Cache-Control: no-store",
+            "Cache-Control: no-store",
+            "ETag: \"v1\"",
+        ];
+        Some(if header_of(head, "if-none-match").is_some() {
+            "HTTP/1.1 304 Not Modified\r\nRevproxy-Cache-Control: max-age=60\r\n\r\n".into()
+        } else if head.starts_with("GET /old ") {
+            // Already past its 60 s when it arrives: the next request revalidates it.
+            let mut fields = fields.to_vec();
+            fields.push("Age: 100");
+            ok(&fields, "old")
+        } else {
+            ok(&fields, "body")
+        })
+    });
+    let p = proxy(
+        "targeted-out",
+        &origin,
+        "targeted_fields = [\"Revproxy-Cache-Control\"]\nforward_targeted = false\n",
+    );
+    let check = |res: &Response, label: &str, what: &str| {
+        assert_eq!((res.status, x_cache(res)), (200, label), "{what}");
+        assert_eq!(res.header("revproxy-cache-control"), None, "{what}: removed");
+        assert_eq!(
+            res.header("cdn-cache-control"),
+            Some("no-store"),
+            "{what}: not on the list, passed through"
+        );
+        assert_eq!(res.header("cache-control"), Some("no-store"), "{what}");
+    };
+    check(&get(&p, "/a"), "MISS", "miss");
+    // Stored and reused: the field was obeyed before it was removed.
+    check(&get(&p, "/a"), "HIT", "hit");
+    assert_eq!(origin.count("/a"), 1);
+    check(&get(&p, "/old"), "MISS", "miss of a stale one");
+    check(&get(&p, "/old"), "REVALIDATED", "hit after a 304");
+    check(&get(&p, "/old"), "HIT", "the refreshed entry");
+    assert_eq!(origin.count("/old"), 2);
+}
+
 #[test]
 fn default_ttl_applies_only_to_responses_that_say_nothing() {
     let origin = table_origin(vec![

@@ -58,6 +58,22 @@ impl Entry {
         }
     }
 
+    /// The same entry, its hits sent without the fields named in `hidden` (any case). The
+    /// stored head keeps them, so a `304` that refreshes the entry is read with them.
+    pub fn hiding(mut self, hidden: &[String]) -> Entry {
+        if !hidden.is_empty() {
+            let shown = self
+                .head
+                .headers
+                .iter()
+                .filter(|h| !hidden.iter().any(|n| n.eq_ignore_ascii_case(&h.name)))
+                .cloned()
+                .collect();
+            self.fields = Arc::new(SharedFields::new(shown));
+        }
+        self
+    }
+
     pub fn age(&self) -> Duration {
         self.initial_age + self.stored_at.elapsed()
     }

@@ -69,6 +69,7 @@ impl CachePhases {
                 stored_at: Instant::now(),
             }),
             body: Vec::new(),
+            hidden: self.hidden().to_vec(),
             max: self.settings.max_entry_size,
             expected: response
                 .header("content-length")
@@ -104,6 +105,7 @@ impl CachePhases {
             lifetime,
             initial_age,
         )
+        .hiding(self.hidden())
     }
 }
 
@@ -125,6 +127,8 @@ struct Fill {
     /// `None` once the body outgrew `max`: the copy is dropped, the stream goes on.
     parts: Option<Parts>,
     body: Vec<u8>,
+    /// Fields the hits do not send (`CachePhases::hidden`).
+    hidden: Vec<String>,
     max: u64,
     /// The declared length: reaching it completes the body before its last bytes are
     /// written to the client, so a client that has the whole response finds it stored.
@@ -144,7 +148,8 @@ impl Fill {
             parts.directives,
             parts.lifetime,
             parts.initial_age,
-        );
+        )
+        .hiding(&self.hidden);
         // Its age counts from when the response head arrived, not from the body's end.
         entry.stored_at = parts.stored_at;
         self.store.insert(&self.key, entry);
@@ -215,6 +220,7 @@ mod tests {
                 stored_at: Instant::now(),
             }),
             body: Vec::new(),
+            hidden: Vec::new(),
             max,
             expected,
             lead: None,

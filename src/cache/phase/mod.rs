@@ -140,6 +140,17 @@ impl CachePhases {
         self
     }
 
+    /// The fields taken off every response on its way to the client: the targeted fields
+    /// this cache obeys, when `forward_targeted = false` (RFC 9213 section 3). Targeted
+    /// fields it does not obey always go on untouched (section 2.1).
+    fn hidden(&self) -> &[String] {
+        if self.settings.forward_targeted {
+            &[]
+        } else {
+            &self.settings.targeted_fields
+        }
+    }
+
     pub fn stats(&self) -> CacheStats {
         self.store.stats.snapshot()
     }
@@ -243,6 +254,12 @@ impl Phases for CachePhases {
             } else if let (true, Some(key)) = (ctx.may_store, ctx.key.clone()) {
                 self.plan_store(ctx, &key, request, response, plan);
             }
+            // After `plan_store`, which read and stored them; a hit's stored fields were
+            // filtered when the entry was made (`Entry::hiding`).
+            let hidden = self.hidden();
+            response
+                .headers
+                .retain(|h| !hidden.iter().any(|n| n.eq_ignore_ascii_case(&h.name)));
         }
         if let Some(label) = ctx.label {
             response
