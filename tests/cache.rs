@@ -1568,8 +1568,15 @@ fn a_range_request_is_answered_206_from_a_stored_200() {
         (416, Some("bytes */10"))
     );
     assert_eq!(origin.count("/r"), 2, "all answered from the stored 200");
-    // Several ranges are left to the origin.
+    // Several ranges are left to the origin. Its answer, a part that cannot be combined
+    // (no validator), does not displace the whole entry.
     request(&p, "GET", "/r", &["Range: bytes=0-1,3-4"]);
+    assert_eq!(origin.count("/r"), 3);
+    let whole = get(&p, "/r");
+    assert_eq!(
+        (whole.text().as_str(), x_cache(&whole)),
+        ("0123456789", "HIT")
+    );
     assert_eq!(origin.count("/r"), 3);
 }
 

@@ -167,7 +167,13 @@ impl Fill {
                 parts.initial_age,
             ),
             Some(range) if range.bytes() == body.len() as u64 => {
-                combined(&self.store, &self.key, parts, range, body)
+                match combined(&self.store, &self.key, parts, range, body) {
+                    Some(entry) => entry,
+                    None => {
+                        self.lead = None;
+                        return;
+                    }
+                }
             }
             Some(range) => {
                 log::debug!(
@@ -190,21 +196,34 @@ impl Fill {
 /// same variant when both are of one representation (section 3.4: the same strong validator
 /// and complete length) and their bytes meet, the new part's fields over the stored ones
 /// (section 3.2); a `200` once it holds every byte. A part that cannot be combined replaces
-/// the stored entry, as any newer response does.
-fn combined(store: &Store, key: &str, parts: Parts, range: ContentRange, body: Vec<u8>) -> Entry {
+/// a stored part, as any newer response does, but not a whole entry unless their strong
+/// validators say the whole is of another representation: `None`, nothing to store.
+fn combined(
+    store: &Store,
+    key: &str,
+    parts: Parts,
+    range: ContentRange,
+    body: Vec<u8>,
+) -> Option<Entry> {
     let mut head = parts.head;
     let (mut first, mut body) = (range.first, body);
     if let Some(old) = store.variant(key, &parts.vary) {
-        let same = partial::strong_etag(&old.head)
-            .is_some_and(|tag| partial::strong_etag(&head) == Some(tag))
-            && old.complete_len() == range.complete;
+        let (old_tag, new_tag) = (partial::strong_etag(&old.head), partial::strong_etag(&head));
+        let same = old_tag.is_some() && old_tag == new_tag && old.complete_len() == range.complete;
         let old_first = old.span.map_or(0, |span| span.first);
-        if let Some((at, joined)) = same
+        match same
             .then(|| partial::combine(old_first, &old.body, first, &body))
             .flatten()
         {
-            head.headers = policy::refreshed_headers(&old.head.headers, &head);
-            (first, body) = (at, joined);
+            Some((at, joined)) => {
+                head.headers = policy::refreshed_headers(&old.head.headers, &head);
+                (first, body) = (at, joined);
+            }
+            // A whole entry is worth more than a part of it.
+            None if old.span.is_none() && (old_tag.is_none() || new_tag.is_none() || same) => {
+                return None;
+            }
+            None => {}
         }
     }
     let whole = first == 0 && body.len() as u64 == range.complete;
@@ -212,18 +231,18 @@ fn combined(store: &Store, key: &str, parts: Parts, range: ContentRange, body: V
         head.status = 200;
         head.reason = "OK".to_owned();
     }
-    Entry::new(
+    let entry = Entry::new(
         head,
         body.into(),
         parts.vary,
         parts.directives,
         parts.lifetime,
         parts.initial_age,
-    )
-    .with_span((!whole).then_some(Span {
+    );
+    Some(entry.with_span((!whole).then_some(Span {
         first,
         complete: range.complete,
-    }))
+    })))
 }
 
 impl BodyObserver for Fill {
