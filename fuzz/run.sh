@@ -3,7 +3,8 @@
 #   SECONDS_PER_TARGET=60 fuzz/run.sh          # all targets, 60 s each (default 20)
 #   fuzz/run.sh chunked config                 # only these
 # The targets are those `cargo fuzz list` names (fuzz/Cargo.toml): request_head, response_head,
-# chunked, request_framing, config, http_date, path_normalise, cidr, cache_control, jwt.
+# chunked, request_framing, config, http_date, path_normalise, cidr, cache_control, jwt,
+# content_range.
 # No sanitizer (`-s none`), so it works on a stable toolchain; the working corpus grows in
 # fuzz/corpus/TARGET (ignored by git), seeded from fuzz/seeds/TARGET (committed).
 # Prints one PASS/FAIL line per target and exits 1 if any target found a crash.

@@ -435,6 +435,59 @@ fn targeted_cache_control_takes_precedence_over_cache_control() {
     assert_eq!(x_cache(&get(&p, "/d")), "HIT");
 }
 
+/// RFC 9213 on the way out. Section 3: a cache that uses a targeted field typically forwards
+/// it (the default, checked above), and MAY remove it when configured to. Section 2.1: a
+/// targeted field this cache does not obey is passed through and changes nothing here. Each
+/// is checked on a miss, on a hit, and on a hit after a `304` refreshed the entry.
+#[test]
+fn targeted_fields_this_cache_obeys_are_removed_on_the_way_out_when_configured() {
+    let origin = Origin::start(|head| {
+        let fields = [
+            "Revproxy-Cache-Control: max-age=60",
+            "CDN-Cache-Control: no-store",
+            "Cache-Control: no-store",
+            "ETag: \"v1\"",
+        ];
+        Some(if header_of(head, "if-none-match").is_some() {
+            "HTTP/1.1 304 Not Modified\r\nRevproxy-Cache-Control: max-age=60\r\n\r\n".into()
+        } else if head.starts_with("GET /old ") {
+            // Already past its 60 s when it arrives: the next request revalidates it.
+            let mut fields = fields.to_vec();
+            fields.push("Age: 100");
+            ok(&fields, "old")
+        } else {
+            ok(&fields, "body")
+        })
+    });
+    let p = proxy(
+        "targeted-out",
+        &origin,
+        "targeted_fields = [\"Revproxy-Cache-Control\"]\nforward_targeted = false\n",
+    );
+    let check = |res: &Response, label: &str, what: &str| {
+        assert_eq!((res.status, x_cache(res)), (200, label), "{what}");
+        assert_eq!(
+            res.header("revproxy-cache-control"),
+            None,
+            "{what}: removed"
+        );
+        assert_eq!(
+            res.header("cdn-cache-control"),
+            Some("no-store"),
+            "{what}: not on the list, passed through"
+        );
+        assert_eq!(res.header("cache-control"), Some("no-store"), "{what}");
+    };
+    check(&get(&p, "/a"), "MISS", "miss");
+    // Stored and reused: the field was obeyed before it was removed.
+    check(&get(&p, "/a"), "HIT", "hit");
+    assert_eq!(origin.count("/a"), 1);
+    check(&get(&p, "/old"), "MISS", "miss of a stale one");
+    check(&get(&p, "/old"), "REVALIDATED", "hit after a 304");
+    check(&get(&p, "/old"), "HIT", "the refreshed entry");
+    assert_eq!(origin.count("/old"), 2);
+}
+
 #[test]
 fn default_ttl_applies_only_to_responses_that_say_nothing() {
     let origin = table_origin(vec![
@@ -1494,10 +1547,12 @@ fn a_range_request_is_answered_206_from_a_stored_200() {
         })
     });
     let p = proxy("range", &origin, "");
-    // A miss with Range goes to the origin as it is, and its 206 is not stored.
+    // A miss with Range goes to the origin as it is. Its 206 is stored as a part, but
+    // without a strong validator it cannot be completed: the whole is fetched.
     let res = request(&p, "GET", "/r", &["Range: bytes=0-1"]);
-    assert_eq!((res.status, x_cache(&res)), (206, "BYPASS"));
-    get(&p, "/r");
+    assert_eq!((res.status, x_cache(&res)), (206, "MISS"));
+    let whole = get(&p, "/r");
+    assert_eq!((whole.status, whole.text().as_str()), (200, "0123456789"));
     assert_eq!(origin.count("/r"), 2);
     let part = request(&p, "GET", "/r", &["Range: bytes=2-4"]);
     assert_eq!(
@@ -1513,9 +1568,231 @@ fn a_range_request_is_answered_206_from_a_stored_200() {
         (416, Some("bytes */10"))
     );
     assert_eq!(origin.count("/r"), 2, "all answered from the stored 200");
-    // Several ranges are left to the origin.
+    // Several ranges are left to the origin. Its answer, a part that cannot be combined
+    // (no validator), does not displace the whole entry.
     request(&p, "GET", "/r", &["Range: bytes=0-1,3-4"]);
     assert_eq!(origin.count("/r"), 3);
+    let whole = get(&p, "/r");
+    assert_eq!(
+        (whole.text().as_str(), x_cache(&whole)),
+        ("0123456789", "HIT")
+    );
+    assert_eq!(origin.count("/r"), 3);
+}
+
+/// The one representation a [`ranged_origin`] serves; a test may change it between requests.
+struct Representation {
+    body: &'static str,
+    etag: &'static str,
+}
+
+fn representation(body: &'static str, etag: &'static str) -> Arc<Mutex<Representation>> {
+    Arc::new(Mutex::new(Representation { body, etag }))
+}
+
+/// An origin serving `rep` at every path, fresh for 60 s: a request with one byte range gets
+/// a `206` of that range, unless its `If-Range` names another tag (then the whole `200`).
+fn ranged_origin(rep: Arc<Mutex<Representation>>) -> Origin {
+    Origin::start(move |head| {
+        let rep = rep.lock().unwrap();
+        let etag = format!("ETag: {}", rep.etag);
+        let fields = ["Cache-Control: max-age=60", etag.as_str()];
+        let if_range_holds = header_of(head, "if-range").is_none_or(|tag| tag == rep.etag);
+        let Some(spec) = header_of(head, "range").filter(|_| if_range_holds) else {
+            return Some(ok(&fields, rep.body));
+        };
+        let len = rep.body.len();
+        let (first, last) = match spec.strip_prefix("bytes=")?.split_once('-')? {
+            ("", n) => (len.saturating_sub(n.parse().ok()?), len - 1),
+            (a, "") => (a.parse().ok()?, len - 1),
+            (a, b) => (a.parse().ok()?, b.parse::<usize>().ok()?.min(len - 1)),
+        };
+        let part = &rep.body[first..=last];
+        Some(format!(
+            "HTTP/1.1 206 Partial Content\r\n{}\r\n{}\r\nContent-Range: bytes {first}-{last}/{len}\r\nContent-Length: {}\r\n\r\n{part}",
+            fields[0],
+            fields[1],
+            part.len()
+        ))
+    })
+}
+
+fn ranged(proxy: &Proxy, target: &str, range: &str) -> Response {
+    request(proxy, "GET", target, &[&format!("Range: {range}")])
+}
+
+/// RFC 9111 section 3.3: a `206` is stored as a part; a later range inside it is answered
+/// from it with its own `Content-Range`, and one outside it goes to the origin.
+#[test]
+fn a_stored_206_answers_the_ranges_it_holds() {
+    let origin = ranged_origin(representation("0123456789", "\"v1\""));
+    let p = proxy("partial-reuse", &origin, "");
+    let first = ranged(&p, "/p", "bytes=2-5");
+    assert_eq!(
+        (first.status, first.text().as_str(), x_cache(&first)),
+        (206, "2345", "MISS")
+    );
+    for (range, body, content_range) in [
+        ("bytes=3-4", "34", "bytes 3-4/10"),
+        ("bytes=2-5", "2345", "bytes 2-5/10"),
+        ("bytes=5-5", "5", "bytes 5-5/10"),
+    ] {
+        let res = ranged(&p, "/p", range);
+        assert_eq!(
+            (res.status, res.text().as_str(), x_cache(&res)),
+            (206, body, "HIT"),
+            "{range}"
+        );
+        assert_eq!(res.header("content-range"), Some(content_range), "{range}");
+    }
+    // The request in fragments, as a slow client sends it.
+    let mut c = connect(p.addr);
+    c.send_in_fragments(
+        b"GET /p HTTP/1.1\r\nHost: cache.test\r\nRange: bytes=4-5\r\n\r\n",
+        3,
+    );
+    let res = c.read_response("GET");
+    assert_eq!((res.status, res.text().as_str()), (206, "45"));
+    // The part knows the complete length: past it is 416, from the cache.
+    let res = ranged(&p, "/p", "bytes=20-");
+    assert_eq!(
+        (res.status, res.header("content-range")),
+        (416, Some("bytes */10"))
+    );
+    assert_eq!(origin.count("/p"), 1, "all from the stored part");
+    for (range, body) in [("bytes=1-3", "123"), ("bytes=5-8", "5678")] {
+        let res = ranged(&p, "/p", range);
+        assert_eq!(
+            (res.status, res.text().as_str(), x_cache(&res)),
+            (206, body, "MISS"),
+            "{range} is not all held"
+        );
+    }
+    assert_eq!(origin.count("/p"), 3);
+}
+
+/// RFC 9111 section 3.4: parts with the same strong validator are combined; once they cover
+/// the whole representation, a request without `Range` gets the whole `200` from the cache.
+/// Parts of different representations are never joined.
+#[test]
+fn parts_with_the_same_strong_validator_combine_into_the_whole() {
+    let rep = representation("0123456789", "\"v1\"");
+    let origin = ranged_origin(Arc::clone(&rep));
+    let p = proxy("partial-combine", &origin, "");
+    ranged(&p, "/c", "bytes=0-4");
+    ranged(&p, "/c", "bytes=3-");
+    let res = ranged(&p, "/c", "bytes=2-6");
+    assert_eq!(
+        (res.status, res.text().as_str(), x_cache(&res)),
+        (206, "23456", "HIT")
+    );
+    let whole = get(&p, "/c");
+    assert_eq!(
+        (whole.status, whole.text().as_str(), x_cache(&whole)),
+        (200, "0123456789", "HIT")
+    );
+    assert_eq!(whole.header("content-range"), None);
+    assert_eq!(whole.header("etag"), Some("\"v1\""));
+    assert_eq!(origin.count("/c"), 2);
+
+    // The representation changes between the two parts: the newer part replaces the older
+    // and a request for the gap is fetched, so the whole is all of the new one.
+    ranged(&p, "/n", "bytes=0-4");
+    *rep.lock().unwrap() = Representation {
+        body: "abcdefghij",
+        etag: "\"v2\"",
+    };
+    ranged(&p, "/n", "bytes=5-");
+    let res = ranged(&p, "/n", "bytes=0-4");
+    assert_eq!((res.text().as_str(), x_cache(&res)), ("abcde", "MISS"));
+    let whole = get(&p, "/n");
+    assert_eq!(
+        (whole.text().as_str(), x_cache(&whole)),
+        ("abcdefghij", "HIT")
+    );
+
+    // A weak validator does not allow combining: the whole goes to the origin.
+    let origin = ranged_origin(representation("0123456789", "W/\"w\""));
+    let p = proxy("partial-weak", &origin, "");
+    ranged(&p, "/w", "bytes=0-4");
+    ranged(&p, "/w", "bytes=5-");
+    let whole = get(&p, "/w");
+    assert_eq!(
+        (whole.status, whole.text().as_str(), x_cache(&whole)),
+        (200, "0123456789", "MISS")
+    );
+    assert_eq!(origin.count("/w"), 3);
+}
+
+/// A part that holds the start of a representation is completed with a request for the
+/// rest (`Range: bytes=N-`, `If-Range` with its strong validator): the client that asked for
+/// the whole gets a `200` of the stored start and the origin's rest, and the entry is whole.
+#[test]
+fn a_partial_entry_is_completed_with_a_range_request_for_the_rest() {
+    let rep = representation("0123456789", "\"v1\"");
+    let origin = ranged_origin(Arc::clone(&rep));
+    let p = proxy("partial-complete", &origin, "");
+    ranged(&p, "/x", "bytes=0-3");
+    let whole = get(&p, "/x");
+    assert_eq!(
+        (whole.status, whole.text().as_str(), x_cache(&whole)),
+        (200, "0123456789", "MISS")
+    );
+    assert_eq!(whole.header("content-range"), None);
+    let asked = origin.last_head();
+    assert_eq!(header_of(&asked, "range").as_deref(), Some("bytes=4-"));
+    assert_eq!(header_of(&asked, "if-range").as_deref(), Some("\"v1\""));
+    let again = get(&p, "/x");
+    assert_eq!(
+        (again.status, again.text().as_str(), x_cache(&again)),
+        (200, "0123456789", "HIT")
+    );
+    assert_eq!(origin.count("/x"), 2);
+
+    // Changed meanwhile: If-Range fails, the origin sends the new whole 200, which the
+    // client gets and the cache keeps.
+    ranged(&p, "/y", "bytes=0-3");
+    *rep.lock().unwrap() = Representation {
+        body: "abcdefghij",
+        etag: "\"v2\"",
+    };
+    let whole = get(&p, "/y");
+    assert_eq!((whole.status, whole.text().as_str()), (200, "abcdefghij"));
+    let again = get(&p, "/y");
+    assert_eq!(
+        (again.text().as_str(), x_cache(&again)),
+        ("abcdefghij", "HIT")
+    );
+    assert_eq!(origin.count("/y"), 2);
+}
+
+/// A part is held only if its whole representation would fit in `max_entry_size` (parts
+/// count against the same bounds as whole responses), and only if its body is the length its
+/// `Content-Range` says: otherwise a hit would cut the wrong bytes.
+#[test]
+fn a_part_too_large_for_an_entry_or_not_the_length_it_says_is_not_stored() {
+    let origin = ranged_origin(representation("0123456789", "\"v1\""));
+    for (name, cache, fetched) in [
+        ("partial-bound", "max_entry_size = 8\n", 2),
+        ("partial-fits", "max_entry_size = 10\n", 1),
+    ] {
+        let p = proxy(name, &origin, cache);
+        let target = format!("/{name}");
+        for _ in 0..2 {
+            let res = ranged(&p, &target, "bytes=0-3");
+            assert_eq!((res.status, res.text().as_str()), (206, "0123"), "{cache}");
+        }
+        assert_eq!(origin.count(&target), fetched, "{cache}");
+    }
+    // Bytes 4-9 are six bytes, not five.
+    let origin = Origin::start(|_| {
+        Some("HTTP/1.1 206 Partial Content\r\nCache-Control: max-age=60\r\nETag: \"v1\"\r\nContent-Range: bytes 4-9/10\r\nContent-Length: 5\r\n\r\n01234".into())
+    });
+    let p = proxy("partial-wrong-length", &origin, "");
+    for _ in 0..2 {
+        assert_eq!(ranged(&p, "/l", "bytes=4-8").status, 206);
+    }
+    assert_eq!(origin.count("/l"), 2, "not stored, so fetched twice");
 }
 
 #[test]

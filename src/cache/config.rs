@@ -24,6 +24,10 @@ pub struct CacheSection {
     /// Targeted cache-control fields this cache obeys, first present and valid one wins, in
     /// place of `Cache-Control` and `Expires` (RFC 9213); `[]` turns them off.
     pub targeted_fields: Vec<String>,
+    /// Whether those fields go on to the client. RFC 9213 section 3: a cache that uses them
+    /// typically forwards them for the caches of its class further down, and MAY remove
+    /// them when configured to, because nothing downstream uses them.
+    pub forward_targeted: bool,
 }
 
 pub const DEFAULT_MAX_SIZE: u64 = 64 * 1024 * 1024;
@@ -48,6 +52,7 @@ impl Default for CacheSection {
             default_ttl: 0,
             lock_timeout_ms: DEFAULT_LOCK_TIMEOUT.as_millis() as u64,
             targeted_fields: default_targeted_fields(),
+            forward_targeted: true,
         }
     }
 }
@@ -62,6 +67,7 @@ pub struct CacheSettings {
     pub default_ttl: Option<Duration>,
     pub lock_timeout: Duration,
     pub targeted_fields: Vec<String>,
+    pub forward_targeted: bool,
 }
 
 impl Default for CacheSettings {
@@ -75,6 +81,7 @@ impl Default for CacheSettings {
             default_ttl: None,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             targeted_fields: default_targeted_fields(),
+            forward_targeted: true,
         })
     }
 }
@@ -108,6 +115,7 @@ pub fn check(section: &CacheSection) -> Result<CacheSettings, String> {
         default_ttl: (section.default_ttl > 0).then(|| Duration::from_secs(section.default_ttl)),
         lock_timeout: Duration::from_millis(section.lock_timeout_ms),
         targeted_fields: section.targeted_fields.clone(),
+        forward_targeted: section.forward_targeted,
     })
 }
 
@@ -132,6 +140,7 @@ mod tests {
             Some(std::time::Duration::from_secs(30))
         );
         assert_eq!(s.cache.targeted_fields, ["CDN-Cache-Control"]);
+        assert!(s.cache.forward_targeted);
         let text = format!("{UPSTREAM}[cache]\ntargeted_fields = [\"Revproxy-Cache-Control\", \"CDN-Cache-Control\"]\n");
         let s = parse(&text, Path::new("p.toml")).unwrap();
         assert_eq!(

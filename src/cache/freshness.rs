@@ -12,7 +12,8 @@ use crate::http::ResponseHead;
 pub const HEURISTIC_CAP: Duration = Duration::from_secs(24 * 3600);
 
 /// Statuses a cache may store with heuristic freshness (RFC 9110 section 15.1).
-pub const CACHEABLE_BY_DEFAULT: &[u16] = &[200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
+pub const CACHEABLE_BY_DEFAULT: &[u16] =
+    &[200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
 
 /// Where a freshness lifetime came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

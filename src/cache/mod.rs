@@ -5,6 +5,7 @@
 //! - `targeted.rs`: `CDN-Cache-Control` and other targeted fields (RFC 9213);
 //! - `freshness.rs`: a response's freshness lifetime and its age;
 //! - `policy.rs`: what may be stored, and which fields;
+//! - `partial.rs`: parts of a representation (`206`), and how they combine;
 //! - `store.rs`: the LRU of entries and their variants, and the in-flight misses;
 //! - `phase/`: the phases: lookup, fill, background refresh, ranges, conditionals, key;
 //! - `config.rs`: `[cache]`.
@@ -12,6 +13,7 @@
 pub mod config;
 pub mod control;
 pub mod freshness;
+pub mod partial;
 pub mod phase;
 pub mod policy;
 pub mod store;

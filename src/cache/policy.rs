@@ -3,6 +3,7 @@
 
 use super::control::{RequestDirectives, ResponseDirectives};
 use super::freshness::{Lifetime, CACHEABLE_BY_DEFAULT};
+use super::partial;
 use crate::http::head::Headers;
 use crate::http::headers::HOP_BY_HOP;
 use crate::http::{Header, RequestHead, ResponseHead};
@@ -35,10 +36,20 @@ pub fn storable(
     if request.method != "GET" {
         return Err(NotStored::Method);
     }
-    // 206 and 304 are never whole representations; other statuses need explicit freshness.
+    // A 304 is no representation. A 206 is kept as a part (section 3.3) only when it says
+    // which bytes it carries (one `Content-Range` with the complete length), and when the
+    // whole, which its parts may become, would fit in an entry. Statuses not cacheable by
+    // default need explicit freshness.
     let by_default = CACHEABLE_BY_DEFAULT.contains(&response.status);
-    if matches!(response.status, 206 | 304) || !(by_default || lifetime.explicit()) {
+    if response.status == 304 || !(by_default || lifetime.explicit()) {
         return Err(NotStored::Status);
+    }
+    if response.status == 206 {
+        match partial::content_range(response) {
+            None => return Err(NotStored::Status),
+            Some(range) if range.complete > max_entry_size => return Err(NotStored::TooLarge),
+            Some(_) => {}
+        }
     }
     if cc.no_store || request_cc.no_store {
         return Err(NotStored::NoStore);

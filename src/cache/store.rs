@@ -11,6 +11,7 @@ use lru::LruCache;
 
 use super::control::ResponseDirectives;
 use super::freshness::Lifetime;
+use super::partial::Span;
 use crate::http::head::Headers;
 use crate::http::{RequestHead, ResponseHead};
 use crate::relay::SharedFields;
@@ -34,6 +35,8 @@ pub struct Entry {
     pub initial_age: Duration,
     /// ... and since when it is held.
     pub stored_at: Instant,
+    /// For a part (a stored `206`): where its body sits in the whole representation.
+    pub span: Option<Span>,
 }
 
 impl Entry {
@@ -55,7 +58,36 @@ impl Entry {
             lifetime,
             initial_age,
             stored_at: Instant::now(),
+            span: None,
         }
+    }
+
+    /// The same entry as a part of a representation, at `span`.
+    pub fn with_span(mut self, span: Option<Span>) -> Entry {
+        self.span = span;
+        self
+    }
+
+    /// The length of the whole representation (of which a part holds some bytes).
+    pub fn complete_len(&self) -> u64 {
+        self.span
+            .map_or(self.body.len() as u64, |span| span.complete)
+    }
+
+    /// The same entry, its hits sent without the fields named in `hidden` (any case). The
+    /// stored head keeps them, so a `304` that refreshes the entry is read with them.
+    pub fn hiding(mut self, hidden: &[String]) -> Entry {
+        if !hidden.is_empty() {
+            let shown = self
+                .head
+                .headers
+                .iter()
+                .filter(|h| !hidden.iter().any(|n| n.eq_ignore_ascii_case(&h.name)))
+                .cloned()
+                .collect();
+            self.fields = Arc::new(SharedFields::new(shown));
+        }
+        self
     }
 
     pub fn age(&self) -> Duration {
@@ -303,6 +335,17 @@ impl Store {
             .get(key)?
             .iter()
             .find(|e| e.matches(request))
+            .cloned()
+    }
+
+    /// The stored variant of `key` whose variant key is `vary`, without marking it used.
+    pub fn variant(&self, key: &str, vary: &[(String, Vec<u8>)]) -> Option<Arc<Entry>> {
+        let inner = self.lock();
+        inner
+            .urls
+            .peek(key)?
+            .iter()
+            .find(|e| e.vary == vary)
             .cloned()
     }
 

@@ -5,8 +5,14 @@
 //! list that is present and valid replaces `Cache-Control` and `Expires` for this cache (RFC
 //! 9213 section 2.1): its `max-age` wins over `Cache-Control: no-store`, its `no-store` over a
 //! fresh `Cache-Control`. A field that does not parse as a dictionary, or parses to an empty
-//! one, is ignored as if absent. The field is kept on the way out (stored with the response
-//! and forwarded), so a cache of the same class behind this one sees it too.
+//! one, is ignored as if absent.
+//!
+//! On the way out (RFC 9213 section 3): a cache that uses such a field typically forwards it,
+//! so that caches of its class further down use it too, and MAY remove it when configured to
+//! because nothing downstream does. So the fields of the list go on to the client unless
+//! `[cache] forward_targeted = false`, which takes them off misses and hits alike (the
+//! stored head keeps them, to read a `304` that refreshes it). A targeted field not on the
+//! list is passed through whatever the setting, and changes nothing here (section 2.1).
 
 use std::time::Duration;
 

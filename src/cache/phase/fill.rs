@@ -1,6 +1,7 @@
 //! The copy of a miss into the store: decided on the response head (`policy::storable`),
-//! taken by a body observer while the body streams to the client, stored when it ended whole;
-//! and an entry refreshed by a `304` to the cache's own revalidation.
+//! taken by a body observer while the body streams to the client, stored when it ended whole
+//! (a `206` as a part, combined with the part already stored when they are of one
+//! representation); and an entry refreshed by a `304` to the cache's own revalidation.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{CacheCtx, CachePhases};
 use crate::cache::control::ResponseDirectives;
 use crate::cache::freshness::{self, Lifetime};
+use crate::cache::partial::{self, ContentRange, Span};
 use crate::cache::policy;
 use crate::cache::store::{vary_key, Entry, Lead, Store};
 use crate::cache::targeted;
@@ -47,11 +49,20 @@ impl CachePhases {
             ctx.lead = None; // waiters go upstream themselves
             return;
         }
+        // `storable` let a 206 through only with its one Content-Range, which a part's hit
+        // writes itself for the range it serves.
+        let range = (response.status == 206)
+            .then(|| partial::content_range(response))
+            .flatten();
+        let mut headers = policy::kept_headers(response);
+        if range.is_some() {
+            headers.retain(|h| !h.name.eq_ignore_ascii_case("content-range"));
+        }
         let head = ResponseHead {
             status: response.status,
             reason: response.reason.clone(),
             minor_version: response.minor_version,
-            headers: policy::kept_headers(response),
+            headers,
         };
         plan.observe(Fill {
             store: Arc::clone(&self.store),
@@ -67,8 +78,10 @@ impl CachePhases {
                     response_time,
                 ),
                 stored_at: Instant::now(),
+                range,
             }),
             body: Vec::new(),
+            hidden: self.hidden().to_vec(),
             max: self.settings.max_entry_size,
             expected: response
                 .header("content-length")
@@ -104,6 +117,7 @@ impl CachePhases {
             lifetime,
             initial_age,
         )
+        .hiding(self.hidden())
     }
 }
 
@@ -115,6 +129,8 @@ struct Parts {
     lifetime: Lifetime,
     initial_age: Duration,
     stored_at: Instant,
+    /// A `206`'s bytes in the whole representation.
+    range: Option<ContentRange>,
 }
 
 /// Copies the identity body as it goes to the client, and stores it when it ended whole
@@ -125,6 +141,8 @@ struct Fill {
     /// `None` once the body outgrew `max`: the copy is dropped, the stream goes on.
     parts: Option<Parts>,
     body: Vec<u8>,
+    /// Fields the hits do not send (`CachePhases::hidden`).
+    hidden: Vec<String>,
     max: u64,
     /// The declared length: reaching it completes the body before its last bytes are
     /// written to the client, so a client that has the whole response finds it stored.
@@ -137,19 +155,94 @@ impl Fill {
         let Some(parts) = self.parts.take() else {
             return;
         };
-        let mut entry = Entry::new(
-            parts.head,
-            std::mem::take(&mut self.body).into(),
-            parts.vary,
-            parts.directives,
-            parts.lifetime,
-            parts.initial_age,
-        );
+        let body = std::mem::take(&mut self.body);
+        let stored_at = parts.stored_at;
+        let entry = match parts.range {
+            None => Entry::new(
+                parts.head,
+                body.into(),
+                parts.vary,
+                parts.directives,
+                parts.lifetime,
+                parts.initial_age,
+            ),
+            Some(range) if range.bytes() == body.len() as u64 => {
+                match combined(&self.store, &self.key, parts, range, body) {
+                    Some(entry) => entry,
+                    None => {
+                        self.lead = None;
+                        return;
+                    }
+                }
+            }
+            Some(range) => {
+                log::debug!(
+                    "cache: not storing {}: {range:?} but another length",
+                    self.key
+                );
+                self.lead = None;
+                return;
+            }
+        };
+        let mut entry = entry.hiding(&self.hidden);
         // Its age counts from when the response head arrived, not from the body's end.
-        entry.stored_at = parts.stored_at;
+        entry.stored_at = stored_at;
         self.store.insert(&self.key, entry);
         self.lead = None;
     }
+}
+
+/// A part (`body`, the bytes `range` names) as an entry: combined with the stored entry of the
+/// same variant when both are of one representation (section 3.4: the same strong validator
+/// and complete length) and their bytes meet, the new part's fields over the stored ones
+/// (section 3.2); a `200` once it holds every byte. A part that cannot be combined replaces
+/// a stored part, as any newer response does, but not a whole entry unless their strong
+/// validators say the whole is of another representation: `None`, nothing to store.
+fn combined(
+    store: &Store,
+    key: &str,
+    parts: Parts,
+    range: ContentRange,
+    body: Vec<u8>,
+) -> Option<Entry> {
+    let mut head = parts.head;
+    let (mut first, mut body) = (range.first, body);
+    if let Some(old) = store.variant(key, &parts.vary) {
+        let (old_tag, new_tag) = (partial::strong_etag(&old.head), partial::strong_etag(&head));
+        let same = old_tag.is_some() && old_tag == new_tag && old.complete_len() == range.complete;
+        let old_first = old.span.map_or(0, |span| span.first);
+        match same
+            .then(|| partial::combine(old_first, &old.body, first, &body))
+            .flatten()
+        {
+            Some((at, joined)) => {
+                head.headers = policy::refreshed_headers(&old.head.headers, &head);
+                (first, body) = (at, joined);
+            }
+            // A whole entry is worth more than a part of it.
+            None if old.span.is_none() && (old_tag.is_none() || new_tag.is_none() || same) => {
+                return None;
+            }
+            None => {}
+        }
+    }
+    let whole = first == 0 && body.len() as u64 == range.complete;
+    if whole {
+        head.status = 200;
+        head.reason = "OK".to_owned();
+    }
+    let entry = Entry::new(
+        head,
+        body.into(),
+        parts.vary,
+        parts.directives,
+        parts.lifetime,
+        parts.initial_age,
+    );
+    Some(entry.with_span((!whole).then_some(Span {
+        first,
+        complete: range.complete,
+    })))
 }
 
 impl BodyObserver for Fill {
@@ -213,8 +306,10 @@ mod tests {
                 },
                 initial_age: Duration::ZERO,
                 stored_at: Instant::now(),
+                range: None,
             }),
             body: Vec::new(),
+            hidden: Vec::new(),
             max,
             expected,
             lead: None,

@@ -21,6 +21,9 @@ impl CachePhases {
         let Some(entry) = self.store.get(key, head) else {
             return Lookup::Miss;
         };
+        if entry.span.is_some() {
+            return self.complete_part(ctx, head, &entry);
+        }
         let rcc = &ctx.request_cc;
         let age = entry.age();
         let lifetime = entry.lifetime.duration;

@@ -7,7 +7,8 @@
 //! One part per job: [`lookup`] (a stored entry for a request, and whether it may serve it),
 //! [`fill`] (the copy of a miss into the store, and an entry refreshed by a `304`),
 //! [`background`] (the one `stale-while-revalidate` refresh, a request to this proxy),
-//! [`range`] (a `206` cut from a stored `200`), [`conditional`] (the client's own validators)
+//! [`range`] (a `206` cut from a stored `200` or part, and a part completed),
+//! [`conditional`] (the client's own validators)
 //! and [`key`] (the key of a request, and what an unsafe method invalidates).
 
 mod background;
@@ -87,6 +88,8 @@ pub struct CacheCtx {
     stale: Option<Arc<Entry>>,
     /// We made the request conditional on `stale`'s validators.
     revalidating: bool,
+    /// A stored part whose rest we asked for (`Range`, `If-Range`): the client gets the whole.
+    completing: Option<Arc<Entry>>,
     /// The client's own `If-None-Match` / `If-Modified-Since`, evaluated against the entry
     /// that answers it (a fresh one, or one a `304` just refreshed).
     conditions: Conditions,
@@ -138,6 +141,17 @@ impl CachePhases {
     pub fn refreshing_through(mut self, proxy: Option<SocketAddr>) -> CachePhases {
         self.refresh_via = proxy;
         self
+    }
+
+    /// The fields taken off every response on its way to the client: the targeted fields
+    /// this cache obeys, when `forward_targeted = false` (RFC 9213 section 3). Targeted
+    /// fields it does not obey always go on untouched (section 2.1).
+    fn hidden(&self) -> &[String] {
+        if self.settings.forward_targeted {
+            &[]
+        } else {
+            &self.settings.targeted_fields
+        }
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -217,6 +231,13 @@ impl Phases for CachePhases {
                 self.store.replace(&key, &old, Arc::clone(&entry));
                 Some(self.serve(ctx, &entry, Label::Revalidated, true))
             }
+            // The client asked for the whole and must not get a 206 it did not ask for: an
+            // origin whose answer to our request for the rest is another range or another
+            // representation's cannot be spliced.
+            UpstreamAnswer::Response(head) if !CachePhases::rest_fits(ctx, head) => {
+                ctx.completing = None;
+                Some(Reply::error(502))
+            }
             UpstreamAnswer::Response(head) if head.status >= 500 => self.stale_if_error(ctx),
             UpstreamAnswer::Failed(status) if status >= 500 => self.stale_if_error(ctx),
             _ => None,
@@ -243,6 +264,13 @@ impl Phases for CachePhases {
             } else if let (true, Some(key)) = (ctx.may_store, ctx.key.clone()) {
                 self.plan_store(ctx, &key, request, response, plan);
             }
+            CachePhases::splice(ctx, response, plan);
+            // After `plan_store`, which read and stored them; a hit's stored fields were
+            // filtered when the entry was made (`Entry::hiding`).
+            let hidden = self.hidden();
+            response
+                .headers
+                .retain(|h| !hidden.iter().any(|n| n.eq_ignore_ascii_case(&h.name)));
         }
         if let Some(label) = ctx.label {
             response
