@@ -3,7 +3,7 @@
 //! Properties: it never panics; an error names the file first (`fuzz.toml:`), then, when it
 //! has a place, `LINE:COLUMN: ` with a line and column that exist in the text (1-based,
 //! column counted in characters, one past the end of a line allowed), and a message.
-//! (`cli::resolve` looks up no names under `cfg(fuzzing)`, so this sends no DNS queries.)
+//! (`upstream::resolve` looks up no names under `cfg(fuzzing)`, so this sends no DNS queries.)
 #![no_main]
 
 use std::path::Path;
