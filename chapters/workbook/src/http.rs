@@ -66,10 +66,10 @@ pub fn read_line(from: &mut impl BufRead, max: usize, too_long: u16) -> Result<V
 /// CRLF, or a bare LF, which RFC 9112 lets a recipient accept. MAX_HEAD bytes at most, else 431.
 #[allow(unused_variables)] // a stub: its arguments are unused until you write its body
 pub fn read_head(from: &mut impl BufRead, head: Vec<u8>) -> Result<Vec<u8>, Error> {
-    // While `head` does not end with "\n\r\n" (or "\n\n"), append the next `read_line`, whose
-    // `max` is what MAX_HEAD leaves (431 past it). What follows the empty line stays in `from`'s
-    // buffer: the start of the body, or the next request when the client pipelines. Checks: a
-    // head split at every byte, pipelining, 431.
+    // While `head` (make it `mut`) does not end with "\n\r\n" (or "\n\n"), append the next
+    // `read_line`, whose `max` is what MAX_HEAD leaves (431 past it). What follows the empty line
+    // stays in `from`'s buffer: the start of the body, or the next request when the client
+    // pipelines. Checks: a head split at every byte, pipelining, 431.
     todo!("stage 1: write read_head (lines up to the empty one); see chapters/01-single-connection-forwarder.md#build-it-yourself")
 }
 
@@ -89,11 +89,12 @@ impl Body {
     pub fn copy(self, from: &mut impl BufRead, to: &mut impl Write, max: u64) -> Result<(), Error> {
         // One arm per `Body`: Length(n) is copy_exact; UntilClose copies until the stream ends
         // (`io::copy`); Chunked repeats: `read_line(from, 4096, 400)`, its size with
-        // `httparse::parse_chunk_size` (400 if bad), the running total against `max` (413),
-        // forward the line, copy_exact(size), then the "\r\n" after the data (anything else is
-        // 400). The chunk of size 0 is followed by trailer lines up to an empty one, which is the
-        // shape of a head: `read_head(from, line)`, forwarded too. Checks: chunked both ways,
-        // until-close, 100 MiB streamed, keep-alive after a chunked response.
+        // `httparse::parse_chunk_size` (400 if bad, and for an empty line, which it reads as 0),
+        // the running total against `max` (413), forward the line, copy_exact(size), then the
+        // "\r\n" after the data (anything else is 400). The chunk of size 0 is followed by
+        // trailer lines up to an empty one, which is the shape of a head: `read_head(from,
+        // line)`, forwarded too. Checks: chunked both ways, until-close, 100 MiB streamed,
+        // keep-alive after a chunked response.
         todo!("stage 1: write Body::copy (stream a body framed by length, chunks or the close); see chapters/01-single-connection-forwarder.md#build-it-yourself")
     }
 }

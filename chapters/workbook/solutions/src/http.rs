@@ -87,6 +87,7 @@ impl Body {
                 loop {
                     let line = read_line(from, 4096, 400)?;
                     let size = match httparse::parse_chunk_size(&line) {
+                        // An empty line would read as size 0: it is no chunk size at all.
                         Ok(httparse::Status::Complete((_, size))) if line != b"\r\n" => size,
                         _ => return Err(Error::Status(400)),
                     };
@@ -96,8 +97,7 @@ impl Body {
                     }
                     if size == 0 {
                         // The last chunk, trailer fields, and an empty line: the shape of a head.
-                        let end = read_head(from, line)?;
-                        return Ok(to.write_all(&end)?);
+                        return Ok(to.write_all(&read_head(from, line)?)?);
                     }
                     to.write_all(&line)?;
                     copy_exact(from, size, to)?;
