@@ -15,7 +15,7 @@ pub use crate::relay::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MIN_SEND_RATE,
     DEFAULT_SEND_TIMEOUT,
 };
-pub use crate::server::pool::{DEFAULT_QUEUE, DEFAULT_WORKERS};
+pub use crate::server::pool::{DEFAULT_LINGER, DEFAULT_QUEUE, DEFAULT_WORKERS};
 
 /// Longest wait to connect to a backend (nginx `proxy_connect_timeout` is 60 s; a backend on
 /// the same network that takes 5 s is down).

@@ -237,11 +237,13 @@ fn a_slow_reader_holds_one_worker_and_is_cut_off() {
         "the slow reader was given the whole body ({taken} bytes)"
     );
     // It left through the warning that says why (written before the connection is reset),
-    // not a silent timeout.
+    // not a silent timeout. Normally the rate rule; on a machine so loaded that the reader
+    // thread did not run for the whole 300 ms window, the send timeout fires first, which is
+    // the same rule's other half (it took nothing at all).
     let said = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
     assert!(
-        said.contains("below the minimum send rate"),
+        said.contains("below the minimum send rate") || said.contains("(the send timeout)"),
         "the stage did not log the cut-off:\n{said}"
     );
     // Its worker is free again: two clients are served at once.

@@ -9,6 +9,8 @@
 #   ROUNDS=1 DURATION=3 chapters/scripts/bench-kit.sh   # a first look
 #   TESTS="/@16 /16k.bin@64 ab16" chapters/scripts/bench-kit.sh   # some rows only
 #   PROXIES="nginx apache-event" chapters/scripts/bench-kit.sh    # some peers only
+#   PROXIES= ALSO="stage9 examples/blocking_floor" chapters/scripts/bench-kit.sh
+#                          # stage 5, stage 9 and the floor in one run, each as a ratio to the floor
 #
 # What it starts (every process by PID, every one stopped on exit, also on Ctrl-C):
 #   backends  127.0.0.1:19001-19003  one nginx, `/` answers "hello from N" (13 B),
@@ -18,6 +20,7 @@
 #   HAProxy   127.0.0.1:18081        roundrobin, http-reuse always
 #   revproxy  127.0.0.1:18082        STAGE (stage5 by default: --backend x3; a config stage
 #                                    gets CONFIG, or a generated file with the 3 backends)
+#             127.0.0.1:18085...     each binary of ALSO (paths under BIN), the same way
 #   Apache    127.0.0.1:18083        httpd 2.4, mpm_event: a pool of threads and a listener
 #                                    thread that parks idle keep-alive connections (stage 4/5's
 #                                    design); mod_proxy_balancer, byrequests, kept upstream
@@ -53,7 +56,7 @@ CONNS=${CONNS:-"1 16 64 256"}
 AB_N=${AB_N:-10000}
 TESTS=${TESTS:-}
 KEEPALIVE=${KEEPALIVE:-256}
-PROXIES=${PROXIES:-"nginx haproxy apache-event apache-worker"}
+PROXIES=${PROXIES-"nginx haproxy apache-event apache-worker"}
 APACHE_THREADS=${APACHE_THREADS:-320}
 APACHE_MODULES=${APACHE_MODULES:-/usr/lib/apache2/modules}
 [[ $DURATION =~ ^[0-9]+$ ]] || { echo "DURATION must be a number of seconds" >&2; exit 2; }
@@ -84,7 +87,10 @@ if ((${#missing[@]} > 0)); then
     exit 1
   fi
 fi
-[[ -x $BIN/$STAGE ]] || { echo "no $BIN/$STAGE: run cargo build --release --workspace" >&2; exit 1; }
+read -ra also <<<"${ALSO:-}"
+for binary in "$STAGE" "${also[@]}"; do
+  [[ -x $BIN/$binary ]] || { echo "no $BIN/$binary: run cargo build --release --workspace --examples" >&2; exit 1; }
+done
 here=$(cd "$(dirname "$0")" && pwd)
 
 tmp=$(mktemp -d)
@@ -209,24 +215,34 @@ done
 
 # --- revproxy ---------------------------------------------------------------------------------
 backends=(127.0.0.1:19001 127.0.0.1:19002 127.0.0.1:19003)
-if "$BIN/$STAGE" --help 2>/dev/null | grep -q -- '--config'; then
-  if [[ -z $CONFIG ]]; then
-    CONFIG=$tmp/revproxy.toml
-    printf '[server]\nlisten = "127.0.0.1:18082"\n[upstreams.app]\nservers = ["%s", "%s", "%s"]\n[log]\nlevel = "warn"\n' \
-      "${backends[@]}" > "$CONFIG"
+start_revproxy() { # BINARY PORT: a config stage gets CONFIG (or a generated file), the others --backend x3
+  local binary=$1 port=$2 config=$CONFIG
+  if "$BIN/$binary" --help 2>/dev/null | grep -q -- '--config'; then
+    if [[ -z $config ]]; then
+      config=$tmp/revproxy.toml
+      printf '[server]\nlisten = "127.0.0.1:18082"\n[upstreams.app]\nservers = ["%s", "%s", "%s"]\n[log]\nlevel = "warn"\n' \
+        "${backends[@]}" > "$config"
+    fi
+    taskset -c 1 "$BIN/$binary" --config "$config" --listen "127.0.0.1:$port" --log-level warn >/dev/null 2>&1 & pids+=($!)
+  else
+    local args=()
+    for b in "${backends[@]}"; do args+=(--backend "$b"); done
+    taskset -c 1 "$BIN/$binary" --listen "127.0.0.1:$port" "${args[@]}" --log-level warn >/dev/null 2>&1 & pids+=($!)
   fi
-  taskset -c 1 "$BIN/$STAGE" --config "$CONFIG" --listen 127.0.0.1:18082 --log-level warn >/dev/null 2>&1 & pids+=($!)
-  main_pid[18082]=$!
-else
-  args=()
-  for b in "${backends[@]}"; do args+=(--backend "$b"); done
-  taskset -c 1 "$BIN/$STAGE" --listen 127.0.0.1:18082 "${args[@]}" --log-level warn >/dev/null 2>&1 & pids+=($!)
-  main_pid[18082]=$!
-fi
+  main_pid[$port]=$!
+}
+start_revproxy "$STAGE" 18082
+# ALSO: more of our binaries beside STAGE, on 18085 and up (e.g. stage9 and the floor).
+also_ports=()
+for binary in "${also[@]}"; do
+  port=$((18085 + ${#also_ports[@]}))
+  start_revproxy "$binary" "$port"
+  also_ports+=("$port")
+done
 
 proxy_ports=()
 for peer in "${peers[@]}"; do proxy_ports+=("${peer_port[$peer]}"); done
-proxy_ports+=(18082)
+proxy_ports+=(18082 "${also_ports[@]}")
 for port in 19001 19002 19003 "${proxy_ports[@]}"; do
   "$here/wait-port.sh" "$port" 10 || {
     echo "nothing listens on $port after 10 s" >&2
@@ -248,6 +264,7 @@ for port in "${proxy_ports[@]}"; do
 done
 
 declare -A names=([18080]=nginx [18081]=haproxy [18082]=$STAGE [18083]=apache-event [18084]=apache-worker)
+for i in "${!also_ports[@]}"; do names[${also_ports[$i]}]=$(basename "${also[$i]}"); done
 for port in "${proxy_ports[@]}"; do
   [[ -n ${main_pid[$port]:-} && -d /proc/${main_pid[$port]} ]] || { echo "cannot find the process of ${names[$port]}" >&2; exit 1; }
 done
@@ -334,6 +351,30 @@ if ((${#peers[@]} > 0)); then
     for r in $(seq "$ROUNDS"); do
       for peer in "${peers[@]}"; do
         ours=${result[$r,18082,$test]:-0} theirs=${result[$r,${peer_port[$peer]},$test]:-0}
+        row+=$(awk -v o="$ours" -v t="$theirs" 'BEGIN { printf " %.2f (%d / %d) |", (t>0?o/t:0), o, t }')
+      done
+    done
+    echo "$row"
+  done
+fi
+
+if ((${#also_ports[@]} > 0)); then
+  # The last of ALSO is the yardstick (the floor, when it is examples/blocking_floor).
+  base=${also_ports[-1]}
+  echo
+  echo "Each of ours as a ratio to ${names[$base]} (req/s / its req/s), per round:"
+  echo
+  header="| test |" rule="|---|"
+  for r in $(seq "$ROUNDS"); do
+    for port in 18082 "${also_ports[@]:0:${#also_ports[@]}-1}"; do header+=" round $r: ${names[$port]} |"; rule+="---:|"; done
+  done
+  echo "$header"
+  echo "$rule"
+  for test in "${tests[@]}"; do
+    row="| $(label_of "$test") |"
+    for r in $(seq "$ROUNDS"); do
+      for port in 18082 "${also_ports[@]:0:${#also_ports[@]}-1}"; do
+        ours=${result[$r,$port,$test]:-0} theirs=${result[$r,$base,$test]:-0}
         row+=$(awk -v o="$ours" -v t="$theirs" 'BEGIN { printf " %.2f (%d / %d) |", (t>0?o/t:0), o, t }')
       done
     done

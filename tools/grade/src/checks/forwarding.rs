@@ -1,5 +1,6 @@
 //! Stage 1: what a forwarder must change and must not: hop-by-hop fields (RFC 9110 section
-//! 7.6.1) are dropped both ways, and the request target reaches the origin byte for byte.
+//! 7.6.1) are dropped both ways, and the request target reaches the origin byte for byte, dot
+//! segments and odd escapes included.
 
 use super::{expect_status, Check, Checked, Ctx, Failure};
 use crate::http;
@@ -11,7 +12,7 @@ pub fn checks() -> Vec<Check> {
             stage: 1,
             points: 1,
             teaches: "chapters/glossary.md#hop-by-hop-headers",
-            what: "fields named in Connection, Keep-Alive and Proxy-Connection do not cross the proxy either way; end-to-end fields do",
+            what: "fields named in Connection do not cross the proxy either way, nor do Connection's own list, Keep-Alive, Proxy-Connection, TE and Upgrade; end-to-end fields do",
             run: hop_by_hop_removed,
         },
         Check {
@@ -19,7 +20,7 @@ pub fn checks() -> Vec<Check> {
             stage: 1,
             points: 1,
             teaches: "chapters/08-access-control.md#a-path-rule-and-the-spellings-that-fool-a-string-match",
-            what: "a target with percent-escapes, a `;` and an odd query reaches the origin exactly as sent",
+            what: "a target with percent-escapes, dot segments, a `;` and an odd query (a bad escape in it too) reaches the origin exactly as sent",
             run: target_byte_for_byte,
         },
     ]
@@ -32,7 +33,7 @@ fn hop_by_hop_removed(ctx: &mut Ctx) -> Checked {
         format!(
             "GET {target} HTTP/1.1\r\nHost: grade.test\r\nConnection: keep-alive, X-Grade-Hop\r\n\
              X-Grade-Hop: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n\
-             X-Grade-Kept: yes\r\n\r\n"
+             TE: trailers\r\nUpgrade: h2c\r\nX-Grade-Kept: yes\r\n\r\n"
         )
         .as_bytes(),
     )?;
@@ -41,11 +42,31 @@ fn hop_by_hop_removed(ctx: &mut Ctx) -> Checked {
     let Some(record) = records.first() else {
         return Err(Failure::Fail("the request never reached the origin".into()));
     };
-    for gone in ["X-Grade-Hop", "Keep-Alive", "Proxy-Connection"] {
+    // RFC 9110 section 7.6.1: the fields Connection names go, and an intermediary removes
+    // Proxy-Connection, Keep-Alive, TE, Transfer-Encoding and Upgrade before forwarding (an
+    // Upgrade the client's Connection does not name is no upgrade; a TE is about this hop).
+    for gone in [
+        "X-Grade-Hop",
+        "Keep-Alive",
+        "Proxy-Connection",
+        "TE",
+        "Upgrade",
+    ] {
         if record.header(gone).is_some() {
             return Err(Failure::Fail(format!(
                 "{gone} reached the origin: a field the client's Connection header names (or \
                  one that is hop-by-hop by definition) is for the proxy alone"
+            )));
+        }
+    }
+    // Connection itself is removed or replaced by the proxy's own options, never passed on
+    // with the client's list.
+    if let Some(connection) = record.header("Connection") {
+        if connection.to_ascii_lowercase().contains("x-grade-hop") {
+            return Err(Failure::Fail(format!(
+                "the client's Connection header reached the origin as it was ({}): a proxy \
+                 removes it or sends its own",
+                http::show(connection.as_bytes())
             )));
         }
     }
@@ -71,7 +92,9 @@ fn hop_by_hop_removed(ctx: &mut Ctx) -> Checked {
 
 fn target_byte_for_byte(ctx: &mut Ctx) -> Checked {
     let token = ctx.token();
-    let target = format!("/grade/{token}/a%2Fb%20c;p=1/%7Ex?q=%41&q=a+b&empty=&=v#");
+    // Dot segments and an escape that decodes to `/` are the origin's to read: a proxy that
+    // resolved or decoded them would send another resource's name.
+    let target = format!("/grade/{token}/a%2Fb%20c;p=1/../%7Ex/./y?q=%41&q=a+b&bad=%zz&empty=&=v#");
     // A fragment is never sent; the target ends before it.
     let target = target.trim_end_matches('#').to_string();
     let r = http::exchange(ctx.proxy, &http::get_close(&target))?;

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::thread;
 
+use super::framing::next_response_is_clean;
 use super::{body_hint, expect_nothing_reached, Check, Checked, Ctx, Failure};
 use crate::http::{self, Conn, Response};
 use crate::setup::Setup;
@@ -51,7 +52,7 @@ pub fn checks() -> Vec<Check> {
             stage: 1,
             points: 1,
             teaches: BAD_INPUT,
-            what: "an origin that refuses connections gets the client a 502",
+            what: "an origin that refuses connections gets the client a 502, and the proxy's own answer to HEAD has no body",
             run: dead_origin_502,
         },
         Check {
@@ -67,7 +68,7 @@ pub fn checks() -> Vec<Check> {
             stage: 1,
             points: 1,
             teaches: DESYNC,
-            what: "a request with both Content-Length and Transfer-Encoding is refused with 400 and nothing reaches an origin",
+            what: "a request with both Content-Length and Transfer-Encoding is refused with 400, the connection closed, and nothing reaches an origin",
             run: smuggling_cl_te,
         },
         Check {
@@ -75,7 +76,7 @@ pub fn checks() -> Vec<Check> {
             stage: 1,
             points: 1,
             teaches: DESYNC,
-            what: "a request with two different Content-Length values is refused with 400 and nothing reaches an origin",
+            what: "a request with two different Content-Length values is refused with 400, the connection closed, and nothing reaches an origin",
             run: smuggling_two_lengths,
         },
         Check {
@@ -83,7 +84,7 @@ pub fn checks() -> Vec<Check> {
             stage: 1,
             points: 1,
             teaches: DESYNC,
-            what: "a request whose Transfer-Encoding does not end in chunked is refused (400 or 501) and nothing reaches an origin",
+            what: "a request whose Transfer-Encoding does not end in chunked is refused (400 or 501), the connection closed, and nothing reaches an origin",
             run: smuggling_te_not_chunked,
         },
     ]
@@ -92,15 +93,46 @@ pub fn checks() -> Vec<Check> {
 /// Writes `request` from a thread of its own (a proxy may refuse and close before reading it
 /// all, so the write may fail) while this thread reads the answer.
 fn send_and_read(ctx: &Ctx, request: Vec<u8>) -> Result<Response, String> {
+    send_and_read_then(ctx, request, |_| Ok(()))
+}
+
+/// Like [`send_and_read`], then `after` looks at the connection once the answer is read.
+fn send_and_read_then(
+    ctx: &Ctx,
+    request: Vec<u8>,
+    after: impl FnOnce(&mut Conn) -> Result<(), String>,
+) -> Result<Response, String> {
     let mut conn = Conn::open(ctx.proxy)?;
     let mut writer = conn.stream.try_clone().map_err(|e| e.to_string())?;
     let handle = thread::spawn(move || {
         let _ = writer.write_all(&request);
     });
     let result = conn.read_response(false);
+    let result = match result {
+        Ok(r) => after(&mut conn).map(|()| r),
+        Err(e) => Err(e),
+    };
     drop(conn);
     let _ = handle.join();
     result
+}
+
+/// After refusing an ambiguous framing, the proxy cannot know where the next request would
+/// start, so it closes (RFC 9112 section 6.3): a second response here means it read the
+/// smuggled bytes as a request of their own.
+fn closes_after_refusing(conn: &mut Conn) -> Result<(), String> {
+    match conn.wait_for_bytes(http::IO_TIMEOUT) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(format!(
+            "after refusing it, the proxy sent more on the same connection ({}): it went on \
+             reading the bytes after the ambiguous head as a request of their own",
+            http::show(conn.leftover())
+        )),
+        Err(e) if e.contains("reset") => Ok(()),
+        Err(e) => Err(format!(
+            "after refusing it, the proxy kept the connection open ({e}); it must close it"
+        )),
+    }
 }
 
 /// `Ok` when `r` is one of `allowed`; else says what came.
@@ -169,17 +201,39 @@ fn dead_origin_502(ctx: &mut Ctx) -> Checked {
     for &i in &ctx.backends {
         ctx.origins.stop(i);
     }
-    let (_, target) = ctx.target("");
-    let result = http::exchange(ctx.proxy, &http::get_close(&target));
+    let result = dead_origin_answers(ctx);
     for &i in &ctx.backends.clone() {
         ctx.origins.restart(i)?;
     }
-    let r = result.map_err(|e| format!("with its origin down: {e}"))?;
+    result?;
+    ctx.wait_serving()
+}
+
+/// With every origin down: a GET gets 502, and so does a HEAD, whose answer (the proxy's own
+/// page this time) has no body either: on a kept connection a body would be read as the start
+/// of the next response.
+fn dead_origin_answers(ctx: &mut Ctx) -> Checked {
     // From stage 6 on, health checks may have marked every origin down first: 503, "no
     // healthy backend", is then the right answer.
     let allowed: &[u16] = if ctx.stage >= 6 { &[502, 503] } else { &[502] };
+    let (_, target) = ctx.target("");
+    let r = http::exchange(ctx.proxy, &http::get_close(&target))
+        .map_err(|e| format!("with its origin down: {e}"))?;
     expect_one_of(&r, allowed, "with its origin refusing connections")?;
-    ctx.wait_serving()
+    let (_, target) = ctx.target("");
+    let mut conn = Conn::open(ctx.proxy)?;
+    conn.send(format!("HEAD {target} HTTP/1.1\r\nHost: grade.test\r\n\r\n").as_bytes())?;
+    let head = conn
+        .read_head()
+        .map_err(|e| format!("a HEAD with its origin down: {e}"))?;
+    if !allowed.contains(&head.status) {
+        return Err(format!(
+            "a HEAD with its origin refusing connections: expected status {}, got {}",
+            allowed[0], head.status
+        )
+        .into());
+    }
+    next_response_is_clean(&mut conn, ctx, "a HEAD with its origin down", allowed)
 }
 
 fn slow_origin_504(ctx: &mut Ctx) -> Checked {
@@ -220,7 +274,7 @@ fn refused_and_nothing_reached(
     token: &str,
     allowed: &[u16],
 ) -> Checked {
-    let r = send_and_read(ctx, request.into_bytes());
+    let r = send_and_read_then(ctx, request.into_bytes(), closes_after_refusing);
     // A proxy that forwarded it is caught by the origins' records, whatever it answered.
     expect_nothing_reached(ctx, token, what)?;
     let r = r.map_err(|e| format!("{what}: {e}"))?;
