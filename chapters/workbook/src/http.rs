@@ -206,8 +206,8 @@ pub fn serve(client: &mut Conn<TcpStream>, backend: &dyn Fn() -> Result<TcpStrea
     result == Ok(true)
 }
 
-/// Answers `code` and closes. What the client still sends is read first (1 s, 4 MiB at most):
-/// closing with unread bytes resets the connection, and can destroy the answer in flight.
+/// Answers `code` without a body (a HEAD must get none) and closes. What the client still sends
+/// is read first (1 s, 4 MiB at most): a close on unread bytes resets, and loses the answer.
 pub fn refuse(stream: &mut TcpStream, code: u16) {
     let reason = match code {
         400 => "Bad Request",
@@ -219,8 +219,8 @@ pub fn refuse(stream: &mut TcpStream, code: u16) {
         _ => "Gateway Timeout",
     };
     log::warn!("{code} {reason}");
-    let head = format!("HTTP/1.1 {code} {reason}\r\nContent-Length: {}\r\n", reason.len() + 1);
-    let _ = write!(stream, "{head}Connection: close\r\nContent-Type: text/plain\r\n\r\n{reason}\n");
+    let head = format!("HTTP/1.1 {code} {reason}\r\nContent-Length: 0\r\n");
+    let _ = write!(stream, "{head}Connection: close\r\n\r\n");
     let _ = stream.shutdown(Shutdown::Write);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
     let _ = io::copy(&mut (&*stream).take(4 << 20), &mut io::sink());
