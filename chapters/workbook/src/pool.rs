@@ -72,12 +72,13 @@ fn dispatch(
     parker: &Parker,
     backend: &Arc<Backend>,
 ) {
-    // If `pool.queued_count()` is already `queue`, answer 503 with `http::refuse` (set the stream
-    // non-blocking first: the parker must never wait on a client) and return. Otherwise
-    // `pool.execute` a job that calls `http::serve(&mut conn, &*backend)` while it returns true,
-    // and, when the buffer holds no next request (`conn.buf.is_empty()`), parks the connection
-    // again (`parker.park(conn)`) instead of waiting for it on a worker. Checks: a full queue gets
-    // 503 at once; idle clients do not starve the pool.
+    // If `pool.queued_count()` is already `queue`, answer 503 with `http::refuse(conn.get_mut(),
+    // 503)` (set `conn.get_ref()`, the stream, non-blocking first: the parker must never wait on
+    // a client) and return. Otherwise `pool.execute` a job that calls `http::serve(&mut conn,
+    // &*backend)` while it returns true, and, when the buffer holds no next request
+    // (`conn.buffer().is_empty()`), parks the connection again (`parker.park(conn)`) instead of
+    // waiting for it on a worker. Checks: a full queue gets 503 at once; idle clients do not
+    // starve the pool.
     todo!("stage 4: write dispatch in chapters/workbook/src/pool.rs (503 when the queue is full, else a worker serves and parks); see chapters/04-thread-pool.md#build-it-yourself")
 }
 
@@ -92,12 +93,12 @@ fn park_loop(
 ) {
     // Keep the parked connections in a `Vec<(Conn<TcpStream>, Instant)>`, and loop forever: add
     // what `rx.try_iter()` brings, each with `Instant::now()`; build one `libc::pollfd` per parked
-    // stream (`as_raw_fd()`, events POLLIN) after one for `woken`; `libc::poll` them (unsafe, with
-    // a SAFETY comment) for at most 1000 ms; read `woken` to empty it (it is non-blocking); then go
-    // through the parked connections in the order they came (the first to arrive gets the last
-    // place in the queue, not the 503): hand each whose `revents` is not 0 to `ready`, drop those
-    // parked longer than CLIENT_TIMEOUT, and keep the others. Checks: 6 idle keep-alive clients on
-    // 2 workers do not starve a new one; a full queue answers the newest client 503; every stage 1
-    // check on stage 4.
+    // stream (`conn.get_ref().as_raw_fd()`, events POLLIN) after one for `woken`; `libc::poll`
+    // them (unsafe, with a SAFETY comment) for at most 1000 ms; read `woken` to empty it (it is
+    // non-blocking); then go through the parked connections in the order they came (the first to
+    // arrive gets the last place in the queue, not the 503): hand each whose `revents` is not 0
+    // to `ready`, drop those parked longer than CLIENT_TIMEOUT, and keep the others. Checks: 6
+    // idle keep-alive clients on 2 workers do not starve a new one; a full queue answers the
+    // newest client 503; every stage 1 check on stage 4.
     todo!("stage 4: write park_loop in chapters/workbook/src/pool.rs (poll the parked connections, hand the readable ones on); see chapters/04-thread-pool.md#build-it-yourself")
 }

@@ -65,14 +65,14 @@ fn dispatch(
     backend: &Arc<Backend>,
 ) {
     if pool.queued_count() >= queue {
-        let _ = conn.stream.set_nonblocking(true); // the parker must not wait on this client
-        http::refuse(&mut conn.stream, 503);
+        let _ = conn.get_ref().set_nonblocking(true); // the parker must not wait on this client
+        http::refuse(conn.get_mut(), 503);
         return;
     }
     let (parker, backend) = (parker.clone(), Arc::clone(backend));
     pool.execute(move || {
         while http::serve(&mut conn, &*backend) {
-            if conn.buf.is_empty() {
+            if conn.buffer().is_empty() {
                 return parker.park(conn);
             }
         }
@@ -91,7 +91,7 @@ fn park_loop(
     loop {
         parked.extend(rx.try_iter().map(|conn| (conn, Instant::now())));
         let fds = std::iter::once(woken.as_raw_fd())
-            .chain(parked.iter().map(|(c, _)| c.stream.as_raw_fd()));
+            .chain(parked.iter().map(|(c, _)| c.get_ref().as_raw_fd()));
         let mut fds: Vec<_> =
             fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
         // SAFETY: `fds` is a valid array of `fds.len()` pollfd, alive for the call.
