@@ -121,7 +121,6 @@ pub fn initial_age(
 mod tests {
     use super::*;
     use crate::http::date::imf_fixdate;
-    use crate::http::Header;
 
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
@@ -132,18 +131,7 @@ mod tests {
     }
 
     fn response(status: u16, headers: &[(&str, &str)]) -> ResponseHead {
-        ResponseHead {
-            status,
-            reason: String::new(),
-            minor_version: 1,
-            headers: headers
-                .iter()
-                .map(|(n, v)| Header {
-                    name: (*n).into(),
-                    value: v.as_bytes().to_vec(),
-                })
-                .collect(),
-        }
+        crate::cache::test_heads::response(status, headers)
     }
 
     #[test]

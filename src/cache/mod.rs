@@ -18,6 +18,8 @@ pub mod phase;
 pub mod policy;
 pub mod store;
 pub mod targeted;
+#[cfg(test)]
+mod test_heads;
 
 pub use config::CacheSettings;
 pub use phase::{CacheCtx, CachePhases, Label};

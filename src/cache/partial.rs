@@ -90,21 +90,10 @@ pub fn combine(old_first: u64, old: &[u8], new_first: u64, new: &[u8]) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{Header, ResponseHead};
+    use crate::http::ResponseHead;
 
     fn head(lines: &[(&str, &str)]) -> ResponseHead {
-        ResponseHead {
-            status: 206,
-            reason: "Partial Content".into(),
-            minor_version: 1,
-            headers: lines
-                .iter()
-                .map(|(n, v)| Header {
-                    name: (*n).into(),
-                    value: v.as_bytes().to_vec(),
-                })
-                .collect(),
-        }
+        crate::cache::test_heads::response(206, lines)
     }
 
     #[test]

@@ -289,21 +289,10 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{Header, ResponseHead};
+    use crate::http::ResponseHead;
 
     fn head(lines: &[(&str, &str)]) -> ResponseHead {
-        ResponseHead {
-            status: 200,
-            reason: "OK".into(),
-            minor_version: 1,
-            headers: lines
-                .iter()
-                .map(|(n, v)| Header {
-                    name: (*n).into(),
-                    value: v.as_bytes().to_vec(),
-                })
-                .collect(),
-        }
+        crate::cache::test_heads::response(200, lines)
     }
 
     fn cdn() -> Vec<String> {

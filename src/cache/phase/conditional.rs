@@ -81,7 +81,7 @@ fn weak_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    use crate::cache::phase::test_heads::request;
+    use crate::cache::test_heads::request;
 
     fn entry(headers: &[(&str, &str)]) -> Entry {
         use crate::cache::control::ResponseDirectives;

@@ -280,7 +280,7 @@ mod tests {
     use crate::http::Header;
 
     fn request() -> RequestHead {
-        crate::cache::phase::test_heads::request("GET", "/", &[])
+        crate::cache::test_heads::request("GET", "/", &[])
     }
 
     fn fill(store: &Arc<Store>, max: u64, expected: Option<u64>) -> Fill {

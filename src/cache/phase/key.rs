@@ -71,7 +71,7 @@ fn same_origin_key(origin: &str, value: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    use crate::cache::phase::test_heads::request;
+    use crate::cache::test_heads::request;
 
     #[test]
     fn a_key_is_scheme_lower_cased_host_target_and_route() {

@@ -257,9 +257,7 @@ mod tests {
         } else {
             &[("Cache-Control", cache_control)]
         };
-        RequestDirectives::parse(&crate::cache::phase::test_heads::request(
-            "GET", "/", headers,
-        ))
+        RequestDirectives::parse(&crate::cache::test_heads::request("GET", "/", headers))
     }
 
     #[test]

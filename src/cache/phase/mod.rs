@@ -323,31 +323,3 @@ pub(super) fn header(name: &str, value: &[u8]) -> Header {
         value: value.to_vec(),
     }
 }
-
-/// Request heads for the parts' tests.
-#[cfg(test)]
-mod test_heads {
-    use crate::http::{Header, RequestHead};
-
-    /// A request with `headers` as (name, value) pairs, in that order.
-    pub(in crate::cache::phase) fn request(
-        method: &str,
-        target: &str,
-        headers: &[(&str, &str)],
-    ) -> RequestHead {
-        RequestHead {
-            method: method.into(),
-            target: target.into(),
-            minor_version: 1,
-            headers: headers
-                .iter()
-                .map(|(n, v)| Header {
-                    name: (*n).into(),
-                    value: v.as_bytes().to_vec(),
-                })
-                .collect(),
-            route: None,
-            original_target: None,
-        }
-    }
-}
