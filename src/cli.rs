@@ -141,11 +141,6 @@ pub struct PoolArgs {
     /// arrives, or hold it (the naive pool, kept for comparison).
     #[arg(long, value_name = "MODE", value_enum, default_value_t = KeepAlive::Park)]
     pub keep_alive: KeepAlive,
-
-    /// How long a worker with nothing else to do waits for a keep-alive client's next request
-    /// before parking the connection (0: park at once).
-    #[arg(long, value_name = "DURATION", default_value_t = Span(tuning::DEFAULT_LINGER), value_parser = parse_linger)]
-    pub linger: Span,
 }
 
 impl PoolArgs {
@@ -155,7 +150,6 @@ impl PoolArgs {
             workers: self.workers,
             queue: self.queue,
             keep_alive: self.keep_alive,
-            linger: self.linger.0,
             ..PoolConfig::default()
         };
     }
@@ -204,20 +198,6 @@ impl fmt::Display for Size {
             _ => write!(f, "{n}"),
         }
     }
-}
-
-/// `--linger`: a duration of at most a second, or `0` for none.
-fn parse_linger(text: &str) -> Result<Span, String> {
-    if text.trim() == "0" {
-        return Ok(Span(Duration::ZERO));
-    }
-    let linger = parse_duration(text)?;
-    if linger > Duration::from_secs(1) {
-        return Err(format!(
-            "'{text}' is longer than a second: a lingering worker serves nobody else"
-        ));
-    }
-    Ok(Span(linger))
 }
 
 /// `250ms`, `5s`, `2m`, `1h`, `1.5s`, or a bare number of seconds; more than zero (a zero

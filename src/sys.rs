@@ -306,22 +306,6 @@ pub fn readable_now(fd: BorrowedFd<'_>) -> bool {
 /// waiting to be reported), asked with one `poll` and no allocation: this runs once or twice
 /// per request. An interrupted call is asked again; any other failure is the caller's to judge.
 pub fn poll_now(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    poll_one(fd, 0)
-}
-
-/// Waits up to `timeout` (whole milliseconds, rounded up) for one descriptor to become
-/// readable, as [`poll_now`] judges it; `Ok(false)` when the time ran out. One `poll`, no
-/// allocation: stage 4's workers call it once per keep-alive request while they have nothing
-/// else to do. An interrupted wait starts again, a bounded number of times, like `poll_now`.
-pub fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
-    let millis = timeout.as_micros().div_ceil(1000);
-    poll_one(
-        fd,
-        libc::c_int::try_from(millis).unwrap_or(libc::c_int::MAX),
-    )
-}
-
-fn poll_one(fd: BorrowedFd<'_>, millis: libc::c_int) -> io::Result<bool> {
     let mut polled = libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,
@@ -331,7 +315,7 @@ fn poll_one(fd: BorrowedFd<'_>, millis: libc::c_int) -> io::Result<bool> {
     for _ in 0..16 {
         // SAFETY: `polled` is one valid pollfd for the whole call; the descriptor is
         // borrowed, so it stays open until the call returns.
-        let n = unsafe { libc::poll(&mut polled, 1, millis) };
+        let n = unsafe { libc::poll(&mut polled, 1, 0) };
         if n >= 0 {
             let ready = libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
             return Ok(polled.revents & ready != 0);

@@ -17,7 +17,7 @@ pub use crate::relay::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MIN_SEND_RATE,
     DEFAULT_SEND_TIMEOUT,
 };
-pub use crate::server::pool::{DEFAULT_LINGER, DEFAULT_QUEUE, DEFAULT_WORKERS};
+pub use crate::server::pool::{DEFAULT_QUEUE, DEFAULT_WORKERS};
 pub use crate::upstream::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRIES, DEFAULT_UPSTREAM_TIMEOUT};
 
 /// Longest a graceful shutdown waits for requests in flight (`[server] shutdown_timeout_ms`):

@@ -11,8 +11,6 @@
 #   IDLE=10000 chapters/scripts/cost-per-request.sh stage5   # beside 10,000 idle clients
 #   chapters/scripts/cost-per-request.sh blocking_floor stage5 nginx   # and the floor (build
 #                                         it first: cargo build --release --example blocking_floor)
-#   chapters/scripts/cost-per-request.sh stage5-linger0 stage5   # stage 5 parking at once
-#                                         (--linger 0) beside its default
 #
 # Each proxy runs alone on CPU 1 in front of three nginx backends on CPU 0, with wrk on CPU 0
 # (one thread, CONNS connections, DURATION seconds, after a 1 s warm-up). The config stages
@@ -88,14 +86,11 @@ start_target() {
     stage4) taskset -c 1 "$BIN/stage4" --listen 127.0.0.1:18282 --backend 127.0.0.1:19201 --log-level warn >/dev/null 2>&1 & ;;
     stage5) taskset -c 1 "$BIN/stage5" --listen 127.0.0.1:18282 --backend 127.0.0.1:19201 \
       --backend 127.0.0.1:19202 --backend 127.0.0.1:19203 --log-level warn >/dev/null 2>&1 & ;;
-    # Stage 5 parking every idle connection at once, as before workers lingered (--linger).
-    stage5-linger0) taskset -c 1 "$BIN/stage5" --listen 127.0.0.1:18282 --backend 127.0.0.1:19201 \
-      --backend 127.0.0.1:19202 --backend 127.0.0.1:19203 --linger 0 --log-level warn >/dev/null 2>&1 & ;;
     # The relay with no HTTP in it (examples/blocking_floor.rs): the floor of the model.
     blocking_floor) taskset -c 1 "$BIN/examples/blocking_floor" --listen 127.0.0.1:18282 \
       --backend 127.0.0.1:19201 --backend 127.0.0.1:19202 --backend 127.0.0.1:19203 >/dev/null 2>&1 & ;;
     stage*) taskset -c 1 "$BIN/$target" --config "$tmp/proxy.toml" >/dev/null 2>&1 & ;;
-    *) echo "unknown target $target (stage4 to stage9, stage5-linger0, blocking_floor, or nginx)" >&2; return 1 ;;
+    *) echo "unknown target $target (stage4 to stage9, blocking_floor, or nginx)" >&2; return 1 ;;
   esac
   echo $!
 }
@@ -120,7 +115,6 @@ for round in $(seq "$ROUNDS"); do
   for target in "${order[@]}"; do
     binary=$BIN/$target
     [[ $target == blocking_floor ]] && binary=$BIN/examples/$target
-    [[ $target == stage5-linger0 ]] && binary=$BIN/stage5
     [[ $target == nginx || -x $binary ]] || { echo "no $binary: cargo build --release --workspace --examples" >&2; exit 1; }
     pid=$(start_target "$target")
     pids+=("$pid")

@@ -15,8 +15,7 @@
 #
 # Settings (environment): DURATION of each wrk run (default 5s; "5" and "5s" both work),
 # CONNS "16 64", AB_N 5000, AB_C 16, WORKERS 64, TESTS "load fair", STAGES (default every
-# target: "direct stage1 stage2 stage3 park hold"; also "park0", stage 4 parking without
-# lingering, `--linger 0`), FAIR_WORKERS 4, FAIR_CLIENTS 16,
+# target: "direct stage1 stage2 stage3 park hold"), FAIR_WORKERS 4, FAIR_CLIENTS 16,
 # FAIR_SECONDS 10. REVPROXY_QUICK=1 (the chapter runner's quick mode) makes every run short
 # (AB_N 1000, FAIR_SECONDS 1) unless they are set. QUIET_MAX_WAIT=60 waits up to 60 s before
 # each measurement for the other CPU load to drop under QUIET_PCT (10%); the default, 0, does
@@ -164,7 +163,6 @@ if [[ " $TESTS " == *" load "* ]]; then
     if wanted stage2; then run_stage stage2 stage2; fi
     if wanted stage3; then run_stage stage3 stage3; fi
     if wanted park; then run_stage "stage4 park w=$WORKERS" stage4 --workers "$WORKERS"; fi
-    if wanted park0; then run_stage "stage4 park --linger 0 w=$WORKERS" stage4 --workers "$WORKERS" --linger 0; fi
     if wanted hold; then run_stage "stage4 hold w=$WORKERS" stage4 --workers "$WORKERS" --keep-alive hold; fi
 fi
 if [[ " $TESTS " == *" fair "* ]]; then

@@ -15,8 +15,7 @@
 //! 3. then the connection, idle or with half a head, goes to the parker (`parker.rs`), a
 //!    single thread that waits in `epoll` for any parked socket to become readable, queues
 //!    the readable ones again, and closes those past their idle timeout (or answers 408 past
-//!    the header timeout). An idle one first gets a short wait for its next request in the
-//!    worker, when no one else needs the worker (`Shared::linger`).
+//!    the header timeout).
 //!
 //! A worker is therefore busy only while a request is in flight, and an idle keep-alive
 //! connection, or a client typing its head one byte a second, costs a descriptor and its read
@@ -24,10 +23,9 @@
 //! only for the waits before a request, and leaves bodies and responses blocking.
 
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use threadpool::ThreadPool;
 
@@ -35,7 +33,6 @@ use super::conn::{Conn, ConnGauges, Open};
 use super::parker::{Parker, ParkerHandle};
 use super::{refuse_busy, wait_until, ConnectionHandler, ConnectionModel};
 use crate::http::BufStream;
-use crate::sys;
 
 /// Default for `--workers`. A worker blocks while its backend answers, so the pool bounds
 /// the requests in flight, and by Little's law throughput is at most workers / backend
@@ -75,9 +72,6 @@ pub struct PoolConfig {
     pub queue: usize,
     pub keep_alive: KeepAlive,
     pub max_parked: usize,
-    /// How long an idle worker waits for a connection's next request before parking it
-    /// ([`DEFAULT_LINGER`] by default; zero parks at once).
-    pub linger: Duration,
 }
 
 impl Default for PoolConfig {
@@ -87,7 +81,6 @@ impl Default for PoolConfig {
             queue: DEFAULT_QUEUE,
             keep_alive: KeepAlive::Park,
             max_parked: DEFAULT_MAX_PARKED,
-            linger: DEFAULT_LINGER,
         }
     }
 }
@@ -114,7 +107,6 @@ struct Shared {
     workers: ThreadPool,
     parker: ParkerHandle,
     gauges: Arc<ConnGauges>,
-    linger: Duration,
 }
 
 /// The pool's load at one moment, for `/metrics` and the status page.
@@ -166,7 +158,6 @@ impl Pool {
             workers,
             parker: handle,
             gauges,
-            linger: config.linger,
         });
         let requeue = Arc::clone(&shared);
         parker.spawn(move |conn| requeue.run(conn))?;
@@ -281,10 +272,11 @@ impl Shared {
                 return conn.stream.finish(); // closed, by either side
             }
             conn.idle_since = Instant::now();
-            if !conn.stream.has_pending() && !self.linger(&conn) {
+            if !conn.stream.has_pending() {
                 // Nothing of a next request is here yet, and a client that waits for each
-                // answer (nearly all of them) has not sent one: park. A request that arrives
-                // later makes the socket readable for the parker.
+                // answer (nearly all of them) has not sent one: park now rather than ask the
+                // socket first, one system call per request fewer. A request that did arrive
+                // meanwhile makes the socket readable at once for the parker.
                 conn.stream.release_if_empty();
                 return self.parker.park(conn);
             }
@@ -293,35 +285,6 @@ impl Shared {
         self.run(conn);
     }
 }
-
-impl Shared {
-    /// Waits a moment on the connection for its next request, when no one else needs this
-    /// worker: `true` if something arrived to read.
-    ///
-    /// Parking costs a request three hand-offs (the worker arms `epoll`, the parker wakes,
-    /// the parker queues the connection and a worker wakes), where a client that sends its
-    /// next request as soon as it has the answer (a benchmark, a browser fetching a page's
-    /// parts) could be read by the worker already holding it: one `poll`, and the request is
-    /// served with the wake-ups of a thread per connection. Only while more workers are idle
-    /// than connections wait in the queue, and for at most `linger` ([`DEFAULT_LINGER`],
-    /// 2 ms): an idle client then holds a worker that nobody was waiting for, briefly, and is
-    /// parked as before. A client that sent part of a head never lingers (`gather` parked it).
-    fn linger(&self, conn: &Conn) -> bool {
-        let workers = &self.workers;
-        // More idle workers than connections waiting for one (this worker counts as busy):
-        // the queue will be emptied without it.
-        let spare = workers.queued_count() + workers.active_count() < workers.max_count();
-        spare
-            && !self.linger.is_zero()
-            && sys::poll_readable(conn.stream.get_ref().as_fd(), self.linger).unwrap_or(false)
-    }
-}
-
-/// Default for `--linger`: longest a worker waits for a keep-alive client's next request
-/// before parking it, when it has nothing else to do ([`Shared::linger`]). Long enough for a
-/// client that answers at once on a busy machine, short enough that an idle client costs
-/// nobody a worker.
-pub const DEFAULT_LINGER: Duration = Duration::from_millis(2);
 
 /// Largest read-ahead while collecting a head without waiting; past it (a head larger than
 /// any default limit), `serve_next` reads the rest and decides.
