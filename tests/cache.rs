@@ -488,6 +488,77 @@ fn targeted_fields_this_cache_obeys_are_removed_on_the_way_out_when_configured()
     assert_eq!(origin.count("/old"), 2);
 }
 
+/// `Surrogate-Control` (W3C Edge Architecture): stage 7 announces itself in
+/// `Surrogate-Capability`, obeys the directives for every surrogate or targeted at its token
+/// in place of `Cache-Control` and `Expires`, ignores those for another device, and takes the
+/// field off what the client gets, on a miss and on a hit.
+#[test]
+fn surrogate_control_replaces_cache_control_for_this_cache_and_is_removed() {
+    let origin = Origin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        // The token the proxy announced, as an origin would target it.
+        let token = header_of(head, "surrogate-capability")
+            .and_then(|c| c.split('=').next().map(str::to_owned))
+            .unwrap_or_default();
+        let fields: Vec<String> = match path {
+            "/sc" => vec!["Surrogate-Control: MaX-aGe=3600".into()],
+            "/sc-over-no-store" => vec![
+                "Cache-Control: no-store".into(),
+                format!("Surrogate-Control: max-age=600;{token}"),
+            ],
+            "/sc-short" => vec![
+                "Cache-Control: max-age=3600".into(),
+                "Surrogate-Control: max-age=0".into(),
+            ],
+            "/sc-no-store" => vec![
+                "Cache-Control: max-age=3600".into(),
+                format!("Expires: {}", date(3600)),
+                "Surrogate-Control: no-store".into(),
+            ],
+            "/sc-past-expires" => vec![
+                format!("Expires: {}", date(-3600)),
+                "Surrogate-Control: foobar, max-age=3600".into(),
+            ],
+            "/sc-other" => vec!["Surrogate-Control: max-age=3600;not-us".into()],
+            _ => return None,
+        };
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        Some(ok(&fields, "body"))
+    });
+    let p = proxy("surrogate", &origin, "");
+    for (path, stored) in [
+        ("/sc", true),
+        ("/sc-over-no-store", true),
+        ("/sc-short", false),
+        ("/sc-no-store", false),
+        ("/sc-past-expires", true),
+        ("/sc-other", false),
+    ] {
+        let first = get(&p, path);
+        let second = get(&p, path);
+        for res in [&first, &second] {
+            assert_eq!(res.status, 200, "{path}");
+            assert_eq!(res.header("surrogate-control"), None, "{path}: removed");
+        }
+        assert_eq!(
+            (x_cache(&second) == "HIT", origin.count(path)),
+            (stored, if stored { 1 } else { 2 }),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        header_of(&origin.last_head(), "surrogate-capability").as_deref(),
+        Some("revproxy=\"Surrogate/1.0\"")
+    );
+    // `surrogate_id = ""`: neither announced, nor read, nor removed.
+    let off = proxy("surrogate-off", &origin, "surrogate_id = \"\"\n");
+    get(&off, "/sc");
+    let res = get(&off, "/sc");
+    assert_eq!(x_cache(&res), "MISS");
+    assert_eq!(res.header("surrogate-control"), Some("MaX-aGe=3600"));
+    assert_eq!(header_of(&origin.last_head(), "surrogate-capability"), None);
+}
+
 #[test]
 fn default_ttl_applies_only_to_responses_that_say_nothing() {
     let origin = table_origin(vec![
