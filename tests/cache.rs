@@ -576,6 +576,45 @@ fn default_ttl_applies_only_to_responses_that_say_nothing() {
     }
 }
 
+/// RFC 9111 section 5.1: of a list-based `Age` the first member counts, and an `Age` that is
+/// not a non-negative integer is ignored (the public cache suite's `age-parse-*` tests expect
+/// "stale" for the invalid ones, as a draft before RFC 9111 said; the RFC is followed here).
+#[test]
+fn age_uses_the_first_member_of_a_list_and_ignores_an_invalid_value() {
+    let max_age = "Cache-Control: max-age=3600".to_owned();
+    let origin = table_origin(vec![
+        ("/old-first", vec![max_age.clone(), "Age: 7200, 0".into()]),
+        (
+            "/young-first",
+            vec![max_age.clone(), "Age: 100,7200".into()],
+        ),
+        (
+            "/invalid",
+            vec![max_age.clone(), "Age: 7200;foo=bar".into()],
+        ),
+        ("/negative", vec![max_age, "Age: -7200".into()]),
+    ]);
+    let p = proxy("age-parse", &origin, "");
+    for (path, reused) in [
+        ("/old-first", false),
+        ("/young-first", true),
+        ("/invalid", true),
+        ("/negative", true),
+    ] {
+        get(&p, path);
+        let second = get(&p, path);
+        assert_eq!(second.status, 200, "{path}");
+        assert_eq!(
+            (x_cache(&second) == "HIT", origin.count(path)),
+            (reused, if reused { 1 } else { 2 }),
+            "{path}"
+        );
+    }
+    // The first member is the age the hit starts from.
+    let hit = get(&p, "/young-first");
+    assert!((100..3600).contains(&age(&hit)), "{hit:?}");
+}
+
 #[test]
 fn a_hit_carries_age_from_date_origin_age_and_time_held_and_keeps_the_date() {
     let past = date(-100);

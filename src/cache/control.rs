@@ -87,11 +87,21 @@ fn parse_value(raw: &[u8]) -> Value {
 /// delta-seconds: digits only, unquoted. Anything else is `None`.
 fn delta_seconds(value: Option<&Value>) -> Option<u64> {
     let value = value?;
-    if value.quoted || value.text.is_empty() || !value.text.iter().all(u8::is_ascii_digit) {
+    if value.quoted {
+        return None;
+    }
+    parse_delta_seconds(&value.text)
+}
+
+/// delta-seconds as written (RFC 9111 section 1.2.2): one or more digits and nothing else,
+/// a value too large read as 2^31. Shared by every field that carries one (`Age`,
+/// `Surrogate-Control`).
+pub(crate) fn parse_delta_seconds(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
         return None;
     }
     // Digits only: the only failure left is overflow, which is "very large".
-    let n = std::str::from_utf8(&value.text)
+    let n = std::str::from_utf8(text)
         .ok()?
         .parse::<u64>()
         .unwrap_or(MAX_DELTA);

@@ -17,14 +17,11 @@
 
 use std::time::Duration;
 
-use super::control::ResponseDirectives;
+use super::control::{parse_delta_seconds, ResponseDirectives};
 use crate::http::head::Headers;
 
 /// The field's name.
 pub const FIELD: &str = "Surrogate-Control";
-
-/// The largest delta-seconds value a cache must handle (RFC 9111 section 1.2.2).
-const MAX_DELTA: u64 = 1 << 31;
 
 /// `Surrogate-Capability`'s value for a surrogate whose device token is `id`.
 pub fn capability(id: &str) -> Vec<u8> {
@@ -111,12 +108,7 @@ impl Found {
 
 /// A delta-seconds value, a huge one capped at 2^31 (RFC 9111 section 1.2.2).
 fn seconds(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n = value.parse::<u64>().unwrap_or(MAX_DELTA).min(MAX_DELTA);
-    Some(Duration::from_secs(n))
+    parse_delta_seconds(value.trim().as_bytes()).map(Duration::from_secs)
 }
 
 /// The list's members, split at commas outside quoted strings (`content="ESI/1.0, X/1"`).
