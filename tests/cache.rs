@@ -872,6 +872,60 @@ fn revalidating_origin(validator: &'static str) -> Origin {
     })
 }
 
+/// RFC 9111 section 3.2: a `304` updates the stored fields, but not those the stored body
+/// depends on (`Content-Encoding`, `Content-MD5`, `Content-Range`, `Content-Length`) nor its
+/// `ETag` (section 4.3.4: another validator selects no stored response), on the revalidated
+/// answer and on later hits.
+#[test]
+fn a_304_does_not_update_the_fields_the_stored_body_depends_on() {
+    let origin = Origin::start(|head| {
+        Some(
+            if header_of(head, "if-none-match").as_deref() == Some("\"v1\"") {
+                concat!(
+                    "HTTP/1.1 304 Not Modified\r\nCache-Control: max-age=100\r\nETag: \"v2\"\r\n",
+                    "Content-Encoding: x-new\r\nContent-MD5: N7UdGUp1E+RbVvZSTy1R8g==\r\n",
+                    "Content-Range: bytes 0-1/2\r\nX-Version: 2\r\n\r\n"
+                )
+                .to_owned()
+            } else {
+                ok(
+                    &[
+                        &format!("Date: {}", date(-10)),
+                        "Cache-Control: max-age=1",
+                        "ETag: \"v1\"",
+                        "Content-Encoding: x-old",
+                        "Content-MD5: rL0Y20zC+Fzt72VPzMSk2A==",
+                        "Content-Range: bytes 0-10/11",
+                        "X-Version: 1",
+                    ],
+                    "stored body",
+                )
+            },
+        )
+    });
+    let p = proxy("304-kept", &origin, "");
+    assert_eq!(x_cache(&get(&p, "/r")), "MISS");
+    for label in ["REVALIDATED", "HIT"] {
+        let res = get(&p, "/r");
+        assert_eq!((res.status, x_cache(&res)), (200, label));
+        assert_eq!(res.header("x-version"), Some("2"), "{label}: updated");
+        assert_eq!(res.header("etag"), Some("\"v1\""), "{label}");
+        assert_eq!(res.header("content-encoding"), Some("x-old"), "{label}");
+        assert_eq!(
+            res.header("content-md5"),
+            Some("rL0Y20zC+Fzt72VPzMSk2A=="),
+            "{label}"
+        );
+        assert_eq!(
+            res.header("content-range"),
+            Some("bytes 0-10/11"),
+            "{label}"
+        );
+        assert_eq!(res.text(), "stored body", "{label}");
+    }
+    assert_eq!(origin.count("/r"), 2);
+}
+
 #[test]
 fn a_stale_entry_is_revalidated_with_its_etag_and_the_304_updates_it() {
     let origin = revalidating_origin("ETag: \"v1\"");

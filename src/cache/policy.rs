@@ -116,10 +116,30 @@ pub fn kept_headers(response: &ResponseHead) -> Vec<Header> {
         .collect()
 }
 
+/// Fields a `304` never updates (section 3.2), because the stored body depends on them or
+/// the cache processed them: `Content-Length` (a MUST), `Content-Encoding` (the stored bytes
+/// are in the stored coding), `Content-Range` (a part's range is the cache's own, and the
+/// section lets a cache refuse it), the digests of the stored bytes (`Content-MD5`,
+/// `Digest`, `Content-Digest`, `Repr-Digest`), and `ETag`: the stored validator names the
+/// stored representation, and a 304 naming another one selects no stored response to update
+/// (section 4.3.4).
+const NOT_UPDATED: &[&str] = &[
+    "content-length",
+    "content-encoding",
+    "content-range",
+    "content-md5",
+    "digest",
+    "content-digest",
+    "repr-digest",
+    "etag",
+];
+
 /// Updates stored fields with those of a `304` (section 3.2): each field the 304 carries
-/// replaces the stored field of that name; framing and hop-by-hop fields are not taken.
+/// replaces the stored field of that name; framing and hop-by-hop fields are not taken, nor
+/// those of `NOT_UPDATED`.
 pub fn refreshed_headers(stored: &[Header], not_modified: &ResponseHead) -> Vec<Header> {
-    let update = kept_headers(not_modified);
+    let mut update = kept_headers(not_modified);
+    update.retain(|h| !NOT_UPDATED.contains(&h.name.to_ascii_lowercase().as_str()));
     let mut out: Vec<Header> = stored
         .iter()
         .filter(|h| !update.iter().any(|u| u.name.eq_ignore_ascii_case(&h.name)))
@@ -178,6 +198,11 @@ mod tests {
                 h("cache-control", "max-age=60"),
                 h("X-New", "2"),
                 h("Connection", "close"),
+                h("ETag", "\"b\""),
+                h("Content-Encoding", "gzip"),
+                h("content-md5", "N7UdGUp1E+RbVvZSTy1R8g=="),
+                h("Content-Range", "bytes 0-1/2"),
+                h("Content-Length", "2"),
             ],
         };
         let got: Vec<(String, String)> = refreshed_headers(&stored, &nm)
