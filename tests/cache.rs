@@ -849,6 +849,39 @@ fn vary_matches_preference_lists_however_they_are_spelled() {
     assert_eq!(origin.count("/n"), 2);
 }
 
+/// RFC 9111 section 4.1: whitespace around the commas of a selecting field, and the split
+/// into lines, do not make another variant; another member does.
+#[test]
+fn vary_ignores_spaces_around_commas_in_any_selecting_field() {
+    let origin = Origin::start(|head| {
+        let foo = header_of(head, "foo").unwrap_or_default();
+        Some(ok(
+            &["Cache-Control: max-age=60", "Vary: Foo"],
+            &format!("foo {foo}"),
+        ))
+    });
+    let p = proxy("vary-space", &origin, "");
+    assert_eq!(x_cache(&request(&p, "GET", "/v", &["Foo: 1,2"])), "MISS");
+    for extra in [
+        &["Foo:  1 ,\t2 "][..],
+        &["Foo: 1, 2"],
+        &["Foo: 1", "Foo: 2"],
+    ] {
+        let res = request(&p, "GET", "/v", extra);
+        assert_eq!(
+            (x_cache(&res), res.text().as_str()),
+            ("HIT", "foo 1,2"),
+            "{extra:?}"
+        );
+    }
+    assert_eq!(x_cache(&request(&p, "GET", "/v", &["Foo: 1,3"])), "MISS");
+    assert_eq!(
+        x_cache(&request(&p, "GET", "/v", &["Foo: \"1,2\""])),
+        "MISS"
+    );
+    assert_eq!(origin.count("/v"), 3);
+}
+
 /// An origin for revalidation: first a stale-on-arrival 200 with `validator`; then a 304 to
 /// any conditional request (with new headers), a 200 otherwise.
 fn revalidating_origin(validator: &'static str) -> Origin {
