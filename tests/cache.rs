@@ -669,6 +669,55 @@ fn a_hit_carries_age_from_date_origin_age_and_time_held_and_keeps_the_date() {
     assert_eq!(origin.count("/stale-on-arrival"), 2);
 }
 
+/// RFC 9111 section 5.2.2.3: `must-understand` stores only a status whose caching rules the
+/// cache knows (a `599` is not one), and then overrides the `no-store` sent beside it; section
+/// 4.2.2: `public` lets heuristic freshness apply to a status not cacheable by default.
+#[test]
+fn must_understand_and_public_decide_for_statuses_the_cache_does_or_does_not_know() {
+    let origin = Origin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        let modified = format!("Last-Modified: {}", date(-24 * 3600));
+        let (status, fields): (&str, Vec<String>) = match path {
+            "/599-must-understand" => (
+                "599 Whatever",
+                vec!["Cache-Control: max-age=3600, must-understand".into()],
+            ),
+            "/200-must-understand" => (
+                "200 OK",
+                vec!["Cache-Control: no-store, must-understand, max-age=3600".into()],
+            ),
+            "/599-public" => (
+                "599 Unknown",
+                vec!["Cache-Control: public".into(), modified],
+            ),
+            "/599-heuristic" => ("599 Unknown", vec![modified]),
+            _ => return None,
+        };
+        let mut out = format!("HTTP/1.1 {status}\r\nDate: {}\r\n", date(0));
+        for f in fields {
+            out.push_str(&f);
+            out.push_str("\r\n");
+        }
+        Some(out + "Content-Length: 4\r\n\r\nbody")
+    });
+    let p = proxy("must-understand", &origin, "");
+    for (path, stored) in [
+        ("/599-must-understand", false),
+        ("/200-must-understand", true),
+        ("/599-public", true),
+        ("/599-heuristic", false),
+    ] {
+        get(&p, path);
+        let second = get(&p, path);
+        assert_eq!(second.text(), "body", "{path}");
+        assert_eq!(
+            (x_cache(&second) == "HIT", origin.count(path)),
+            (stored, if stored { 1 } else { 2 }),
+            "{path}"
+        );
+    }
+}
+
 #[test]
 fn prohibited_responses_are_never_stored() {
     let cc = |v: &str| vec![format!("Cache-Control: {v}")];

@@ -130,6 +130,9 @@ pub struct ResponseDirectives {
     /// RFC 5861.
     pub stale_while_revalidate: Option<Duration>,
     pub stale_if_error: Option<Duration>,
+    /// `must-understand` (section 5.2.2.3): stored only by a cache that knows the caching
+    /// rules of the status code, which then ignores `no-store`.
+    pub must_understand: bool,
     /// Read from a targeted field (`CDN-Cache-Control`, see `targeted`), which replaces
     /// `Cache-Control` and `Expires` for this cache.
     pub targeted: bool,
@@ -147,6 +150,7 @@ impl ResponseDirectives {
                 "public" => d.public = true,
                 "must-revalidate" => d.must_revalidate = true,
                 "proxy-revalidate" => d.proxy_revalidate = true,
+                "must-understand" => d.must_understand = true,
                 // Two values: the first is used (section 4.2.1 allows it), unless it is
                 // smaller-is-safer already.
                 "max-age" => d.max_age = Some(d.max_age.map_or(lifetime(value), |m| m)),

@@ -84,7 +84,9 @@ pub fn lifetime(
     if let Some(ttl) = default_ttl {
         return of(ttl, Source::DefaultTtl);
     }
-    if CACHEABLE_BY_DEFAULT.contains(&head.status) {
+    // Heuristics are for statuses cacheable by default and for responses marked `public`
+    // (RFC 9111 section 4.2.2).
+    if CACHEABLE_BY_DEFAULT.contains(&head.status) || cc.public {
         if let Some(modified) = head.header("last-modified").and_then(parse_http_date) {
             let since = date_value(head, response_time)
                 .duration_since(modified)

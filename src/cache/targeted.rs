@@ -91,6 +91,7 @@ fn to_directives(members: &[(String, Item)]) -> ResponseDirectives {
             "public" => d.public |= flag,
             "must-revalidate" => d.must_revalidate |= flag,
             "proxy-revalidate" => d.proxy_revalidate |= flag,
+            "must-understand" => d.must_understand |= flag,
             "max-age" => d.max_age = seconds(item).or(d.max_age),
             "s-maxage" => d.s_maxage = seconds(item).or(d.s_maxage),
             "stale-while-revalidate" => d.stale_while_revalidate = seconds(item),
