@@ -488,6 +488,77 @@ fn targeted_fields_this_cache_obeys_are_removed_on_the_way_out_when_configured()
     assert_eq!(origin.count("/old"), 2);
 }
 
+/// `Surrogate-Control` (W3C Edge Architecture): stage 7 announces itself in
+/// `Surrogate-Capability`, obeys the directives for every surrogate or targeted at its token
+/// in place of `Cache-Control` and `Expires`, ignores those for another device, and takes the
+/// field off what the client gets, on a miss and on a hit.
+#[test]
+fn surrogate_control_replaces_cache_control_for_this_cache_and_is_removed() {
+    let origin = Origin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        // The token the proxy announced, as an origin would target it.
+        let token = header_of(head, "surrogate-capability")
+            .and_then(|c| c.split('=').next().map(str::to_owned))
+            .unwrap_or_default();
+        let fields: Vec<String> = match path {
+            "/sc" => vec!["Surrogate-Control: MaX-aGe=3600".into()],
+            "/sc-over-no-store" => vec![
+                "Cache-Control: no-store".into(),
+                format!("Surrogate-Control: max-age=600;{token}"),
+            ],
+            "/sc-short" => vec![
+                "Cache-Control: max-age=3600".into(),
+                "Surrogate-Control: max-age=0".into(),
+            ],
+            "/sc-no-store" => vec![
+                "Cache-Control: max-age=3600".into(),
+                format!("Expires: {}", date(3600)),
+                "Surrogate-Control: no-store".into(),
+            ],
+            "/sc-past-expires" => vec![
+                format!("Expires: {}", date(-3600)),
+                "Surrogate-Control: foobar, max-age=3600".into(),
+            ],
+            "/sc-other" => vec!["Surrogate-Control: max-age=3600;not-us".into()],
+            _ => return None,
+        };
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        Some(ok(&fields, "body"))
+    });
+    let p = proxy("surrogate", &origin, "");
+    for (path, stored) in [
+        ("/sc", true),
+        ("/sc-over-no-store", true),
+        ("/sc-short", false),
+        ("/sc-no-store", false),
+        ("/sc-past-expires", true),
+        ("/sc-other", false),
+    ] {
+        let first = get(&p, path);
+        let second = get(&p, path);
+        for res in [&first, &second] {
+            assert_eq!(res.status, 200, "{path}");
+            assert_eq!(res.header("surrogate-control"), None, "{path}: removed");
+        }
+        assert_eq!(
+            (x_cache(&second) == "HIT", origin.count(path)),
+            (stored, if stored { 1 } else { 2 }),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        header_of(&origin.last_head(), "surrogate-capability").as_deref(),
+        Some("revproxy=\"Surrogate/1.0\"")
+    );
+    // `surrogate_id = ""`: neither announced, nor read, nor removed.
+    let off = proxy("surrogate-off", &origin, "surrogate_id = \"\"\n");
+    get(&off, "/sc");
+    let res = get(&off, "/sc");
+    assert_eq!(x_cache(&res), "MISS");
+    assert_eq!(res.header("surrogate-control"), Some("MaX-aGe=3600"));
+    assert_eq!(header_of(&origin.last_head(), "surrogate-capability"), None);
+}
+
 #[test]
 fn default_ttl_applies_only_to_responses_that_say_nothing() {
     let origin = table_origin(vec![
@@ -503,6 +574,45 @@ fn default_ttl_applies_only_to_responses_that_say_nothing() {
         get(&p, path);
         assert_eq!(origin.count(path), 2, "{path}: the origin's word wins");
     }
+}
+
+/// RFC 9111 section 5.1: of a list-based `Age` the first member counts, and an `Age` that is
+/// not a non-negative integer is ignored (the public cache suite's `age-parse-*` tests expect
+/// "stale" for the invalid ones, as a draft before RFC 9111 said; the RFC is followed here).
+#[test]
+fn age_uses_the_first_member_of_a_list_and_ignores_an_invalid_value() {
+    let max_age = "Cache-Control: max-age=3600".to_owned();
+    let origin = table_origin(vec![
+        ("/old-first", vec![max_age.clone(), "Age: 7200, 0".into()]),
+        (
+            "/young-first",
+            vec![max_age.clone(), "Age: 100,7200".into()],
+        ),
+        (
+            "/invalid",
+            vec![max_age.clone(), "Age: 7200;foo=bar".into()],
+        ),
+        ("/negative", vec![max_age, "Age: -7200".into()]),
+    ]);
+    let p = proxy("age-parse", &origin, "");
+    for (path, reused) in [
+        ("/old-first", false),
+        ("/young-first", true),
+        ("/invalid", true),
+        ("/negative", true),
+    ] {
+        get(&p, path);
+        let second = get(&p, path);
+        assert_eq!(second.status, 200, "{path}");
+        assert_eq!(
+            (x_cache(&second) == "HIT", origin.count(path)),
+            (reused, if reused { 1 } else { 2 }),
+            "{path}"
+        );
+    }
+    // The first member is the age the hit starts from.
+    let hit = get(&p, "/young-first");
+    assert!((100..3600).contains(&age(&hit)), "{hit:?}");
 }
 
 #[test]
@@ -557,6 +667,55 @@ fn a_hit_carries_age_from_date_origin_age_and_time_held_and_keeps_the_date() {
     get(&p, "/stale-on-arrival");
     assert_ne!(x_cache(&get(&p, "/stale-on-arrival")), "HIT");
     assert_eq!(origin.count("/stale-on-arrival"), 2);
+}
+
+/// RFC 9111 section 5.2.2.3: `must-understand` stores only a status whose caching rules the
+/// cache knows (a `599` is not one), and then overrides the `no-store` sent beside it; section
+/// 4.2.2: `public` lets heuristic freshness apply to a status not cacheable by default.
+#[test]
+fn must_understand_and_public_decide_for_statuses_the_cache_does_or_does_not_know() {
+    let origin = Origin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        let modified = format!("Last-Modified: {}", date(-24 * 3600));
+        let (status, fields): (&str, Vec<String>) = match path {
+            "/599-must-understand" => (
+                "599 Whatever",
+                vec!["Cache-Control: max-age=3600, must-understand".into()],
+            ),
+            "/200-must-understand" => (
+                "200 OK",
+                vec!["Cache-Control: no-store, must-understand, max-age=3600".into()],
+            ),
+            "/599-public" => (
+                "599 Unknown",
+                vec!["Cache-Control: public".into(), modified],
+            ),
+            "/599-heuristic" => ("599 Unknown", vec![modified]),
+            _ => return None,
+        };
+        let mut out = format!("HTTP/1.1 {status}\r\nDate: {}\r\n", date(0));
+        for f in fields {
+            out.push_str(&f);
+            out.push_str("\r\n");
+        }
+        Some(out + "Content-Length: 4\r\n\r\nbody")
+    });
+    let p = proxy("must-understand", &origin, "");
+    for (path, stored) in [
+        ("/599-must-understand", false),
+        ("/200-must-understand", true),
+        ("/599-public", true),
+        ("/599-heuristic", false),
+    ] {
+        get(&p, path);
+        let second = get(&p, path);
+        assert_eq!(second.text(), "body", "{path}");
+        assert_eq!(
+            (x_cache(&second) == "HIT", origin.count(path)),
+            (stored, if stored { 1 } else { 2 }),
+            "{path}"
+        );
+    }
 }
 
 #[test]
@@ -739,6 +898,39 @@ fn vary_matches_preference_lists_however_they_are_spelled() {
     assert_eq!(origin.count("/n"), 2);
 }
 
+/// RFC 9111 section 4.1: whitespace around the commas of a selecting field, and the split
+/// into lines, do not make another variant; another member does.
+#[test]
+fn vary_ignores_spaces_around_commas_in_any_selecting_field() {
+    let origin = Origin::start(|head| {
+        let foo = header_of(head, "foo").unwrap_or_default();
+        Some(ok(
+            &["Cache-Control: max-age=60", "Vary: Foo"],
+            &format!("foo {foo}"),
+        ))
+    });
+    let p = proxy("vary-space", &origin, "");
+    assert_eq!(x_cache(&request(&p, "GET", "/v", &["Foo: 1,2"])), "MISS");
+    for extra in [
+        &["Foo:  1 ,\t2 "][..],
+        &["Foo: 1, 2"],
+        &["Foo: 1", "Foo: 2"],
+    ] {
+        let res = request(&p, "GET", "/v", extra);
+        assert_eq!(
+            (x_cache(&res), res.text().as_str()),
+            ("HIT", "foo 1,2"),
+            "{extra:?}"
+        );
+    }
+    assert_eq!(x_cache(&request(&p, "GET", "/v", &["Foo: 1,3"])), "MISS");
+    assert_eq!(
+        x_cache(&request(&p, "GET", "/v", &["Foo: \"1,2\""])),
+        "MISS"
+    );
+    assert_eq!(origin.count("/v"), 3);
+}
+
 /// An origin for revalidation: first a stale-on-arrival 200 with `validator`; then a 304 to
 /// any conditional request (with new headers), a 200 otherwise.
 fn revalidating_origin(validator: &'static str) -> Origin {
@@ -760,6 +952,60 @@ fn revalidating_origin(validator: &'static str) -> Origin {
             )
         })
     })
+}
+
+/// RFC 9111 section 3.2: a `304` updates the stored fields, but not those the stored body
+/// depends on (`Content-Encoding`, `Content-MD5`, `Content-Range`, `Content-Length`) nor its
+/// `ETag` (section 4.3.4: another validator selects no stored response), on the revalidated
+/// answer and on later hits.
+#[test]
+fn a_304_does_not_update_the_fields_the_stored_body_depends_on() {
+    let origin = Origin::start(|head| {
+        Some(
+            if header_of(head, "if-none-match").as_deref() == Some("\"v1\"") {
+                concat!(
+                    "HTTP/1.1 304 Not Modified\r\nCache-Control: max-age=100\r\nETag: \"v2\"\r\n",
+                    "Content-Encoding: x-new\r\nContent-MD5: N7UdGUp1E+RbVvZSTy1R8g==\r\n",
+                    "Content-Range: bytes 0-1/2\r\nX-Version: 2\r\n\r\n"
+                )
+                .to_owned()
+            } else {
+                ok(
+                    &[
+                        &format!("Date: {}", date(-10)),
+                        "Cache-Control: max-age=1",
+                        "ETag: \"v1\"",
+                        "Content-Encoding: x-old",
+                        "Content-MD5: rL0Y20zC+Fzt72VPzMSk2A==",
+                        "Content-Range: bytes 0-10/11",
+                        "X-Version: 1",
+                    ],
+                    "stored body",
+                )
+            },
+        )
+    });
+    let p = proxy("304-kept", &origin, "");
+    assert_eq!(x_cache(&get(&p, "/r")), "MISS");
+    for label in ["REVALIDATED", "HIT"] {
+        let res = get(&p, "/r");
+        assert_eq!((res.status, x_cache(&res)), (200, label));
+        assert_eq!(res.header("x-version"), Some("2"), "{label}: updated");
+        assert_eq!(res.header("etag"), Some("\"v1\""), "{label}");
+        assert_eq!(res.header("content-encoding"), Some("x-old"), "{label}");
+        assert_eq!(
+            res.header("content-md5"),
+            Some("rL0Y20zC+Fzt72VPzMSk2A=="),
+            "{label}"
+        );
+        assert_eq!(
+            res.header("content-range"),
+            Some("bytes 0-10/11"),
+            "{label}"
+        );
+        assert_eq!(res.text(), "stored body", "{label}");
+    }
+    assert_eq!(origin.count("/r"), 2);
 }
 
 #[test]

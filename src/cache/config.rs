@@ -28,8 +28,13 @@ pub struct CacheSection {
     /// typically forwards them for the caches of its class further down, and MAY remove
     /// them when configured to, because nothing downstream uses them.
     pub forward_targeted: bool,
+    /// This cache's device token for `Surrogate-Control` (the W3C Edge Architecture note),
+    /// announced to origins in `Surrogate-Capability` (Squid's `httpd_accel_surrogate_id`);
+    /// `""` turns `Surrogate-Control` off (then it is neither read nor removed).
+    pub surrogate_id: String,
 }
 
+pub const DEFAULT_SURROGATE_ID: &str = "revproxy";
 pub const DEFAULT_MAX_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_ENTRY_SIZE: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
@@ -53,6 +58,7 @@ impl Default for CacheSection {
             lock_timeout_ms: DEFAULT_LOCK_TIMEOUT.as_millis() as u64,
             targeted_fields: default_targeted_fields(),
             forward_targeted: true,
+            surrogate_id: DEFAULT_SURROGATE_ID.to_owned(),
         }
     }
 }
@@ -68,6 +74,7 @@ pub struct CacheSettings {
     pub lock_timeout: Duration,
     pub targeted_fields: Vec<String>,
     pub forward_targeted: bool,
+    pub surrogate_id: String,
 }
 
 impl Default for CacheSettings {
@@ -82,6 +89,7 @@ impl Default for CacheSettings {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             targeted_fields: default_targeted_fields(),
             forward_targeted: true,
+            surrogate_id: DEFAULT_SURROGATE_ID.to_owned(),
         })
     }
 }
@@ -107,6 +115,12 @@ pub fn check(section: &CacheSection) -> Result<CacheSettings, String> {
             "[cache] targeted_fields: {bad:?} is not a field name"
         ));
     }
+    if !section.surrogate_id.bytes().all(tchar) {
+        return Err(format!(
+            "[cache] surrogate_id: {:?} is not a token",
+            section.surrogate_id
+        ));
+    }
     Ok(CacheSettings {
         enabled: section.enabled,
         max_size: section.max_size,
@@ -116,6 +130,7 @@ pub fn check(section: &CacheSection) -> Result<CacheSettings, String> {
         lock_timeout: Duration::from_millis(section.lock_timeout_ms),
         targeted_fields: section.targeted_fields.clone(),
         forward_targeted: section.forward_targeted,
+        surrogate_id: section.surrogate_id.clone(),
     })
 }
 
@@ -141,6 +156,7 @@ mod tests {
         );
         assert_eq!(s.cache.targeted_fields, ["CDN-Cache-Control"]);
         assert!(s.cache.forward_targeted);
+        assert_eq!(s.cache.surrogate_id, "revproxy");
         let text = format!("{UPSTREAM}[cache]\ntargeted_fields = [\"Revproxy-Cache-Control\", \"CDN-Cache-Control\"]\n");
         let s = parse(&text, Path::new("p.toml")).unwrap();
         assert_eq!(
@@ -155,6 +171,10 @@ mod tests {
             ),
             ("max_entries = 0\n", "at least 1"),
             ("targeted_fields = [\"CDN Cache\"]\n", "is not a field name"),
+            (
+                "surrogate_id = \"a b\"\n",
+                "surrogate_id: \"a b\" is not a token",
+            ),
         ] {
             let err = parse(&format!("{UPSTREAM}[cache]\n{bad}"), Path::new("p.toml")).unwrap_err();
             assert!(err.to_string().contains(want), "{bad:?}: {err}");

@@ -87,11 +87,21 @@ fn parse_value(raw: &[u8]) -> Value {
 /// delta-seconds: digits only, unquoted. Anything else is `None`.
 fn delta_seconds(value: Option<&Value>) -> Option<u64> {
     let value = value?;
-    if value.quoted || value.text.is_empty() || !value.text.iter().all(u8::is_ascii_digit) {
+    if value.quoted {
+        return None;
+    }
+    parse_delta_seconds(&value.text)
+}
+
+/// delta-seconds as written (RFC 9111 section 1.2.2): one or more digits and nothing else,
+/// a value too large read as 2^31. Shared by every field that carries one (`Age`,
+/// `Surrogate-Control`).
+pub(crate) fn parse_delta_seconds(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
         return None;
     }
     // Digits only: the only failure left is overflow, which is "very large".
-    let n = std::str::from_utf8(&value.text)
+    let n = std::str::from_utf8(text)
         .ok()?
         .parse::<u64>()
         .unwrap_or(MAX_DELTA);
@@ -120,6 +130,9 @@ pub struct ResponseDirectives {
     /// RFC 5861.
     pub stale_while_revalidate: Option<Duration>,
     pub stale_if_error: Option<Duration>,
+    /// `must-understand` (section 5.2.2.3): stored only by a cache that knows the caching
+    /// rules of the status code, which then ignores `no-store`.
+    pub must_understand: bool,
     /// Read from a targeted field (`CDN-Cache-Control`, see `targeted`), which replaces
     /// `Cache-Control` and `Expires` for this cache.
     pub targeted: bool,
@@ -137,6 +150,7 @@ impl ResponseDirectives {
                 "public" => d.public = true,
                 "must-revalidate" => d.must_revalidate = true,
                 "proxy-revalidate" => d.proxy_revalidate = true,
+                "must-understand" => d.must_understand = true,
                 // Two values: the first is used (section 4.2.1 allows it), unless it is
                 // smaller-is-safer already.
                 "max-age" => d.max_age = Some(d.max_age.map_or(lifetime(value), |m| m)),

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::control::ResponseDirectives;
+use super::control::{parse_delta_seconds, ResponseDirectives};
 use crate::http::date::{parse_http_date, parse_http_date_lenient};
 use crate::http::head::Headers;
 use crate::http::ResponseHead;
@@ -84,7 +84,9 @@ pub fn lifetime(
     if let Some(ttl) = default_ttl {
         return of(ttl, Source::DefaultTtl);
     }
-    if CACHEABLE_BY_DEFAULT.contains(&head.status) {
+    // Heuristics are for statuses cacheable by default and for responses marked `public`
+    // (RFC 9111 section 4.2.2).
+    if CACHEABLE_BY_DEFAULT.contains(&head.status) || cc.public {
         if let Some(modified) = head.header("last-modified").and_then(parse_http_date) {
             let since = date_value(head, response_time)
                 .duration_since(modified)
@@ -106,15 +108,23 @@ pub fn initial_age(
     let apparent = response_time
         .duration_since(date_value(head, response_time))
         .unwrap_or(Duration::ZERO);
-    let age_value = head
-        .header("age")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs);
+    let age_value = age_value(head).unwrap_or(Duration::ZERO);
     let delay = response_time
         .duration_since(request_time)
         .unwrap_or(Duration::ZERO);
     apparent.max(age_value + delay)
+}
+
+/// The `Age` field's value (RFC 9111 section 5.1): of a list (two field lines, or commas on
+/// one), the first member, the rest discarded; a value that is not a non-negative integer
+/// (`abc`, `-1`, `7200.0`, `7200;x=1`) is ignored (`None`), not taken as "stale". That is the
+/// RFC's rule since http-core issue 778 aligned it with what caches do; the public cache
+/// suite's `age-parse-*` tests still expect the older draft's "stale" in most of these cases.
+/// A value too large for a cache is 2^31 (section 1.2.2).
+fn age_value(head: &ResponseHead) -> Option<Duration> {
+    let line = head.header("age")?;
+    let first = line.split(|&b| b == b',').next()?.trim_ascii();
+    parse_delta_seconds(first).map(Duration::from_secs)
 }
 
 #[cfg(test)]
@@ -257,6 +267,31 @@ mod tests {
         );
         let got = lifetime(&head, &ResponseDirectives::default(), at(100 * 86400), None);
         assert_eq!(got.duration, HEURISTIC_CAP);
+    }
+
+    #[test]
+    fn age_takes_the_first_member_and_ignores_an_invalid_value() {
+        let secs = |n| Some(Duration::from_secs(n));
+        let table: &[(&[&str], Option<Duration>)] = &[
+            (&["7200"], secs(7200)),
+            (&[" 60 "], secs(60)),
+            (&["7200,0"], secs(7200)),
+            (&["0, 7200"], secs(0)),
+            (&["3600, 3600"], secs(3600)),
+            (&["0", "7200"], secs(0)),
+            (&["7200", "0"], secs(7200)),
+            (&["99999999999999999999"], secs(1 << 31)),
+            (&["abc"], None),
+            (&["-7200"], None),
+            (&["7200.0"], None),
+            (&["7200;foo=bar"], None),
+            (&[""], None),
+            (&[",7200"], None),
+        ];
+        for (lines, want) in table {
+            let headers: Vec<(&str, &str)> = lines.iter().map(|l| ("age", *l)).collect();
+            assert_eq!(age_value(&response(200, &headers)), *want, "{lines:?}");
+        }
     }
 
     #[test]

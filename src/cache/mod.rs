@@ -3,6 +3,7 @@
 //! One job per file:
 //! - `control.rs`: `Cache-Control` directives of requests and responses;
 //! - `targeted.rs`: `CDN-Cache-Control` and other targeted fields (RFC 9213);
+//! - `surrogate.rs`: `Surrogate-Control` (the W3C Edge Architecture note);
 //! - `freshness.rs`: a response's freshness lifetime and its age;
 //! - `policy.rs`: what may be stored, and which fields;
 //! - `partial.rs`: parts of a representation (`206`), and how they combine;
@@ -17,6 +18,7 @@ pub mod partial;
 pub mod phase;
 pub mod policy;
 pub mod store;
+pub mod surrogate;
 pub mod targeted;
 #[cfg(test)]
 mod test_heads;

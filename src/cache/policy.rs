@@ -39,9 +39,14 @@ pub fn storable(
     // A 304 is no representation. A 206 is kept as a part (section 3.3) only when it says
     // which bytes it carries (one `Content-Range` with the complete length), and when the
     // whole, which its parts may become, would fit in an entry. Statuses not cacheable by
-    // default need explicit freshness.
+    // default need explicit freshness or `public` (section 3). `must-understand` limits
+    // storing to the statuses whose caching rules this cache knows (section 5.2.2.3).
     let by_default = CACHEABLE_BY_DEFAULT.contains(&response.status);
-    if response.status == 304 || !(by_default || lifetime.explicit()) {
+    if response.status == 304 || !(by_default || cc.public || lifetime.explicit()) {
+        return Err(NotStored::Status);
+    }
+    let understood = UNDERSTOOD.contains(&response.status);
+    if cc.must_understand && !understood {
         return Err(NotStored::Status);
     }
     if response.status == 206 {
@@ -51,7 +56,9 @@ pub fn storable(
             Some(_) => {}
         }
     }
-    if cc.no_store || request_cc.no_store {
+    // Section 5.2.2.3: a cache that understands the status ignores a `no-store` sent beside
+    // `must-understand` (for the caches that do not know the directive).
+    if (cc.no_store && !(cc.must_understand && understood)) || request_cc.no_store {
         return Err(NotStored::NoStore);
     }
     if cc.private {
@@ -85,6 +92,14 @@ pub fn storable(
     Ok(())
 }
 
+/// The final status codes RFC 9110 section 15 defines, whose caching rules this cache
+/// follows (cacheable by default or not, section 15.1): what `must-understand` asks of it.
+const UNDERSTOOD: &[u16] = &[
+    200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303, 304, 305, 307, 308, 400, 401, 402, 403,
+    404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426, 500, 501,
+    502, 503, 504, 505,
+];
+
 pub fn has_validator(response: &impl Headers) -> bool {
     response.header("etag").is_some() || response.header("last-modified").is_some()
 }
@@ -116,10 +131,30 @@ pub fn kept_headers(response: &ResponseHead) -> Vec<Header> {
         .collect()
 }
 
+/// Fields a `304` never updates (section 3.2), because the stored body depends on them or
+/// the cache processed them: `Content-Length` (a MUST), `Content-Encoding` (the stored bytes
+/// are in the stored coding), `Content-Range` (a part's range is the cache's own, and the
+/// section lets a cache refuse it), the digests of the stored bytes (`Content-MD5`,
+/// `Digest`, `Content-Digest`, `Repr-Digest`), and `ETag`: the stored validator names the
+/// stored representation, and a 304 naming another one selects no stored response to update
+/// (section 4.3.4).
+const NOT_UPDATED: &[&str] = &[
+    "content-length",
+    "content-encoding",
+    "content-range",
+    "content-md5",
+    "digest",
+    "content-digest",
+    "repr-digest",
+    "etag",
+];
+
 /// Updates stored fields with those of a `304` (section 3.2): each field the 304 carries
-/// replaces the stored field of that name; framing and hop-by-hop fields are not taken.
+/// replaces the stored field of that name; framing and hop-by-hop fields are not taken, nor
+/// those of `NOT_UPDATED`.
 pub fn refreshed_headers(stored: &[Header], not_modified: &ResponseHead) -> Vec<Header> {
-    let update = kept_headers(not_modified);
+    let mut update = kept_headers(not_modified);
+    update.retain(|h| !NOT_UPDATED.contains(&h.name.to_ascii_lowercase().as_str()));
     let mut out: Vec<Header> = stored
         .iter()
         .filter(|h| !update.iter().any(|u| u.name.eq_ignore_ascii_case(&h.name)))
@@ -178,6 +213,11 @@ mod tests {
                 h("cache-control", "max-age=60"),
                 h("X-New", "2"),
                 h("Connection", "close"),
+                h("ETag", "\"b\""),
+                h("Content-Encoding", "gzip"),
+                h("content-md5", "N7UdGUp1E+RbVvZSTy1R8g=="),
+                h("Content-Range", "bytes 0-1/2"),
+                h("Content-Length", "2"),
             ],
         };
         let got: Vec<(String, String)> = refreshed_headers(&stored, &nm)

@@ -133,23 +133,68 @@ impl Entry {
     }
 }
 
-/// The request's value of `name` as a variant key: every line, joined, spaces trimmed; the
-/// preference lists normalised (see [`normal_preferences`]), so two requests that say the
-/// same thing select the same variant (RFC 9111 section 4.1).
+/// The request's value of `name` as a variant key: every line, joined with commas, without
+/// the whitespace around commas outside quoted strings; the preference lists normalised (see
+/// [`normal_preferences`]), so two requests that say the same thing select the same variant
+/// (RFC 9111 section 4.1: whitespace may be added or removed where the syntax allows it, and
+/// lines combined). Joining lines already reads the field as a list, whose syntax allows
+/// optional whitespace around each comma (RFC 9110 section 5.6.1), so `1,2`, ` 1, 2 ` and
+/// two lines `1` and `2` are one variant.
 pub fn request_value(request: &RequestHead, name: &str) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut joined = Vec::new();
     for value in request.values(name) {
-        if !out.is_empty() {
-            out.extend_from_slice(b", ");
+        if !joined.is_empty() {
+            joined.push(b',');
         }
-        out.extend_from_slice(value.trim_ascii());
+        joined.extend_from_slice(value);
     }
+    let out = without_list_spaces(&joined);
     if PREFERENCE_LISTS
         .iter()
         .any(|f| f.eq_ignore_ascii_case(name))
     {
         if let Some(normal) = normal_preferences(&out) {
             return normal;
+        }
+    }
+    out
+}
+
+/// `value` without spaces and tabs next to a comma outside a quoted string, nor at its ends.
+fn without_list_spaces(value: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(value.len());
+    let (mut quoted, mut escaped) = (false, false);
+    let mut after_comma = true; // the start trims like a comma
+    for &b in value {
+        if quoted {
+            out.push(b);
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b' ' | b'\t' if after_comma => {}
+            b',' => {
+                while out.last().is_some_and(|c| matches!(c, b' ' | b'\t')) {
+                    out.pop();
+                }
+                out.push(b',');
+                after_comma = true;
+            }
+            _ => {
+                quoted = b == b'"';
+                after_comma = false;
+                out.push(b);
+            }
+        }
+    }
+    if !quoted {
+        while out.last().is_some_and(|c| matches!(c, b' ' | b'\t')) {
+            out.pop();
         }
     }
     out
@@ -686,6 +731,26 @@ mod tests {
         );
         assert_eq!(normal_preferences(b"a;q=1.5"), None);
         assert_eq!(normal_preferences(b"a;q"), None);
+    }
+
+    #[test]
+    fn spaces_around_commas_outside_quotes_do_not_count() {
+        let table: &[(&str, &str)] = &[
+            ("1,2", "1,2"),
+            (" 1, 2 ", "1,2"),
+            ("1 ,\t2", "1,2"),
+            ("a  b, c", "a  b,c"),
+            ("\"x , y\", z", "\"x , y\",z"),
+            ("\"a\\\" , b\" ,c", "\"a\\\" , b\",c"),
+            ("", ""),
+        ];
+        for (value, want) in table {
+            assert_eq!(
+                without_list_spaces(value.as_bytes()),
+                want.as_bytes(),
+                "{value:?}"
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 use std::time::Duration;
 
 use super::control::ResponseDirectives;
+use super::surrogate;
 use crate::http::head::Headers;
 
 /// The largest delta-seconds value a cache must handle (RFC 9111 section 1.2.2).
@@ -37,9 +38,22 @@ enum Item {
 }
 
 /// The directives this cache follows: those of the first targeted field in `fields` that
-/// `head` carries valid, else its `Cache-Control`.
-pub fn for_this_cache(head: &impl Headers, fields: &[String]) -> ResponseDirectives {
-    directives(head, fields).unwrap_or_else(|| ResponseDirectives::parse(head))
+/// `head` carries valid, else those its `Surrogate-Control` gives the surrogate
+/// `surrogate_id` (none when it is empty; see `surrogate`), else its `Cache-Control`. RFC
+/// 9213's fields come first: they are the standard, and an origin that sends both wrote the
+/// newer one for caches that read it.
+pub fn for_this_cache(
+    head: &impl Headers,
+    fields: &[String],
+    surrogate_id: &str,
+) -> ResponseDirectives {
+    directives(head, fields)
+        .or_else(|| {
+            (!surrogate_id.is_empty())
+                .then(|| surrogate::directives(head, surrogate_id))
+                .flatten()
+        })
+        .unwrap_or_else(|| ResponseDirectives::parse(head))
 }
 
 /// The directives of the first field of `fields` (names, in order) that `head` carries as a
@@ -77,6 +91,7 @@ fn to_directives(members: &[(String, Item)]) -> ResponseDirectives {
             "public" => d.public |= flag,
             "must-revalidate" => d.must_revalidate |= flag,
             "proxy-revalidate" => d.proxy_revalidate |= flag,
+            "must-understand" => d.must_understand |= flag,
             "max-age" => d.max_age = seconds(item).or(d.max_age),
             "s-maxage" => d.s_maxage = seconds(item).or(d.s_maxage),
             "stale-while-revalidate" => d.stale_while_revalidate = seconds(item),

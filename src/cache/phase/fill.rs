@@ -12,7 +12,6 @@ use crate::cache::freshness::{self, Lifetime};
 use crate::cache::partial::{self, ContentRange, Span};
 use crate::cache::policy;
 use crate::cache::store::{vary_key, Entry, Lead, Store};
-use crate::cache::targeted;
 use crate::http::head::Headers;
 use crate::http::{RequestHead, ResponseHead};
 use crate::relay::{BodyObserver, BodyPlan};
@@ -28,7 +27,7 @@ impl CachePhases {
         plan: &mut BodyPlan,
     ) {
         let response_time = SystemTime::now();
-        let cc = targeted::for_this_cache(response, &self.settings.targeted_fields);
+        let cc = self.directives(response);
         let lifetime = freshness::lifetime(response, &cc, response_time, self.settings.default_ttl);
         let verdict = policy::storable(
             request,
@@ -81,7 +80,7 @@ impl CachePhases {
                 range,
             }),
             body: Vec::new(),
-            hidden: self.hidden().to_vec(),
+            hidden: self.hidden.clone(),
             max: self.settings.max_entry_size,
             expected: response
                 .header("content-length")
@@ -101,7 +100,7 @@ impl CachePhases {
         let response_time = SystemTime::now();
         let mut head = entry.head.clone();
         head.headers = policy::refreshed_headers(&entry.head.headers, not_modified);
-        let directives = targeted::for_this_cache(&head, &self.settings.targeted_fields);
+        let directives = self.directives(&head);
         let lifetime =
             freshness::lifetime(&head, &directives, response_time, self.settings.default_ttl);
         let initial_age = freshness::initial_age(
@@ -117,7 +116,7 @@ impl CachePhases {
             lifetime,
             initial_age,
         )
-        .hiding(self.hidden())
+        .hiding(&self.hidden)
     }
 }
 

@@ -24,8 +24,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::config::CacheSettings;
-use super::control::RequestDirectives;
+use super::control::{RequestDirectives, ResponseDirectives};
 use super::store::{CacheStats, Entry, Flights, Lead, Limits, Store};
+use super::{surrogate, targeted};
 use crate::http::head::Headers;
 use crate::http::{Header, RequestHead, ResponseHead};
 use crate::metrics::report::{CacheReport, PhaseReport};
@@ -72,6 +73,8 @@ pub struct CachePhases {
     /// The proxy's own address, where a `stale-while-revalidate` refresh is sent; `None`:
     /// no background refreshes.
     refresh_via: Option<SocketAddr>,
+    /// The fields taken off every response on its way to the client (see `hidden_fields`).
+    hidden: Vec<String>,
 }
 
 /// What the cache keeps between the hooks of one exchange.
@@ -120,6 +123,7 @@ impl CachePhases {
             flights: Arc::new(Flights::default()),
             settings: settings.clone(),
             refresh_via: None,
+            hidden: hidden_fields(settings),
         }
     }
 
@@ -143,15 +147,13 @@ impl CachePhases {
         self
     }
 
-    /// The fields taken off every response on its way to the client: the targeted fields
-    /// this cache obeys, when `forward_targeted = false` (RFC 9213 section 3). Targeted
-    /// fields it does not obey always go on untouched (section 2.1).
-    fn hidden(&self) -> &[String] {
-        if self.settings.forward_targeted {
-            &[]
-        } else {
-            &self.settings.targeted_fields
-        }
+    /// The directives this cache follows for `head` (see `targeted::for_this_cache`).
+    fn directives(&self, head: &impl Headers) -> ResponseDirectives {
+        targeted::for_this_cache(
+            head,
+            &self.settings.targeted_fields,
+            &self.settings.surrogate_id,
+        )
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -210,6 +212,19 @@ impl Phases for CachePhases {
         if !self.settings.enabled {
             return None;
         }
+        if !self.settings.surrogate_id.is_empty() {
+            // The Edge Architecture's announcement, so that an origin can target this cache
+            // (`Surrogate-Control: max-age=60;revproxy`). Appended: surrogates further out
+            // announced themselves on the same field. Once: a background refresh is a request
+            // to this proxy that carries the announcement already.
+            let ours = surrogate::capability(&self.settings.surrogate_id);
+            if !head
+                .values("surrogate-capability")
+                .any(|v| v == ours.as_slice())
+            {
+                head.headers.push(header("Surrogate-Capability", &ours));
+            }
+        }
         let (key, origin_len) = cache_key(client.proto, head);
         ctx.origin_len = origin_len;
         let reply = self.request_with_key(ctx, head, &key);
@@ -267,7 +282,7 @@ impl Phases for CachePhases {
             CachePhases::splice(ctx, response, plan);
             // After `plan_store`, which read and stored them; a hit's stored fields were
             // filtered when the entry was made (`Entry::hiding`).
-            let hidden = self.hidden();
+            let hidden = &self.hidden;
             response
                 .headers
                 .retain(|h| !hidden.iter().any(|n| n.eq_ignore_ascii_case(&h.name)));
@@ -315,6 +330,21 @@ impl Phases for CachePhases {
             entries: s.entries,
         });
     }
+}
+
+/// The fields taken off every response on its way to the client: the targeted fields this
+/// cache obeys, when `forward_targeted = false` (RFC 9213 section 3; targeted fields it does
+/// not obey always go on untouched, section 2.1), and `Surrogate-Control` when this cache
+/// reads it (it is for the origin's surrogates, and the client is not one).
+fn hidden_fields(settings: &CacheSettings) -> Vec<String> {
+    let mut hidden = Vec::new();
+    if !settings.forward_targeted {
+        hidden.extend(settings.targeted_fields.iter().cloned());
+    }
+    if !settings.surrogate_id.is_empty() {
+        hidden.push(surrogate::FIELD.to_owned());
+    }
+    hidden
 }
 
 pub(super) fn header(name: &str, value: &[u8]) -> Header {
