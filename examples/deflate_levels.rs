@@ -4,8 +4,8 @@
 //!     cargo run --release --example deflate_levels            # levels 1, 2, 3, 6, 9
 //!     cargo run --release --example deflate_levels -- 1 6     # some of them
 //!
-//! It uses the flate2 backend the proxy is built with (zlib-rs, see Cargo.toml); change the
-//! `flate2` line's feature to `"zlib"` to measure the system's zlib (nginx's) the same way.
+//! It uses the flate2 backend the proxy is built with (zlib, nginx's library, see Cargo.toml);
+//! change the `flate2` line's feature to `"zlib-rs"` to measure zlib-rs the same way.
 //! The body is the one `chapters/scripts/edge-vs-nginx.sh` writes: 10,000 rows of
 //! Python's `json.dumps`, cut to 100 KiB.
 

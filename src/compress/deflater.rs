@@ -1,18 +1,19 @@
 //! gzip and zlib-wrapped deflate on `flate2::Compress` directly, with the compressor state
-//! kept for the next response.
+//! kept for the next response. The library under it is zlib (see `Cargo.toml`).
 //!
 //! Two costs showed in the profile of stage 9 compressing 100 KiB JSON responses, besides
 //! the compression itself, and this module removes them:
 //!
-//! - **Setting up a compressor.** zlib-rs allocates about 400 KiB per stream (a 64 KiB
-//!   window, the hash chains, the pending buffer) and zeroes 384 KiB of it; at level 1 that
-//!   memset was 15% of the CPU. A stream that ended is `reset` (which zeroes only the 128 KiB
-//!   hash head) and kept in a small shared stock, so a response takes a ready compressor.
-//!   The stock is bounded ([`STOCK_MAX`]), so it costs at most a few MiB.
+//! - **Setting up a compressor.** A deflate stream allocates a few hundred KiB (a 64 KiB
+//!   window, the hash chains, the pending buffer) and clears most of it; at level 1 that
+//!   clearing was 15% of the CPU (measured on zlib-rs, the backend before). A stream that
+//!   ended is `reset` (which clears only the hash head) and kept in a small shared stock, so
+//!   a response takes a ready compressor. The stock is bounded ([`STOCK_MAX`]), so it costs
+//!   at most a few MiB.
 //! - **Copies and a second checksum.** `flate2::write::GzEncoder` copies the output through
 //!   a buffer of its own and computes the gzip CRC-32 in flate2 with a table-driven loop (7%
-//!   at level 1). Here zlib-rs writes the gzip header and trailer itself (`new_gzip`), with
-//!   its carry-less-multiply CRC, straight into the caller's output.
+//!   at level 1). Here the library writes the gzip header and trailer itself (`new_gzip`),
+//!   straight into the caller's output.
 
 use std::io;
 use std::sync::Mutex;
@@ -142,7 +143,7 @@ impl Drop for Deflater {
         let stock = STOCK.lock().unwrap_or_else(|poison| poison.into_inner());
         if stock.len() < STOCK_MAX {
             drop(stock);
-            // Outside the lock: the reset zeroes the 128 KiB hash head.
+            // Outside the lock: the reset clears the hash head (64 KiB in zlib).
             stream.compress.reset();
             let mut stock = STOCK.lock().unwrap_or_else(|poison| poison.into_inner());
             if stock.len() < STOCK_MAX {
