@@ -56,8 +56,9 @@ pub enum Body {
 pub fn read_line(from: &mut impl BufRead, max: usize, too_long: u16) -> Result<Vec<u8>, Error> {
     // `from.take(max as u64 + 1).read_until(b'\n', &mut line)` reads up to a "\n", however many
     // reads that takes, and never more than `max` + 1 bytes (a line that never ends must not
-    // fill the memory). The line ends in "\n": Ok. Longer than `max`: `Error::Status(too_long)`.
-    // Otherwise the stream ended first: `Error::Closed`. Used for heads, chunk-size lines and
+    // fill the memory). In this order: longer than `max` (the "\n" counted):
+    // `Error::Status(too_long)`; ends in "\n": Ok; otherwise the stream ended first:
+    // `Error::Closed`. Used for heads, chunk-size lines and
     // trailers. Checks: 414 and 431 (with read_head), a head split at every byte.
     todo!("stage 1: write read_line (one line, at most max bytes); see chapters/01-single-connection-forwarder.md#build-it-yourself")
 }
@@ -92,8 +93,9 @@ impl Body {
         // `httparse::parse_chunk_size` (400 if bad, and for an empty line, which it reads as 0),
         // the running total against `max` (413), forward the line, copy_exact(size), then the
         // "\r\n" after the data (anything else is 400). The chunk of size 0 is followed by
-        // trailer lines up to an empty one, which is the shape of a head: `read_head(from,
-        // line)`, forwarded too. Checks: chunked both ways, until-close, 100 MiB streamed,
+        // trailer lines up to an empty one, which is the shape of a head: for it, forward
+        // `read_head(from, line)` instead of the line alone (what it returns starts with the
+        // line: the "0" line must go out once). Checks: chunked both ways, until-close, 100 MiB streamed,
         // keep-alive after a chunked response.
         todo!("stage 1: write Body::copy (stream a body framed by length, chunks or the close); see chapters/01-single-connection-forwarder.md#build-it-yourself")
     }
@@ -114,8 +116,10 @@ pub fn tokens(headers: &[httparse::Header], name: &str) -> Vec<String> {
 pub fn framing(headers: &[httparse::Header], request: bool) -> Result<Body, Error> {
     // `tokens` gives the values of Content-Length and Transfer-Encoding. Requests: both headers
     // 400; a Transfer-Encoding whose last coding is not `chunked` 400; lengths that are not all
-    // digits, or differ, 400; neither header: Body::Length(0). Responses: chunked last ->
-    // Chunked, another coding or no header -> UntilClose. Checks: the three smuggling framings
+    // digits, or differ, 400; neither header: Body::Length(0). Responses: Transfer-Encoding
+    // with chunked last -> Chunked, with another coding last -> UntilClose; no
+    // Transfer-Encoding: Content-Length -> Length (400 if not all digits or they differ, as
+    // for requests; serve_request makes it 502), neither header -> UntilClose. Checks: the three smuggling framings
     // refused with nothing sent to the origin; 400 for `Content-Length: abc`.
     todo!("stage 1: write framing (where a body ends, and the smuggling refusals); see chapters/01-single-connection-forwarder.md#build-it-yourself")
 }
@@ -125,7 +129,9 @@ pub fn framing(headers: &[httparse::Header], request: bool) -> Result<Body, Erro
 /// too (RFC 9112 section 6.3): the next hop must not find a length to disagree with.
 #[allow(unused_variables)] // a stub: its arguments are unused until you write its body
 pub fn rewrite(first: String, headers: &[httparse::Header], extra: &str) -> Vec<u8> {
-    // `first` (the request or status line, with its "\r\n"), then each header "Name: value\r\n"
+    // `first` (the request or status line, with its "\r\n": serve_request builds it from the
+    // parsed parts, `format!("{method} {path} HTTP/1.{version}\r\n")`, which also turns a
+    // bare LF into CRLF), then each header "Name: value\r\n"
     // except the HOP_BY_HOP ones and those `tokens(headers, "connection")` names (compare
     // lowercased: `Connection: keep-alive, X-Foo` makes X-Foo hop-by-hop), then `extra`, then the
     // "\r\n" that ends the head. Check: hop_by_hop_removed.

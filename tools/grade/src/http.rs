@@ -213,9 +213,19 @@ impl Conn {
                 let size = u64::from_str_radix(size_text, 16)
                     .map_err(|_| format!("a chunk size line is not hexadecimal: {line:?}"))?;
                 if size == 0 {
-                    // Trailer section up to the empty line.
-                    while !self.read_line()?.is_empty() {}
-                    return Ok(());
+                    // Trailer section up to the empty line: field lines only. Anything else
+                    // (a second "0" line, say) is chunk framing copied wrong.
+                    loop {
+                        let line = self.read_line()?;
+                        if line.is_empty() {
+                            return Ok(());
+                        }
+                        if !is_field_line(line.as_bytes()) {
+                            return Err(format!(
+                                "after the last chunk came {line:?}, which is not a trailer field"
+                            ));
+                        }
+                    }
                 }
                 self.read_exact_into(size, &mut sink)?;
                 let end = self.read_line()?;
@@ -382,9 +392,42 @@ pub fn get(target: &str) -> Vec<u8> {
     format!("GET {target} HTTP/1.1\r\nHost: grade.test\r\n\r\n").into_bytes()
 }
 
+/// Whether a line of a head or a trailer section is a field: a name without spaces, then `:`.
+pub fn is_field_line(line: &[u8]) -> bool {
+    let colon = line.iter().position(|&b| b == b':');
+    colon.is_some_and(|i| i > 0 && !line[..i].iter().any(u8::is_ascii_whitespace))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunked_body_ends_with_field_lines_only() {
+        assert!(is_field_line(b"X-T: 1"));
+        assert!(!is_field_line(b"0"));
+        assert!(!is_field_line(b": x"));
+        assert!(!is_field_line(b"X T: 1"));
+        // A proxy that forwards the last chunk's line twice: the client side says so.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"3\r\nabc\r\n0\r\n0\r\nX-T: 1\r\n\r\n")
+                .unwrap();
+        });
+        let mut conn = Conn::open(addr).unwrap();
+        let mut body = Vec::new();
+        let err = conn
+            .read_body(Framing::Chunked, |piece| {
+                body.extend_from_slice(piece);
+                Ok(())
+            })
+            .unwrap_err();
+        server.join().unwrap();
+        assert_eq!(body, b"abc");
+        assert!(err.contains("not a trailer field"), "{err}");
+    }
 
     #[test]
     fn heads_parse_and_bad_ones_say_why() {

@@ -126,7 +126,24 @@ pub(super) fn read_request(index: usize, r: &mut Reader) -> Result<Option<Record
                 return Err(Box::new(record));
             };
             if size == 0 {
-                while r.line().is_some_and(|l| !l.is_empty()) {}
+                // The trailer section: field lines up to the empty one. Anything else (a
+                // second "0" line, say) is chunk framing the proxy copied wrong.
+                loop {
+                    let Some(line) = r.line() else {
+                        record.error = Some("the chunked body ended early".into());
+                        return Err(Box::new(record));
+                    };
+                    if line.is_empty() {
+                        break;
+                    }
+                    if !crate::http::is_field_line(&line) {
+                        let text = String::from_utf8_lossy(&line);
+                        record.error = Some(format!(
+                            "after the last chunk came {text:?}, which is not a trailer field"
+                        ));
+                        return Err(Box::new(record));
+                    }
+                }
                 break;
             }
             while r.buf.len() < size + 2 {
