@@ -10,8 +10,8 @@
 //! (or the only one, or the first by name when routes choose every request's group).
 //!
 //! A reload runs the same functions as startup, `adjust` and `phases`, on the file read
-//! again, starts new upstream groups with their health checks, builds a new [`Relay`], and
-//! swaps it into the [`Swappable`] handler that the pool serves with; the old groups' health
+//! again, starts new upstream groups with their health checks, builds a new [`Relay`](crate::relay::Relay), and
+//! swaps it into the [`Swappable`](crate::server::Swappable) handler that the pool serves with; the old groups' health
 //! checks stop at once, and the old relay goes when the last request on it ends. What a
 //! reload cannot change without a restart (the listen address, the pool's size, a switch
 //! between stderr and a file for the access log, the log level) is kept, with a warning. A
@@ -20,7 +20,7 @@
 //! budgets and connection counts when the limits did not. The `--debug` table keeps showing
 //! the health of the group it started with.
 //!
-//! With `[admin]` in the file, every exchange is counted (a [`MetricsPhases`] first in the
+//! With `[admin]` in the file, every exchange is counted (a [`MetricsPhases`](crate::metrics::phase::MetricsPhases) first in the
 //! chain) into one registry laid out at start from the groups and routes, which outlives
 //! reloads; the admin listener reads the running groups and phases at each request. The
 //! admin listener itself (its address and key) is kept until a restart.

@@ -6,7 +6,7 @@
 //! - [`phase`]: [`MetricsPhases`], the logging phase that counts every exchange;
 //! - [`report`]: what other phases count themselves (cache, access), gathered at scrape time
 //!   through [`Phases::report`](crate::relay::Phases::report);
-//! - [`tls`]: the process's TLS handshake counters, `metrics::tls()`;
+//! - [`tls`](mod@tls): the process's TLS handshake counters, `metrics::tls()`;
 //! - [`text`]: the text exposition format, version 0.0.4.
 //!
 //! Gauges that describe the present (connections, workers, a server's health) are not
