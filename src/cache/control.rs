@@ -221,18 +221,8 @@ mod tests {
     use crate::http::{Header, ResponseHead};
 
     fn head(lines: &[&str]) -> ResponseHead {
-        ResponseHead {
-            status: 200,
-            reason: "OK".into(),
-            minor_version: 1,
-            headers: lines
-                .iter()
-                .map(|l| Header {
-                    name: "Cache-Control".into(),
-                    value: l.as_bytes().to_vec(),
-                })
-                .collect(),
-        }
+        let pairs: Vec<(&str, &str)> = lines.iter().map(|v| ("Cache-Control", *v)).collect();
+        crate::cache::test_heads::response(200, &pairs)
     }
 
     fn secs(n: u64) -> Option<Duration> {

@@ -135,21 +135,11 @@ fn split_list(line: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{Header, ResponseHead};
+    use crate::http::ResponseHead;
 
     fn head(lines: &[&str]) -> ResponseHead {
-        ResponseHead {
-            status: 200,
-            reason: "OK".into(),
-            minor_version: 1,
-            headers: lines
-                .iter()
-                .map(|v| Header {
-                    name: "Surrogate-Control".into(),
-                    value: v.as_bytes().to_vec(),
-                })
-                .collect(),
-        }
+        let pairs: Vec<(&str, &str)> = lines.iter().map(|v| ("Surrogate-Control", *v)).collect();
+        crate::cache::test_heads::response(200, &pairs)
     }
 
     #[test]
