@@ -336,50 +336,43 @@ for round in $(seq "$ROUNDS"); do
 done
 
 label_of() { local label=${1/@/ c=}; [[ $1 == ab16 ]] && label="ab -c16, no keep-alive"; echo "$label"; }
-if ((${#peers[@]} > 0)); then
-  echo
-  echo "revproxy ($STAGE) as a ratio to each peer (its req/s / theirs), each alone on CPU 1, per round:"
-  echo
-  header="| test |" rule="|---|"
+# A table of req/s ratios, one column per round and pair; a pair is NUMERATOR_PORT/DENOMINATOR_PORT/LABEL.
+ratio_table() {
+  local header="| test |" rule="|---|" r pair test row num den
   for r in $(seq "$ROUNDS"); do
-    for peer in "${peers[@]}"; do header+=" round $r: vs $peer |"; rule+="---:|"; done
+    for pair in "$@"; do header+=" round $r: ${pair#*/*/} |"; rule+="---:|"; done
   done
   echo "$header"
   echo "$rule"
   for test in "${tests[@]}"; do
     row="| $(label_of "$test") |"
     for r in $(seq "$ROUNDS"); do
-      for peer in "${peers[@]}"; do
-        ours=${result[$r,18082,$test]:-0} theirs=${result[$r,${peer_port[$peer]},$test]:-0}
-        row+=$(awk -v o="$ours" -v t="$theirs" 'BEGIN { printf " %.2f (%d / %d) |", (t>0?o/t:0), o, t }')
+      for pair in "$@"; do
+        num=${pair%%/*} den=${pair#*/} den=${den%%/*}
+        row+=$(awk -v o="${result[$r,$num,$test]:-0}" -v t="${result[$r,$den,$test]:-0}" \
+          'BEGIN { printf " %.2f (%d / %d) |", (t>0?o/t:0), o, t }')
       done
     done
     echo "$row"
   done
+}
+if ((${#peers[@]} > 0)); then
+  echo
+  echo "revproxy ($STAGE) as a ratio to each peer (its req/s / theirs), each alone on CPU 1, per round:"
+  echo
+  pairs=()
+  for peer in "${peers[@]}"; do pairs+=("18082/${peer_port[$peer]}/vs $peer"); done
+  ratio_table "${pairs[@]}"
 fi
-
 if ((${#also_ports[@]} > 0)); then
   # The last of ALSO is the yardstick (the floor, when it is examples/blocking_floor).
   base=${also_ports[-1]}
   echo
   echo "Each of ours as a ratio to ${names[$base]} (req/s / its req/s), per round:"
   echo
-  header="| test |" rule="|---|"
-  for r in $(seq "$ROUNDS"); do
-    for port in 18082 "${also_ports[@]:0:${#also_ports[@]}-1}"; do header+=" round $r: ${names[$port]} |"; rule+="---:|"; done
-  done
-  echo "$header"
-  echo "$rule"
-  for test in "${tests[@]}"; do
-    row="| $(label_of "$test") |"
-    for r in $(seq "$ROUNDS"); do
-      for port in 18082 "${also_ports[@]:0:${#also_ports[@]}-1}"; do
-        ours=${result[$r,$port,$test]:-0} theirs=${result[$r,$base,$test]:-0}
-        row+=$(awk -v o="$ours" -v t="$theirs" 'BEGIN { printf " %.2f (%d / %d) |", (t>0?o/t:0), o, t }')
-      done
-    done
-    echo "$row"
-  done
+  pairs=()
+  for port in 18082 "${also_ports[@]:0:${#also_ports[@]}-1}"; do pairs+=("$port/$base/${names[$port]}"); done
+  ratio_table "${pairs[@]}"
 fi
 
 echo
