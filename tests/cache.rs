@@ -576,43 +576,65 @@ fn default_ttl_applies_only_to_responses_that_say_nothing() {
     }
 }
 
-/// RFC 9111 section 5.1: of a list-based `Age` the first member counts, and an `Age` that is
-/// not a non-negative integer is ignored (the public cache suite's `age-parse-*` tests expect
-/// "stale" for the invalid ones, as a draft before RFC 9111 said; the RFC is followed here).
+/// `Age` is a singleton: a list (`0, 0`, or two lines) or a value that is not one
+/// non-negative integer leaves the age unknown, and the response is stored as already stale
+/// (`freshness::age_value` says why): reused only once revalidated by its validator, or
+/// fetched again without one. A plain `Age` is the age a hit starts from.
 #[test]
-fn age_uses_the_first_member_of_a_list_and_ignores_an_invalid_value() {
-    let max_age = "Cache-Control: max-age=3600".to_owned();
-    let origin = table_origin(vec![
-        ("/old-first", vec![max_age.clone(), "Age: 7200, 0".into()]),
-        (
-            "/young-first",
-            vec![max_age.clone(), "Age: 100,7200".into()],
-        ),
-        (
-            "/invalid",
-            vec![max_age.clone(), "Age: 7200;foo=bar".into()],
-        ),
-        ("/negative", vec![max_age, "Age: -7200".into()]),
-    ]);
+fn an_age_that_cannot_be_read_makes_the_response_stale() {
+    const MAX_AGE: &str = "Cache-Control: max-age=3600";
+    let origin = Origin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        let age: &[&str] = match path {
+            "/dup-0" | "/validated" => &["Age: 0, 0"],
+            "/young-first" => &["Age: 0,7200"],
+            "/two-lines" => &["Age: 0", "Age: 7200"],
+            "/parameter" => &["Age: 7200;foo=bar"],
+            "/negative" => &["Age: -7200"],
+            "/valid" => &["Age: 100"],
+            _ => return None,
+        };
+        if path == "/validated" && header_of(head, "if-none-match").as_deref() == Some("\"v1\"") {
+            return Some(format!(
+                "HTTP/1.1 304 Not Modified\r\n{MAX_AGE}\r\nETag: \"v1\"\r\n\r\n"
+            ));
+        }
+        let mut fields = vec![MAX_AGE, "ETag: \"v1\""];
+        fields.truncate(if path == "/validated" { 2 } else { 1 });
+        fields.extend(age);
+        Some(ok(&fields, &format!("body of {path}")))
+    });
     let p = proxy("age-parse", &origin, "");
-    for (path, reused) in [
-        ("/old-first", false),
-        ("/young-first", true),
-        ("/invalid", true),
-        ("/negative", true),
+    for path in [
+        "/dup-0",
+        "/young-first",
+        "/two-lines",
+        "/parameter",
+        "/negative",
     ] {
-        get(&p, path);
+        assert_eq!(x_cache(&get(&p, path)), "MISS", "{path}");
         let second = get(&p, path);
         assert_eq!(second.status, 200, "{path}");
-        assert_eq!(
-            (x_cache(&second) == "HIT", origin.count(path)),
-            (reused, if reused { 1 } else { 2 }),
-            "{path}"
-        );
+        assert_ne!(x_cache(&second), "HIT", "{path}: stale on arrival");
+        assert_eq!(origin.count(path), 2, "{path}: fetched again");
     }
-    // The first member is the age the hit starts from.
-    let hit = get(&p, "/young-first");
+    // Stored all the same: its validator revalidates it, and the 304 (with no Age) makes
+    // it fresh.
+    get(&p, "/validated");
+    let second = get(&p, "/validated");
+    assert_eq!(
+        (x_cache(&second), second.text().as_str()),
+        ("REVALIDATED", "body of /validated")
+    );
+    assert!(origin.last_head().contains("If-None-Match: \"v1\""));
+    assert_eq!(x_cache(&get(&p, "/validated")), "HIT");
+    assert_eq!(origin.count("/validated"), 2);
+    // One integer: reused, and the hit starts from it.
+    get(&p, "/valid");
+    let hit = get(&p, "/valid");
+    assert_eq!(x_cache(&hit), "HIT");
     assert!((100..3600).contains(&age(&hit)), "{hit:?}");
+    assert_eq!(origin.count("/valid"), 1);
 }
 
 #[test]

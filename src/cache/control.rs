@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::http::head::Headers;
 
 /// The largest delta-seconds value a cache must handle (RFC 9111 section 1.2.2).
-const MAX_DELTA: u64 = 1 << 31;
+pub(crate) const MAX_DELTA: u64 = 1 << 31;
 
 /// One directive as written: its name in lower case, and its value if it had one.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::control::{parse_delta_seconds, ResponseDirectives};
+use super::control::{parse_delta_seconds, ResponseDirectives, MAX_DELTA};
 use crate::http::date::{parse_http_date, parse_http_date_lenient};
 use crate::http::head::Headers;
 use crate::http::ResponseHead;
@@ -62,7 +62,12 @@ pub fn lifetime(
     default_ttl: Option<Duration>,
 ) -> Lifetime {
     crate::exercise::stub!("lifetime");
-    let of = |duration, source| Lifetime { duration, source };
+    // Never longer than an unknown age (an `Expires` centuries ahead would be), so that a
+    // response whose age is unknown is stale.
+    let of = |duration: Duration, source| Lifetime {
+        duration: duration.min(UNKNOWN_AGE),
+        source,
+    };
     if let Some(d) = cc.s_maxage {
         return of(d, Source::SMaxAge);
     }
@@ -99,32 +104,55 @@ pub fn lifetime(
 
 /// The age a response had when it arrived (section 4.2.3): the larger of what its `Date`
 /// says and what its `Age` says plus the time the request and response took. A stored
-/// response's current age is this plus the time it has been held since.
+/// response's current age is this plus the time it has been held since. An `Age` that
+/// cannot be read ([`age_value`]) makes it [`UNKNOWN_AGE`] old: stale on arrival.
 pub fn initial_age(
     head: &ResponseHead,
     request_time: SystemTime,
     response_time: SystemTime,
 ) -> Duration {
+    let Some(age_value) = age_value(head) else {
+        return UNKNOWN_AGE;
+    };
     let apparent = response_time
         .duration_since(date_value(head, response_time))
         .unwrap_or(Duration::ZERO);
-    let age_value = age_value(head).unwrap_or(Duration::ZERO);
     let delay = response_time
         .duration_since(request_time)
         .unwrap_or(Duration::ZERO);
     apparent.max(age_value + delay)
 }
 
-/// The `Age` field's value (RFC 9111 section 5.1): of a list (two field lines, or commas on
-/// one), the first member, the rest discarded; a value that is not a non-negative integer
-/// (`abc`, `-1`, `7200.0`, `7200;x=1`) is ignored (`None`), not taken as "stale". That is the
-/// RFC's rule since http-core issue 778 aligned it with what caches do; the public cache
-/// suite's `age-parse-*` tests still expect the older draft's "stale" in most of these cases.
-/// A value too large for a cache is 2^31 (section 1.2.2).
+/// The age of a response whose `Age` cannot be read: 2^31 seconds, the value RFC 9111
+/// section 1.2.2 gives a delta too large to represent ("infinity"). [`lifetime`] never
+/// exceeds it, so such a response is stale however long it was said to be fresh, and past
+/// any `stale-while-revalidate` or `stale-if-error` window.
+pub const UNKNOWN_AGE: Duration = Duration::from_secs(MAX_DELTA);
+
+/// The `Age` field's value, `Some(0)` when there is none, `None` when it cannot be read.
+///
+/// `Age` is a singleton (RFC 9111 section 5.1): anything but exactly one field line holding
+/// one non-negative integer (whitespace around it allowed) cannot be read. That is two field
+/// lines, a comma list (`0, 0`, `3600, 3600`, `0,7200`), `abc`, `-7200`, `7200.0`,
+/// `7200;foo=bar`, or an empty value. Such a response is stored as already stale
+/// ([`UNKNOWN_AGE`]): it is revalidated, or fetched again, before it is reused, and kept
+/// meanwhile so that its validator can revalidate it.
+///
+/// Section 5.1 says a cache SHOULD take a list's first member and SHOULD ignore an invalid
+/// value. Both guesses can serve an old response as fresh: an upstream cache that appended
+/// its age after another's (`0, 7200`), or wrote it in a form we do not read (`7200.0`),
+/// said the response is old. Reading "unknown" as "stale" deviates from those SHOULDs in the
+/// safe direction only: at worst one revalidation more, never an old response served as
+/// fresh. A value too large for a cache is 2^31 (section 1.2.2).
 fn age_value(head: &ResponseHead) -> Option<Duration> {
-    let line = head.header("age")?;
-    let first = line.split(|&b| b == b',').next()?.trim_ascii();
-    parse_delta_seconds(first).map(Duration::from_secs)
+    let mut lines = head.values("age");
+    let Some(line) = lines.next() else {
+        return Some(Duration::ZERO);
+    };
+    if lines.next().is_some() {
+        return None;
+    }
+    parse_delta_seconds(line.trim_ascii()).map(Duration::from_secs)
 }
 
 #[cfg(test)]
@@ -200,6 +228,17 @@ mod tests {
                 0,
                 Source::Expires,
             ),
+            // never longer than 2^31 s, the longest age (section 1.2.2)
+            (
+                200,
+                vec![
+                    ("date", &d1000),
+                    ("expires", "Fri, 31 Dec 9999 23:59:59 GMT"),
+                ],
+                None,
+                1 << 31,
+                Source::Expires,
+            ),
             // heuristic: 10% of 1000 s since Last-Modified
             (
                 200,
@@ -270,27 +309,61 @@ mod tests {
     }
 
     #[test]
-    fn age_takes_the_first_member_and_ignores_an_invalid_value() {
+    fn age_is_one_non_negative_integer_or_unknown() {
         let secs = |n| Some(Duration::from_secs(n));
         let table: &[(&[&str], Option<Duration>)] = &[
+            (&[], secs(0)),
             (&["7200"], secs(7200)),
             (&[" 60 "], secs(60)),
-            (&["7200,0"], secs(7200)),
-            (&["0, 7200"], secs(0)),
-            (&["3600, 3600"], secs(3600)),
-            (&["0", "7200"], secs(0)),
-            (&["7200", "0"], secs(7200)),
+            (&["\t60"], secs(60)),
+            (&["0"], secs(0)),
             (&["99999999999999999999"], secs(1 << 31)),
+            // A list, on one line or on two: unknown, whichever member comes first.
+            (&["7200,0"], None),
+            (&["0,7200"], None),
+            (&["0, 7200"], None),
+            (&["0, 0"], None),
+            (&["3600, 3600"], None),
+            (&["0", "7200"], None),
+            (&["7200", "0"], None),
+            (&["60", "60"], None),
+            (&[",7200"], None),
+            (&["7200,"], None),
+            // Not an integer.
             (&["abc"], None),
             (&["-7200"], None),
+            (&["+7200"], None),
             (&["7200.0"], None),
             (&["7200;foo=bar"], None),
+            (&["72 00"], None),
             (&[""], None),
-            (&[",7200"], None),
+            (&["  "], None),
         ];
         for (lines, want) in table {
             let headers: Vec<(&str, &str)> = lines.iter().map(|l| ("age", *l)).collect();
             assert_eq!(age_value(&response(200, &headers)), *want, "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_age_is_stale_for_any_lifetime() {
+        // An `Expires` far ahead gives a lifetime no longer than an unknown age.
+        let now = at(1000);
+        let head = response(
+            200,
+            &[
+                ("date", &date(1000)),
+                ("expires", "Fri, 31 Dec 9999 23:59:59 GMT"),
+                ("age", "0, 0"),
+            ],
+        );
+        let life = lifetime(&head, &ResponseDirectives::parse(&head), now, None);
+        assert_eq!(life.duration, UNKNOWN_AGE);
+        assert_eq!(initial_age(&head, now, now), UNKNOWN_AGE);
+        assert!(initial_age(&head, now, now) >= life.duration, "not fresh");
+        for age in ["abc", "-5", "7200;foo=bar", ""] {
+            let head = response(200, &[("date", &date(1000)), ("age", age)]);
+            assert_eq!(initial_age(&head, now, now), UNKNOWN_AGE, "{age:?}");
         }
     }
 
@@ -305,8 +378,8 @@ mod tests {
         // A Date in the future (clock skew) is no negative age.
         let head = response(200, &[("date", &date(2000))]);
         assert_eq!(initial_age(&head, at(1000), at(1000)).as_secs(), 0);
-        // A malformed Age is ignored.
-        let head = response(200, &[("date", &date(1000)), ("age", "-5")]);
-        assert_eq!(initial_age(&head, at(1000), at(1000)).as_secs(), 0);
+        // An Age below the apparent age: the apparent age counts.
+        let head = response(200, &[("date", &date(900)), ("age", "5")]);
+        assert_eq!(initial_age(&head, at(1000), at(1000)).as_secs(), 100);
     }
 }
