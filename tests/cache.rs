@@ -920,6 +920,43 @@ fn vary_matches_preference_lists_however_they_are_spelled() {
     assert_eq!(origin.count("/n"), 2);
 }
 
+/// A variant in one language (`Content-Language: de`) serves a request whose
+/// `Accept-Language` ranks that language strictly above every other range, as the origin
+/// would choose it again; a tie for the top, or another language on top, goes to the origin.
+#[test]
+fn vary_accept_language_reuses_the_variant_in_the_language_a_request_prefers() {
+    // Negotiates as an origin with German and French would, for the lists sent here: French
+    // when it comes first with no weight, else German.
+    let origin = Origin::start(|head| {
+        let asked = header_of(head, "accept-language").unwrap_or_default();
+        let lang = if asked.starts_with("fr,") { "fr" } else { "de" };
+        Some(ok(
+            &[
+                "Cache-Control: max-age=60",
+                "Vary: Accept-Language",
+                &format!("Content-Language: {lang}"),
+            ],
+            &format!("lang {lang} for {asked}"),
+        ))
+    });
+    let p = proxy("vary-language", &origin, "");
+    let stored = request(&p, "GET", "/l", &["Accept-Language: en, de"]);
+    assert_eq!(x_cache(&stored), "MISS");
+    let res = request(&p, "GET", "/l", &["Accept-Language: fr;q=0.5, de;q=1.0"]);
+    assert_eq!(
+        (x_cache(&res), res.text().as_str()),
+        ("HIT", "lang de for en, de")
+    );
+    for (asked, body) in [
+        ("de, fr", "lang de for de, fr"),
+        ("fr, de;q=0.5", "lang fr for fr, de;q=0.5"),
+    ] {
+        let res = request(&p, "GET", "/l", &[&format!("Accept-Language: {asked}")]);
+        assert_eq!((x_cache(&res), res.text().as_str()), ("MISS", body));
+    }
+    assert_eq!(origin.count("/l"), 3);
+}
+
 /// RFC 9111 section 4.1: whitespace around the commas of a selecting field, and the split
 /// into lines, do not make another variant; another member does.
 #[test]

@@ -6,6 +6,7 @@
 //! - `surrogate.rs`: `Surrogate-Control` (the W3C Edge Architecture note);
 //! - `freshness.rs`: a response's freshness lifetime and its age;
 //! - `policy.rs`: what may be stored, and which fields;
+//! - `language.rs`: a variant chosen by the language a request prefers;
 //! - `partial.rs`: parts of a representation (`206`), and how they combine;
 //! - `store.rs`: the LRU of entries and their variants, and the in-flight misses;
 //! - `phase/`: the phases: lookup, fill, background refresh, ranges, conditionals, key;
@@ -14,6 +15,7 @@
 pub mod config;
 pub mod control;
 pub mod freshness;
+pub mod language;
 pub mod partial;
 pub mod phase;
 pub mod policy;

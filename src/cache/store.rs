@@ -125,11 +125,23 @@ impl Entry {
         (self.body.len() + head + 64) as u64
     }
 
-    /// Whether `request` selects this variant.
+    /// Whether `request` selects this variant: each field `Vary` names has the value the
+    /// variant was stored for.
     pub fn matches(&self, request: &RequestHead) -> bool {
         self.vary
             .iter()
             .all(|(name, value)| &request_value(request, name) == value)
+    }
+
+    /// Whether `request` selects this variant by its language: as [`Entry::matches`], but an
+    /// `Accept-Language` of another value will do when it prefers the variant's one
+    /// `Content-Language` above every other range (`language::prefers`).
+    pub fn matches_by_language(&self, request: &RequestHead) -> bool {
+        self.vary.iter().any(|(name, _)| name == "accept-language")
+            && super::language::prefers(request, &self.head)
+            && self.vary.iter().all(|(name, value)| {
+                name == "accept-language" || &request_value(request, name) == value
+            })
     }
 }
 
@@ -258,7 +270,7 @@ fn normal_preferences(value: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` as thousandths.
-fn qvalue(text: &str) -> Option<u16> {
+pub(super) fn qvalue(text: &str) -> Option<u16> {
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -372,14 +384,15 @@ impl Store {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The variant of `key` that `request` selects, marked as recently used.
+    /// The variant of `key` that `request` selects, marked as recently used: one stored for
+    /// the same values, else one in the language the request prefers.
     pub fn get(&self, key: &str, request: &RequestHead) -> Option<Arc<Entry>> {
         let mut inner = self.lock();
-        inner
-            .urls
-            .get(key)?
+        let variants = inner.urls.get(key)?;
+        variants
             .iter()
             .find(|e| e.matches(request))
+            .or_else(|| variants.iter().find(|e| e.matches_by_language(request)))
             .cloned()
     }
 
@@ -731,6 +744,73 @@ mod tests {
         );
         assert_eq!(normal_preferences(b"a;q=1.5"), None);
         assert_eq!(normal_preferences(b"a;q"), None);
+    }
+
+    /// A variant in one language serves a request that prefers that language above all
+    /// others (`language::prefers`), when every other field `Vary` names matches; one stored
+    /// for the request's very values comes first.
+    #[test]
+    fn a_variant_serves_a_request_that_prefers_its_one_language() {
+        let store = Store::new(Limits {
+            max_size: 1 << 20,
+            max_entries: 100,
+        });
+        let german = |vary: &str| {
+            let mut head = head(Some(vary));
+            head.headers.push(header("Content-Language", b"de"));
+            head
+        };
+        put(
+            &store,
+            "k",
+            &request(Some("en, de")),
+            german("Accept-Language"),
+            b"de",
+        );
+        let get = |key, lang| {
+            store
+                .get(key, &request(Some(lang)))
+                .map(|e| e.body.to_vec())
+        };
+        assert_eq!(get("k", "fr;q=0.5, de;q=1.0").as_deref(), Some(&b"de"[..]));
+        assert_eq!(get("k", "DE").as_deref(), Some(&b"de"[..]));
+        for other in ["en, de;q=0.9", "de, fr", "*", "de;q=0", "fr"] {
+            assert_eq!(get("k", other), None, "{other}");
+        }
+        put(
+            &store,
+            "k",
+            &request(Some("de")),
+            german("Accept-Language"),
+            b"for de",
+        );
+        assert_eq!(
+            get("k", "de").as_deref(),
+            Some(&b"for de"[..]),
+            "same values first"
+        );
+        // Another varied field must still match as before.
+        let mut gzip = request(Some("en, de"));
+        gzip.headers.push(header("Accept-Encoding", b"gzip"));
+        put(
+            &store,
+            "v",
+            &gzip,
+            german("Accept-Language, Accept-Encoding"),
+            b"gz",
+        );
+        let mut asks = request(Some("de"));
+        assert!(store.get("v", &asks).is_none(), "no Accept-Encoding");
+        asks.headers.push(header("Accept-Encoding", b"gzip"));
+        assert_eq!(
+            store.get("v", &asks).map(|e| e.body.to_vec()).as_deref(),
+            Some(&b"gz"[..])
+        );
+        // Without Accept-Language among the varied fields, the language does not count.
+        put(&store, "e", &gzip, german("Accept-Encoding"), b"e");
+        let mut br = request(Some("de"));
+        br.headers.push(header("Accept-Encoding", b"br"));
+        assert!(store.get("e", &br).is_none());
     }
 
     #[test]
