@@ -1521,6 +1521,94 @@ fn a_successful_unsafe_request_invalidates_its_target_and_same_origin_locations(
     assert_eq!(x_cache(&get(&p, "/kept")), "HIT");
 }
 
+/// RFC 9110 section 9.3.3 and RFC 9111 section 3: a response to a `POST` with explicit
+/// freshness and a `Content-Location` that is the request's own URI is stored, and serves
+/// later `GET`s and `HEAD`s of that URI; a `POST` itself always goes to the origin. Any other
+/// successful `POST` invalidates the URI (section 4.4).
+#[test]
+fn a_post_response_naming_its_own_uri_with_explicit_freshness_serves_later_gets() {
+    let posts = Arc::new(AtomicUsize::new(0));
+    let counter = posts.clone();
+    let origin = Origin::start(move |head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        if !head.starts_with("POST") {
+            return Some(ok(&["Cache-Control: max-age=60"], &format!("got {path}")));
+        }
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let fields: &[&str] = match path {
+            "/form" => &["Content-Location: /form", "Cache-Control: max-age=60"],
+            "/absolute?a=1" => &[
+                "Content-Location: http://cache.test/absolute?a=1",
+                "Expires: Thu, 01 Jan 2099 00:00:00 GMT",
+            ],
+            "/elsewhere" => &["Content-Location: /other", "Cache-Control: max-age=60"],
+            // Heuristic freshness only: not explicit.
+            "/implicit" => &[
+                "Content-Location: /implicit",
+                "Last-Modified: Mon, 01 Jan 2024 00:00:00 GMT",
+            ],
+            _ => return None,
+        };
+        Some(ok(fields, &format!("posted {path} {n}")))
+    });
+    let p = proxy("post", &origin, "");
+    let post = |target: &str, body: &str| {
+        let mut c = connect(p.addr);
+        c.send(
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: cache.test\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        c.send(body.as_bytes());
+        c.read_response("POST")
+    };
+    let res = post("/form", "a=1");
+    assert_eq!((res.status, x_cache(&res)), (200, "BYPASS"));
+    let hit = get(&p, "/form");
+    assert_eq!(
+        (x_cache(&hit), hit.text().as_str()),
+        ("HIT", "posted /form 1")
+    );
+    let head = request(&p, "HEAD", "/form", &[]);
+    assert_eq!((head.status, x_cache(&head)), (200, "HIT"));
+    // Another POST goes to the origin, whatever is stored and whatever its body, and its
+    // response replaces the stored one rather than invalidating itself.
+    let res = post("/form", "a=1");
+    assert_eq!(
+        (x_cache(&res), res.text().as_str()),
+        ("BYPASS", "posted /form 2")
+    );
+    let hit = get(&p, "/form");
+    assert_eq!(
+        (x_cache(&hit), hit.text().as_str()),
+        ("HIT", "posted /form 2")
+    );
+    assert_eq!(origin.count("/form"), 2, "the POSTs alone");
+    // An absolute Content-Location of the same origin, a query, freshness from Expires.
+    post("/absolute?a=1", "");
+    let hit = get(&p, "/absolute?a=1");
+    assert_eq!(
+        (x_cache(&hit), hit.text().as_str()),
+        ("HIT", "posted /absolute?a=1 3")
+    );
+    // Another URI in Content-Location, or no explicit freshness: the POST invalidates what
+    // was stored for its target, and stores nothing.
+    for path in ["/elsewhere", "/implicit"] {
+        get(&p, path);
+        assert_eq!(x_cache(&get(&p, path)), "HIT", "{path}: stored by a GET");
+        post(path, "x");
+        let res = get(&p, path);
+        assert_eq!(
+            (x_cache(&res), res.text()),
+            ("MISS", format!("got {path}")),
+            "{path}"
+        );
+    }
+    assert_eq!(posts.load(Ordering::SeqCst), 5);
+}
+
 #[test]
 fn stale_if_error_serves_the_stale_copy_when_the_origin_answers_500_or_is_down() {
     let failing = Arc::new(AtomicBool::new(false));

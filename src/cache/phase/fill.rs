@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{CacheCtx, CachePhases};
+use super::{key, CacheCtx, CachePhases};
 use crate::cache::control::ResponseDirectives;
 use crate::cache::freshness::{self, Lifetime};
 use crate::cache::partial::{self, ContentRange, Span};
@@ -88,6 +88,40 @@ impl CachePhases {
                 .and_then(|v| v.trim().parse().ok()),
             lead: ctx.lead.take(),
         });
+    }
+
+    /// A response to a `POST` is stored for later `GET`s and `HEAD`s of the request's URI
+    /// when it says it is that URI's representation and for how long (RFC 9110 section
+    /// 9.3.3, RFC 9111 section 3): a `Content-Location` equal to the target
+    /// (`key::names_its_target`) and explicit freshness (`max-age`, `s-maxage`, `Expires`).
+    /// It is then judged as a `GET`'s response would be, under the same key, whatever the
+    /// request's body was (the body is never part of the key). Any other response to a
+    /// `POST` is not stored.
+    pub(super) fn plan_post_store(
+        &self,
+        ctx: &mut CacheCtx,
+        request: &RequestHead,
+        response: &ResponseHead,
+        plan: &mut BodyPlan,
+    ) {
+        let Some(key) = ctx.key.clone() else {
+            return;
+        };
+        // A part names a range of a representation the client did not ask for.
+        let whole = (200..300).contains(&response.status) && response.status != 206;
+        if !whole || !key::names_its_target(&key, ctx.origin_len, &request.target, response) {
+            return;
+        }
+        let cc = self.directives(response);
+        let explicit = freshness::lifetime(response, &cc, SystemTime::now(), None).explicit();
+        if !explicit {
+            return;
+        }
+        let as_get = RequestHead {
+            method: "GET".to_owned(),
+            ..request.clone()
+        };
+        self.plan_store(ctx, &key, &as_get, response, plan);
     }
 
     /// After a `304` to our revalidation: the entry with the 304's fields and a new age.

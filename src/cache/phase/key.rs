@@ -24,6 +24,24 @@ impl CachePhases {
     }
 }
 
+/// Whether `response`'s `Content-Location` names `target` itself: the same origin (the key's
+/// first `origin_len` bytes), the same path and query, byte for byte. What lets a response
+/// to a `POST` be stored for later `GET`s of that URI (RFC 9110 section 9.3.3).
+pub(super) fn names_its_target(
+    key: &str,
+    origin_len: usize,
+    target: &str,
+    response: &ResponseHead,
+) -> bool {
+    let origin = &key[..origin_len];
+    let mut lines = response.values("content-location");
+    match (lines.next(), lines.next()) {
+        (Some(value), None) => same_origin_key(origin, value)
+            .is_some_and(|named| named.strip_prefix(origin) == Some(target)),
+        _ => false,
+    }
+}
+
 /// The key of a request: `scheme://host` (lower-case), the target, and its route if any. The
 /// route is part of it: two routes that strip their prefixes can both send `/x` for one Host,
 /// to different services. One allocation: it is built for every request. Also returns the
@@ -86,6 +104,34 @@ mod tests {
         // No Host (an HTTP/1.0 request): the origin part is the scheme alone.
         let (key, _) = cache_key("http", &request("GET", "/", &[]));
         assert_eq!(key, "http:///");
+    }
+
+    #[test]
+    fn a_content_location_names_the_target_only_when_it_is_the_same_uri() {
+        let key = "http://a.test/x?q=1 route=api";
+        let origin_len = "http://a.test".len();
+        let names = |values: &[&str]| {
+            let fields: Vec<(&str, &str)> =
+                values.iter().map(|v| ("Content-Location", *v)).collect();
+            let response = crate::cache::test_heads::response(200, &fields);
+            names_its_target(key, origin_len, "/x?q=1", &response)
+        };
+        assert!(names(&["/x?q=1"]));
+        assert!(names(&[" http://A.test/x?q=1 "]));
+        for other in [
+            &[][..],
+            &["/x"],
+            &["/x?q=2"],
+            &["/X?q=1"],
+            &["/y/x?q=1"],
+            &["http://b.test/x?q=1"],
+            &["https://a.test/x?q=1"],
+            &["//a.test/x?q=1"],
+            &["x?q=1"],
+            &["/x?q=1", "/x?q=1"],
+        ] {
+            assert!(!names(other), "{other:?}");
+        }
     }
 
     #[test]

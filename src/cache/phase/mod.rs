@@ -177,8 +177,13 @@ impl CachePhases {
         match head.method.as_str() {
             "GET" | "HEAD" => {}
             method => {
-                // Section 4.4: a method not known to be safe may change the resource.
+                // Section 4.4: a method not known to be safe may change the resource. Never
+                // answered from the cache; a POST's response may be stored (`plan_post_store`),
+                // so its directives are read.
                 ctx.unsafe_method = !matches!(method, "OPTIONS" | "TRACE");
+                if method == "POST" {
+                    ctx.request_cc = RequestDirectives::parse(head);
+                }
                 ctx.label = Some(Label::Bypass);
                 return None;
             }
@@ -275,6 +280,11 @@ impl Phases for CachePhases {
             if ctx.unsafe_method {
                 if (200..400).contains(&response.status) {
                     self.invalidate(ctx, response);
+                }
+                // After the invalidation, which removed the older copies; the new one is
+                // stored when its body has streamed.
+                if request.method == "POST" {
+                    self.plan_post_store(ctx, request, response, plan);
                 }
             } else if let (true, Some(key)) = (ctx.may_store, ctx.key.clone()) {
                 self.plan_store(ctx, &key, request, response, plan);
