@@ -10,7 +10,7 @@
 //! it can be read: a wildcard, a tie for the top, a weight of 0, a response in several
 //! languages or none, or a list that does not parse, and the bytes alone decide as before.
 
-use super::store::qvalue;
+use super::weight::qvalue;
 use crate::http::head::Headers;
 use crate::http::{RequestHead, ResponseHead};
 

@@ -7,6 +7,7 @@
 //! - `freshness.rs`: a response's freshness lifetime and its age;
 //! - `policy.rs`: what may be stored, and which fields;
 //! - `language.rs`: a variant chosen by the language a request prefers;
+//! - `weight.rs`: the `q` of a preference list's member;
 //! - `partial.rs`: parts of a representation (`206`), and how they combine;
 //! - `store.rs`: the LRU of entries and their variants, and the in-flight misses;
 //! - `phase/`: the phases: lookup, fill, background refresh, ranges, conditionals, key;
@@ -24,6 +25,7 @@ pub mod surrogate;
 pub mod targeted;
 #[cfg(test)]
 mod test_heads;
+pub mod weight;
 
 pub use config::CacheSettings;
 pub use phase::{CacheCtx, CachePhases, Label};

@@ -12,6 +12,7 @@ use lru::LruCache;
 use super::control::ResponseDirectives;
 use super::freshness::Lifetime;
 use super::partial::Span;
+use super::weight::qvalue;
 use crate::http::head::Headers;
 use crate::http::{RequestHead, ResponseHead};
 use crate::relay::SharedFields;
@@ -267,20 +268,6 @@ fn normal_preferences(value: &[u8]) -> Option<Vec<u8>> {
         }
     }
     Some(out.into_bytes())
-}
-
-/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` as thousandths.
-pub(super) fn qvalue(text: &str) -> Option<u16> {
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let thousandths = format!("{fraction:0<3}").parse::<u16>().ok()?;
-    match whole {
-        "0" => Some(thousandths),
-        "1" if thousandths == 0 => Some(1000),
-        _ => None,
-    }
 }
 
 /// The variant key of a response about to be stored.
