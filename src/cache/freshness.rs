@@ -105,7 +105,7 @@ pub fn lifetime(
 /// The age a response had when it arrived (section 4.2.3): the larger of what its `Date`
 /// says and what its `Age` says plus the time the request and response took. A stored
 /// response's current age is this plus the time it has been held since. An `Age` that
-/// cannot be read ([`age_value`]) makes it [`UNKNOWN_AGE`] old: stale on arrival.
+/// cannot be read (`age_value`) makes it [`UNKNOWN_AGE`] old: stale on arrival.
 pub fn initial_age(
     head: &ResponseHead,
     request_time: SystemTime,
