@@ -357,10 +357,11 @@ pub fn recv_now(fd: BorrowedFd<'_>, out: &mut [u8]) -> io::Result<Option<usize>>
     Err(io::Error::from(io::ErrorKind::Interrupted))
 }
 
-/// An `epoll` set in which each descriptor reports "readable" once per arming
-/// (`EPOLLONESHOT`): stage 4's parker. A descriptor is armed by the thread that hands it over
-/// and disarmed by the report itself, so arming costs one system call and reporting none,
-/// whatever the number of descriptors watched (where `poll` is told every one each time).
+/// An edge-triggered `epoll` set (`EPOLLET`): stage 4's parker. A descriptor is added once,
+/// for as long as it is open, and its token is reported each time new bytes arrive (or the
+/// peer closes), whoever holds the connection then. So parking a connection again costs no
+/// system call at all; the price is a report, now and then, for a connection that a worker
+/// is reading anyway, which the parker notes and the worker checks (see `parker.rs`).
 ///
 /// A descriptor that is closed leaves the set by itself (it is never `dup`ed here).
 #[derive(Debug)]
@@ -382,36 +383,23 @@ impl ReadySet {
         })
     }
 
-    /// Watches `fd` until it is readable (data, the end of the stream, an error), then reports
-    /// `token` once. `known` says whether `fd` was armed in this set before (then it is
-    /// re-armed, else added); a wrong guess costs one more call, never a missed report.
-    pub fn arm(&self, fd: BorrowedFd<'_>, token: u64, known: bool) -> io::Result<()> {
-        let first = if known {
-            libc::EPOLL_CTL_MOD
-        } else {
-            libc::EPOLL_CTL_ADD
-        };
-        match self.control(first, fd, token) {
-            Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::EEXIST)) => {
-                let second = if known {
-                    libc::EPOLL_CTL_ADD
-                } else {
-                    libc::EPOLL_CTL_MOD
-                };
-                self.control(second, fd, token)
-            }
-            other => other,
-        }
-    }
-
-    fn control(&self, op: libc::c_int, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    /// Reports `token` whenever bytes arrive on `fd`, the peer closes it or it fails, from now
+    /// until it is closed; once at once if it is readable already.
+    pub fn watch(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
             u64: token,
         };
         // SAFETY: `event` is valid for the call; both descriptors are open (one owned, one
         // borrowed) until it returns.
-        let n = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd.as_raw_fd(), &mut event) };
+        let n = unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut event,
+            )
+        };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -619,5 +607,47 @@ mod tests {
         let (server, _) = listener.accept().unwrap();
         let ready = wait_readable(&[server.as_fd()], Duration::from_millis(1)).unwrap();
         assert_eq!(ready, vec![false]);
+    }
+
+    #[test]
+    fn a_watched_socket_is_reported_at_each_arrival_until_closed() {
+        let set = ReadySet::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        set.watch(server.as_fd(), 7).unwrap();
+        let mut tokens = Vec::new();
+        let patience = Duration::from_secs(30);
+        // Nothing yet: nothing reported.
+        set.wait(&mut tokens, 8, Duration::from_millis(1)).unwrap();
+        assert!(tokens.is_empty());
+        // Each arrival is reported once, whether or not the bytes before it were read.
+        for _ in 0..3 {
+            client.write_all(b"x").unwrap();
+            set.wait(&mut tokens, 8, patience).unwrap();
+            assert_eq!(tokens, [7]);
+            tokens.clear();
+            set.wait(&mut tokens, 8, Duration::from_millis(1)).unwrap();
+            assert!(tokens.is_empty(), "reported twice for one arrival");
+        }
+        // The peer closing is an arrival too.
+        drop(client);
+        set.wait(&mut tokens, 8, patience).unwrap();
+        assert_eq!(tokens, [7]);
+    }
+
+    #[test]
+    fn a_watched_wakeup_is_reported_at_every_wake() {
+        let set = ReadySet::new().unwrap();
+        let wake = Wakeup::new().unwrap();
+        set.watch(wake.as_fd(), 1).unwrap();
+        let mut tokens = Vec::new();
+        for _ in 0..3 {
+            wake.wake();
+            set.wait(&mut tokens, 8, Duration::from_secs(30)).unwrap();
+            assert_eq!(tokens, [1]);
+            tokens.clear();
+            wake.clear();
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use super::ConnectionHandler;
@@ -18,10 +18,33 @@ pub(super) struct Conn {
     /// When the first byte of a request head arrived, while the head is incomplete.
     pub(super) head_since: Option<Instant>,
     pub(super) handler: Arc<dyn ConnectionHandler>,
-    /// Whether the parker's `epoll` set has seen this socket (it is then re-armed, not added).
-    pub(super) armed: bool,
+    /// Its slot in the parker's table, from its first park until it closes (`None` before).
+    pub(super) watch: Option<Watch>,
     /// Counts the connection as open until it is dropped, however it ends.
     pub(super) _open: Open,
+}
+
+/// A connection's slot in the parker's table. The parker's `epoll` set reports the socket
+/// by this slot for as long as it is open, so the slot stays the connection's while a worker
+/// serves it, and is given back when the connection is dropped, however it ends.
+pub(super) struct Watch {
+    pub(super) index: u32,
+    pub(super) generation: u32,
+    /// Weak: a parked connection sits in the table it points to.
+    pub(super) table: Weak<dyn SlotOwner>,
+}
+
+/// The side of the parker that takes a slot back.
+pub(super) trait SlotOwner: Send + Sync {
+    fn release(&self, index: u32, generation: u32);
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(table) = self.table.upgrade() {
+            table.release(self.index, self.generation);
+        }
+    }
 }
 
 /// Gauges of the pool's client connections, read by `/metrics` (relaxed atomics: a scrape

@@ -2,23 +2,27 @@
 //! whose request head is still arriving) and hands each back to the pool as soon as it has
 //! more to read, or ends it when its wait is over.
 //!
-//! This is the heart of an event loop, reduced to one job. A worker parks a connection by
-//! putting it in a shared table and arming its socket in an `epoll` set, one system call
-//! ([`sys::ReadySet`]); the parker sleeps in `epoll_wait` and is told only about sockets that
-//! became readable, so a request costs the same with ten parked connections or ten thousand.
-//! (The first version kept the connections on its own thread and called `poll` with every
-//! one of them after each wake-up, and each park had to wake it to add one: the chapter on
+//! This is the heart of an event loop, reduced to one job. A connection's socket joins an
+//! edge-triggered `epoll` set ([`sys::ReadySet`]) the first time it is parked and stays there
+//! until it closes, so parking it again is a table entry under a lock, no system call; the
+//! parker sleeps in `epoll_wait` and is told only about sockets where bytes arrived, so a
+//! request costs the same with ten parked connections or ten thousand. A report for a
+//! connection a worker has is noted in its slot, and the worker, about to park it, serves it
+//! again instead: that is how a request arriving between a response and the park is never
+//! stranded. (The first version kept the connections on its own thread and called `poll` with
+//! every one of them after each wake-up, and each park had to wake it to add one; the second
+//! armed a one-shot registration at every park, a system call per request. The chapter on
 //! measuring shows what that cost.) Deadlines are checked by a sweep of the table, only when
 //! the earliest one is due.
 
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, ConnGauges};
+use super::conn::{Conn, ConnGauges, SlotOwner, Watch};
 use super::refuse_now;
 use crate::relay::Reply;
 use crate::sys::{ReadySet, Wakeup};
@@ -52,8 +56,10 @@ struct Shared {
     gauges: Arc<ConnGauges>,
 }
 
-/// The parked connections, by slot; a slot's generation changes each time it is reused, so a
-/// late report for a connection that already left never picks up the next one.
+/// The connections the parker knows, by slot: one slot per connection, from its first park
+/// until it closes, because its socket stays in the `epoll` set all that time. A slot's
+/// generation changes each time it is reused, so a late report for a connection that already
+/// left never picks up the next one.
 #[derive(Default)]
 struct Table {
     slots: Vec<Slot>,
@@ -74,7 +80,34 @@ struct Table {
 #[derive(Default)]
 struct Slot {
     generation: u32,
-    conn: Option<Conn>,
+    state: SlotState,
+}
+
+#[derive(Default)]
+enum SlotState {
+    #[default]
+    Free,
+    /// Here, waiting for its socket.
+    Parked(Conn),
+    /// With a worker; `arrived` once the socket reported bytes meanwhile, which the worker
+    /// may or may not have read: it looks again before it parks the connection.
+    Out { arrived: bool },
+}
+
+/// What [`ParkerHandle::park`] did with a connection.
+pub(super) enum Parked {
+    /// Parked, or closed (the parker is stopping, or full).
+    Done,
+    /// Bytes arrived while the worker had it: read them before parking it.
+    ServeAgain(Conn),
+}
+
+/// What [`Table::fill`] did.
+enum Fill {
+    /// Parked; `wake` if the parker must wake up to keep the connection's deadline.
+    Parked { wake: bool },
+    /// Not parked: bytes arrived while a worker had it.
+    Arrived(Conn),
 }
 
 fn token(index: u32, generation: u32) -> u64 {
@@ -82,7 +115,7 @@ fn token(index: u32, generation: u32) -> u64 {
 }
 
 impl Table {
-    /// A free slot and its new generation, for a connection about to be parked.
+    /// A free slot and its new generation, for a connection parked for the first time.
     fn reserve(&mut self) -> (u32, u32) {
         let index = match self.free.pop() {
             Some(index) => index,
@@ -94,33 +127,63 @@ impl Table {
         let slot = &mut self.slots[index as usize];
         // Never u32::MAX, so no slot's token is WAKE_TOKEN.
         slot.generation = slot.generation.wrapping_add(1) % u32::MAX;
+        slot.state = SlotState::Out { arrived: false };
         (index, slot.generation)
     }
 
-    /// Puts `conn` in its reserved slot; `true` if the parker must wake up to keep its
-    /// deadline.
-    fn fill(&mut self, index: u32, conn: Conn) -> bool {
+    /// Parks `conn` in its slot, or gives it back if bytes arrived while a worker had it.
+    fn fill(&mut self, index: u32, conn: Conn) -> Fill {
+        let slot = &mut self.slots[index as usize];
+        match slot.state {
+            SlotState::Out { arrived: false } => {}
+            SlotState::Out { arrived: true } => {
+                slot.state = SlotState::Out { arrived: false };
+                return Fill::Arrived(conn);
+            }
+            // Never: a connection is parked only by the worker that has it.
+            SlotState::Free | SlotState::Parked(_) => return Fill::Arrived(conn),
+        }
         self.parked += 1;
         if conn.head_since.is_none() {
             self.idle += 1;
         }
         let deadline = conn.deadline();
         self.earliest = Some(self.earliest.map_or(deadline, |e| e.min(deadline)));
-        self.slots[index as usize].conn = Some(conn);
-        self.sleeping_until.is_some_and(|until| deadline < until)
+        slot.state = SlotState::Parked(conn);
+        Fill::Parked {
+            wake: self.sleeping_until.is_some_and(|until| deadline < until),
+        }
     }
 
-    fn take(&mut self, index: u32, generation: u32) -> Option<Conn> {
+    /// A report for slot `index`: its connection if parked (now out with a worker); if a
+    /// worker has it already, a note that bytes arrived.
+    fn report(&mut self, index: u32, generation: u32) -> Option<Conn> {
         let slot = self.slots.get_mut(index as usize)?;
         if slot.generation != generation {
-            return None;
+            return None; // a connection that has closed since
         }
-        self.remove(index)
+        match &mut slot.state {
+            SlotState::Out { arrived } => {
+                *arrived = true;
+                None
+            }
+            SlotState::Parked(_) => self.remove(index),
+            SlotState::Free => None,
+        }
     }
 
+    /// Takes the connection parked in slot `index` out of the table. Its slot stays reserved
+    /// until the connection is dropped (see [`Watch`]).
     fn remove(&mut self, index: u32) -> Option<Conn> {
-        let conn = self.slots.get_mut(index as usize)?.conn.take()?;
-        self.free.push(index);
+        let slot = self.slots.get_mut(index as usize)?;
+        if !matches!(slot.state, SlotState::Parked(_)) {
+            return None;
+        }
+        let SlotState::Parked(conn) =
+            std::mem::replace(&mut slot.state, SlotState::Out { arrived: false })
+        else {
+            return None;
+        };
         self.parked -= 1;
         if conn.head_since.is_none() {
             self.idle -= 1;
@@ -128,12 +191,31 @@ impl Table {
         Some(conn)
     }
 
+    /// Frees the slot of a connection that closed.
+    fn release(&mut self, index: u32, generation: u32) {
+        let Some(slot) = self.slots.get_mut(index as usize) else {
+            return;
+        };
+        // Only a connection that is out is dropped: a parked one is taken out first.
+        if slot.generation == generation && matches!(slot.state, SlotState::Out { .. }) {
+            slot.state = SlotState::Free;
+            self.free.push(index);
+        }
+    }
+
+    fn parked_conn(&self, index: usize) -> Option<&Conn> {
+        match &self.slots[index].state {
+            SlotState::Parked(conn) => Some(conn),
+            _ => None,
+        }
+    }
+
     /// Takes every connection past its deadline, and notes the earliest remaining one.
     fn expired(&mut self, now: Instant) -> Vec<Conn> {
         let mut due = Vec::new();
         let mut earliest: Option<Instant> = None;
         for index in 0..self.slots.len() {
-            let Some(deadline) = self.slots[index].conn.as_ref().map(Conn::deadline) else {
+            let Some(deadline) = self.parked_conn(index).map(Conn::deadline) else {
                 continue;
             };
             if deadline <= now {
@@ -152,10 +234,16 @@ impl Table {
             return None;
         }
         let oldest = (0..self.slots.len())
-            .filter_map(|i| Some((i, self.slots[i].conn.as_ref()?.idle_since)))
+            .filter_map(|i| Some((i, self.parked_conn(i)?.idle_since)))
             .min_by_key(|&(_, since)| since)
             .map(|(i, _)| i)?;
         self.remove(oldest as u32)
+    }
+}
+
+impl SlotOwner for Shared {
+    fn release(&self, index: u32, generation: u32) {
+        self.table().release(index, generation);
     }
 }
 
@@ -175,35 +263,49 @@ impl Shared {
 }
 
 impl ParkerHandle {
-    /// Hands an idle connection to the parker. If the parker is stopped, the connection is
-    /// dropped, which closes it: a client must expect an idle keep-alive connection to close.
-    pub(super) fn park(&self, mut conn: Conn) {
+    /// Hands an idle connection to the parker, unless bytes arrived for it while the worker
+    /// had it ([`Parked::ServeAgain`]). If the parker is stopped, the connection is dropped,
+    /// which closes it: a client must expect an idle keep-alive connection to close.
+    pub(super) fn park(&self, mut conn: Conn) -> Parked {
         let shared = &self.shared;
         if shared.stop.load(Ordering::SeqCst) {
-            return close_quietly(conn);
+            close_quietly(conn);
+            return Parked::Done;
         }
         // Bytes inside the stream would never make the socket readable: served at once.
         if conn.has_hidden_bytes() {
             shared.table().ready_now.push(conn);
-            return shared.wake.wake();
+            shared.wake.wake();
+            return Parked::Done;
         }
-        let known = std::mem::replace(&mut conn.armed, true);
         let mut table = shared.table();
-        // Armed with the table locked: the parker cannot take the report before the
-        // connection is in its slot.
-        let (index, generation) = table.reserve();
-        let armed = shared.ready.arm(
-            conn.stream.get_ref().as_fd(),
-            token(index, generation),
-            known,
-        );
-        if let Err(err) = armed {
-            table.free.push(index);
-            drop(table);
-            log::warn!("{}: parker cannot watch the connection: {err}", conn.peer);
-            return close_quietly(conn);
-        }
-        let wake = table.fill(index, conn);
+        let index = match &conn.watch {
+            Some(watch) => watch.index,
+            None => {
+                // Watched with the table locked: the parker cannot take a report before the
+                // connection is in its slot. From now on the socket stays in the set.
+                let (index, generation) = table.reserve();
+                let fd = conn.stream.get_ref().as_fd();
+                if let Err(err) = shared.ready.watch(fd, token(index, generation)) {
+                    table.release(index, generation);
+                    drop(table);
+                    log::warn!("{}: parker cannot watch the connection: {err}", conn.peer);
+                    close_quietly(conn);
+                    return Parked::Done;
+                }
+                let weak: Weak<Shared> = Arc::downgrade(&self.shared);
+                conn.watch = Some(Watch {
+                    index,
+                    generation,
+                    table: weak,
+                });
+                index
+            }
+        };
+        let wake = match table.fill(index, conn) {
+            Fill::Parked { wake } => wake,
+            Fill::Arrived(conn) => return Parked::ServeAgain(conn),
+        };
         // Checked again under the lock: a parker that stopped meanwhile has closed what was
         // in the table, and would never see this one.
         let evicted = if shared.stop.load(Ordering::SeqCst) {
@@ -220,6 +322,7 @@ impl ParkerHandle {
             log::debug!("{}: parked connections at the cap, closed", conn.peer);
             close_quietly(conn);
         }
+        Parked::Done
     }
 
     pub(super) fn stop(&self) {
@@ -247,8 +350,8 @@ impl Parker {
             max_parked: max_parked.max(1),
             gauges,
         });
-        // The wake-up stays armed: it is not one-shot like the connections.
-        shared.ready.arm(shared.wake.as_fd(), WAKE_TOKEN, false)?;
+        // Reported at every wake-up, like a connection at every arrival.
+        shared.ready.watch(shared.wake.as_fd(), WAKE_TOKEN)?;
         let handle = ParkerHandle {
             shared: Arc::clone(&shared),
         };
@@ -299,7 +402,7 @@ impl Parker {
                         shared.wake.clear();
                         woken.append(&mut table.ready_now);
                     } else {
-                        woken.extend(table.take(token as u32, (token >> 32) as u32));
+                        woken.extend(table.report(token as u32, (token >> 32) as u32));
                     }
                 }
                 shared.show(&table);

@@ -30,7 +30,7 @@ use std::time::Instant;
 use threadpool::ThreadPool;
 
 use super::conn::{Conn, ConnGauges, Open};
-use super::parker::{Parker, ParkerHandle};
+use super::parker::{Parked, Parker, ParkerHandle};
 use super::{refuse_busy, wait_until, ConnectionHandler, ConnectionModel};
 use crate::http::BufStream;
 
@@ -225,7 +225,7 @@ impl ConnectionModel for Pool {
                     idle_since: Instant::now(),
                     head_since: None,
                     handler: Arc::clone(handler),
-                    armed: false,
+                    watch: None,
                     _open: Open::new(&self.shared.gauges),
                 });
             }
@@ -259,7 +259,13 @@ impl Shared {
                 Gathered::Ready => {}
                 Gathered::Waiting => {
                     conn.stream.release_if_empty();
-                    return self.parker.park(conn);
+                    match self.parker.park(conn) {
+                        Parked::Done => return,
+                        Parked::ServeAgain(again) => {
+                            conn = again;
+                            continue;
+                        }
+                    }
                 }
                 Gathered::Gone => return conn.stream.finish(),
             }
@@ -276,9 +282,12 @@ impl Shared {
                 // Nothing of a next request is here yet, and a client that waits for each
                 // answer (nearly all of them) has not sent one: park now rather than ask the
                 // socket first, one system call per request fewer. A request that did arrive
-                // meanwhile makes the socket readable at once for the parker.
+                // meanwhile was reported to the parker, which hands the connection back.
                 conn.stream.release_if_empty();
-                return self.parker.park(conn);
+                match self.parker.park(conn) {
+                    Parked::Done => return,
+                    Parked::ServeAgain(again) => conn = again,
+                }
             }
         }
         // Its turn is used up while it still has requests: to the back of the queue.
