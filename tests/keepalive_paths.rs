@@ -20,6 +20,15 @@ use std::time::{Duration, Instant};
 
 use support::{backend, raw_backend, read_request_head, Proxy, TIMEOUT};
 
+/// The first line of a request head, without its CRLF.
+fn request_line(head: &[u8]) -> String {
+    String::from_utf8_lossy(head)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
 /// Length of the body a request head announces (0 without `Content-Length`).
 fn content_length(head: &[u8]) -> usize {
     String::from_utf8_lossy(head)
@@ -50,11 +59,7 @@ fn a_kept_connection_the_backend_closed_is_replaced_for_a_get_and_probed_for_a_p
         if stream.read_exact(&mut body).is_err() {
             return;
         }
-        let line = String::from_utf8_lossy(&head)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_owned();
+        let line = request_line(&head);
         let _ = seen_tx.send(line);
         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
         drop(stream);
@@ -203,11 +208,7 @@ fn a_request_that_arrives_while_the_worker_waits_on_the_backend_is_served_next()
         if head.is_empty() {
             return;
         }
-        let line = String::from_utf8_lossy(&head)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_owned();
+        let line = request_line(&head);
         let first = line.starts_with("GET /first");
         let _ = got_tx.send(line.clone());
         if first && answer.lock().unwrap().recv_timeout(TIMEOUT).is_err() {

@@ -10,8 +10,8 @@
 //! it can be read: a wildcard, a tie for the top, a weight of 0, a response in several
 //! languages or none, or a list that does not parse, and the bytes alone decide as before.
 
-use super::weight::qvalue;
 use crate::http::head::Headers;
+use crate::http::weight::qvalue;
 use crate::http::{RequestHead, ResponseHead};
 
 /// Whether `request`'s `Accept-Language` ranks the one language of `response` (its
@@ -65,7 +65,7 @@ fn top_range(request: &RequestHead) -> Option<String> {
                     if !name.trim().eq_ignore_ascii_case("q") {
                         return None;
                     }
-                    qvalue(value.trim())?
+                    qvalue(value.trim().as_bytes())?
                 }
             };
             if parts.next().is_some() {

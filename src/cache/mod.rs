@@ -25,7 +25,6 @@ pub mod surrogate;
 pub mod targeted;
 #[cfg(test)]
 mod test_heads;
-pub mod weight;
 
 pub use config::CacheSettings;
 pub use phase::{CacheCtx, CachePhases, Label};

@@ -12,8 +12,8 @@ use lru::LruCache;
 use super::control::ResponseDirectives;
 use super::freshness::Lifetime;
 use super::partial::Span;
-use super::weight::qvalue;
 use crate::http::head::Headers;
+use crate::http::weight::qvalue;
 use crate::http::{RequestHead, ResponseHead};
 use crate::relay::SharedFields;
 
@@ -246,7 +246,7 @@ fn normal_preferences(value: &[u8]) -> Option<Vec<u8>> {
             let (name, arg) = param.split_once('=')?;
             let (name, arg) = (name.trim().to_ascii_lowercase(), arg.trim());
             if name == "q" {
-                q = qvalue(arg)?;
+                q = qvalue(arg.as_bytes())?;
             } else {
                 normal.push(';');
                 normal.push_str(&name);

@@ -14,6 +14,7 @@
 
 use super::encoder::Coding;
 use crate::http::head::Headers;
+use crate::http::weight::qvalue;
 use crate::http::RequestHead;
 
 /// A weight in thousandths: `q=0.5` is 500.
@@ -66,7 +67,7 @@ fn parse_list(value: &[u8]) -> impl Iterator<Item = Element> + '_ {
             let mut pair = param.splitn(2, |&b| b == b'=');
             let key = pair.next().unwrap_or_default().trim_ascii();
             if key.eq_ignore_ascii_case(b"q") {
-                weight = parse_weight(pair.next()?.trim_ascii())?;
+                weight = qvalue(pair.next()?.trim_ascii())?;
             }
             // No other parameter is defined for Accept-Encoding: ignored.
         }
@@ -84,26 +85,6 @@ fn canonical(name: &str) -> String {
         "gzip".to_owned()
     } else {
         name
-    }
-}
-
-/// A qvalue: `0`, `0.` and up to three digits, `1`, or `1.` and up to three zeros.
-fn parse_weight(text: &[u8]) -> Option<Weight> {
-    let (int, frac) = match text.iter().position(|&b| b == b'.') {
-        Some(dot) => (&text[..dot], &text[dot + 1..]),
-        None => (text, &b""[..]),
-    };
-    if frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let mut thousandths: Weight = 0;
-    for i in 0..3 {
-        thousandths = thousandths * 10 + frac.get(i).map_or(0, |d| Weight::from(d - b'0'));
-    }
-    match int {
-        b"0" => Some(thousandths),
-        b"1" if thousandths == 0 => Some(1000),
-        _ => None,
     }
 }
 
@@ -210,26 +191,6 @@ mod tests {
                 *want,
                 "{values:?} offered {offered:?}"
             );
-        }
-    }
-
-    #[test]
-    fn weights_are_parsed_to_thousandths() {
-        for (text, want) in [
-            ("0", Some(0)),
-            ("0.", Some(0)),
-            ("0.5", Some(500)),
-            ("0.05", Some(50)),
-            ("0.123", Some(123)),
-            ("1", Some(1000)),
-            ("1.000", Some(1000)),
-            ("1.001", None),
-            ("", None),
-            (".5", None),
-            ("0.1234", None),
-            ("0x1", None),
-        ] {
-            assert_eq!(parse_weight(text.as_bytes()), want, "{text:?}");
         }
     }
 }

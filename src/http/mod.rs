@@ -14,6 +14,7 @@ pub mod limits;
 pub mod pump;
 pub mod stream;
 pub mod target;
+pub mod weight;
 
 pub use error::HttpError;
 pub use framing::BodyFraming;
