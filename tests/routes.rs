@@ -426,6 +426,69 @@ strip_prefix = true
     assert_eq!((one.heads().len(), two.heads().len()), (1, 1));
 }
 
+/// RFC 9111 section 4.4 under a route: a successful POST invalidates the URLs its response
+/// names (`Location`, `Content-Location`), which the origin writes in its own paths, behind
+/// the route's stripped prefix; they are the keys of the route the POST took.
+#[test]
+fn an_unsafe_request_invalidates_the_locations_it_names_within_its_route() {
+    let origin = raw_backend(|mut stream| loop {
+        let head = read_request_head(&mut stream);
+        if !head.ends_with(b"\r\n\r\n") {
+            return;
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let target = text.split(' ').nth(1).unwrap_or("").to_owned();
+        let response = if text.starts_with("POST") {
+            // The test's POST carries two bytes of body.
+            let mut body = [0u8; 2];
+            if std::io::Read::read_exact(&mut stream, &mut body).is_err() {
+                return;
+            }
+            "HTTP/1.1 200 OK\r\nLocation: /made\r\nContent-Location: /listed\r\n\
+             Content-Length: 0\r\n\r\n"
+                .to_owned()
+        } else {
+            let body = format!("got {target}");
+            format!(
+                "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    });
+    let text = format!(
+        r#"
+[cache]
+enabled = true
+[upstreams.app]
+servers = ["{origin}"]
+[[routes]]
+path = "/app"
+upstream = "app"
+strip_prefix = true
+"#
+    );
+    let proxy = stage9("invalidate", &text, &[]);
+    for path in ["/app/made", "/app/listed", "/app/kept"] {
+        assert_eq!(get(&proxy, "t", path).header("x-cache"), Some("MISS"));
+        assert_eq!(get(&proxy, "t", path).header("x-cache"), Some("HIT"));
+    }
+    let mut conn = proxy.connect();
+    conn.send(b"POST /app/new HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(conn.read_response("POST").status, 200);
+    for path in ["/app/made", "/app/listed"] {
+        let res = get(&proxy, "t", path);
+        assert_eq!(
+            res.header("x-cache"),
+            Some("MISS"),
+            "{path} was invalidated"
+        );
+    }
+    assert_eq!(get(&proxy, "t", "/app/kept").header("x-cache"), Some("HIT"));
+}
+
 #[test]
 fn demo_backends_start_for_every_group() {
     let text = r#"

@@ -13,11 +13,19 @@ impl CachePhases {
         };
         self.store.remove(target);
         let origin = &target[..ctx.origin_len];
+        // A key ends with the route the request took (`cache_key`). The URLs the response
+        // names are paths of the same origin, behind the same route (after its prefix was
+        // stripped, they are the origin's own paths, as the key's target is), so their keys
+        // end the same way. A request target has no space, so the first one starts the route.
+        let route = target[ctx.origin_len..]
+            .find(' ')
+            .map_or("", |at| &target[ctx.origin_len + at..]);
         for name in ["location", "content-location"] {
-            if let Some(key) = response
+            if let Some(mut key) = response
                 .header(name)
                 .and_then(|v| same_origin_key(origin, v))
             {
+                key.push_str(route);
                 self.store.remove(&key);
             }
         }
