@@ -6,9 +6,11 @@
 //! The group, not the process: stage2 forks a child per connection, in the group `procs`
 //! made for the stage. Its CPU is the leader's own time, plus what its reaped children spent
 //! (`cutime`/`cstime`, stage2 reaps every child), plus the own time of the members still
-//! alive. Context switches have no such running total for children that are gone, so they
-//! are known only while the group is one process (its threads summed); otherwise `None`,
-//! shown as "-". Without `/proc` (not Linux) or once the process is gone, everything is `None`.
+//! alive. Context switches have no such running total for children that are gone, nor for
+//! threads that are gone, so they are known only while the group is one process and every
+//! thread that worked during the cell is still there at its end (a pool's threads live as long
+//! as the process; stage 3's thread per connection does not); otherwise `None`, shown as "-".
+//! Without `/proc` (not Linux) or once the process is gone, everything is `None`.
 
 use std::fs;
 
@@ -51,11 +53,28 @@ pub fn parse_context_switches(status: &str) -> Option<u64> {
 }
 
 /// What a process group had spent at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage {
     pub ticks: u64,
-    /// `None` when the group was more than one process.
-    pub context_switches: Option<u64>,
+    /// The process's threads alive at that moment; `None` when the group was more than one
+    /// process.
+    pub threads: Option<Vec<ThreadCounts>>,
+}
+
+/// One thread's own CPU time and context switches so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadCounts {
+    pub tid: u32,
+    /// Time on a CPU in nanoseconds (`/proc/.../schedstat`): exact, where a thread's clock
+    /// ticks are rounded each on its own, so that 60 threads' ticks can miss 60 of the
+    /// process's.
+    pub runtime_ns: u64,
+    pub switches: u64,
+}
+
+/// The first field of `/proc/.../schedstat`: nanoseconds on a CPU.
+pub fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// The group led by `leader` (its pid is the group id, as `procs::spawn_ready` sets it up).
@@ -86,25 +105,67 @@ pub fn group_usage(leader: u32) -> Option<Usage> {
         .own_ticks
         .saturating_add(own.reaped_children_ticks)
         .saturating_add(members_ticks);
-    let context_switches = if members == 0 && own.reaped_children_ticks == 0 {
-        thread_context_switches(leader)
+    let threads = if members == 0 && own.reaped_children_ticks == 0 {
+        threads_of(leader)
     } else {
         None
     };
-    Some(Usage {
-        ticks,
-        context_switches,
-    })
+    Some(Usage { ticks, threads })
 }
 
-/// Summed over the threads alive now; a pool's threads live as long as the process.
-fn thread_context_switches(pid: u32) -> Option<u64> {
-    let mut total = 0u64;
+/// The counts of every thread of `pid` alive now.
+fn threads_of(pid: u32) -> Option<Vec<ThreadCounts>> {
+    let mut threads = Vec::new();
     for task in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
-        let status = fs::read_to_string(task.path().join("status")).ok()?;
-        total = total.checked_add(parse_context_switches(&status)?)?;
+        let tid = task.file_name().to_str()?.parse().ok()?;
+        // A thread that ends between the listing and these reads is skipped: the CPU check
+        // in `switches_between` then finds its ticks missing.
+        let (Ok(schedstat), Ok(status)) = (
+            fs::read_to_string(task.path().join("schedstat")),
+            fs::read_to_string(task.path().join("status")),
+        ) else {
+            continue;
+        };
+        threads.push(ThreadCounts {
+            tid,
+            runtime_ns: parse_schedstat(&schedstat)?,
+            switches: parse_context_switches(&status)?,
+        });
     }
-    Some(total)
+    Some(threads)
+}
+
+/// Clock ticks of process CPU that the live threads may leave unexplained before the
+/// context switches are called unknown: the process's count is rounded to ticks, and the
+/// reads of several files are not one instant.
+const UNACCOUNTED_TICKS: u64 = 3;
+
+/// The context switches the threads made between two samples, or `None` when some of the
+/// work was done by threads that are gone, whose switches no file keeps: a thread of `before`
+/// missing from `after`, or more process CPU (`process_ticks` at `hz`) than the threads alive
+/// at the end spent (threads that started and ended in between, as stage 3's do). A thread
+/// new in `after` counts from zero.
+pub fn switches_between(
+    before: &[ThreadCounts],
+    after: &[ThreadCounts],
+    process_ticks: u64,
+    hz: u64,
+) -> Option<u64> {
+    let earlier = |tid: u32| before.iter().find(|t| t.tid == tid);
+    if hz == 0 || before.iter().any(|b| !after.iter().any(|a| a.tid == b.tid)) {
+        return None;
+    }
+    let (mut runtime_ns, mut switches) = (0u64, 0u64);
+    for thread in after {
+        let (r0, s0) = earlier(thread.tid).map_or((0, 0), |b| (b.runtime_ns, b.switches));
+        runtime_ns = runtime_ns.checked_add(thread.runtime_ns.checked_sub(r0)?)?;
+        switches = switches.checked_add(thread.switches.checked_sub(s0)?)?;
+    }
+    let tick_ns = 1_000_000_000 / hz;
+    let unexplained_ns = process_ticks
+        .saturating_mul(tick_ns)
+        .saturating_sub(runtime_ns);
+    (unexplained_ns <= UNACCOUNTED_TICKS * tick_ns).then_some(switches)
 }
 
 /// Clock ticks per second, the unit of the stat fields.
@@ -146,8 +207,12 @@ pub fn cost(
         (Some(ticks), Some(hz)) if ticks >= MIN_TICKS => Some(per_request(ticks) * 1e6 / hz as f64),
         _ => None,
     };
-    let context_switches_per_request = match (before.context_switches, after.context_switches) {
-        (Some(b), Some(a)) => a.checked_sub(b).map(per_request),
+    let context_switches_per_request = match (&before.threads, &after.threads, ticks_per_second) {
+        (Some(b), Some(a), Some(hz)) => after
+            .ticks
+            .checked_sub(before.ticks)
+            .and_then(|ticks| switches_between(b, a, ticks, hz))
+            .map(per_request),
         _ => None,
     };
     Cost {
@@ -198,6 +263,12 @@ mod tests {
         assert_eq!(parse_context_switches(status), Some(127));
         assert_eq!(parse_context_switches("Name:\tx\n"), None);
         assert_eq!(
+            parse_schedstat("193929638 26042508 774\n"),
+            Some(193_929_638)
+        );
+        assert_eq!(parse_schedstat(""), None);
+        assert_eq!(parse_schedstat("x 1 2"), None);
+        assert_eq!(
             parse_context_switches("voluntary_ctxt_switches: many\nnonvoluntary_ctxt_switches: 1"),
             None
         );
@@ -205,10 +276,17 @@ mod tests {
 
     #[test]
     fn cost_per_request() {
-        let usage = |ticks, switches| {
+        // One thread that did all the work, or (`None`) a group of processes.
+        let usage = |ticks, switches: Option<u64>| {
             Some(Usage {
                 ticks,
-                context_switches: switches,
+                threads: switches.map(|switches| {
+                    vec![ThreadCounts {
+                        tid: 1,
+                        runtime_ns: ticks * 10_000_000,
+                        switches,
+                    }]
+                }),
             })
         };
         // 50 ticks at 100 Hz = 0.5 s over 10,000 requests = 50 µs each.
@@ -234,6 +312,35 @@ mod tests {
         assert_eq!(short.context_switches_per_request, Some(2.0));
         let enough = cost_of(usage(100, Some(10)), usage(110, Some(60)), 25);
         assert_eq!(enough.cpu_us_per_request, Some(4000.0));
+    }
+
+    #[test]
+    fn switches_are_known_only_while_every_working_thread_is_still_there() {
+        // Runtimes in ticks of 10 ms, at 100 Hz.
+        let t = |tid, ticks: u64, switches| ThreadCounts {
+            tid,
+            runtime_ns: ticks * 10_000_000,
+            switches,
+        };
+        let switches_between =
+            |b: &[ThreadCounts], a: &[ThreadCounts], ticks| switches_between(b, a, ticks, 100);
+        // A pool: the same threads before and after.
+        let before = [t(1, 10, 5), t(2, 20, 100), t(3, 0, 1)];
+        let after = [t(1, 12, 9), t(2, 60, 300), t(3, 8, 51)];
+        assert_eq!(switches_between(&before, &after, 50), Some(254));
+        // A thread started meanwhile counts from zero.
+        let grown = [t(1, 12, 9), t(2, 60, 300), t(3, 8, 51), t(4, 5, 20)];
+        assert_eq!(switches_between(&before, &grown, 55), Some(274));
+        // A thread that ended took its switches with it.
+        let shrunk = [t(1, 12, 9), t(2, 60, 300)];
+        assert_eq!(switches_between(&before, &shrunk, 42), None);
+        // Threads that started and ended in between (stage 3's thread per connection): the
+        // process spent more than the threads that are left, beyond a tick or two.
+        assert_eq!(switches_between(&before, &after, 53), Some(254));
+        assert_eq!(switches_between(&before, &after, 54), None);
+        assert_eq!(switches_between(&[t(1, 3, 4)], &[t(1, 4, 6)], 900), None);
+        // Counters that went backwards are not the same threads.
+        assert_eq!(switches_between(&[t(1, 9, 9)], &[t(1, 4, 6)], 0), None);
     }
 
     /// Starts `script` in a group of its own and waits for its first line, by which time
@@ -269,12 +376,12 @@ mod tests {
     fn a_forked_member_makes_context_switches_unknown() {
         let alone = group_of("echo ready; exec sleep 30");
         let usage = group_usage(alone.id()).expect("a usage");
-        assert!(usage.context_switches.is_some(), "{usage:?}");
+        assert!(usage.threads.is_some(), "{usage:?}");
         stop_group(alone);
         // sh waits while its child (the same group) sleeps: two processes.
         let forked = group_of("sleep 30 & echo ready; wait");
         let usage = group_usage(forked.id()).expect("a usage");
-        assert_eq!(usage.context_switches, None, "{usage:?}");
+        assert_eq!(usage.threads, None, "{usage:?}");
         stop_group(forked);
     }
 

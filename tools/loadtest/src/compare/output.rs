@@ -70,8 +70,10 @@ pub fn markdown(report: &CompareReport) -> String {
          with {} ms delay; timeout {:.1} s; {} CPU(s). req/s counts responses below 400; errors are \
          failed requests plus 4xx/5xx responses; p50/p99 cover responses only. CPU and context \
          switches: the stage's, during the cell (its process group, from /proc), over the \
-         responses below 400; \"-\" where they cannot be known, or where the cell took fewer \
-         than 10 clock ticks of CPU (a figure within 10% needs at least 10).{}\n",
+         responses below 400; \"-\" where they cannot be known (context switches of child \
+         processes, or of threads that ended during the cell, as stage 3's thread per connection \
+         does, are kept nowhere), or where the cell took fewer than 10 clock ticks of CPU (a \
+         figure within 10% needs at least 10).{}\n",
         report.duration_secs,
         report.backends,
         report.backend_delay_ms,
