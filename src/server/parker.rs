@@ -176,13 +176,12 @@ impl Table {
     /// until the connection is dropped (see [`Watch`]).
     fn remove(&mut self, index: u32) -> Option<Conn> {
         let slot = self.slots.get_mut(index as usize)?;
-        if !matches!(slot.state, SlotState::Parked(_)) {
-            return None;
-        }
-        let SlotState::Parked(conn) =
-            std::mem::replace(&mut slot.state, SlotState::Out { arrived: false })
-        else {
-            return None;
+        let conn = match std::mem::replace(&mut slot.state, SlotState::Out { arrived: false }) {
+            SlotState::Parked(conn) => conn,
+            other => {
+                slot.state = other;
+                return None;
+            }
         };
         self.parked -= 1;
         if conn.head_since.is_none() {

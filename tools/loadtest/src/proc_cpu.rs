@@ -203,16 +203,12 @@ pub fn cost(
         return Cost::default();
     }
     let per_request = |n: u64| n as f64 / requests as f64;
-    let cpu_us_per_request = match (after.ticks.checked_sub(before.ticks), ticks_per_second) {
-        (Some(ticks), Some(hz)) if ticks >= MIN_TICKS => Some(per_request(ticks) * 1e6 / hz as f64),
-        _ => None,
+    let (Some(ticks), Some(hz)) = (after.ticks.checked_sub(before.ticks), ticks_per_second) else {
+        return Cost::default();
     };
-    let context_switches_per_request = match (&before.threads, &after.threads, ticks_per_second) {
-        (Some(b), Some(a), Some(hz)) => after
-            .ticks
-            .checked_sub(before.ticks)
-            .and_then(|ticks| switches_between(b, a, ticks, hz))
-            .map(per_request),
+    let cpu_us_per_request = (ticks >= MIN_TICKS).then(|| per_request(ticks) * 1e6 / hz as f64);
+    let context_switches_per_request = match (&before.threads, &after.threads) {
+        (Some(b), Some(a)) => switches_between(b, a, ticks, hz).map(per_request),
         _ => None,
     };
     Cost {
