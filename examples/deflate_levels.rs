@@ -1,12 +1,15 @@
-//! What each zlib level costs and saves on chapter 09's 100 KiB JSON body, outside any proxy:
-//! bodies compressed per second on one thread, and the bytes of one.
+//! What each gzip level costs and saves on chapter 09's 100 KiB JSON body (or any file),
+//! outside any proxy, in both libraries stage 9 uses: zlib, which streams (nginx's library,
+//! the flate2 backend in Cargo.toml), and libdeflate, which compresses a whole buffer in one
+//! call (`src/compress/whole.rs`). Bodies compressed per second on one thread, and the bytes
+//! of one.
 //!
-//!     cargo run --release --example deflate_levels            # levels 1, 2, 3, 6, 9
-//!     cargo run --release --example deflate_levels -- 1 6     # some of them
+//!     cargo run --release --example deflate_levels                  # levels 1, 2, 3, 6, 9
+//!     cargo run --release --example deflate_levels -- 1 6           # some of them
+//!     cargo run --release --example deflate_levels -- --file README.md 1 6
 //!
-//! It uses the flate2 backend the proxy is built with (zlib, nginx's library, see Cargo.toml);
-//! change the `flate2` line's feature to `"zlib-rs"` to measure zlib-rs the same way.
-//! The body is the one `chapters/scripts/edge-vs-nginx.sh` writes: 10,000 rows of
+//! Change the `flate2` line's feature to `"zlib-rs"` to measure zlib-rs in zlib's column.
+//! The default body is the one `chapters/scripts/edge-vs-nginx.sh` writes: 10,000 rows of
 //! Python's `json.dumps`, cut to 100 KiB.
 
 use std::time::{Duration, Instant};
@@ -53,37 +56,70 @@ fn gzip_once(input: &[u8], level: u32, out: &mut Vec<u8>) -> usize {
     }
 }
 
+/// One gzip stream of `input` at libdeflate's `level`, in one call; its length.
+fn libdeflate_once(
+    compressor: &mut libdeflater::Compressor,
+    input: &[u8],
+    out: &mut [u8],
+) -> usize {
+    compressor
+        .gzip_compress(input, out)
+        .unwrap_or_else(|err| panic!("libdeflate failed: {err:?}"))
+}
+
+/// Bodies per second that `compress_one` does in [`RUN`], and the bytes of the last one.
+fn measure(mut compress_one: impl FnMut() -> usize) -> (f64, usize) {
+    let started = Instant::now();
+    let mut bodies = 0u32;
+    let mut size = 0;
+    while started.elapsed() < RUN {
+        size = compress_one();
+        bodies += 1;
+    }
+    (f64::from(bodies) / started.elapsed().as_secs_f64(), size)
+}
+
+const USAGE: &str = "usage: deflate_levels [--file PATH] [LEVEL...]   (levels 1 to 9)";
+
 fn main() {
-    let levels: Vec<u32> = std::env::args()
-        .skip(1)
-        .map(|a| match a.parse() {
-            Ok(level @ 1..=9) => level,
+    let mut file = None;
+    let mut levels = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), arg.parse()) {
+            ("--file", _) => file = args.next(),
+            (_, Ok(level @ 1..=9)) => levels.push(level),
             _ => {
-                eprintln!("usage: deflate_levels [LEVEL...]   (levels 1 to 9)");
+                eprintln!("{USAGE}");
                 std::process::exit(2);
             }
-        })
-        .collect();
-    let levels = if levels.is_empty() {
-        vec![1, 2, 3, 6, 9]
-    } else {
-        levels
+        }
+    }
+    if levels.is_empty() {
+        levels = vec![1, 2, 3, 6, 9];
+    }
+    let (input, what) = match &file {
+        Some(path) => match std::fs::read(path) {
+            Ok(bytes) => (bytes, path.as_str()),
+            Err(err) => {
+                eprintln!("deflate_levels: cannot read {path}: {err}");
+                std::process::exit(1);
+            }
+        },
+        None => (body(), "JSON (chapter 09's body)"),
     };
-    let input = body();
     println!(
-        "body: {} bytes of JSON; {RUN:?} per level, one thread",
+        "body: {} bytes of {what}; {RUN:?} per level and library, one thread",
         input.len()
     );
+    println!("level  zlib: bodies/s    bytes  libdeflate: bodies/s    bytes");
     let mut out = Vec::new();
     for level in levels {
-        let started = Instant::now();
-        let mut bodies = 0u32;
-        let mut size = 0;
-        while started.elapsed() < RUN {
-            size = gzip_once(&input, level, &mut out);
-            bodies += 1;
-        }
-        let per_second = f64::from(bodies) / started.elapsed().as_secs_f64();
-        println!("gzip level {level}: {per_second:7.0} bodies/s, {size} bytes");
+        let (zlib_rate, zlib_size) = measure(|| gzip_once(&input, level, &mut out));
+        let lvl = libdeflater::CompressionLvl::new(level as i32).expect("levels 1 to 9 exist");
+        let mut compressor = libdeflater::Compressor::new(lvl);
+        let mut room = vec![0; compressor.gzip_compress_bound(input.len())];
+        let (ld_rate, ld_size) = measure(|| libdeflate_once(&mut compressor, &input, &mut room));
+        println!("{level:>5}  {zlib_rate:14.0} {zlib_size:8}  {ld_rate:20.0} {ld_size:8}");
     }
 }

@@ -444,42 +444,65 @@ fn complete_chunks(mut bytes: &[u8]) -> Vec<u8> {
 #[test]
 fn a_streamed_response_reaches_the_client_before_the_origin_has_finished() {
     let first: &[u8] = b"{\"event\":\"first\",\"padding\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}\n";
-    let rest: &[u8] = b"{\"event\":\"second\"}\n";
-    for coding in ["gzip", "deflate", "br"] {
-        let (go_on, wait) = mpsc::channel::<()>();
-        let wait = Arc::new(Mutex::new(wait));
-        let origin = raw_backend(move |mut s| {
-            read_request_head(&mut s);
-            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n";
-            let chunk =
-                |data: &[u8]| [format!("{:x}\r\n", data.len()).as_bytes(), data, b"\r\n"].concat();
-            let _ = s.write_all(&[head.as_bytes(), &chunk(first)].concat());
-            // The rest only once the test has seen the first piece through the proxy.
-            if wait.lock().unwrap().recv_timeout(TIMEOUT).is_ok() {
-                let _ = s.write_all(&[chunk(rest), b"0\r\n\r\n".to_vec()].concat());
+    // Together over the 256 bytes below which a body of declared length is sent as it is.
+    let rest: &[u8] = b"{\"event\":\"second\",\"padding\":\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"}\n";
+    // Chunked, and with a declared length: gzip and deflate gather a short body of declared
+    // length to compress it whole, and must give that up when the origin pauses.
+    for declared in [false, true] {
+        for coding in ["gzip", "deflate", "br"] {
+            let (go_on, wait) = mpsc::channel::<()>();
+            let wait = Arc::new(Mutex::new(wait));
+            let origin = raw_backend(move |mut s| {
+                read_request_head(&mut s);
+                let json = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n";
+                let chunk = |data: &[u8]| {
+                    if declared {
+                        return data.to_vec();
+                    }
+                    [format!("{:x}\r\n", data.len()).as_bytes(), data, b"\r\n"].concat()
+                };
+                let (framing, end) = if declared {
+                    let total = first.len() + rest.len();
+                    (format!("Content-Length: {total}\r\n\r\n"), Vec::new())
+                } else {
+                    (
+                        "Transfer-Encoding: chunked\r\n\r\n".to_owned(),
+                        b"0\r\n\r\n".to_vec(),
+                    )
+                };
+                let _ = s.write_all(&[json.as_bytes(), framing.as_bytes(), &chunk(first)].concat());
+                // The rest only once the test has seen the first piece through the proxy.
+                if wait.lock().unwrap().recv_timeout(TIMEOUT).is_ok() {
+                    let _ = s.write_all(&[chunk(rest), end].concat());
+                }
+            });
+            let proxy = serve(origin, CompressPhases::new(CompressSettings::default()));
+            let mut c = connect(proxy);
+            c.send(&get("/events", coding));
+            let mut raw = read_until_decoded(&mut c.stream, coding, first);
+            go_on.send(()).unwrap();
+            // Then the whole body, to its last chunk.
+            let deadline = Instant::now() + TIMEOUT;
+            while !raw.ends_with(b"0\r\n\r\n") && Instant::now() < deadline {
+                let mut buf = [0u8; 4096];
+                let n = c.stream.read(&mut buf).unwrap();
+                assert!(n > 0, "closed before the last chunk");
+                raw.extend_from_slice(&buf[..n]);
             }
-        });
-        let proxy = serve(origin, CompressPhases::new(CompressSettings::default()));
-        let mut c = connect(proxy);
-        c.send(&get("/events", coding));
-        let mut raw = read_until_decoded(&mut c.stream, coding, first);
-        go_on.send(()).unwrap();
-        // Then the whole body, to its last chunk.
-        let deadline = Instant::now() + TIMEOUT;
-        while !raw.ends_with(b"0\r\n\r\n") && Instant::now() < deadline {
-            let mut buf = [0u8; 4096];
-            let n = c.stream.read(&mut buf).unwrap();
-            assert!(n > 0, "closed before the last chunk");
-            raw.extend_from_slice(&buf[..n]);
+            let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            assert!(
+                head.contains(&format!("content-encoding: {coding}")),
+                "{head}"
+            );
+            let payload = complete_chunks(&raw[end + 4..]);
+            let whole = [first, rest].concat();
+            assert_eq!(
+                decode(coding, &payload),
+                whole,
+                "{coding}, declared {declared}"
+            );
         }
-        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-        assert!(
-            head.contains(&format!("content-encoding: {coding}")),
-            "{head}"
-        );
-        let payload = complete_chunks(&raw[end + 4..]);
-        assert_eq!(decode(coding, &payload), [first, rest].concat(), "{coding}");
     }
 }
 

@@ -5,7 +5,8 @@
 #     plain http for scale;
 #   - new TLS connections per second (full TLS 1.3 ECDSA P-256 handshakes, no resumption,
 #     one request each: `loadtest --no-keepalive --no-resume`, c=16);
-#   - gzip level 1 and 6 on a 100 KiB JSON body (wrk with Accept-Encoding: gzip, c=16).
+#   - gzip level 1 and 6 on a 100 KiB JSON body and on 100 KiB of the chapters' text (wrk with
+#     Accept-Encoding: gzip, c=16), with each proxy's compressed size.
 # One certificate for both proxies, made here with openssl (a CA and a P-256 leaf for
 # localhost); nothing is written outside a temp directory, which is removed on exit.
 #
@@ -65,12 +66,15 @@ rows = [{"id": i, "name": f"user{i}", "email": f"user{i}@example.test", "active"
 text = json.dumps(rows)
 open(sys.argv[1], "w").write(text[: 100 * 1024 - 1] + "]")
 PY
+# Real text beside the generated JSON: the course's own chapters, cut to 100 KiB.
+cat "$here"/../*.md > "$tmp/chapters.md"
+head -c $((100 * 1024)) "$tmp/chapters.md" > "$tmp/www/chapters.txt"
 temp_paths() { echo "client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1; uwsgi_temp_path $1; scgi_temp_path $1;"; }
 cat > "$tmp/b/nginx.conf" <<NGINX
 daemon off; master_process off; worker_processes 1; pid $tmp/b/pid;
 error_log $tmp/b/error.log warn; events { worker_connections 4096; }
 http { access_log off; $(temp_paths "$tmp/b") keepalive_requests 100000;
-  types { application/json json; }
+  types { application/json json; text/plain txt; }
   server { listen 127.0.0.1:19201; root $tmp/www;
     location = / { return 200 'hello from b1\n'; } } }
 NGINX
@@ -84,7 +88,7 @@ error_log $tmp/n/error.log warn; events { worker_connections 4096; }
 http { access_log off; $(temp_paths "$tmp/n") keepalive_requests 100000;
   upstream app { server 127.0.0.1:19201; keepalive 64; }
   ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets on; ssl_session_cache shared:s:1m;
-  gzip on; gzip_comp_level $1; gzip_types application/json; gzip_proxied any; gzip_min_length 256;
+  gzip on; gzip_comp_level $1; gzip_types application/json text/plain; gzip_proxied any; gzip_min_length 256;
   server { listen 127.0.0.1:18443 ssl; ssl_certificate $tmp/leaf.pem; ssl_certificate_key $tmp/leaf.key;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
   server { listen 127.0.0.1:18444;
@@ -106,7 +110,7 @@ certificates = [{ cert = "$tmp/leaf.pem", key = "$tmp/leaf.key" }]
 enabled = true
 gzip_level = $1
 prefer = ["gzip"]
-types = ["application/json"]
+types = ["application/json", "text/plain"]
 [log]
 level = "warn"
 TOML
@@ -156,6 +160,12 @@ wrk_rps() {
     awk '/Requests\/sec/ {print $2}' <<<"$out"
   fi
 }
+gzip_rps() { # port path
+  wrk_rps -t1 -c16 -d"${DURATION}s" -H 'Accept-Encoding: gzip' "http://127.0.0.1:$1/$2"
+}
+gzip_bytes() { # port path: the compressed body's size
+  curl -s -H 'Accept-Encoding: gzip' "http://127.0.0.1:$1/$2" | wc -c
+}
 row() { # test nginx ours command
   awk -v t="$1" -v n="$2" -v o="$3" -v c="$4" 'BEGIN { printf "| %s | %.0f | %.0f | %.2f | `%s` |\n", t, n, o, (n > 0 ? o / n : 0), c }'
 }
@@ -193,9 +203,17 @@ for round in $(seq "$ROUNDS"); do
   if [[ " $TESTS " == *" gzip "* ]]; then
     for level in 1 6; do
       start_pair "$level"
-      n=$(wrk_rps -t1 -c16 -d"${DURATION}s" -H 'Accept-Encoding: gzip' http://127.0.0.1:18444/data.json)
-      o=$(wrk_rps -t1 -c16 -d"${DURATION}s" -H 'Accept-Encoding: gzip' http://127.0.0.1:18454/data.json)
-      row "gzip level $level, 100 KiB JSON, c=16" "$n" "$o" "taskset -c 0 wrk -t1 -c16 -d${DURATION}s -H 'Accept-Encoding: gzip' http://127.0.0.1:PORT/data.json"
+      for doc in "data.json:100 KiB JSON" "chapters.txt:100 KiB of this course's chapters"; do
+        path=${doc%%:*}
+        sizes="$(gzip_bytes 18444 "$path") and $(gzip_bytes 18454 "$path") B"
+        # Even rounds measure stage 9 first.
+        if ((round % 2 == 0)); then
+          o=$(gzip_rps 18454 "$path"); n=$(gzip_rps 18444 "$path")
+        else
+          n=$(gzip_rps 18444 "$path"); o=$(gzip_rps 18454 "$path")
+        fi
+        row "gzip level $level, ${doc#*:} ($sizes), c=16" "$n" "$o" "taskset -c 0 wrk -t1 -c16 -d${DURATION}s -H 'Accept-Encoding: gzip' http://127.0.0.1:PORT/$path"
+      done
       stop_pair
     done
   fi

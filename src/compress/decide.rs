@@ -70,7 +70,7 @@ fn compressible_type(settings: &CompressSettings, response: &ResponseHead) -> bo
 }
 
 /// A Content-Length that parses; several that disagree were refused by the relay already.
-fn content_length(response: &ResponseHead) -> Option<u64> {
+pub(super) fn content_length(response: &ResponseHead) -> Option<u64> {
     std::str::from_utf8(response.header("content-length")?)
         .ok()?
         .trim()

@@ -16,9 +16,10 @@
 //!   straight into the caller's output.
 
 use std::io;
-use std::sync::Mutex;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
+
+use super::stock::Stock;
 
 /// Most compressors kept between responses, of every coding and level together: enough for
 /// the workers of a busy pool on two cores to find one, and about 3 MiB at most.
@@ -41,7 +42,7 @@ pub enum Wrapper {
 }
 
 /// Compressors that finished a stream and were reset, ready for another one.
-static STOCK: Mutex<Vec<Stream>> = Mutex::new(Vec::new());
+static STOCK: Stock<Stream> = Stock::new(STOCK_MAX);
 
 /// A compressor and what it was made for.
 struct Stream {
@@ -59,13 +60,7 @@ pub struct Deflater {
 impl Deflater {
     /// A compressor from the stock when one of this kind is there, or a new one.
     pub fn take(wrapper: Wrapper, level: u32) -> Deflater {
-        let reused = {
-            let mut stock = STOCK.lock().unwrap_or_else(|poison| poison.into_inner());
-            let found = stock
-                .iter()
-                .rposition(|s| s.wrapper == wrapper && s.level == level);
-            found.map(|i| stock.swap_remove(i))
-        };
+        let reused = STOCK.take(|s| s.wrapper == wrapper && s.level == level);
         let stream = reused.unwrap_or_else(|| {
             let compression = Compression::new(level);
             let compress = match wrapper {
@@ -140,15 +135,10 @@ impl Drop for Deflater {
         let Some(mut stream) = self.stream.take() else {
             return;
         };
-        let stock = STOCK.lock().unwrap_or_else(|poison| poison.into_inner());
-        if stock.len() < STOCK_MAX {
-            drop(stock);
+        if STOCK.has_room() {
             // Outside the lock: the reset clears the hash head (64 KiB in zlib).
             stream.compress.reset();
-            let mut stock = STOCK.lock().unwrap_or_else(|poison| poison.into_inner());
-            if stock.len() < STOCK_MAX {
-                stock.push(stream);
-            }
+            STOCK.give(stream);
         }
     }
 }

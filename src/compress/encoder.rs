@@ -4,13 +4,15 @@
 //! produced, while a fast origin's body is compressed in one run with no flush until its end
 //! (a flush per 16 KiB piece cost 6% at gzip level 6, and a write to the client each).
 //! The only buffers are the encoder's own state and the output it has produced since the
-//! relay last took it.
+//! relay last took it, except for gzip and deflate of a body of declared, bounded length,
+//! which is gathered and compressed in one call (`whole.rs`).
 
 use std::io::{self, Write};
 
 use brotli::CompressorWriter;
 
 use super::deflater::{Deflater, Wrapper};
+use super::whole::Whole;
 use crate::relay::BodyTransform;
 
 /// A content coding this proxy can produce.
@@ -61,15 +63,24 @@ pub struct Encoder {
 enum Inner {
     /// gzip and deflate: the same compressor in two wrappers (`deflater.rs`).
     Zlib(Deflater),
+    /// gzip and deflate of a body gathered whole (`whole.rs`).
+    Whole(Whole),
     /// `None` once finished: brotli writes its last block only when given up.
     Brotli(Option<Box<CompressorWriter<Vec<u8>>>>),
 }
 
 impl Encoder {
-    pub fn new(coding: Coding, levels: Levels) -> Encoder {
+    /// An encoder for a body of `declared` length (`Content-Length`), if the origin said.
+    pub fn new(coding: Coding, levels: Levels, declared: Option<u64>) -> Encoder {
+        let zlib = |wrapper| match declared {
+            Some(length) if Whole::suits(declared, levels.gzip) => {
+                Inner::Whole(Whole::new(wrapper, levels.gzip, length))
+            }
+            _ => Inner::Zlib(Deflater::take(wrapper, levels.gzip)),
+        };
         let inner = match coding {
-            Coding::Gzip => Inner::Zlib(Deflater::take(Wrapper::Gzip, levels.gzip)),
-            Coding::Deflate => Inner::Zlib(Deflater::take(Wrapper::Zlib, levels.gzip)),
+            Coding::Gzip => zlib(Wrapper::Gzip),
+            Coding::Deflate => zlib(Wrapper::Zlib),
             Coding::Brotli => Inner::Brotli(Some(Box::new(CompressorWriter::new(
                 Vec::new(),
                 BROTLI_BUFFER,
@@ -88,6 +99,7 @@ impl BodyTransform for Encoder {
         }
         match &mut self.inner {
             Inner::Zlib(d) => d.data(input, out),
+            Inner::Whole(w) => w.data(input, out),
             Inner::Brotli(Some(e)) => {
                 e.write_all(input)?;
                 out.append(e.get_mut());
@@ -100,6 +112,7 @@ impl BodyTransform for Encoder {
     fn flush(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
         match &mut self.inner {
             Inner::Zlib(d) => d.flushed(&[], out),
+            Inner::Whole(w) => w.flush(out),
             Inner::Brotli(Some(e)) => {
                 e.flush()?;
                 out.append(e.get_mut());
@@ -112,6 +125,7 @@ impl BodyTransform for Encoder {
     fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
         match &mut self.inner {
             Inner::Zlib(d) => d.finish(out)?,
+            Inner::Whole(w) => w.finish(out)?,
             Inner::Brotli(e) => {
                 if let Some(e) = e.take() {
                     out.append(&mut e.into_inner());
@@ -150,7 +164,7 @@ mod tests {
     }
 
     fn encode(coding: Coding, pieces: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
-        let mut encoder = Encoder::new(coding, LEVELS);
+        let mut encoder = Encoder::new(coding, LEVELS, None);
         let mut all = Vec::new();
         let mut sizes = Vec::new();
         for piece in pieces {
@@ -196,7 +210,7 @@ mod tests {
         let pieces: Vec<&[u8]> = body.chunks(500).collect();
         for gzip in 1..=9 {
             for coding in [Coding::Gzip, Coding::Deflate] {
-                let mut encoder = Encoder::new(coding, Levels { gzip, ..LEVELS });
+                let mut encoder = Encoder::new(coding, Levels { gzip, ..LEVELS }, None);
                 let mut out = Vec::new();
                 for piece in &pieces {
                     encoder.data(piece, &mut out).unwrap();
@@ -215,7 +229,7 @@ mod tests {
                 brotli_window,
                 ..LEVELS
             };
-            let mut encoder = Encoder::new(Coding::Brotli, levels);
+            let mut encoder = Encoder::new(Coding::Brotli, levels, None);
             let mut out = Vec::new();
             for piece in &pieces {
                 encoder.data(piece, &mut out).unwrap();
@@ -230,7 +244,7 @@ mod tests {
         let body = sample();
         let (first, rest) = body.split_at(1000);
         for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli] {
-            let mut encoder = Encoder::new(coding, LEVELS);
+            let mut encoder = Encoder::new(coding, LEVELS, None);
             let mut out = Vec::new();
             encoder.data(first, &mut out).unwrap();
             // Without a flush a compressor may keep the piece (these all do, it is small).

@@ -4,7 +4,10 @@
 //! One job per file:
 //! - `negotiate.rs`: the coding a client's `Accept-Encoding` asks for (q-values, `*`, identity);
 //! - `decide.rs`: whether a response is compressed, from its head and the request's only;
-//! - `encoder.rs`: the streaming encoders, flushed after every piece;
+//! - `encoder.rs`: the encoders, flushed whenever the origin pauses;
+//! - `deflater.rs`: gzip and deflate streams on zlib, kept for the next response;
+//! - `whole.rs`: gzip and deflate of a short body of declared length, in one libdeflate call;
+//! - `stock.rs`: the shelf that keeps compressors and buffers for the next response;
 //! - `phase.rs`: the response-head phase that rewrites the head and plans the transform;
 //! - `config.rs`: `[compression]`.
 //!
@@ -16,6 +19,8 @@ pub mod deflater;
 pub mod encoder;
 pub mod negotiate;
 pub mod phase;
+pub mod stock;
+pub mod whole;
 
 pub use config::CompressSettings;
 pub use encoder::{Coding, Levels};

@@ -4,7 +4,7 @@
 //! hit is compressed like a miss.
 
 use super::config::CompressSettings;
-use super::decide::{decide, Decision};
+use super::decide::{content_length, decide, Decision};
 use super::encoder::{Coding, Encoder};
 use crate::http::head::Headers;
 use crate::http::{Header, RequestHead, ResponseHead};
@@ -45,8 +45,9 @@ impl Phases for CompressPhases {
             Decision::Identity => add_vary(response),
             Decision::Compress(coding) => {
                 add_vary(response);
+                let declared = content_length(response);
                 describe_compressed(response, coding);
-                body.transform(Encoder::new(coding, self.settings.levels));
+                body.transform(Encoder::new(coding, self.settings.levels, declared));
             }
         }
     }
