@@ -2,6 +2,7 @@
 //! deliver it in any number of pieces, with limits and timeouts.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -175,25 +176,27 @@ pub fn read_response_head<S: Socket>(
 /// Parses a complete request head (ending in an empty line).
 pub fn parse_request(bytes: &[u8], max_headers: usize) -> Result<RequestHead, HttpError> {
     let bytes = as_highest_minor_version(bytes);
-    let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut req = httparse::Request::new(&mut slots);
-    if req.parse(&bytes)?.is_partial() {
-        return Err(HttpError::BadSyntax("incomplete head"));
-    }
-    let method = req.method.unwrap_or_default();
-    if method.len() > MAX_METHOD {
-        return Err(METHOD_TOO_LONG);
-    }
-    let target = req.path.unwrap_or_default();
-    let mut head = RequestHead {
-        method: method.to_owned(),
-        target: target.to_owned(),
-        minor_version: req.version.unwrap_or(1),
-        headers: own_headers(req.headers),
-        route: None,
-        original_target: None,
-    };
-    if let Some(absolute) = check_target(method, target)? {
+    let (mut head, absolute) = with_slots(max_headers, |slots| {
+        let mut req = httparse::Request::new(&mut []);
+        if req.parse_with_uninit_headers(&bytes, slots)?.is_partial() {
+            return Err(HttpError::BadSyntax("incomplete head"));
+        }
+        let method = req.method.unwrap_or_default();
+        if method.len() > MAX_METHOD {
+            return Err(METHOD_TOO_LONG);
+        }
+        let target = req.path.unwrap_or_default();
+        let head = RequestHead {
+            method: method.to_owned(),
+            target: target.to_owned(),
+            minor_version: req.version.unwrap_or(1),
+            headers: own_headers(req.headers),
+            route: None,
+            original_target: None,
+        };
+        Ok((head, check_target(method, target)?))
+    })?;
+    if let Some(absolute) = absolute {
         use_authority(&mut head, absolute)?;
     }
     Ok(head)
@@ -233,17 +236,43 @@ fn use_authority(head: &mut RequestHead, absolute: AbsoluteTarget) -> Result<(),
 
 /// Parses a complete response head (ending in an empty line).
 pub fn parse_response(bytes: &[u8], max_headers: usize) -> Result<ResponseHead, HttpError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut res = httparse::Response::new(&mut slots);
-    if res.parse(bytes)?.is_partial() {
-        return Err(HttpError::BadSyntax("incomplete head"));
-    }
-    Ok(ResponseHead {
-        status: res.code.unwrap_or_default(),
-        reason: res.reason.unwrap_or_default().to_owned(),
-        minor_version: res.version.unwrap_or(1),
-        headers: own_headers(res.headers),
+    with_slots(max_headers, |slots| {
+        let mut res = httparse::Response::new(&mut []);
+        let parser = httparse::ParserConfig::default();
+        if parser
+            .parse_response_with_uninit_headers(&mut res, bytes, slots)?
+            .is_partial()
+        {
+            return Err(HttpError::BadSyntax("incomplete head"));
+        }
+        Ok(ResponseHead {
+            status: res.code.unwrap_or_default(),
+            reason: res.reason.unwrap_or_default().to_owned(),
+            minor_version: res.version.unwrap_or(1),
+            headers: own_headers(res.headers),
+        })
     })
+}
+
+/// Header slots up to this many live on the stack (the default limit is 100): a parse then
+/// allocates nothing but the head it returns, where a `Vec` of slots was an allocation and
+/// 3 KiB of zeroes for each request and each response.
+const STACK_SLOTS: usize = 128;
+
+/// Runs `parse` with `max` uninitialised header slots for httparse, which refuses a head
+/// with more headers than slots (431).
+fn with_slots<'b, T>(
+    max: usize,
+    parse: impl FnOnce(&mut [MaybeUninit<httparse::Header<'b>>]) -> T,
+) -> T {
+    if max <= STACK_SLOTS {
+        let mut slots = [const { MaybeUninit::uninit() }; STACK_SLOTS];
+        parse(&mut slots[..max])
+    } else {
+        let mut slots = Vec::with_capacity(max);
+        slots.resize_with(max, MaybeUninit::uninit);
+        parse(&mut slots)
+    }
 }
 
 fn own_headers(headers: &[httparse::Header<'_>]) -> Vec<Header> {
@@ -593,6 +622,29 @@ mod tests {
 
     /// RFC 9112 section 2.3: a higher minor version is read as the highest we implement, in
     /// the reader and the parser alike; another major version stays a bad request.
+    #[test]
+    fn the_header_count_limit_holds_on_the_stack_and_past_it() {
+        fn with_headers(first_line: &str, n: usize) -> Vec<u8> {
+            let fields: String = (0..n).map(|i| format!("X-F{i}: {i}\r\n")).collect();
+            format!("{first_line}\r\n{fields}\r\n").into_bytes()
+        }
+        // 100 is the default and fits the stack slots; 200 does not.
+        for max in [100, STACK_SLOTS, 200] {
+            let request = with_headers("GET / HTTP/1.1", max);
+            let head = parse_request(&request, max).unwrap();
+            assert_eq!(head.headers.len(), max);
+            assert_eq!(head.header("x-f7"), Some(&b"7"[..]));
+            let over = with_headers("GET / HTTP/1.1", max + 1);
+            let refused = parse_request(&over, max);
+            assert!(matches!(refused, Err(HttpError::HeadTooLarge)), "{max}");
+            let response = with_headers("HTTP/1.1 200 OK", max);
+            assert_eq!(parse_response(&response, max).unwrap().headers.len(), max);
+            let over = with_headers("HTTP/1.1 200 OK", max + 1);
+            let refused = parse_response(&over, max);
+            assert!(matches!(refused, Err(HttpError::HeadTooLarge)), "{max}");
+        }
+    }
+
     #[test]
     fn a_higher_minor_version_is_read_as_http11() {
         for input in [
