@@ -10,6 +10,8 @@
 //! - [`balancer`]: several backends and the strategies that choose among them.
 //! - [`server`]: binding, the accept loop, and the concurrency model that runs each connection.
 //! - [`sys`]: safe wrappers for the POSIX calls `std` lacks (fork, waitpid, sigaction, poll).
+//! - [`stock`]: a bounded shelf of things costly to make, shared by the workers (compressors,
+//!   buffers, Redis connections).
 //! - [`cli`]: the flags every stage shares.
 //! - [`config`]: the TOML configuration of stage 6 and later.
 //! - [`tuning`]: what the flags and the file both set (client, upstream, pool, upgrades), composed
@@ -44,6 +46,7 @@ pub mod metrics;
 pub mod relay;
 pub mod route;
 pub mod server;
+pub mod stock;
 pub mod sys;
 pub mod tls;
 pub mod tuning;

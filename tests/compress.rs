@@ -652,3 +652,35 @@ fn stage9_compresses_after_its_cache_when_the_section_enables_it() {
     );
     assert_eq!(res.body, body);
 }
+
+#[test]
+fn an_origin_that_breaks_off_a_declared_body_leaves_the_client_a_body_without_its_end() {
+    let body = json_body();
+    for coding in ["gzip", "deflate"] {
+        let part = body[..body.len() / 2].to_vec();
+        let total = body.len();
+        let origin = raw_backend(move |mut s| {
+            read_request_head(&mut s);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {total}\r\n\r\n"
+            );
+            let _ = s.write_all(&[head.as_bytes(), &part].concat());
+            // Then the origin goes away, half its declared body short.
+        });
+        let proxy = serve(origin, CompressPhases::new(CompressSettings::default()));
+        let mut c = connect(proxy);
+        c.send(&get("/half", coding));
+        let raw = c.read_to_close().expect("the proxy closes the connection");
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(
+            head.contains(&format!("content-encoding: {coding}")),
+            "{head}"
+        );
+        assert!(
+            !raw.ends_with(b"0\r\n\r\n"),
+            "{coding}: a body cut short must not end as if whole"
+        );
+    }
+}

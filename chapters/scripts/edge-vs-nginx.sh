@@ -66,7 +66,8 @@ rows = [{"id": i, "name": f"user{i}", "email": f"user{i}@example.test", "active"
 text = json.dumps(rows)
 open(sys.argv[1], "w").write(text[: 100 * 1024 - 1] + "]")
 PY
-# Real text beside the generated JSON: the course's own chapters, cut to 100 KiB.
+# Real text beside the generated JSON: the course's own chapters, cut to 100 KiB (so its
+# figures move a little as the chapters are edited).
 cat "$here"/../*.md > "$tmp/chapters.md"
 head -c $((100 * 1024)) "$tmp/chapters.md" > "$tmp/www/chapters.txt"
 temp_paths() { echo "client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1; uwsgi_temp_path $1; scgi_temp_path $1;"; }
@@ -139,8 +140,10 @@ start_pair() { # gzip level
     curl -sf --cacert "$tmp/ca.pem" "$url" >/dev/null || { echo "$url does not answer over TLS" >&2; exit 1; }
   done
   for port in 18444 18454; do
-    enc=$(curl -s -o /dev/null -D - -H 'Accept-Encoding: gzip' "http://127.0.0.1:$port/data.json" | tr -d '\r' | awk -F': ' 'tolower($1)=="content-encoding" {print $2}')
-    [[ $enc == gzip ]] || { echo "port $port does not gzip /data.json (Content-Encoding: '$enc')" >&2; exit 1; }
+    for path in data.json chapters.txt; do
+      enc=$(curl -s -o /dev/null -D - -H 'Accept-Encoding: gzip' "http://127.0.0.1:$port/$path" | tr -d '\r' | awk -F': ' 'tolower($1)=="content-encoding" {print $2}')
+      [[ $enc == gzip ]] || { echo "port $port does not gzip /$path (Content-Encoding: '$enc')" >&2; exit 1; }
+    done
   done
 }
 stop_pair() {
@@ -164,7 +167,10 @@ gzip_rps() { # port path
   wrk_rps -t1 -c16 -d"${DURATION}s" -H 'Accept-Encoding: gzip' "http://127.0.0.1:$1/$2"
 }
 gzip_bytes() { # port path: the compressed body's size
-  curl -s -H 'Accept-Encoding: gzip' "http://127.0.0.1:$1/$2" | wc -c
+  local n
+  n=$(curl -sf -H 'Accept-Encoding: gzip' "http://127.0.0.1:$1/$2" | wc -c) && ((n > 0)) ||
+    { echo "port $1 gave no body for /$2" >&2; return 1; }
+  echo "$n"
 }
 row() { # test nginx ours command
   awk -v t="$1" -v n="$2" -v o="$3" -v c="$4" 'BEGIN { printf "| %s | %.0f | %.0f | %.2f | `%s` |\n", t, n, o, (n > 0 ? o / n : 0), c }'
@@ -205,7 +211,10 @@ for round in $(seq "$ROUNDS"); do
       start_pair "$level"
       for doc in "data.json:100 KiB JSON" "chapters.txt:100 KiB of this course's chapters"; do
         path=${doc%%:*}
-        sizes="$(gzip_bytes 18444 "$path") and $(gzip_bytes 18454 "$path") B"
+        # One assignment each, so that either failing stops the script (set -e).
+        nginx_bytes=$(gzip_bytes 18444 "$path")
+        stage9_bytes=$(gzip_bytes 18454 "$path")
+        sizes="$nginx_bytes and $stage9_bytes B"
         # Even rounds measure stage 9 first.
         if ((round % 2 == 0)); then
           o=$(gzip_rps 18454 "$path"); n=$(gzip_rps 18444 "$path")

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::limit::{Decision, LimitSpec};
+use crate::stock::Stock;
 
 /// The GCRA step in Lua, in microseconds (Redis's `TIME` gives seconds and microseconds; a
 /// microsecond count since 1970 is below 2^53, exact in Lua's doubles). Returns
@@ -53,7 +54,7 @@ pub enum Shared {
 pub struct RedisStore {
     client: redis::Client,
     script: redis::Script,
-    idle: Mutex<Vec<redis::Connection>>,
+    idle: Stock<redis::Connection>,
     timeout: Duration,
     pub fallback: Fallback,
     /// Whether the last attempt failed: the outage is logged on the change, not per request.
@@ -73,7 +74,7 @@ impl RedisStore {
         Ok(RedisStore {
             client,
             script: redis::Script::new(GCRA_LUA),
-            idle: Mutex::new(Vec::new()),
+            idle: Stock::new(KEEP_IDLE),
             timeout,
             fallback,
             down: AtomicBool::new(false),
@@ -117,7 +118,7 @@ impl RedisStore {
     }
 
     fn run(&self, key: &str, spec: &LimitSpec) -> redis::RedisResult<Decision> {
-        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let pooled = self.idle.take(|_| true);
         let mut conn = match pooled {
             Some(conn) => conn,
             None => {
@@ -136,10 +137,7 @@ impl RedisStore {
             .arg(t_us)
             .arg(tau_us)
             .invoke(&mut conn)?;
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < KEEP_IDLE {
-            idle.push(conn);
-        }
+        self.idle.give(conn);
         let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
         Ok(if allowed == 1 {
             Decision::Allow {

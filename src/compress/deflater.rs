@@ -19,7 +19,7 @@ use std::io;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-use super::stock::Stock;
+use crate::stock::Stock;
 
 /// Most compressors kept between responses, of every coding and level together: enough for
 /// the workers of a busy pool on two cores to find one, and about 3 MiB at most.

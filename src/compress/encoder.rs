@@ -72,11 +72,9 @@ enum Inner {
 impl Encoder {
     /// An encoder for a body of `declared` length (`Content-Length`), if the origin said.
     pub fn new(coding: Coding, levels: Levels, declared: Option<u64>) -> Encoder {
-        let zlib = |wrapper| match declared {
-            Some(length) if Whole::suits(declared, levels.gzip) => {
-                Inner::Whole(Whole::new(wrapper, levels.gzip, length))
-            }
-            _ => Inner::Zlib(Deflater::take(wrapper, levels.gzip)),
+        let zlib = |wrapper| match Whole::for_body(wrapper, levels.gzip, declared) {
+            Some(whole) => Inner::Whole(whole),
+            None => Inner::Zlib(Deflater::take(wrapper, levels.gzip)),
         };
         let inner = match coding {
             Coding::Gzip => zlib(Wrapper::Gzip),
@@ -163,8 +161,12 @@ mod tests {
             .collect()
     }
 
-    fn encode(coding: Coding, pieces: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
-        let mut encoder = Encoder::new(coding, LEVELS, None);
+    /// Every encoder of `coding` over `pieces`, with the length undeclared (streamed) and
+    /// declared (gzip and deflate gather it for libdeflate): the output, and how much came
+    /// out after each piece.
+    fn encode(coding: Coding, pieces: &[&[u8]], declared: bool) -> (Vec<u8>, Vec<usize>) {
+        let length = pieces.iter().map(|p| p.len() as u64).sum();
+        let mut encoder = Encoder::new(coding, LEVELS, declared.then_some(length));
         let mut all = Vec::new();
         let mut sizes = Vec::new();
         for piece in pieces {
@@ -180,27 +182,26 @@ mod tests {
     #[test]
     fn each_coding_round_trips_whole_and_in_many_small_pieces() {
         let body = sample();
-        for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli] {
-            let (whole, _) = encode(coding, &[&body]);
-            assert!(
-                whole.len() < body.len() / 4,
-                "{coding:?} compresses: {}",
-                whole.len()
-            );
-            assert_eq!(decode(coding, &whole).unwrap(), body, "{coding:?} whole");
+        for (coding, declared) in [Coding::Gzip, Coding::Deflate, Coding::Brotli]
+            .into_iter()
+            .flat_map(|c| [(c, false), (c, true)])
+        {
+            let case = format!("{coding:?}, declared {declared}");
+            let (whole, _) = encode(coding, &[&body], declared);
+            assert!(whole.len() < body.len() / 4, "{case}: {}", whole.len());
+            assert_eq!(decode(coding, &whole).unwrap(), body, "{case}: whole");
             let pieces: Vec<&[u8]> = body.chunks(7).collect();
-            let (small, _) = encode(coding, &pieces);
+            let (small, sizes) = encode(coding, &pieces, declared);
             assert_eq!(
                 decode(coding, &small).unwrap(),
                 body,
-                "{coding:?} in 7-byte pieces"
+                "{case}: 7-byte pieces"
             );
-            let (empty, _) = encode(coding, &[]);
-            assert_eq!(
-                decode(coding, &empty).unwrap(),
-                b"",
-                "{coding:?} empty body"
-            );
+            if declared && coding != Coding::Brotli {
+                assert!(sizes.iter().all(|&n| n == 0), "{case}: gathered to the end");
+            }
+            let (empty, _) = encode(coding, &[], declared);
+            assert_eq!(decode(coding, &empty).unwrap(), b"", "{case}: empty body");
         }
     }
 
@@ -209,8 +210,11 @@ mod tests {
         let body = &sample()[..4000];
         let pieces: Vec<&[u8]> = body.chunks(500).collect();
         for gzip in 1..=9 {
-            for coding in [Coding::Gzip, Coding::Deflate] {
-                let mut encoder = Encoder::new(coding, Levels { gzip, ..LEVELS }, None);
+            for (coding, declared) in [Coding::Gzip, Coding::Deflate]
+                .into_iter()
+                .flat_map(|c| [(c, None), (c, Some(body.len() as u64))])
+            {
+                let mut encoder = Encoder::new(coding, Levels { gzip, ..LEVELS }, declared);
                 let mut out = Vec::new();
                 for piece in &pieces {
                     encoder.data(piece, &mut out).unwrap();
@@ -219,7 +223,7 @@ mod tests {
                 assert_eq!(
                     decode(coding, &out).unwrap(),
                     body,
-                    "{coding:?} level {gzip}"
+                    "{coding:?} level {gzip}, declared {declared:?}"
                 );
             }
         }
@@ -243,8 +247,11 @@ mod tests {
     fn a_flush_gives_up_everything_so_far_as_a_decodable_prefix() {
         let body = sample();
         let (first, rest) = body.split_at(1000);
-        for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli] {
-            let mut encoder = Encoder::new(coding, LEVELS, None);
+        for (coding, declared) in [Coding::Gzip, Coding::Deflate, Coding::Brotli]
+            .into_iter()
+            .flat_map(|c| [(c, None), (c, Some(body.len() as u64))])
+        {
+            let mut encoder = Encoder::new(coding, LEVELS, declared);
             let mut out = Vec::new();
             encoder.data(first, &mut out).unwrap();
             // Without a flush a compressor may keep the piece (these all do, it is small).
@@ -257,7 +264,16 @@ mod tests {
             encoder.flush(&mut out).unwrap(); // a second flush with nothing new is harmless
             encoder.data(rest, &mut out).unwrap();
             encoder.finish(&mut out).unwrap();
-            assert_eq!(decode(coding, &out).unwrap(), body);
+            assert_eq!(
+                decode(coding, &out).unwrap(),
+                body,
+                "{coding:?} {declared:?}"
+            );
+            let mut after = Vec::new();
+            assert!(
+                encoder.data(b"more", &mut after).is_err(),
+                "data after the end"
+            );
         }
     }
 

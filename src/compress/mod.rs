@@ -7,7 +7,6 @@
 //! - `encoder.rs`: the encoders, flushed whenever the origin pauses;
 //! - `deflater.rs`: gzip and deflate streams on zlib, kept for the next response;
 //! - `whole.rs`: gzip and deflate of a short body of declared length, in one libdeflate call;
-//! - `stock.rs`: the shelf that keeps compressors and buffers for the next response;
 //! - `phase.rs`: the response-head phase that rewrites the head and plans the transform;
 //! - `config.rs`: `[compression]`.
 //!
@@ -19,7 +18,6 @@ pub mod deflater;
 pub mod encoder;
 pub mod negotiate;
 pub mod phase;
-pub mod stock;
 pub mod whole;
 
 pub use config::CompressSettings;

@@ -1,29 +1,32 @@
 //! gzip and deflate of a body whose length the origin declared and which is small enough to
 //! hold: the payload is gathered and compressed in one call by libdeflate, which has no
 //! streaming interface and is faster than zlib at the levels most used, with smaller output
-//! (chapter 09's 100 KiB JSON body, `cargo run --release --example deflate_levels`):
+//! (`cargo run --release --example deflate_levels`, chapters/notes.md):
 //!
-//! - level 1: 1.3 to 1.6 times zlib's speed, 8% fewer bytes;
-//! - level 6 (the default): zlib's speed, 11% fewer bytes.
+//! - on text, twice zlib's speed at level 1 with 10% fewer bytes, 2.2 to 2.4 times at level 6
+//!   with the same size;
+//! - on chapter 09's generated JSON, its weakest case, 1.4 to 1.6 times at level 1 with 8%
+//!   fewer bytes, and 7% slower at level 6 with 11% fewer.
 //!
-//! From level 7 up libdeflate trades much more time for bytes than zlib does (level 9 took
-//! 3.6 times zlib's), so those levels stay on zlib's stream ([`Whole::suits`]).
+//! From level 7 up libdeflate trades much more time for bytes than zlib does (at level 9,
+//! over three times zlib's time on the JSON), so those levels stay on zlib's stream.
 //!
 //! Holding the body costs what the origin sends before the client gets anything, so it is
 //! held only while the origin keeps sending: when the relay reports a pause (a slow origin),
 //! what was gathered goes into a zlib stream ([`Deflater`]), which takes the rest piece by
-//! piece as before, and the client gets a flushed prefix at once.
+//! piece as before, and the client gets a flushed prefix at once. So the gain is for bodies
+//! that arrive faster than the proxy reads them (an origin on the same host or a fast
+//! network); one that comes in pieces with pauses between goes to zlib at its first pause.
 
 use std::io;
 
 use libdeflater::{CompressionLvl, Compressor};
 
 use super::deflater::{Deflater, Wrapper};
-use super::stock::Stock;
+use crate::stock::Stock;
 
-/// Largest declared length gathered whole: input and output together stay under 0.6 MiB a
-/// response, and compressing it takes a few milliseconds at most, the longest a client can
-/// wait for a first byte that streaming would have sent sooner.
+/// Largest declared length gathered whole: compressing it takes a few milliseconds at most,
+/// the longest a client can wait for a first byte that streaming would have sent sooner.
 pub const WHOLE_BODY_MAX: u64 = 256 * 1024;
 
 /// Highest zlib level served by libdeflate (see the module's comment).
@@ -32,6 +35,8 @@ const HIGHEST_LEVEL: u32 = 6;
 /// Compressors, with the buffer each writes into, and buffers to gather bodies in, kept
 /// between responses. Made anew for each response, their few hundred KiB came from `malloc`
 /// as fresh pages: 16 page faults a response (`perf stat`) and a tenth of the throughput.
+/// At most about 11 MiB kept: eight compressors of up to 0.65 MiB (levels 2 to 6) with their
+/// output buffers, and eight gathering buffers of up to 256 KiB.
 const STOCK_MAX: usize = 8;
 
 static WORKSPACES: Stock<Workspace> = Stock::new(STOCK_MAX);
@@ -49,72 +54,87 @@ struct Workspace {
 pub struct Whole {
     wrapper: Wrapper,
     level: u32,
+    /// The declared length, bounded: what the gathering buffer is sized for.
+    room: usize,
     state: State,
 }
 
 enum State {
+    /// Empty, without a buffer, until the first payload (a HEAD never gets one).
     Gathering(Vec<u8>),
     Streaming(Deflater),
+    /// Finished: the body's stream has ended.
+    Done,
 }
 
 impl Whole {
-    /// Whether a body of `length` bytes at zlib `level` is gathered and compressed whole.
-    pub fn suits(length: Option<u64>, level: u32) -> bool {
-        length.is_some_and(|n| n <= WHOLE_BODY_MAX) && (1..=HIGHEST_LEVEL).contains(&level)
-    }
-
-    pub fn new(wrapper: Wrapper, level: u32, length: u64) -> Whole {
-        let room = usize::try_from(length.min(WHOLE_BODY_MAX)).unwrap_or(0);
-        let mut body = BODIES.take(|_| true).unwrap_or_default();
-        body.reserve(room);
-        Whole {
+    /// A gathering encoder, when a body of `declared` length at zlib `level` is compressed
+    /// whole; `None` sends it to zlib's stream.
+    pub fn for_body(wrapper: Wrapper, level: u32, declared: Option<u64>) -> Option<Whole> {
+        let length = declared.filter(|&n| n <= WHOLE_BODY_MAX)?;
+        (1..=HIGHEST_LEVEL).contains(&level).then(|| Whole {
             wrapper,
             level,
-            state: State::Gathering(body),
-        }
+            room: usize::try_from(length).unwrap_or(0),
+            state: State::Gathering(Vec::new()),
+        })
     }
 
     pub fn data(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         match &mut self.state {
             State::Gathering(body) => {
+                if body.capacity() == 0 {
+                    *body = take_body(self.room);
+                }
                 body.extend_from_slice(input);
-                // An origin that sends more than it declared is cut off by the relay; until
-                // then the gathered body stays bounded all the same.
+                // More than declared comes only with a chunked body that also claims a
+                // length (a Length-framed body is cut off at its length by the relay): it is
+                // streamed, so nothing gathered outgrows the bound.
                 if body.len() as u64 > WHOLE_BODY_MAX {
-                    self.stream(out)?;
+                    self.streaming(out)?;
                 }
                 Ok(())
             }
             State::Streaming(deflater) => deflater.data(input, out),
+            State::Done => Err(io::Error::other("deflate: data after the end")),
         }
     }
 
     /// The origin paused: from here on the body is streamed, and what came so far is
     /// flushed to the client.
     pub fn flush(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        self.stream(out)?;
-        match &mut self.state {
-            State::Streaming(deflater) => deflater.flushed(&[], out),
-            State::Gathering(_) => unreachable!("stream() leaves the gathering state"),
+        match self.streaming(out)? {
+            Some(deflater) => deflater.flushed(&[], out),
+            None => Ok(()),
         }
     }
 
     pub fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        match &mut self.state {
-            State::Gathering(body) => compress(self.wrapper, self.level, body, out),
+        let ended = match &mut self.state {
+            State::Gathering(body) => {
+                let compressed = compress(self.wrapper, self.level, body, out);
+                give_body(std::mem::take(body));
+                compressed
+            }
             State::Streaming(deflater) => deflater.finish(out),
-        }
+            State::Done => Ok(()),
+        };
+        self.state = State::Done;
+        ended
     }
 
-    /// Moves to a zlib stream, giving it what was gathered.
-    fn stream(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+    /// Moves to a zlib stream, giving it what was gathered; the stream, unless finished.
+    fn streaming(&mut self, out: &mut Vec<u8>) -> io::Result<Option<&mut Deflater>> {
         if let State::Gathering(body) = &mut self.state {
             let mut deflater = Deflater::take(self.wrapper, self.level);
             deflater.data(body, out)?;
             give_body(std::mem::take(body));
             self.state = State::Streaming(deflater);
         }
-        Ok(())
+        Ok(match &mut self.state {
+            State::Streaming(deflater) => Some(deflater),
+            _ => None,
+        })
     }
 }
 
@@ -126,9 +146,22 @@ impl Drop for Whole {
     }
 }
 
+/// A gathering buffer with room for `room` bytes: a kept one that has it if there is one
+/// (so a body never outgrows a kept buffer into one too large to keep), else any kept one,
+/// grown to exactly that.
+fn take_body(room: usize) -> Vec<u8> {
+    let mut body = BODIES
+        .take(|b| b.capacity() >= room)
+        .or_else(|| BODIES.take(|_| true))
+        .unwrap_or_default();
+    body.reserve_exact(room);
+    body
+}
+
 /// Back to the stock, empty, unless it grew past what a gathered body may be.
 fn give_body(mut body: Vec<u8>) {
-    if body.capacity() as u64 <= WHOLE_BODY_MAX {
+    let capacity = body.capacity() as u64;
+    if capacity > 0 && capacity <= WHOLE_BODY_MAX {
         body.clear();
         BODIES.give(body);
     }
@@ -204,7 +237,7 @@ mod tests {
         let body = sample();
         for wrapper in [Wrapper::Gzip, Wrapper::Zlib] {
             for level in 1..=HIGHEST_LEVEL {
-                let mut whole = Whole::new(wrapper, level, body.len() as u64);
+                let mut whole = Whole::for_body(wrapper, level, Some(body.len() as u64)).unwrap();
                 let mut out = Vec::new();
                 for piece in body.chunks(16 * 1024) {
                     whole.data(piece, &mut out).unwrap();
@@ -221,7 +254,7 @@ mod tests {
     fn a_pause_flushes_what_came_and_streams_the_rest() {
         let body = sample();
         let (first, rest) = body.split_at(5000);
-        let mut whole = Whole::new(Wrapper::Gzip, 6, body.len() as u64);
+        let mut whole = Whole::for_body(Wrapper::Gzip, 6, Some(body.len() as u64)).unwrap();
         let mut out = Vec::new();
         whole.data(first, &mut out).unwrap();
         whole.flush(&mut out).unwrap();
@@ -243,15 +276,16 @@ mod tests {
     fn more_than_the_bound_is_streamed_and_the_levels_above_six_are_not_gathered() {
         let big: Vec<u8> = sample().repeat(4);
         assert!(big.len() as u64 > WHOLE_BODY_MAX);
-        let mut whole = Whole::new(Wrapper::Zlib, 1, 1000);
+        let mut whole = Whole::for_body(Wrapper::Zlib, 1, Some(1000)).unwrap();
         let mut out = Vec::new();
         whole.data(&big, &mut out).unwrap();
         assert!(matches!(whole.state, State::Streaming(_)));
         whole.finish(&mut out).unwrap();
         assert_eq!(decode(Wrapper::Zlib, &out), big);
-        assert!(Whole::suits(Some(WHOLE_BODY_MAX), 6));
-        assert!(!Whole::suits(Some(WHOLE_BODY_MAX + 1), 6));
-        assert!(!Whole::suits(None, 6));
-        assert!(!Whole::suits(Some(1000), 7));
+        let gathers = |level, declared| Whole::for_body(Wrapper::Gzip, level, declared).is_some();
+        assert!(gathers(6, Some(WHOLE_BODY_MAX)) && gathers(1, Some(0)));
+        assert!(!gathers(6, Some(WHOLE_BODY_MAX + 1)));
+        assert!(!gathers(6, None));
+        assert!(!gathers(7, Some(1000)));
     }
 }

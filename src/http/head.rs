@@ -620,8 +620,6 @@ mod tests {
         }
     }
 
-    /// RFC 9112 section 2.3: a higher minor version is read as the highest we implement, in
-    /// the reader and the parser alike; another major version stays a bad request.
     #[test]
     fn the_header_count_limit_holds_on_the_stack_and_past_it() {
         fn with_headers(first_line: &str, n: usize) -> Vec<u8> {
@@ -645,6 +643,8 @@ mod tests {
         }
     }
 
+    /// RFC 9112 section 2.3: a higher minor version is read as the highest we implement, in
+    /// the reader and the parser alike; another major version stays a bad request.
     #[test]
     fn a_higher_minor_version_is_read_as_http11() {
         for input in [

@@ -1,6 +1,6 @@
 //! A bounded shelf of things that are costly to make and cheap to reuse (compressors and
-//! their buffers), shared by the workers: a response takes one when there is one of the
-//! kind it needs, and gives it back when done.
+//! their buffers, connections to Redis), shared by the workers: a request takes one when
+//! there is one of the kind it needs, and gives it back when done.
 
 use std::sync::{Mutex, MutexGuard};
 
