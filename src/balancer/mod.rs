@@ -11,6 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use smallvec::SmallVec;
+
 pub use strategies::{
     IpHash, LeastConnections, PowerOfTwoChoices, Random, RoundRobin, WeightedRoundRobin,
 };
@@ -266,7 +268,8 @@ impl Upstreams for Balancer {
     }
 
     fn pick(&self, client: IpAddr, tried: &[SocketAddr]) -> Option<SocketAddr> {
-        let candidates: Vec<usize> = (0..self.backends.len())
+        // On the stack for up to 16 backends: this runs for every request.
+        let candidates: SmallVec<[usize; 16]> = (0..self.backends.len())
             .filter(|&i| !tried.contains(&self.backends[i].addr) && self.eligibility.eligible(i))
             .collect();
         if candidates.is_empty() {

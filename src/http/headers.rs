@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
+use smallvec::SmallVec;
+
 use super::head::{Header, Headers, RequestHead, ResponseHead};
 
 /// Headers that describe one connection rather than the message (RFC 9110 section 7.6.1). The
@@ -59,10 +61,15 @@ pub enum OutFraming {
     Close,
 }
 
-fn connection_tokens(head: &impl Headers) -> Vec<String> {
+/// The header names a message's `Connection` field lists (`keep-alive`, `close`, `upgrade`,
+/// or a custom hop-by-hop header), borrowed from the message. Nearly always one or none, so
+/// they are kept on the stack: this runs for both heads of every exchange.
+type ConnectionTokens<'a> = SmallVec<[&'a [u8]; 4]>;
+
+fn connection_tokens(head: &impl Headers) -> ConnectionTokens<'_> {
     head.values("connection")
         .flat_map(|v| v.split(|&b| b == b','))
-        .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+        .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
         .collect()
 }
@@ -71,13 +78,13 @@ fn is_in(name: &str, list: &[&str]) -> bool {
     list.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
-fn is_hop_by_hop(name: &str, named_by_connection: &[String]) -> bool {
+fn is_hop_by_hop(name: &str, named_by_connection: &ConnectionTokens<'_>) -> bool {
     // `Connection: host` must not strip the one header every HTTP/1.1 request needs.
     is_in(name, HOP_BY_HOP)
         || (!name.eq_ignore_ascii_case("host")
             && named_by_connection
                 .iter()
-                .any(|t| name.eq_ignore_ascii_case(t)))
+                .any(|token| name.as_bytes().eq_ignore_ascii_case(token)))
 }
 
 fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -95,15 +102,20 @@ fn end_to_end<'a>(head: &'a impl Headers, skip: &'a [&'a str]) -> impl Iterator<
         .filter(move |h| !is_hop_by_hop(&h.name, &named) && !is_in(&h.name, skip))
 }
 
-fn joined_values(head: &impl Headers, name: &str) -> Vec<u8> {
-    let mut joined = Vec::new();
+/// Writes the header `name` with every value the message had for it, joined by commas as
+/// one list (RFC 9110 section 5.3), and `ours` at the end: a chain that a proxy extends
+/// (`X-Forwarded-For`, `Via`). Straight into `out`, with no list built on the side.
+fn put_extended(out: &mut Vec<u8>, head: &impl Headers, name: &str, ours: std::fmt::Arguments) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
     for value in head.values(name) {
-        if !joined.is_empty() {
-            joined.extend_from_slice(b", ");
+        if !value.is_empty() {
+            out.extend_from_slice(value);
+            out.extend_from_slice(b", ");
         }
-        joined.extend_from_slice(value);
     }
-    joined
+    let _ = out.write_fmt(ours);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn put_framing(out: &mut Vec<u8>, framing: OutFraming, original: &impl Headers) {
@@ -123,12 +135,12 @@ fn put_framing(out: &mut Vec<u8>, framing: OutFraming, original: &impl Headers) 
 
 /// Appends our hop to the `Via` chain, with the protocol version the message arrived in.
 fn put_via(out: &mut Vec<u8>, head: &impl Headers, minor_version: u8, via_name: &str) {
-    let mut via = joined_values(head, "via");
-    if !via.is_empty() {
-        via.extend_from_slice(b", ");
-    }
-    let _ = write!(via, "1.{minor_version} {via_name}");
-    put_header(out, "Via", &via);
+    put_extended(
+        out,
+        head,
+        "Via",
+        format_args!("1.{minor_version} {via_name}"),
+    );
 }
 
 /// Serialises the request head sent upstream: the same method and target, byte for byte,
@@ -147,12 +159,12 @@ pub fn upstream_request(
     if host.is_none() {
         let _ = write!(out, "Host: {}\r\n", info.fallback_host);
     }
-    let mut xff = joined_values(head, "x-forwarded-for");
-    if !xff.is_empty() {
-        xff.extend_from_slice(b", ");
-    }
-    let _ = write!(xff, "{}", info.client_ip);
-    put_header(&mut out, "X-Forwarded-For", &xff);
+    put_extended(
+        &mut out,
+        head,
+        "X-Forwarded-For",
+        format_args!("{}", info.client_ip),
+    );
     put_header(&mut out, "X-Forwarded-Proto", info.proto.as_bytes());
     if let Some(host) = host {
         put_header(&mut out, "X-Forwarded-Host", host);
@@ -275,6 +287,32 @@ mod tests {
         ] {
             assert!(text.contains(kept), "missing {kept:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn every_header_connection_names_goes_and_repeated_chains_are_joined() {
+        // Six names, in two fields: more than the four kept on the stack.
+        let head = parse_request(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x-1, X-2,,x-3\r\nconnection: x-4 , x-5, x-6\r\n\
+              X-1: a\r\nX-2: b\r\nX-3: c\r\nX-4: d\r\nX-5: e\r\nX-6: f\r\nX-7: kept\r\n\
+              X-Forwarded-For: 1.1.1.1\r\nVia: 1.0 a\r\nX-Forwarded-For: \r\nVia: 1.1 b\r\n\
+              x-forwarded-for: 2.2.2.2\r\n\r\n",
+            100,
+        )
+        .unwrap();
+        let text = String::from_utf8(upstream_request(&head, &info(), OutFraming::NoBody)).unwrap();
+        for gone in ["X-1", "X-2", "X-3", "X-4", "X-5", "X-6", "onnection"] {
+            assert!(!text.contains(gone), "{gone} must be dropped:\n{text}");
+        }
+        for kept in [
+            "X-7: kept\r\n",
+            "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.1.2.3\r\n",
+            "Via: 1.0 a, 1.1 b, 1.1 revproxy\r\n",
+        ] {
+            assert!(text.contains(kept), "missing {kept:?} in\n{text}");
+        }
+        assert_eq!(text.matches("Via").count(), 1, "{text}");
+        assert_eq!(text.matches("X-Forwarded-For").count(), 1, "{text}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
+
 use super::duplex::{self, Upload};
 use super::exchange::{Refusal, Request};
 use super::phases::Phases;
@@ -71,7 +73,8 @@ impl<P: Phases> Relay<P> {
         req: &Request<'_>,
         upstreams: &'u dyn Upstreams,
     ) -> Result<Answer<'u>, Refusal> {
-        let mut tried: Vec<SocketAddr> = Vec::new();
+        // On the stack: a request tries one backend, or a few when they fail.
+        let mut tried: SmallVec<[SocketAddr; 4]> = SmallVec::new();
         let retries = upstreams
             .policy()
             .map_or(self.config.retries, |group| group.retries);
