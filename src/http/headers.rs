@@ -290,7 +290,7 @@ mod tests {
     }
 
     #[test]
-    fn every_header_connection_names_goes_and_repeated_chains_are_joined() {
+    fn every_header_the_connection_field_names_goes_and_repeated_chains_are_joined() {
         // Six names, in two fields: more than the four kept on the stack.
         let head = parse_request(
             b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x-1, X-2,,x-3\r\nconnection: x-4 , x-5, x-6\r\n\
