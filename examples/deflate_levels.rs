@@ -57,7 +57,7 @@ fn gzip_once(compress: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> usize 
     }
 }
 
-/// One gzip stream of `input` at libdeflate's `level`, in one call; its length.
+/// One gzip stream of `input` by `compressor` (made for one level), in one call; its length.
 fn libdeflate_once(
     compressor: &mut libdeflater::Compressor,
     input: &[u8],

@@ -161,9 +161,19 @@ mod tests {
             .collect()
     }
 
-    /// Every encoder of `coding` over `pieces`, with the length undeclared (streamed) and
-    /// declared (gzip and deflate gather it for libdeflate): the output, and how much came
-    /// out after each piece.
+    /// Each of `codings` twice: with the length undeclared (streamed) and declared as `length`
+    /// (gzip and deflate gather the body for libdeflate).
+    fn declared_and_not(
+        codings: &[Coding],
+        length: u64,
+    ) -> impl Iterator<Item = (Coding, Option<u64>)> + '_ {
+        codings
+            .iter()
+            .flat_map(move |&c| [(c, None), (c, Some(length))])
+    }
+
+    /// The encoder of `coding` over `pieces`, with their length `declared` or not: the output,
+    /// and how much came out after each piece.
     fn encode(coding: Coding, pieces: &[&[u8]], declared: bool) -> (Vec<u8>, Vec<usize>) {
         let length = pieces.iter().map(|p| p.len() as u64).sum();
         let mut encoder = Encoder::new(coding, LEVELS, declared.then_some(length));
@@ -182,10 +192,9 @@ mod tests {
     #[test]
     fn each_coding_round_trips_whole_and_in_many_small_pieces() {
         let body = sample();
-        for (coding, declared) in [Coding::Gzip, Coding::Deflate, Coding::Brotli]
-            .into_iter()
-            .flat_map(|c| [(c, false), (c, true)])
-        {
+        let all = [Coding::Gzip, Coding::Deflate, Coding::Brotli];
+        for (coding, length) in declared_and_not(&all, body.len() as u64) {
+            let declared = length.is_some();
             let case = format!("{coding:?}, declared {declared}");
             let (whole, _) = encode(coding, &[&body], declared);
             assert!(whole.len() < body.len() / 4, "{case}: {}", whole.len());
@@ -210,9 +219,8 @@ mod tests {
         let body = &sample()[..4000];
         let pieces: Vec<&[u8]> = body.chunks(500).collect();
         for gzip in 1..=9 {
-            for (coding, declared) in [Coding::Gzip, Coding::Deflate]
-                .into_iter()
-                .flat_map(|c| [(c, None), (c, Some(body.len() as u64))])
+            for (coding, declared) in
+                declared_and_not(&[Coding::Gzip, Coding::Deflate], body.len() as u64)
             {
                 let mut encoder = Encoder::new(coding, Levels { gzip, ..LEVELS }, declared);
                 let mut out = Vec::new();
@@ -247,10 +255,8 @@ mod tests {
     fn a_flush_gives_up_everything_so_far_as_a_decodable_prefix() {
         let body = sample();
         let (first, rest) = body.split_at(1000);
-        for (coding, declared) in [Coding::Gzip, Coding::Deflate, Coding::Brotli]
-            .into_iter()
-            .flat_map(|c| [(c, None), (c, Some(body.len() as u64))])
-        {
+        let all = [Coding::Gzip, Coding::Deflate, Coding::Brotli];
+        for (coding, declared) in declared_and_not(&all, body.len() as u64) {
             let mut encoder = Encoder::new(coding, LEVELS, declared);
             let mut out = Vec::new();
             encoder.data(first, &mut out).unwrap();
