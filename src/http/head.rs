@@ -12,6 +12,8 @@ use super::limits::Limits;
 use super::stream::{BufStream, Socket};
 use super::target::{check_target, valid_host, AbsoluteTarget};
 
+mod spare;
+
 /// One header line, name as the peer spelled it (forwarded verbatim), value as raw bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -63,6 +65,23 @@ pub struct ResponseHead {
     pub reason: String,
     pub minor_version: u8,
     pub headers: Vec<Header>,
+}
+
+// A dropped head leaves its memory to the next one this thread parses (`spare`): a worker
+// drops a head for every one it parses.
+impl Drop for RequestHead {
+    fn drop(&mut self) {
+        spare::keep_fields(std::mem::take(&mut self.headers));
+        spare::keep_str(std::mem::take(&mut self.method));
+        spare::keep_str(std::mem::take(&mut self.target));
+    }
+}
+
+impl Drop for ResponseHead {
+    fn drop(&mut self) {
+        spare::keep_fields(std::mem::take(&mut self.headers));
+        spare::keep_str(std::mem::take(&mut self.reason));
+    }
 }
 
 /// Header lookups shared by requests and responses.
@@ -139,7 +158,7 @@ pub fn request_head_ready(buffered: &[u8], limits: &Limits) -> bool {
         return true; // ready to be refused
     }
     let buf = &buffered[leading..];
-    let first_line = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let first_line = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
     !buf.is_empty()
         && (find_head_end(buf, 0).is_some()
             || first_line > limits.max_request_line
@@ -187,10 +206,10 @@ pub fn parse_request(bytes: &[u8], max_headers: usize) -> Result<RequestHead, Ht
         }
         let target = req.path.unwrap_or_default();
         let head = RequestHead {
-            method: method.to_owned(),
-            target: target.to_owned(),
+            method: spare::own_str(method),
+            target: spare::own_str(target),
             minor_version: req.version.unwrap_or(1),
-            headers: own_headers(req.headers),
+            headers: spare::own_fields(req.headers),
             route: None,
             original_target: None,
         };
@@ -247,9 +266,9 @@ pub fn parse_response(bytes: &[u8], max_headers: usize) -> Result<ResponseHead, 
         }
         Ok(ResponseHead {
             status: res.code.unwrap_or_default(),
-            reason: res.reason.unwrap_or_default().to_owned(),
+            reason: spare::own_str(res.reason.unwrap_or_default()),
             minor_version: res.version.unwrap_or(1),
-            headers: own_headers(res.headers),
+            headers: spare::own_fields(res.headers),
         })
     })
 }
@@ -273,16 +292,6 @@ fn with_slots<'b, T>(
         slots.resize_with(max, MaybeUninit::uninit);
         parse(&mut slots)
     }
-}
-
-fn own_headers(headers: &[httparse::Header<'_>]) -> Vec<Header> {
-    headers
-        .iter()
-        .map(|h| Header {
-            name: h.name.to_owned(),
-            value: h.value.to_vec(),
-        })
-        .collect()
 }
 
 /// RFC 9112 section 2.2 asks servers to ignore "at least one" empty line before a request
@@ -323,7 +332,7 @@ fn method_too_long(buf: &[u8]) -> bool {
 /// implement. The copy is made only for such a line; any other request is borrowed as it is.
 fn as_highest_minor_version(bytes: &[u8]) -> Cow<'_, [u8]> {
     let start = leading_empty_lines(bytes);
-    let Some(nl) = bytes[start..].iter().position(|&b| b == b'\n') else {
+    let Some(nl) = memchr::memchr(b'\n', &bytes[start..]) else {
         return Cow::Borrowed(bytes);
     };
     let line_end = start + nl;
@@ -372,7 +381,7 @@ fn collect_head<S: Socket>(
             return Err(METHOD_TOO_LONG);
         }
         if let Some(max) = max_first_line {
-            let first_line = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+            let first_line = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
             if first_line > max {
                 return Err(HttpError::UriTooLong);
             }
@@ -441,7 +450,7 @@ fn early_refusal(buf: &[u8], from: usize, request: bool) -> Option<HttpError> {
     if method_too_long(buf) {
         return Some(METHOD_TOO_LONG);
     }
-    let line_end = buf.iter().position(|&b| b == b'\n')?;
+    let line_end = memchr::memchr(b'\n', buf)?;
     if line_end + 1 < from {
         return None; // judged on an earlier call, when it first arrived whole
     }
@@ -462,7 +471,7 @@ fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
 /// Finds the end of a head (an empty line, CRLF or bare LF) at or after `from`.
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
-    while let Some(offset) = buf[i..].iter().position(|&b| b == b'\n') {
+    while let Some(offset) = memchr::memchr(b'\n', &buf[i..]) {
         let nl = i + offset;
         match &buf[nl + 1..] {
             [b'\n', ..] => return Some(nl + 2),

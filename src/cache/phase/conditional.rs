@@ -90,7 +90,7 @@ mod tests {
             status: 200,
             reason: "OK".into(),
             minor_version: 1,
-            headers: request("GET", "/", headers).headers,
+            headers: request("GET", "/", headers).headers.clone(),
         };
         let directives = ResponseDirectives::parse(&head);
         let lifetime = Lifetime {

@@ -117,10 +117,8 @@ impl CachePhases {
         if !explicit {
             return;
         }
-        let as_get = RequestHead {
-            method: "GET".to_owned(),
-            ..request.clone()
-        };
+        let mut as_get = request.clone();
+        as_get.method = "GET".to_owned();
         self.plan_store(ctx, &key, &as_get, response, plan);
     }
 
