@@ -197,10 +197,16 @@ pub struct Connector {
     /// about to close them itself.
     max_idle_time: Duration,
     max_idle_per_backend: usize,
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>, Fast>>,
     /// Backends spoken to over TLS (`https://` servers), with their SNI name and verifier.
-    tls: HashMap<SocketAddr, BackendTls>,
+    tls: HashMap<SocketAddr, BackendTls, Fast>,
 }
+
+/// The hasher of both maps, each looked up on every request: foldhash instead of the default
+/// SipHash, which took 3% of stage 5's instructions a request (callgrind). SipHash resists
+/// keys chosen to collide; these keys are the backends of the configuration, which no client
+/// chooses.
+type Fast = foldhash::fast::RandomState;
 
 impl Connector {
     pub fn new(timeouts: UpstreamTimeouts) -> Connector {
@@ -208,8 +214,8 @@ impl Connector {
             timeouts,
             max_idle_time: Duration::from_secs(4),
             max_idle_per_backend: 64,
-            idle: Mutex::new(HashMap::new()),
-            tls: HashMap::new(),
+            idle: Mutex::new(HashMap::default()),
+            tls: HashMap::default(),
         }
     }
 

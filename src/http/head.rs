@@ -470,16 +470,14 @@ fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
 
 /// Finds the end of a head (an empty line, CRLF or bare LF) at or after `from`.
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(offset) = memchr::memchr(b'\n', &buf[i..]) {
-        let nl = i + offset;
-        match &buf[nl + 1..] {
-            [b'\n', ..] => return Some(nl + 2),
-            [b'\r', b'\n', ..] => return Some(nl + 3),
-            _ => i = nl + 1,
-        }
-    }
-    None
+    // One search over all the line ends, not one started afresh for each line.
+    memchr::memchr_iter(b'\n', &buf[from..])
+        .map(|offset| from + offset)
+        .find_map(|nl| match &buf[nl + 1..] {
+            [b'\n', ..] => Some(nl + 2),
+            [b'\r', b'\n', ..] => Some(nl + 3),
+            _ => None,
+        })
 }
 
 #[cfg(test)]
