@@ -2,10 +2,10 @@
 //! that the next parse fills them instead of allocating.
 //!
 //! Every request makes two heads (the client's request and the backend's response), and an
-//! owned head is a `String` and a `Vec` for each field, plus a few more: 17 of stage 5's 26
-//! allocations a request against `wrk` and nginx. A worker parses a head, serves it and drops
-//! it, over and over, so the parts of the last two heads a thread dropped are nearly always
-//! the right size for the next two. Heads stay owned (the phases, the cache and the workbook
+//! owned head is a `String` and a `Vec` for each field, plus a few more: 23 of stage 5's 26.3
+//! allocations a request against `ab -k` and nginx (notes.md). A worker parses a head, serves
+//! it and drops it, over and over, so the parts of the last two heads a thread dropped are
+//! nearly always the right size for the next two. Heads stay owned (the phases and the cache
 //! use them as they are); only where their memory comes from changes.
 //!
 //! Bounded, since every worker keeps its own: two field lists of at most
