@@ -75,7 +75,8 @@ pub fn own_str(text: &str) -> String {
 
 /// Keeps a dropped head's field list for the next parse on this thread, if it is small.
 pub fn keep_fields(list: Vec<Header>) {
-    if list.capacity() == 0 || list.len() > MAX_KEPT_FIELDS {
+    // Capacity, not length: a phase may have removed fields from a long list.
+    if list.capacity() == 0 || list.capacity() > MAX_KEPT_FIELDS {
         return;
     }
     let bytes: usize = list
@@ -162,6 +163,9 @@ mod tests {
             keep_fields(own_fields(&fields(&[("Cookie", &big)])));
             let many: Vec<_> = (0..=MAX_KEPT_FIELDS).map(|_| ("X", &b"1"[..])).collect();
             keep_fields(own_fields(&fields(&many)));
+            let mut emptied = own_fields(&fields(&many));
+            emptied.truncate(1);
+            keep_fields(emptied);
             assert!(with_spares(|s| s.lists.is_empty()).unwrap());
             for _ in 0..=MAX_KEPT_LISTS {
                 keep_fields(vec![Header {
