@@ -21,7 +21,8 @@
 # Every process is started here and stopped by PID on exit.
 set -euo pipefail
 
-BIN=${BIN:-target/release}
+here=$(cd "$(dirname "$0")" && pwd)
+BIN=${BIN:-$here/../../target/release}
 SHORT=${SHORT:-2}
 LONG=${LONG:-6}
 if (($# > 0)); then targets=("$@"); else targets=(stage5 stage9 blocking_floor); fi
@@ -30,7 +31,6 @@ if (($# > 0)); then targets=("$@"); else targets=(stage5 stage9 blocking_floor);
 for tool in nginx wrk valgrind callgrind_annotate callgrind_control; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y nginx-light wrk valgrind)" >&2; exit 1; }
 done
-here=$(cd "$(dirname "$0")" && pwd)
 
 tmp=$(mktemp -d)
 pids=()
@@ -59,10 +59,12 @@ pids+=($!)
 for port in 19211 19212 19213; do "$here/wait-port.sh" "$port" 10; done
 printf '[server]\nlisten = "127.0.0.1:18292"\n[upstreams.app]\nservers = ["127.0.0.1:19211", "127.0.0.1:19212", "127.0.0.1:19213"]\n[log]\nlevel = "warn"\n' >"$tmp/proxy.toml"
 
-# Runs $1 under callgrind, wrk for $2 seconds, and prints "REQUESTS INSTRUCTIONS".
+# Runs $1 under callgrind and wrk for $2 seconds, and sets REQUESTS and INSTRUCTIONS. Called
+# in this shell, not in a $(...), so that the cleanup knows the PID whatever fails.
 count() {
-  local binary=$1 seconds=$2 args pid requests
-  if "$binary" --help 2>/dev/null | grep -q -- '--config'; then
+  local binary=$1 seconds=$2 help args pid out
+  help=$("$binary" --help 2>/dev/null || true)
+  if [[ $help == *--config* ]]; then
     args=(--config "$tmp/proxy.toml" --log-level warn)
   else
     args=(--backend 127.0.0.1:19211 --backend 127.0.0.1:19212 --backend 127.0.0.1:19213 --log-level warn)
@@ -72,15 +74,23 @@ count() {
     "$binary" --listen 127.0.0.1:18292 "${args[@]}" >/dev/null 2>"$tmp/valgrind.log" &
   pid=$!
   pids+=("$pid")
-  "$here/wait-port.sh" 18292 60 || { tail -5 "$tmp/valgrind.log" >&2; return 1; }
-  requests=$(wrk -t1 -c16 -d"${seconds}s" http://127.0.0.1:18292/ | awk '/requests in/ {print $1}')
+  "$here/wait-port.sh" 18292 60 || { echo "$binary did not listen:" >&2; tail -5 "$tmp/valgrind.log" >&2; exit 1; }
+  out=$(wrk -t1 -c16 -d"${seconds}s" http://127.0.0.1:18292/)
+  if grep -qE "Non-2xx|Socket errors" <<<"$out"; then
+    echo "$binary answered with errors:" >&2
+    grep -E "Non-2xx|Socket errors" <<<"$out" >&2
+    exit 1
+  fi
+  REQUESTS=$(awk '/requests in/ {print $1}' <<<"$out")
   # A dump while it runs (`callgrind_control -d`), then the process is killed: the stages
   # stop gracefully on a signal, which would count the shutdown too.
   callgrind_control -d "$pid" >/dev/null 2>&1
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  echo "$requests $(callgrind_annotate "$tmp"/callgrind.*.1 2>/dev/null |
-    awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')"
+  INSTRUCTIONS=$(callgrind_annotate "$tmp"/callgrind.*.1 2>/dev/null |
+    awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  [[ $REQUESTS =~ ^[0-9]+$ && $INSTRUCTIONS =~ ^[0-9]+$ ]] ||
+    { echo "$binary: no count (requests '$REQUESTS', instructions '$INSTRUCTIONS')" >&2; exit 1; }
   for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/18292) 2>/dev/null || break; sleep 0.05; done
 }
 
@@ -90,8 +100,10 @@ for target in "${targets[@]}"; do
   binary=$BIN/$target
   [[ -x $binary ]] || binary=$BIN/examples/$target
   [[ -x $binary ]] || { echo "no $BIN/$target: cargo build --release --workspace --examples" >&2; exit 1; }
-  read -r short_requests short_count < <(count "$binary" "$SHORT")
-  read -r long_requests long_count < <(count "$binary" "$LONG")
+  count "$binary" "$SHORT"
+  short_requests=$REQUESTS short_count=$INSTRUCTIONS
+  count "$binary" "$LONG"
+  long_requests=$REQUESTS long_count=$INSTRUCTIONS
   ((long_requests > short_requests)) || { echo "$target: no more requests in $LONG s than in $SHORT s" >&2; exit 1; }
   per=$(((long_count - short_count) / (long_requests - short_requests)))
   echo "| $target | $per | $short_requests, $long_requests |"

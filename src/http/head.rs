@@ -72,8 +72,10 @@ pub struct ResponseHead {
 impl Drop for RequestHead {
     fn drop(&mut self) {
         spare::keep_fields(std::mem::take(&mut self.headers));
-        spare::keep_str(std::mem::take(&mut self.method));
+        // The target first: strings come back last in, first out, and the next parse takes
+        // the method's first, so each gets back a string of its own size.
         spare::keep_str(std::mem::take(&mut self.target));
+        spare::keep_str(std::mem::take(&mut self.method));
     }
 }
 
@@ -470,7 +472,7 @@ fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
 
 /// Finds the end of a head (an empty line, CRLF or bare LF) at or after `from`.
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    // One search over all the line ends, not one started afresh for each line.
+    // memchr's vector search over all the line ends, set up once for the head.
     memchr::memchr_iter(b'\n', &buf[from..])
         .map(|offset| from + offset)
         .find_map(|nl| match &buf[nl + 1..] {
