@@ -11,6 +11,7 @@
 #   PROXIES="nginx apache-event" chapters/scripts/bench-kit.sh    # some peers only
 #   PROXIES= ALSO="stage9 examples/blocking_floor" chapters/scripts/bench-kit.sh
 #                          # stage 5, stage 9 and the floor in one run, each as a ratio to the floor
+#   ROUNDS=6 DURATION=3 ...  # more, shorter rounds: the median ratio shrugs off a noisy one
 #
 # What it starts (every process by PID, every one stopped on exit, also on Ctrl-C):
 #   backends  127.0.0.1:19001-19003  one nginx, `/` answers "hello from N" (13 B),
@@ -41,7 +42,7 @@
 # has reaped) and divides it by the requests the run completed: CPU microseconds per request,
 # which moves far less between runs than req/s does. Output: one Markdown row per run (req/s,
 # p50, p99, CPU µs per request), then a table of revproxy's ratio to each peer per test and
-# round, then every proxy's CPU per request. Judge by those ratios and by the CPU per request,
+# round (with the median over rounds, from ROUNDS=3 on), then every proxy's CPU per request. Judge by those ratios and by the CPU per request,
 # never by absolute numbers from another run; a difference under about 10% is noise on a
 # shared 2-core machine. c=1 measures the machine more than the proxy.
 set -euo pipefail
@@ -336,23 +337,40 @@ for round in $(seq "$ROUNDS"); do
 done
 
 label_of() { local label=${1/@/ c=}; [[ $1 == ab16 ]] && label="ab -c16, no keep-alive"; echo "$label"; }
+# The median of the numbers given (the mean of the middle two for an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # A table of req/s ratios, one column per round and pair; a pair is NUMERATOR_PORT/DENOMINATOR_PORT/LABEL.
+# From three rounds on, a last column per pair gives the median of its rounds' ratios: one round
+# that a neighbour on the machine slowed (one proxy's few seconds, not the other's) moves it
+# less than it moves a mean.
 ratio_table() {
-  local header="| test |" rule="|---|" r pair test row num den
+  local header="| test |" rule="|---|" r pair test row num den ratio
+  local -A ratios
   for r in $(seq "$ROUNDS"); do
     for pair in "$@"; do header+=" round $r: ${pair#*/*/} |"; rule+="---:|"; done
   done
+  if ((ROUNDS >= 3)); then
+    for pair in "$@"; do header+=" median: ${pair#*/*/} |"; rule+="---:|"; done
+  fi
   echo "$header"
   echo "$rule"
   for test in "${tests[@]}"; do
     row="| $(label_of "$test") |"
+    ratios=()
     for r in $(seq "$ROUNDS"); do
       for pair in "$@"; do
         num=${pair%%/*} den=${pair#*/} den=${den%%/*}
-        row+=$(awk -v o="${result[$r,$num,$test]:-0}" -v t="${result[$r,$den,$test]:-0}" \
-          'BEGIN { printf " %.2f (%d / %d) |", (t>0?o/t:0), o, t }')
+        ratio=$(awk -v o="${result[$r,$num,$test]:-0}" -v t="${result[$r,$den,$test]:-0}" \
+          'BEGIN { printf "%.4f", (t>0?o/t:0) }')
+        ratios[$pair]+=" $ratio"
+        row+=$(awk -v q="$ratio" -v o="${result[$r,$num,$test]:-0}" -v t="${result[$r,$den,$test]:-0}" \
+          'BEGIN { printf " %.2f (%d / %d) |", q, o, t }')
       done
     done
+    if ((ROUNDS >= 3)); then
+      # shellcheck disable=SC2086 # the ratios are words by design
+      for pair in "$@"; do row+=" $(median ${ratios[$pair]}) |"; done
+    fi
     echo "$row"
   done
 }
