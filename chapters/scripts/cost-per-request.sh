@@ -11,6 +11,8 @@
 #   IDLE=10000 chapters/scripts/cost-per-request.sh stage5   # beside 10,000 idle clients
 #   chapters/scripts/cost-per-request.sh blocking_floor stage5 nginx   # and the floor (build
 #                                         it first: cargo build --release --example blocking_floor)
+#   chapters/scripts/cost-per-request.sh stage5 stage5-hold   # stage 5 without its parker
+#                                         (--keep-alive hold): what the hand-off costs
 #
 # Each proxy runs alone on CPU 1 in front of three nginx backends on CPU 0, with wrk on CPU 0
 # (one thread, CONNS connections, DURATION seconds, after a 1 s warm-up). The config stages
@@ -86,25 +88,32 @@ start_target() {
     stage4) taskset -c 1 "$BIN/stage4" --listen 127.0.0.1:18282 --backend 127.0.0.1:19201 --log-level warn >/dev/null 2>&1 & ;;
     stage5) taskset -c 1 "$BIN/stage5" --listen 127.0.0.1:18282 --backend 127.0.0.1:19201 \
       --backend 127.0.0.1:19202 --backend 127.0.0.1:19203 --log-level warn >/dev/null 2>&1 & ;;
+    # Stage 5 whose workers keep their connections (no parker): what the hand-off costs.
+    stage5-hold) taskset -c 1 "$BIN/stage5" --keep-alive hold --listen 127.0.0.1:18282 \
+      --backend 127.0.0.1:19201 --backend 127.0.0.1:19202 --backend 127.0.0.1:19203 \
+      --log-level warn >/dev/null 2>&1 & ;;
     # The relay with no HTTP in it (examples/blocking_floor.rs): the floor of the model.
     blocking_floor) taskset -c 1 "$BIN/examples/blocking_floor" --listen 127.0.0.1:18282 \
       --backend 127.0.0.1:19201 --backend 127.0.0.1:19202 --backend 127.0.0.1:19203 >/dev/null 2>&1 & ;;
     stage*) taskset -c 1 "$BIN/$target" --config "$tmp/proxy.toml" >/dev/null 2>&1 & ;;
-    *) echo "unknown target $target (stage4 to stage9, blocking_floor, or nginx)" >&2; return 1 ;;
+    *) echo "unknown target $target (stage4 to stage9, stage5-hold, blocking_floor, or nginx)" >&2; return 1 ;;
   esac
   echo $!
 }
 
-# CPU ticks (user + system) and context switches of every thread of $1, from /proc.
+# CPU ticks in user space and in the kernel, and context switches, of every thread of $1,
+# from /proc.
 proc_counts() {
   local pid=$1 ticks switches
-  ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  ticks=$(awk '{print $14, $15}' "/proc/$pid/stat")
   switches=$(cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}')
   echo "$ticks $switches"
 }
+# Clock ticks as µs per request: TICKS REQUESTS.
+per_request_us() { awk -v t="$1" -v hz="$hz" -v r="$2" 'BEGIN {printf "%.1f", t * 1e6 / hz / r}'; }
 
-echo "| round | proxy | req/s | p99 | CPU µs/request | syscalls/request | context switches/request |"
-echo "|---:|---|---:|---:|---:|---:|---:|"
+echo "| round | proxy | req/s | p99 | CPU µs/request | of it user, system | syscalls/request | context switches/request |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|"
 hz=$(getconf CLK_TCK)
 for round in $(seq "$ROUNDS"); do
   order=("${targets[@]}")
@@ -113,7 +122,7 @@ for round in $(seq "$ROUNDS"); do
     for ((i = ${#targets[@]} - 1; i >= 0; i--)); do order+=("${targets[i]}"); done
   fi
   for target in "${order[@]}"; do
-    binary=$BIN/$target
+    binary=$BIN/${target%-hold}
     [[ $target == blocking_floor ]] && binary=$BIN/examples/$target
     [[ $target == nginx || -x $binary ]] || { echo "no $binary: cargo build --release --workspace --examples" >&2; exit 1; }
     pid=$(start_target "$target")
@@ -131,11 +140,14 @@ for round in $(seq "$ROUNDS"); do
       perf stat -x, -e task-clock,context-switches,raw_syscalls:sys_enter -p "$pid" \
         -o "$tmp/stat" -- sleep $((DURATION + 1)) &
       counter=$!
-    else
-      read -r ticks0 switches0 < <(proc_counts "$pid")
     fi
+    # The split between user space (the proxy's own work) and the kernel (system calls and
+    # wake-ups) comes from /proc in either case: 100 Hz ticks, enough over DURATION seconds.
+    read -r user0 system0 switches0 < <(proc_counts "$pid")
     out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency http://127.0.0.1:18282/)
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    read -r user1 system1 switches1 < <(proc_counts "$pid")
+    split="$(per_request_us $((user1 - user0)) "$requests"), $(per_request_us $((system1 - system0)) "$requests")"
     if $use_perf; then
       wait "$counter"
       read -r cpu syscalls switches < <(awk -F, '$3=="task-clock" {c=$1} $3=="context-switches" {s=$1}
@@ -143,13 +155,12 @@ for round in $(seq "$ROUNDS"); do
       cpu_us=$(awk -v c="$cpu" -v r="$requests" 'BEGIN {printf "%.1f", c * 1000 / r}')
       per_syscalls=$(awk -v y="$syscalls" -v r="$requests" 'BEGIN {printf "%.1f", y / r}')
     else
-      read -r ticks1 switches1 < <(proc_counts "$pid")
-      cpu_us=$(awk -v t=$((ticks1 - ticks0)) -v hz="$hz" -v r="$requests" 'BEGIN {printf "%.1f", t * 1e6 / hz / r}')
+      cpu_us=$(per_request_us $((user1 - user0 + system1 - system0)) "$requests")
       switches=$((switches1 - switches0))
       per_syscalls=-
     fi
     per_switches=$(awk -v s="$switches" -v r="$requests" 'BEGIN {printf "%.2f", s / r}')
-    echo "| $round | $target | $(awk '/Requests\/sec/ {print $2}' <<<"$out") | $(awk '$1=="99%" {print $2}' <<<"$out") | $cpu_us | $per_syscalls | $per_switches |"
+    echo "| $round | $target | $(awk '/Requests\/sec/ {print $2}' <<<"$out") | $(awk '$1=="99%" {print $2}' <<<"$out") | $cpu_us | $split | $per_syscalls | $per_switches |"
     grep -E "Non-2xx|Socket errors" <<<"$out" >&2 || true
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
