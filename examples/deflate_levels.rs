@@ -129,10 +129,13 @@ fn main() {
         println!("{level:>5}  {zlib_rate:14.0} {zlib_size:8}  {ld_rate:20.0} {ld_size:8}");
         let served = libdeflate_level(level);
         if served != level {
-            let lvl = libdeflater::CompressionLvl::new(served as i32).expect("levels 1 to 9");
+            let lvl = libdeflater::CompressionLvl::new(served as i32).expect("levels 1 to 9 exist");
             let mut compressor = libdeflater::Compressor::new(lvl);
             let (rate, size) = measure(|| libdeflate_once(&mut compressor, &input, &mut room));
-            println!("       stage 9 serves level {level} by libdeflate's {served}: {rate:.0} bodies/s, {size} bytes");
+            println!(
+                "       stage 9 serves level {level} by libdeflate's {served}: \
+                 {rate:.0} bodies/s, {size} bytes"
+            );
         }
     }
 }

@@ -42,9 +42,10 @@
 # has reaped) and divides it by the requests the run completed: CPU microseconds per request,
 # which moves far less between runs than req/s does. Output: one Markdown row per run (req/s,
 # p50, p99, CPU µs per request), then a table of revproxy's ratio to each peer per test and
-# round (with the median over rounds, from ROUNDS=3 on), then every proxy's CPU per request. Judge by those ratios and by the CPU per request,
-# never by absolute numbers from another run; a difference under about 10% is noise on a
-# shared 2-core machine. c=1 measures the machine more than the proxy.
+# round (with the median over rounds, from ROUNDS=3 on), then every proxy's CPU per request.
+# Judge by those ratios and by the CPU per request, never by absolute numbers from another
+# run; a difference under about 10% is noise on a shared 2-core machine. c=1 measures the
+# machine more than the proxy.
 set -euo pipefail
 
 BIN=${BIN:-target/release}
@@ -338,7 +339,7 @@ done
 
 label_of() { local label=${1/@/ c=}; [[ $1 == ab16 ]] && label="ab -c16, no keep-alive"; echo "$label"; }
 # The median of the numbers given (the mean of the middle two for an even count).
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { printf '%s\n' "$@" | LC_ALL=C sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # A table of req/s ratios, one column per round and pair; a pair is NUMERATOR_PORT/DENOMINATOR_PORT/LABEL.
 # From three rounds on, a last column per pair gives the median of its rounds' ratios: one round
 # that a neighbour on the machine slowed (one proxy's few seconds, not the other's) moves it

@@ -12,14 +12,17 @@
 #   chapters/scripts/cost-per-request.sh blocking_floor stage5 nginx   # and the floor (build
 #                                         it first: cargo build --release --example blocking_floor)
 #   chapters/scripts/cost-per-request.sh stage5 stage5-hold   # stage 5 without its parker
-#                                         (--keep-alive hold): what the hand-off costs
+#                                         (--keep-alive hold): what the hand-off costs (its 64
+#                                         workers each hold a connection: CONNS and IDLE under 64)
 #
 # Each proxy runs alone on CPU 1 in front of three nginx backends on CPU 0, with wrk on CPU 0
 # (one thread, CONNS connections, DURATION seconds, after a 1 s warm-up). The config stages
 # get a file with the three backends and nothing else turned on (no cache, no rules, one
 # route), so the table shows what each layer costs when its features are off. With `perf`
 # (Debian: linux-perf) the counts come from the kernel's tracepoints; without it, CPU and
-# context switches come from /proc and the system calls column says "-". With IDLE=N, N idle
+# context switches come from /proc and the system calls column says "-". The split of the
+# CPU into user space and the kernel always comes from /proc (100 Hz ticks, over wrk's run;
+# perf's total covers a second more), so the two do not quite add up. With IDLE=N, N idle
 # keep-alive clients (chapters/scripts/idle_connections.py, one request each) are held open
 # during the measurement, and the proxy's RSS with them is printed (`ulimit -n` must allow).
 # Every process is started here and stopped by PID on exit.
@@ -109,8 +112,8 @@ proc_counts() {
   switches=$(cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}')
   echo "$ticks $switches"
 }
-# Clock ticks as µs per request: TICKS REQUESTS.
-per_request_us() { awk -v t="$1" -v hz="$hz" -v r="$2" 'BEGIN {printf "%.1f", t * 1e6 / hz / r}'; }
+# Clock ticks as µs per request: TICKS REQUESTS ("-" when no request completed).
+per_request_us() { awk -v t="$1" -v hz="$hz" -v r="${2:-0}" 'BEGIN {if (r > 0) printf "%.1f", t * 1e6 / hz / r; else print "-"}'; }
 
 echo "| round | proxy | req/s | p99 | CPU µs/request | of it user, system | syscalls/request | context switches/request |"
 echo "|---:|---|---:|---:|---:|---:|---:|---:|"
@@ -122,8 +125,9 @@ for round in $(seq "$ROUNDS"); do
     for ((i = ${#targets[@]} - 1; i >= 0; i--)); do order+=("${targets[i]}"); done
   fi
   for target in "${order[@]}"; do
-    binary=$BIN/${target%-hold}
+    binary=$BIN/$target
     [[ $target == blocking_floor ]] && binary=$BIN/examples/$target
+    [[ $target == stage5-hold ]] && binary=$BIN/stage5
     [[ $target == nginx || -x $binary ]] || { echo "no $binary: cargo build --release --workspace --examples" >&2; exit 1; }
     pid=$(start_target "$target")
     pids+=("$pid")
@@ -147,20 +151,20 @@ for round in $(seq "$ROUNDS"); do
     out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency http://127.0.0.1:18282/)
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
     read -r user1 system1 switches1 < <(proc_counts "$pid")
-    split="$(per_request_us $((user1 - user0)) "$requests"), $(per_request_us $((system1 - system0)) "$requests")"
+    user_system_us="$(per_request_us $((user1 - user0)) "$requests"), $(per_request_us $((system1 - system0)) "$requests")"
     if $use_perf; then
       wait "$counter"
       read -r cpu syscalls switches < <(awk -F, '$3=="task-clock" {c=$1} $3=="context-switches" {s=$1}
         $3=="raw_syscalls:sys_enter" {y=$1} END {print c, y, s}' "$tmp/stat")
-      cpu_us=$(awk -v c="$cpu" -v r="$requests" 'BEGIN {printf "%.1f", c * 1000 / r}')
-      per_syscalls=$(awk -v y="$syscalls" -v r="$requests" 'BEGIN {printf "%.1f", y / r}')
+      cpu_us=$(awk -v c="$cpu" -v r="${requests:-0}" 'BEGIN {if (r > 0) printf "%.1f", c * 1000 / r; else print "-"}')
+      per_syscalls=$(awk -v y="$syscalls" -v r="${requests:-0}" 'BEGIN {if (r > 0) printf "%.1f", y / r; else print "-"}')
     else
       cpu_us=$(per_request_us $((user1 - user0 + system1 - system0)) "$requests")
       switches=$((switches1 - switches0))
       per_syscalls=-
     fi
-    per_switches=$(awk -v s="$switches" -v r="$requests" 'BEGIN {printf "%.2f", s / r}')
-    echo "| $round | $target | $(awk '/Requests\/sec/ {print $2}' <<<"$out") | $(awk '$1=="99%" {print $2}' <<<"$out") | $cpu_us | $split | $per_syscalls | $per_switches |"
+    per_switches=$(awk -v s="$switches" -v r="${requests:-0}" 'BEGIN {if (r > 0) printf "%.2f", s / r; else print "-"}')
+    echo "| $round | $target | $(awk '/Requests\/sec/ {print $2}' <<<"$out") | $(awk '$1=="99%" {print $2}' <<<"$out") | $cpu_us | $user_system_us | $per_syscalls | $per_switches |"
     grep -E "Non-2xx|Socket errors" <<<"$out" >&2 || true
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true

@@ -3,18 +3,18 @@
 //! streaming interface and is faster than zlib at the levels most used, with smaller output
 //! (`cargo run --release --example deflate_levels`, chapters/notes.md):
 //!
-//! - on text, twice zlib's speed at level 1 with 10% fewer bytes, 2.2 to 2.4 times at level 6
-//!   with the same size;
+//! - on text, twice zlib's speed at level 1 with 10% fewer bytes, 2.2 to 2.4 times at its
+//!   own level 6 with the same size;
 //! - on chapter 09's generated JSON, its weakest case, 1.4 to 1.6 times at level 1 with 8%
-//!   fewer bytes, and 4 to 7% slower at its level 6 with 11% fewer (so zlib's level 6 is
-//!   served by libdeflate's 5, below).
+//!   fewer bytes, and about zlib's speed at its own level 6 with 11% fewer (so zlib's level 6
+//!   is served by libdeflate's 5, below).
 //!
 //! From level 7 up libdeflate trades much more time for bytes than zlib does (at level 9,
 //! over three times zlib's time on the JSON), so those levels stay on zlib's stream.
 //!
-//! A configured level names zlib's trade (nginx's `gzip_comp_level` means the same), so
-//! each is served by the libdeflate level that gives zlib's size for that level at least as
-//! fast: its own number, except level 6 ([`libdeflate_level`]).
+//! A configured level names zlib's trade (nginx's `gzip_comp_level` means the same), so it
+//! is served by libdeflate's level of the same number, except level 6, served by its 5
+//! ([`libdeflate_level`] says why).
 //!
 //! Holding the body costs what the origin sends before the client gets anything, so it is
 //! held only while the origin keeps sending: when the relay reports a pause (a slow origin),
@@ -37,14 +37,13 @@ pub const WHOLE_BODY_MAX: u64 = 256 * 1024;
 /// Highest zlib level served by libdeflate (see the module's comment).
 const HIGHEST_LEVEL: u32 = 6;
 
-/// libdeflate's level for zlib's `level`. At 6, libdeflate's own 6 is no faster than zlib's
-/// on JSON whose rows repeat almost word for word (0.93 to 1.02 of its speed), while its 5 is
-/// 1.4 to 3.7 times zlib's 6 on nine bodies (JSON, HTML, CSS, JavaScript, Rust, Markdown),
-/// from 11.4% smaller to 1.6% larger (`cargo run --release --example deflate_levels`;
-/// chapters/notes.md, "Kept: level 6 is libdeflate's 5"). Levels 1 to 5 keep their number:
-/// at 1, 4 and 5 libdeflate's is faster than zlib's on eight of those bodies and within 1% of
-/// its size; at 2 and 3 the JSON is its weak case again (0.97 of zlib's speed at 2, 3.6%
-/// larger at 3), a difference too small to change a level's meaning for.
+/// libdeflate's level for zlib's `level` (only 1 to `HIGHEST_LEVEL` reach libdeflate; the
+/// others stream through zlib at their own number). At 6, libdeflate's own 6 is about zlib's
+/// speed on JSON whose rows repeat almost word for word (0.93 to 1.04 of it on chapter 09's
+/// body, 0.76 to 0.86 on a 20 KiB one), while its 5 is 1.4 to 3.7 times zlib's 6 on nine
+/// bodies (JSON, HTML, CSS, JavaScript, Rust, Markdown), from 11.4% smaller to 1.6% larger
+/// (`cargo run --release --example deflate_levels`; chapters/notes.md, "Kept: level 6 is
+/// libdeflate's 5"). Levels 1 to 5 keep their number (notes.md has both libraries at each).
 pub fn libdeflate_level(level: u32) -> u32 {
     match level {
         6 => 5,
@@ -62,8 +61,8 @@ const STOCK_MAX: usize = 8;
 static WORKSPACES: Stock<Workspace> = Stock::new(STOCK_MAX);
 static BODIES: Stock<Vec<u8>> = Stock::new(STOCK_MAX);
 
-/// A compressor for one level, and the buffer it compresses into before the output is copied
-/// (a tenth of the input's size, for text) to the caller.
+/// A compressor for one of libdeflate's levels, and the buffer it compresses into before the
+/// output is copied (a tenth of the input's size, for text) to the caller.
 struct Workspace {
     level: u32,
     compressor: Compressor,
@@ -189,9 +188,10 @@ fn give_body(mut body: Vec<u8>) {
 
 /// `body` in `wrapper` at `level`, appended to `out` in one libdeflate call.
 fn compress(wrapper: Wrapper, level: u32, body: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-    let mut space = match WORKSPACES.take(|w| w.level == level) {
+    let served = libdeflate_level(level);
+    let mut space = match WORKSPACES.take(|w| w.level == served) {
         Some(space) => space,
-        None => Workspace::new(level)?,
+        None => Workspace::new(served)?,
     };
     let compressor = &mut space.compressor;
     let bound = match wrapper {
@@ -218,8 +218,9 @@ fn compress(wrapper: Wrapper, level: u32, body: &[u8], out: &mut Vec<u8>) -> io:
 }
 
 impl Workspace {
+    /// A compressor at libdeflate's `level`.
     fn new(level: u32) -> io::Result<Workspace> {
-        let lvl = i32::try_from(libdeflate_level(level))
+        let lvl = i32::try_from(level)
             .ok()
             .and_then(|l| CompressionLvl::new(l).ok())
             .ok_or_else(|| io::Error::other(format!("libdeflate has no level {level}")))?;
@@ -319,9 +320,9 @@ mod tests {
             room.truncate(n);
             room
         };
-        for (configured, served) in [(1, 1), (4, 4), (5, 5), (6, 5)] {
-            let mut whole = Whole::for_body(Wrapper::Gzip, configured, Some(body.len() as u64));
-            let whole = whole.as_mut().unwrap();
+        for (configured, served) in [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 5)] {
+            let declared = Some(body.len() as u64);
+            let mut whole = Whole::for_body(Wrapper::Gzip, configured, declared).unwrap();
             let mut out = Vec::new();
             whole.data(&body, &mut out).unwrap();
             whole.finish(&mut out).unwrap();
