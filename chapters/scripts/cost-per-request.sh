@@ -10,7 +10,8 @@
 #   ROUNDS=3 DURATION=5 CONNS=64 chapters/scripts/cost-per-request.sh stage5 stage9 nginx
 #   IDLE=10000 chapters/scripts/cost-per-request.sh stage5   # beside 10,000 idle clients
 #   chapters/scripts/cost-per-request.sh blocking_floor stage5 nginx   # and the floor (build
-#                                         it first: cargo build --release --example blocking_floor)
+#                                         it first: cargo build --release --examples); parsing_floor
+#                                         is the floor that also parses both heads
 #   chapters/scripts/cost-per-request.sh stage5 stage5-hold   # stage 5 without its parker
 #                                         (--keep-alive hold): what the hand-off costs (its 64
 #                                         workers each hold a connection: CONNS and IDLE under 64)
@@ -95,11 +96,12 @@ start_target() {
     stage5-hold) taskset -c 1 "$BIN/stage5" --keep-alive hold --listen 127.0.0.1:18282 \
       --backend 127.0.0.1:19201 --backend 127.0.0.1:19202 --backend 127.0.0.1:19203 \
       --log-level warn >/dev/null 2>&1 & ;;
-    # The relay with no HTTP in it (examples/blocking_floor.rs): the floor of the model.
-    blocking_floor) taskset -c 1 "$BIN/examples/blocking_floor" --listen 127.0.0.1:18282 \
+    # The relay with no HTTP in it (examples/blocking_floor.rs): the floor of the model; and
+    # the same relay parsing both heads (examples/parsing_floor.rs): an HTTP proxy's floor.
+    blocking_floor | parsing_floor) taskset -c 1 "$BIN/examples/$target" --listen 127.0.0.1:18282 \
       --backend 127.0.0.1:19201 --backend 127.0.0.1:19202 --backend 127.0.0.1:19203 >/dev/null 2>&1 & ;;
     stage*) taskset -c 1 "$BIN/$target" --config "$tmp/proxy.toml" >/dev/null 2>&1 & ;;
-    *) echo "unknown target $target (stage4 to stage9, stage5-hold, blocking_floor, or nginx)" >&2; return 1 ;;
+    *) echo "unknown target $target (stage4 to stage9, stage5-hold, blocking_floor, parsing_floor, or nginx)" >&2; return 1 ;;
   esac
   echo $!
 }
@@ -126,7 +128,7 @@ for round in $(seq "$ROUNDS"); do
   fi
   for target in "${order[@]}"; do
     binary=$BIN/$target
-    [[ $target == blocking_floor ]] && binary=$BIN/examples/$target
+    [[ $target == *_floor ]] && binary=$BIN/examples/$target
     [[ $target == stage5-hold ]] && binary=$BIN/stage5
     [[ $target == nginx || -x $binary ]] || { echo "no $binary: cargo build --release --workspace --examples" >&2; exit 1; }
     pid=$(start_target "$target")
