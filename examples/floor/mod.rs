@@ -15,11 +15,12 @@
 //!     BIN=target/release/examples STAGE=blocking_floor TESTS="/@16 /@64" \
 //!         chapters/scripts/bench-kit.sh
 //!
-//! Not a proxy: no HTTP beyond that parse. Each client connection gets a thread and one kept connection
-//! to a backend (round robin), and each turn is one `read` from the client, one `write` to the
-//! backend, one `read` of its answer, one `write` back. That is only right for small requests
-//! and answers that each arrive in one piece, as a benchmark's do (`wrk` asking for a 13-byte
-//! page); it is the four system calls and two waits that no blocking relay can do without.
+//! Not a proxy: no HTTP beyond the parsing floor's parse. Each client connection gets a thread
+//! and one kept connection to a backend (round robin), and each turn is one `read` from the
+//! client, one `write` to the backend, one `read` of its answer, one `write` back. That is only
+//! right for small requests and answers that each arrive in one piece, as a benchmark's do
+//! (`wrk` asking for a 13-byte page); it is the four system calls and two waits that no
+//! blocking relay can do without.
 //! Whatever a stage costs above this figure is its own work, and what this figure costs above
 //! nginx's is the price of the model. The parsing floor's cost above the other's is what two
 //! heads cost to parse at the least.
